@@ -1,0 +1,44 @@
+//! Where blob bytes come from once they are local: the cache, a bundle
+//! directory or a bundle `.tar`. Every reader handed out verifies the blob
+//! against its digest as it is read, so nothing downstream can consume
+//! unverified bytes.
+
+use crate::digest::VerifyingReader;
+use crate::error::{Error, IoContext, Result};
+use crate::lock::Blob;
+use std::io::Read;
+
+/// A local store of blobs by digest.
+pub trait BlobSource: Send + Sync {
+    /// Opens a blob's raw bytes, or fails naming it if it is missing.
+    fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>>;
+
+    /// Opens a blob through a reader that fails at the end on a mismatch.
+    fn open(&self, blob: &Blob) -> Result<VerifyingReader<Box<dyn Read + Send + '_>>> {
+        Ok(VerifyingReader::new(self.open_raw(blob)?, blob.digest.clone(), blob.size))
+    }
+
+    /// Reads a whole (small) blob into memory, verified.
+    fn read_small(&self, blob: &Blob) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(blob.size as usize);
+        self.open(blob)?
+            .read_to_end(&mut out)
+            .map_err(|e| Error::integrity(format!("{e}")))?;
+        Ok(out)
+    }
+
+    /// Reads every byte of a blob to check it, without keeping any.
+    fn verify(&self, blob: &Blob) -> Result<()> {
+        std::io::copy(&mut self.open(blob)?, &mut std::io::sink())
+            .map_err(|e| Error::integrity(format!("{e}")))?;
+        Ok(())
+    }
+}
+
+impl BlobSource for crate::cache::Cache {
+    fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>> {
+        let path = self.path(&blob.digest);
+        let file = std::fs::File::open(&path).with_path(&path, "open cached blob")?;
+        Ok(Box::new(std::io::BufReader::with_capacity(256 << 10, file)))
+    }
+}

@@ -1,0 +1,181 @@
+//! Command-line definitions, nothing else. The doc comments here are the
+//! `--help` text (and, later, the man pages and completions).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Install PostgreSQL and its extensions from OCI registries onto hosts that run no containers.
+#[derive(Debug, Parser)]
+#[command(name = "pgoci", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags valid on every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Catalog to resolve against: an embedded name, a name in /etc/pgoci/profiles, or a path.
+    #[arg(long, global = true, env = "PGOCI_PROFILE", value_name = "NAME|PATH")]
+    pub profile: Option<String>,
+    /// Blob cache directory [default: ~/.cache/pgoci, /var/cache/pgoci for root].
+    #[arg(long, global = true, env = "PGOCI_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Platform to resolve for, OS/ARCH [default: the host's].
+    #[arg(long, global = true, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Print one JSON document on stdout; no progress, no prompts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Less output on stderr (repeat for less).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// More output on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Use plain HTTP for this registry, HOST[:PORT] (repeatable).
+    #[arg(long, global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Extra CA certificate (PEM) to trust for registries.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Registry credentials USER:PASSWORD (else env, REGISTRY_AUTH_FILE, ~/.docker/config.json).
+    #[arg(long, global = true, value_name = "USER:PASS", hide_env_values = true)]
+    pub creds: Option<String>,
+    /// Parallel downloads [default: 4].
+    #[arg(long, global = true, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// No progress bars, even on a terminal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+    /// Where instances live.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/opt/pgoci")]
+    pub prefix: PathBuf,
+    /// Treat DIR as / for every host path (tests, image builds).
+    #[arg(long, global = true, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the majors and extensions the profile offers.
+    Catalog {
+        /// Only this major.
+        #[arg(long)]
+        major: Option<u32>,
+    },
+    /// Resolve a major and extensions to digests and write a lock.
+    Resolve {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Where to write the lock (`-` for stdout).
+        #[arg(short, long, default_value = "pgoci.lock")]
+        output: PathBuf,
+    },
+    /// Fetch every blob of a lock into the cache.
+    Pull {
+        #[command(flatten)]
+        source: LockSource,
+    },
+    /// Portable bundles (OCI image layouts) for air-gapped hosts.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Install (or re-apply) PostgreSQL and extensions as an instance.
+    Install(InstallArgs),
+    /// Show installed instances.
+    Status {
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Pull a lock and write it with its blobs as a bundle (directory, or .tar).
+    Export {
+        #[command(flatten)]
+        source: LockSource,
+        /// Bundle path; ending in .tar writes one tar file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Check a bundle's layout, lock and every blob's digest and size.
+    Verify {
+        /// Bundle directory or .tar.
+        path: PathBuf,
+    },
+    /// Show what a bundle holds.
+    Inspect {
+        /// Bundle directory or .tar.
+        path: PathBuf,
+    },
+}
+
+/// A request to resolve: a major and extensions.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RequestArgs {
+    /// PostgreSQL major version.
+    #[arg(long)]
+    pub major: Option<u32>,
+    /// Extensions, NAME[@VERSION], comma-separated or repeated.
+    #[arg(long = "ext", value_name = "NAME[@VERSION]")]
+    pub ext: Vec<String>,
+}
+
+/// Where a lock comes from: a file, or a request resolved now.
+#[derive(Debug, Args, Clone)]
+pub struct LockSource {
+    /// A lock file written by `pgoci resolve`.
+    #[arg(long, conflicts_with_all = ["major", "ext"])]
+    pub lock: Option<PathBuf>,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InstallArgs {
+    /// Install from a bundle (directory or .tar); needs no network.
+    #[arg(long, conflicts_with_all = ["lock", "major", "ext"])]
+    pub bundle: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: LockSource,
+    /// Instance name [default: pg<major>].
+    #[arg(long)]
+    pub instance: Option<String>,
+    /// Port [default: 5432, or the next free one].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Data directory [default: /var/lib/pgoci/<instance>/data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Service user (created as a system user if missing).
+    #[arg(long, default_value = "postgres")]
+    pub user: String,
+    /// How the server is run [default: systemd when it is running, else none].
+    #[arg(long, value_parser = ["systemd", "none"])]
+    pub service: Option<String>,
+    /// Install and configure, but do not start.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Extra setting for pgoci.conf, KEY=VALUE (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// initdb locale.
+    #[arg(long, default_value = "C.UTF-8")]
+    pub locale: String,
+    /// initdb encoding.
+    #[arg(long, default_value = "UTF8")]
+    pub encoding: String,
+    /// initdb host authentication method (local is peer).
+    #[arg(long, default_value = "scram-sha-256")]
+    pub auth: String,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}

@@ -1,0 +1,75 @@
+//! `pgoci bundle export|verify|inspect`.
+
+use super::{output::{human_bytes, Outcome}, pull::pull_lock, Context};
+use crate::cli::BundleCommand;
+use pgoci::bundle::{self, Bundle};
+use pgoci::error::Result;
+use serde_json::json;
+
+pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
+    match cmd {
+        BundleCommand::Export { source, output } => {
+            let lock = ctx.lock(&source).await?;
+            let (cache, _) = pull_lock(ctx, &lock).await?;
+            let report = bundle::export(&lock, &cache, &output)?;
+            Ok(Outcome::new("bundle export", true)
+                .field("path", &report.path)
+                .field("format", report.format)
+                .field("size", report.size)
+                .field("blobs", report.blobs)
+                .field("lock_digest", report.lock_digest.to_string())
+                .note(format!(
+                    "wrote bundle {} ({}, {}, {} blobs, lock {})",
+                    report.path.display(),
+                    report.format,
+                    human_bytes(report.size),
+                    report.blobs,
+                    report.lock_digest
+                )))
+        }
+        BundleCommand::Verify { path } => {
+            let bundle = Bundle::open(&path)?;
+            let blobs = bundle.verify()?;
+            Ok(Outcome::new("bundle verify", false)
+                .field("path", &path)
+                .field("blobs", blobs)
+                .field("lock_digest", bundle.lock_digest.to_string())
+                .note(format!("bundle {} is intact: {blobs} blobs verified", path.display())))
+        }
+        BundleCommand::Inspect { path } => {
+            let bundle = Bundle::open(&path)?;
+            let lock = &bundle.lock;
+            let mut text = format!(
+                "bundle {}\n  lock {}\n  platform {}\n  PostgreSQL {} ({}) {}\n",
+                path.display(),
+                bundle.lock_digest,
+                lock.platform,
+                lock.major(),
+                lock.server.version,
+                human_bytes(lock.server.pinned.download_size())
+            );
+            for e in &lock.extensions {
+                text.push_str(&format!(
+                    "  extension {} {} {}\n",
+                    e.name,
+                    e.version,
+                    human_bytes(e.pinned.download_size())
+                ));
+            }
+            text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
+            let extensions: Vec<_> = lock
+                .extensions
+                .iter()
+                .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest, "size": e.pinned.download_size()}))
+                .collect();
+            Ok(Outcome::new("bundle inspect", false)
+                .field("path", &path)
+                .field("lock_digest", bundle.lock_digest.to_string())
+                .field("platform", &lock.platform)
+                .field("server", json!({"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()}))
+                .field("extensions", extensions)
+                .field("size", bundle.blob_bytes())
+                .stdout(text))
+        }
+    }
+}

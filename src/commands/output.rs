@@ -1,0 +1,84 @@
+//! What a command prints. Data goes to stdout (a JSON document with
+//! `--json`, or the human form); notes and progress go to stderr.
+
+use serde_json::{json, Value};
+
+/// A command's result, in both forms.
+pub struct Outcome {
+    /// The `--json` document (always has `command` and `changed`).
+    pub json: Value,
+    /// Human data for stdout (may be empty).
+    pub stdout: String,
+    /// Human notes for stderr.
+    pub notes: Vec<String>,
+}
+
+impl Outcome {
+    pub fn new(command: &str, changed: bool) -> Self {
+        Outcome {
+            json: json!({"command": command, "changed": changed}),
+            stdout: String::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a field to the JSON document.
+    pub fn field(mut self, key: &str, value: impl serde::Serialize) -> Self {
+        self.json[key] = serde_json::to_value(value).unwrap_or(Value::Null);
+        self
+    }
+
+    pub fn note(mut self, line: impl Into<String>) -> Self {
+        self.notes.push(line.into());
+        self
+    }
+
+    pub fn stdout(mut self, text: impl Into<String>) -> Self {
+        self.stdout = text.into();
+        self
+    }
+
+    /// Prints in the chosen mode.
+    pub fn print(&self, json_mode: bool, quiet: bool) {
+        if json_mode {
+            println!("{}", serde_json::to_string_pretty(&self.json).unwrap_or_default());
+            return;
+        }
+        if !quiet {
+            for n in &self.notes {
+                eprintln!("{n}");
+            }
+        }
+        if !self.stdout.is_empty() {
+            print!("{}", self.stdout);
+            if !self.stdout.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+}
+
+/// The JSON document for a failure.
+pub fn error_json(command: &str, err: &pgoci::Error) -> Value {
+    let mut error = json!({"kind": err.kind.as_str(), "message": err.message});
+    if let Some(h) = &err.hint {
+        error["hint"] = json!(h);
+    }
+    json!({"command": command, "error": error})
+}
+
+/// Bytes for people: 1.5 MiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,33 @@
+//! `pgoci pull`: a lock's blobs into the cache.
+
+use super::{output::{human_bytes, Outcome}, Context};
+use crate::cli::LockSource;
+use pgoci::cache::Cache;
+use pgoci::error::Result;
+use pgoci::fetch::{self, PullReport};
+use pgoci::lock::Lock;
+
+/// Pulls a lock; shared by `pull`, `bundle export` and `install`.
+pub async fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
+    let cache = ctx.cache()?;
+    let report = fetch::pull(lock, ctx.registry()?, &cache, ctx.reporter.clone(), ctx.global.jobs).await?;
+    Ok((cache, report))
+}
+
+pub async fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
+    let lock = ctx.lock(source).await?;
+    let (cache, report) = pull_lock(ctx, &lock).await?;
+    Ok(Outcome::new("pull", report.fetched > 0)
+        .field("fetched", report.fetched)
+        .field("cached", report.cached)
+        .field("bytes_fetched", report.bytes_fetched)
+        .field("cache_dir", cache.root())
+        .field("lock_digest", lock.digest()?.to_string())
+        .note(format!(
+            "pulled {} blob(s) ({}), {} already cached, into {}",
+            report.fetched,
+            human_bytes(report.bytes_fetched),
+            report.cached,
+            cache.root().display()
+        )))
+}

@@ -1,0 +1,63 @@
+//! `pgoci status`: installed instances and whether their servers run.
+
+use super::{output::Outcome, Context};
+use pgoci::error::{Error, Result};
+use pgoci::install::state::InstanceState;
+use serde_json::json;
+
+/// Whether the postmaster recorded in `postmaster.pid` is alive.
+fn server_running(state: &InstanceState) -> bool {
+    let Ok(text) = std::fs::read_to_string(state.data_dir.join("postmaster.pid")) else {
+        return false;
+    };
+    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+        return false;
+    };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+}
+
+pub fn run(ctx: &Context, only: Option<&str>) -> Result<Outcome> {
+    let layout = ctx.layout();
+    let mut states = pgoci::install::other_instances(&layout, "")?;
+    if let Some(name) = only {
+        states.retain(|s| s.instance == name);
+        if states.is_empty() {
+            return Err(Error::usage(format!("no instance named {name} under {}", layout.prefix.display()))
+                .hint("`pgoci status` lists them all"));
+        }
+    }
+    let mut text = String::new();
+    let mut list = Vec::new();
+    for s in &states {
+        let gen = s.current_generation();
+        let running = server_running(s);
+        let exts: Vec<_> = gen
+            .map(|g| g.extensions.iter().map(|e| json!({"name": e.name, "version": e.version, "digest": e.digest})).collect())
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{}  PostgreSQL {} ({})  port {}  generation {}  {}  data {}\n",
+            s.instance,
+            s.major,
+            gen.map(|g| g.server_version.as_str()).unwrap_or("?"),
+            s.port,
+            s.current,
+            if running { "running" } else { "stopped" },
+            s.data_dir.display()
+        ));
+        if let Some(g) = gen {
+            for e in &g.extensions {
+                text.push_str(&format!("    {} {}\n", e.name, e.version));
+            }
+        }
+        list.push(json!({
+            "name": s.instance, "major": s.major,
+            "version": gen.map(|g| g.server_version.clone()),
+            "port": s.port, "generation": s.current, "generations": s.generations.iter().map(|g| &g.name).collect::<Vec<_>>(),
+            "data_dir": s.data_dir, "service": s.service, "running": running, "extensions": exts,
+        }));
+    }
+    if states.is_empty() {
+        text.push_str(&format!("no instances under {}\n", layout.prefix.display()));
+    }
+    Ok(Outcome::new("status", false).field("instances", list).stdout(text))
+}

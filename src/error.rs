@@ -1,0 +1,130 @@
+//! One error type for the whole library. Every error carries a [`Kind`], and
+//! the kind alone decides the process exit code (spec/cli.md, "Exit codes"),
+//! so callers can never drift from the contract.
+
+use std::fmt;
+use std::path::Path;
+
+/// What went wrong, in the terms of the exit-code contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A bug in pgoci (exit 1).
+    Internal,
+    /// Bad flag, or a choice missing with no terminal to ask on (exit 2).
+    Usage,
+    /// Unknown major, extension, version or platform (exit 3).
+    Resolve,
+    /// Network, TLS, auth or "not found" upstream (exit 4).
+    Registry,
+    /// Digest or size mismatch, bad bundle, unsafe archive entry (exit 5).
+    Integrity,
+    /// The host cannot take the install: permissions, ports, data dir (exit 6).
+    Host,
+    /// The server failed to start or stop (exit 7).
+    Service,
+}
+
+impl Kind {
+    /// The process exit code for this kind.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Internal => 1,
+            Kind::Usage => 2,
+            Kind::Resolve => 3,
+            Kind::Registry => 4,
+            Kind::Integrity => 5,
+            Kind::Host => 6,
+            Kind::Service => 7,
+        }
+    }
+
+    /// The stable name used in `--json` error documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Internal => "internal",
+            Kind::Usage => "usage",
+            Kind::Resolve => "resolve",
+            Kind::Registry => "registry",
+            Kind::Integrity => "integrity",
+            Kind::Host => "host",
+            Kind::Service => "service",
+        }
+    }
+}
+
+/// A failure with its kind, a one-line message and an optional hint.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// Adds a `hint:` line telling the user what to do about it.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(Kind::Usage, message)
+    }
+    pub fn resolve(message: impl Into<String>) -> Self {
+        Self::new(Kind::Resolve, message)
+    }
+    pub fn registry(message: impl Into<String>) -> Self {
+        Self::new(Kind::Registry, message)
+    }
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(Kind::Integrity, message)
+    }
+    pub fn host(message: impl Into<String>) -> Self {
+        Self::new(Kind::Host, message)
+    }
+    pub fn service(message: impl Into<String>) -> Self {
+        Self::new(Kind::Service, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Kind::Internal, message)
+    }
+
+    /// An I/O failure on a named path: a host problem unless told otherwise.
+    pub fn io(path: &Path, action: &str, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => Kind::Integrity,
+            _ => Kind::Host,
+        };
+        Self::new(kind, format!("cannot {action} {}: {err}", path.display()))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Adds path context to `std::io::Result`s, the most common failure here.
+pub trait IoContext<T> {
+    fn with_path(self, path: &Path, action: &str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn with_path(self, path: &Path, action: &str) -> Result<T> {
+        self.map_err(|e| Error::io(path, action, e))
+    }
+}

@@ -1,0 +1,75 @@
+//! Where things live on the host (spec/host.md), in one place. Every host
+//! path goes through here so `--root` and `--prefix` move all of them.
+
+use std::path::{Path, PathBuf};
+
+/// Host locations for one run: a root (normally `/`) and the prefix.
+#[derive(Debug, Clone)]
+pub struct HostLayout {
+    pub root: PathBuf,
+    /// The instances prefix, already under `root` (`/opt/pgoci`).
+    pub prefix: PathBuf,
+}
+
+impl HostLayout {
+    /// `prefix` is as the user wrote it (absolute, host view); it is placed under `root`.
+    pub fn new(root: &Path, prefix: &Path) -> Self {
+        HostLayout {
+            root: root.to_path_buf(),
+            prefix: under(root, prefix),
+        }
+    }
+
+    /// A host path under the root.
+    pub fn host(&self, path: impl AsRef<Path>) -> PathBuf {
+        under(&self.root, path.as_ref())
+    }
+
+    /// `store/`: unpacked artifacts by manifest digest.
+    pub fn store(&self) -> PathBuf {
+        self.prefix.join("store")
+    }
+
+    /// `instances/`.
+    pub fn instances(&self) -> PathBuf {
+        self.prefix.join("instances")
+    }
+
+    /// `instances/<name>/`.
+    pub fn instance(&self, name: &str) -> PathBuf {
+        self.instances().join(name)
+    }
+
+    /// The default data directory of an instance.
+    pub fn default_data_dir(&self, instance: &str) -> PathBuf {
+        self.host(format!("var/lib/pgoci/{instance}/data"))
+    }
+
+    /// The systemd unit file of an instance.
+    pub fn unit_file(&self, instance: &str) -> PathBuf {
+        self.host(format!("etc/systemd/system/{}", unit_name(instance)))
+    }
+
+    /// The socket directory of an instance (systemd's `RuntimeDirectory`).
+    pub fn socket_dir(&self, instance: &str) -> PathBuf {
+        self.host(format!("run/pgoci/{instance}"))
+    }
+
+    /// Where pgoci-started servers log.
+    pub fn log_dir(&self, instance: &str) -> PathBuf {
+        self.host(format!("var/log/pgoci/{instance}"))
+    }
+}
+
+/// The systemd unit name of an instance.
+pub fn unit_name(instance: &str) -> String {
+    format!("pgoci-{instance}.service")
+}
+
+/// `path` placed under `root` (absolute paths lose their leading `/`).
+pub fn under(root: &Path, path: &Path) -> PathBuf {
+    match path.strip_prefix("/") {
+        Ok(rel) => root.join(rel),
+        Err(_) => root.join(path),
+    }
+}

@@ -1,0 +1,73 @@
+//! The store: each artifact unpacked once into `store/<manifest-hex>/`,
+//! immutable afterwards (files read-only). Unpacking goes to a temporary
+//! directory that is renamed into place, so a store entry is whole or absent.
+
+use super::layout::HostLayout;
+use crate::blobs::BlobSource;
+use crate::error::{IoContext, Result};
+use crate::lock::Pinned;
+use crate::unpack::{apply_layer, Select};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Unpacks `pinned` into the store unless it is already there; returns the
+/// entry's directory and whether it was created now.
+pub fn ensure(
+    layout: &HostLayout,
+    pinned: &Pinned,
+    source: &dyn BlobSource,
+    select: Select,
+) -> Result<(PathBuf, bool)> {
+    let store = layout.store();
+    let dest = store.join(pinned.digest.hex());
+    if dest.is_dir() {
+        return Ok((dest, false));
+    }
+    fs::create_dir_all(&store).with_path(&store, "create store")?;
+    let tmp = store.join(format!(".tmp-{}-{}", pinned.digest.short(), std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_path(&tmp, "remove stale")?;
+    }
+    fs::create_dir(&tmp).with_path(&tmp, "create")?;
+    let unpacked = (|| {
+        for layer in &pinned.layers {
+            apply_layer(source.open_raw(layer)?, layer, &tmp, select)?;
+        }
+        make_read_only(&tmp)
+    })();
+    if let Err(e) = unpacked {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, &dest).with_path(&dest, "move into store")?;
+    Ok((dest, true))
+}
+
+/// Removes write permission from every file so hard links into generations
+/// cannot be used to change the store.
+fn make_read_only(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_path(dir, "list")? {
+        let entry = entry.with_path(dir, "list")?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path).with_path(&path, "stat")?;
+        if meta.is_dir() {
+            make_read_only(&path)?;
+        } else if meta.is_file() {
+            let mode = meta.permissions().mode() & !0o222;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).with_path(&path, "chmod")?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes stale temporary entries left by a killed run.
+pub fn clean_temp(layout: &HostLayout) {
+    if let Ok(entries) = fs::read_dir(layout.store()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The service user. Looked up by reading `/etc/passwd` and `/etc/group`
+//! directly (a static binary must not go through glibc's NSS), created with
+//! `useradd` when missing.
+
+use crate::error::{Error, Result};
+use std::process::Command;
+
+/// A system account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub group: String,
+}
+
+/// Finds a user in `/etc/passwd`.
+pub fn lookup(name: &str) -> Option<Account> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.split(':').next() == Some(name))?;
+    let fields: Vec<&str> = line.split(':').collect();
+    let uid = fields.get(2)?.parse().ok()?;
+    let gid: u32 = fields.get(3)?.parse().ok()?;
+    let group = std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|g| {
+            g.lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(gid))
+                .map(|f| f[0].to_string())
+        })
+        .unwrap_or_else(|| gid.to_string());
+    Some(Account {
+        name: name.into(),
+        uid,
+        gid,
+        group,
+    })
+}
+
+/// Returns the user, creating it as a system user if missing; the bool
+/// says whether it was created.
+pub fn ensure(name: &str) -> Result<(Account, bool)> {
+    if let Some(a) = lookup(name) {
+        return Ok((a, false));
+    }
+    let status = Command::new("useradd")
+        .args(["--system", "--user-group", "--no-create-home"])
+        .args(["--home-dir", "/var/lib/pgoci", "--shell", "/usr/sbin/nologin"])
+        .args(["--comment", "PostgreSQL (pgoci)"])
+        .arg(name)
+        .status()
+        .map_err(|e| Error::host(format!("cannot run useradd to create user {name}: {e}")))?;
+    if !status.success() {
+        return Err(Error::host(format!("useradd failed to create user {name} ({status})")));
+    }
+    lookup(name)
+        .map(|a| (a, true))
+        .ok_or_else(|| Error::host(format!("user {name} missing right after useradd")))
+}

@@ -1,0 +1,300 @@
+//! Profiles (catalogs): the human-written YAML that maps a PostgreSQL major
+//! and extension names to OCI references, plus the facts install needs about
+//! each extension (preload, settings, library paths). Shipped profiles from
+//! `profiles/` are embedded in the binary; others are read from
+//! `/etc/pgoci/profiles` or a path.
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Profiles compiled into the binary: (name, YAML text).
+const EMBEDDED: &[(&str, &str)] = &[(
+    "cnpg-trixie",
+    include_str!("../profiles/cnpg-trixie.yaml"),
+)];
+
+/// The profile used when none is named.
+pub const DEFAULT_PROFILE: &str = "cnpg-trixie";
+
+/// A value given once for all majors, or per major (`{17: a, 18: b}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PerMajor<T> {
+    PerMajor(BTreeMap<u32, T>),
+    All(T),
+}
+
+impl<T> PerMajor<T> {
+    /// The value for `major`, if the profile gives one.
+    pub fn get(&self, major: u32) -> Option<&T> {
+        match self {
+            PerMajor::All(v) => Some(v),
+            PerMajor::PerMajor(map) => map.get(&major),
+        }
+    }
+}
+
+/// How a server artifact lays out its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// The layer root is a relocatable install prefix (`bin/`, `lib/`, `share/`).
+    Tree,
+    /// A full OS image; only `server.paths` are taken from it.
+    Rootfs,
+}
+
+/// For `rootfs` servers: where the server lives inside the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsPaths {
+    pub bin: String,
+    pub lib: String,
+    pub share: String,
+}
+
+/// The `server:` stanza.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub image: PerMajor<String>,
+    pub majors: Vec<u32>,
+    #[serde(default = "default_layout")]
+    pub layout: PerMajor<Layout>,
+    #[serde(default)]
+    pub paths: Option<PerMajor<RootfsPaths>>,
+}
+
+fn default_layout() -> PerMajor<Layout> {
+    PerMajor::All(Layout::Rootfs)
+}
+
+/// One entry of `extensions:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionSpec {
+    pub image: PerMajor<String>,
+    /// Versions offered; the first is the default.
+    pub versions: Vec<String>,
+    pub majors: Vec<u32>,
+    #[serde(default)]
+    pub preload: Option<String>,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub ld_library_path: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub bin_path: Vec<String>,
+}
+
+/// A parsed profile, with the digest of the bytes it was read from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_platforms")]
+    pub platforms: Vec<String>,
+    pub server: ServerSpec,
+    #[serde(default)]
+    pub extensions: BTreeMap<String, ExtensionSpec>,
+    #[serde(skip)]
+    pub digest: Option<Digest>,
+}
+
+fn default_platforms() -> Vec<String> {
+    vec!["linux/amd64".into(), "linux/arm64".into()]
+}
+
+impl Profile {
+    /// Parses YAML text; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let mut profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
+            Error::usage(format!("profile {origin} is not valid: {}", one_line(&e.to_string())))
+                .hint("see spec/formats.md for the profile format")
+        })?;
+        profile.digest = Some(Digest::of_bytes(text.as_bytes()));
+        profile.validate(origin)?;
+        Ok(profile)
+    }
+
+    /// Loads a profile by name (embedded, then `<root>/etc/pgoci/profiles`) or path.
+    pub fn load(name_or_path: &str, root: &Path) -> Result<Self> {
+        let as_path = Path::new(name_or_path);
+        if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || as_path.is_file() {
+            let text = std::fs::read_to_string(as_path).with_path(as_path, "read profile")?;
+            return Self::parse(&text, &as_path.display().to_string());
+        }
+        if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::parse(text, name_or_path);
+        }
+        let etc = root.join("etc/pgoci/profiles").join(format!("{name_or_path}.yaml"));
+        if etc.is_file() {
+            let text = std::fs::read_to_string(&etc).with_path(&etc, "read profile")?;
+            return Self::parse(&text, &etc.display().to_string());
+        }
+        let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+        Err(Error::usage(format!(
+            "no profile named `{name_or_path}` (embedded: {}; also looked in {})",
+            known.join(", "),
+            etc.display()
+        ))
+        .hint("pass --profile PATH to a profile YAML file"))
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        for &major in &self.server.majors {
+            if self.server.image.get(major).is_none() {
+                return Err(Error::usage(format!(
+                    "profile {origin}: server.image has no entry for major {major}"
+                )));
+            }
+            if self.server_layout(major) == Layout::Rootfs && self.server_paths(major).is_none() {
+                return Err(Error::usage(format!(
+                    "profile {origin}: major {major} has layout rootfs but no server.paths"
+                )));
+            }
+        }
+        for (name, ext) in &self.extensions {
+            if ext.versions.is_empty() {
+                return Err(Error::usage(format!(
+                    "profile {origin}: extension {name} lists no versions"
+                )));
+            }
+            for req in &ext.requires {
+                if !self.extensions.contains_key(req) {
+                    return Err(Error::usage(format!(
+                        "profile {origin}: extension {name} requires unknown extension {req}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The server layout for a major.
+    pub fn server_layout(&self, major: u32) -> Layout {
+        self.server.layout.get(major).copied().unwrap_or(Layout::Rootfs)
+    }
+
+    /// The rootfs paths for a major, with `{major}` substituted.
+    pub fn server_paths(&self, major: u32) -> Option<RootfsPaths> {
+        let p = self.server.paths.as_ref()?.get(major)?;
+        let sub = |s: &str| substitute(s, major, "");
+        Some(RootfsPaths {
+            bin: sub(&p.bin),
+            lib: sub(&p.lib),
+            share: sub(&p.share),
+        })
+    }
+
+    /// Extensions built for a major, by name.
+    pub fn extensions_for(&self, major: u32) -> impl Iterator<Item = (&String, &ExtensionSpec)> {
+        self.extensions
+            .iter()
+            .filter(move |(_, e)| e.majors.contains(&major))
+    }
+}
+
+/// Substitutes `{major}` and `{version}` in a profile string.
+pub fn substitute(template: &str, major: u32, version: &str) -> String {
+    template
+        .replace("{major}", &major.to_string())
+        .replace("{version}", version)
+}
+
+/// Keeps parser errors to one line, as every pgoci error is.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Names among `candidates` closest to `wanted` (edit distance), best first.
+pub fn nearest<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .map(|c| (edit_distance(wanted, c), c))
+        .collect();
+    scored.sort();
+    let best = scored.first().map(|(d, _)| *d).unwrap_or(0);
+    scored
+        .into_iter()
+        .filter(|(d, _)| *d <= best.max(2))
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+name: t
+platforms: [linux/amd64]
+server:
+  majors: [15, 17]
+  image: {15: "r/pg-debian:15", 17: "r/pg:{major}"}
+  layout: {15: rootfs, 17: tree}
+  paths:
+    15: {bin: "/usr/lib/postgresql/{major}/bin", lib: /usr/lib/postgresql/15/lib, share: /usr/share/postgresql/15}
+extensions:
+  pg_cron:
+    image: "r/pg_cron:{version}-{major}"
+    versions: ["1.4.2"]
+    majors: [15]
+    preload: pg_cron
+    settings: {cron.database_name: postgres}
+"#;
+
+    #[test]
+    fn parses_per_major_fields() {
+        let p = Profile::parse(SAMPLE, "sample").unwrap();
+        assert_eq!(p.server_layout(15), Layout::Rootfs);
+        assert_eq!(p.server_layout(17), Layout::Tree);
+        assert_eq!(p.server_paths(15).unwrap().bin, "/usr/lib/postgresql/15/bin");
+        assert_eq!(p.server.image.get(17).unwrap(), "r/pg:{major}");
+        assert_eq!(p.extensions["pg_cron"].preload.as_deref(), Some("pg_cron"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let bad = SAMPLE.replace("preload: pg_cron", "preloads: pg_cron");
+        let err = Profile::parse(&bad, "sample").unwrap_err();
+        assert!(err.message.contains("preloads"), "{}", err.message);
+    }
+
+    #[test]
+    fn embedded_profiles_parse() {
+        for (name, text) in EMBEDDED {
+            Profile::parse(text, name).unwrap();
+        }
+    }
+
+    #[test]
+    fn nearest_names() {
+        assert_eq!(nearest("pg_corn", ["pg_cron", "hstore", "vector"]), vec!["pg_cron"]);
+    }
+}

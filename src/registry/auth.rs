@@ -1,0 +1,133 @@
+//! Registry credentials, looked up in the documented order: `--creds`,
+//! `PGOCI_REGISTRY_USER`/`PGOCI_REGISTRY_PASSWORD`, `REGISTRY_AUTH_FILE`,
+//! then `~/.docker/config.json`. Each credential remembers where it came
+//! from so an auth failure can say which source to fix — never the secret.
+
+use crate::error::{Error, Result};
+use base64::Engine as _;
+use std::path::PathBuf;
+
+/// Where a credential was found (for messages; never holds the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    AuthFile(PathBuf),
+    Anonymous,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Flag => f.write_str("--creds"),
+            Source::Env => f.write_str("PGOCI_REGISTRY_USER/PGOCI_REGISTRY_PASSWORD"),
+            Source::AuthFile(p) => write!(f, "{}", p.display()),
+            Source::Anonymous => f.write_str("no credentials (anonymous)"),
+        }
+    }
+}
+
+/// A username/password pair with its source. `Debug` hides the password.
+#[derive(Clone)]
+pub struct Credential {
+    pub user: String,
+    pub password: String,
+    pub source: Source,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credential({} from {})", self.user, self.source)
+    }
+}
+
+/// Finds the credential for `registry` (host[:port]), if any source has one.
+pub fn lookup(registry: &str, creds_flag: Option<&str>) -> Result<Option<Credential>> {
+    if let Some(flag) = creds_flag {
+        let (user, password) = flag
+            .split_once(':')
+            .ok_or_else(|| Error::usage("--creds must be USER:PASSWORD"))?;
+        return Ok(Some(Credential {
+            user: user.into(),
+            password: password.into(),
+            source: Source::Flag,
+        }));
+    }
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("PGOCI_REGISTRY_USER"),
+        std::env::var("PGOCI_REGISTRY_PASSWORD"),
+    ) {
+        return Ok(Some(Credential {
+            user,
+            password,
+            source: Source::Env,
+        }));
+    }
+    for file in auth_files() {
+        if let Some(cred) = from_auth_file(&file, registry)? {
+            return Ok(Some(cred));
+        }
+    }
+    Ok(None)
+}
+
+/// Candidate auth files, in order.
+fn auth_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(path) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        files.push(PathBuf::from(path));
+    }
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
+        files.push(PathBuf::from(dir).join("config.json"));
+    } else if let Some(home) = std::env::var_os("HOME") {
+        files.push(PathBuf::from(home).join(".docker/config.json"));
+    }
+    files
+}
+
+/// Reads `auths.<registry>.auth` (base64 `user:password`) from a
+/// docker/containers auth file.
+fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Error::usage(format!("auth file {} is not valid JSON: {e}", path.display()))
+    })?;
+    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    let entry = auths.iter().find(|(key, _)| {
+        let key = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        key.trim_end_matches('/') == registry || key.split('/').next() == Some(registry)
+    });
+    let Some((_, entry)) = entry else {
+        return Ok(None);
+    };
+    let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "auth file {}: the entry for {registry} is not base64 user:password",
+                path.display()
+            ))
+        })?;
+    let (user, password) = decoded.split_once(':').ok_or_else(|| {
+        Error::usage(format!(
+            "auth file {}: the entry for {registry} is not user:password",
+            path.display()
+        ))
+    })?;
+    Ok(Some(Credential {
+        user: user.into(),
+        password: password.into(),
+        source: Source::AuthFile(path.clone()),
+    }))
+}

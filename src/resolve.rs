@@ -1,0 +1,326 @@
+//! Resolution: a request (major + extensions) against a profile and the
+//! registry becomes a [`Lock`] with every artifact pinned to the digest of
+//! its platform manifest. Tags are read once, here; everything after works
+//! from digests.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::lock::{Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION};
+use crate::platform::{self, IndexEntry, Platform};
+use crate::profile::{nearest, substitute, Layout, Profile};
+use crate::registry::Registry;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One requested extension: `name` or `name@version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtRequest {
+    pub name: String,
+    pub version: Option<String>,
+}
+
+impl ExtRequest {
+    /// Parses `--ext` values; each may hold a comma-separated list.
+    pub fn parse_list(values: &[String]) -> Vec<ExtRequest> {
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.split_once('@') {
+                Some((n, v)) => ExtRequest {
+                    name: n.into(),
+                    version: Some(v.into()),
+                },
+                None => ExtRequest {
+                    name: s.into(),
+                    version: None,
+                },
+            })
+            .collect()
+    }
+}
+
+/// What resolution decided before asking the registry: references and
+/// extension facts, checked against the profile (exit 3 on anything unknown).
+pub struct Plan {
+    pub major: u32,
+    pub server_reference: String,
+    pub layout: Layout,
+    pub extensions: Vec<(String, String, String)>, // name, version, reference
+}
+
+/// Checks a request against the profile and computes the references.
+pub fn plan(profile: &Profile, major: u32, exts: &[ExtRequest], platform: &Platform) -> Result<Plan> {
+    if !profile.server.majors.contains(&major) {
+        let majors: Vec<String> = profile.server.majors.iter().map(u32::to_string).collect();
+        return Err(Error::resolve(format!(
+            "major {major} is not in profile {}; it offers: {}",
+            profile.name,
+            majors.join(", ")
+        ))
+        .hint("pass --major with one of those, or another --profile"));
+    }
+    let platform_str = platform.to_string();
+    if !profile.platforms.iter().any(|p| *p == platform_str) {
+        return Err(Error::resolve(format!(
+            "platform {platform_str} is not in profile {}; it offers: {}",
+            profile.name,
+            profile.platforms.join(", ")
+        )));
+    }
+    // Requested names, plus what they require, deduplicated and sorted so
+    // the same set in any order gives the same lock.
+    let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut queue: Vec<ExtRequest> = exts.to_vec();
+    while let Some(req) = queue.pop() {
+        let Some(spec) = profile.extensions.get(&req.name) else {
+            let names: Vec<&str> = profile.extensions_for(major).map(|(n, _)| n.as_str()).collect();
+            let near = nearest(&req.name, names.iter().copied());
+            return Err(Error::resolve(format!(
+                "unknown extension `{}` for PostgreSQL {major}; nearest: {}",
+                req.name,
+                if near.is_empty() { "(none)".into() } else { near.join(", ") }
+            ))
+            .hint(format!("`pgoci catalog --major {major}` lists them all")));
+        };
+        if !spec.majors.contains(&major) {
+            let majors: Vec<String> = spec.majors.iter().map(u32::to_string).collect();
+            return Err(Error::resolve(format!(
+                "extension {} is not built for PostgreSQL {major}; it is for: {}",
+                req.name,
+                majors.join(", ")
+            )));
+        }
+        if let Some(v) = &req.version {
+            if !spec.versions.contains(v) {
+                return Err(Error::resolve(format!(
+                    "extension {} has no version {v}; versions: {}",
+                    req.name,
+                    spec.versions.join(", ")
+                )));
+            }
+        }
+        let entry = wanted.entry(req.name.clone()).or_insert(None);
+        if req.version.is_some() {
+            *entry = req.version.clone();
+        }
+        for dep in &spec.requires {
+            if !wanted.contains_key(dep) {
+                queue.push(ExtRequest {
+                    name: dep.clone(),
+                    version: None,
+                });
+            }
+        }
+    }
+    let server_reference = substitute(profile.server.image.get(major).expect("validated"), major, "");
+    let extensions = wanted
+        .into_iter()
+        .map(|(name, version)| {
+            let spec = &profile.extensions[&name];
+            let version = version.unwrap_or_else(|| spec.versions[0].clone());
+            let template = spec.image.get(major).ok_or_else(|| {
+                Error::resolve(format!("profile gives no image of {name} for major {major}"))
+            })?;
+            let reference = substitute(template, major, &version);
+            Ok((name, version, reference))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Plan {
+        major,
+        server_reference,
+        layout: profile.server_layout(major),
+        extensions,
+    })
+}
+
+/// Resolves a request into a lock, asking the registry for digests.
+pub async fn resolve(
+    profile: &Profile,
+    major: u32,
+    exts: &[ExtRequest],
+    platform: &Platform,
+    registry: &Registry,
+) -> Result<Lock> {
+    let plan = plan(profile, major, exts, platform)?;
+    let server_pin = pin(registry, &plan.server_reference, platform);
+    let ext_pins = futures_util::future::try_join_all(
+        plan.extensions
+            .iter()
+            .map(|(_, _, reference)| pin(registry, reference, platform)),
+    );
+    let ((server, labels), ext_pins) = futures_util::try_join!(server_pin, ext_pins)?;
+    let version = labels
+        .get("org.opencontainers.image.version")
+        .or_else(|| labels.get("io.pgoci.pg.version"))
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let extensions = plan
+        .extensions
+        .iter()
+        .zip(ext_pins)
+        .map(|((name, version, _), (pinned, _))| {
+            let spec = &profile.extensions[name];
+            ExtensionLock {
+                name: name.clone(),
+                version: version.clone(),
+                pinned,
+                preload: spec.preload.clone(),
+                settings: spec.settings.clone(),
+                ld_library_path: spec.ld_library_path.clone(),
+                env: spec.env.clone(),
+                bin_path: spec.bin_path.clone(),
+            }
+        })
+        .collect();
+    Ok(Lock {
+        version: LOCK_VERSION,
+        platform: platform.to_string(),
+        profile: ProfileRef {
+            name: profile.name.clone(),
+            digest: profile.digest.clone().expect("parsed profiles have a digest"),
+        },
+        request: Request {
+            major,
+            extensions: plan.extensions.iter().map(|(n, _, _)| n.clone()).collect(),
+        },
+        server: ServerLock {
+            pinned: server,
+            version,
+            layout: plan.layout,
+            paths: match plan.layout {
+                Layout::Rootfs => profile.server_paths(major),
+                Layout::Tree => None,
+            },
+        },
+        extensions,
+    })
+}
+
+/// The parts of an image manifest pgoci reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestDoc {
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+impl Descriptor {
+    fn to_blob(&self) -> Result<Blob> {
+        Ok(Blob {
+            digest: self.digest.parse()?,
+            size: self.size,
+            media_type: self.media_type.clone(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct IndexDoc {
+    manifests: Vec<IndexEntry>,
+}
+
+/// Config labels, where the server version lives.
+#[derive(Deserialize, Default)]
+struct ConfigDoc {
+    #[serde(default)]
+    config: Option<ConfigInner>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConfigInner {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// Pins a reference: tag → digest, index → platform manifest; returns the
+/// pinned artifact and its config labels.
+async fn pin(registry: &Registry, reference: &str, platform: &Platform) -> Result<(Pinned, BTreeMap<String, String>)> {
+    let parsed = Registry::parse_reference(reference)?;
+    let mut manifest = registry.manifest(&parsed).await?;
+    let mut index = None;
+    if manifest.is_index() {
+        let doc: IndexDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+            Error::integrity(format!("image index of {reference} is malformed: {e}"))
+        })?;
+        let entry = platform::pick(&doc.manifests, platform, reference)?;
+        let by_digest = parsed.clone_with_digest(entry.digest.clone());
+        index = Some(manifest.digest.clone());
+        manifest = registry.manifest(&by_digest).await?;
+        if manifest.is_index() {
+            return Err(Error::resolve(format!(
+                "{reference}: nested image indexes are not supported"
+            )));
+        }
+    }
+    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes)
+        .map_err(|e| Error::integrity(format!("manifest of {reference} is malformed: {e}")))?;
+    for layer in &doc.layers {
+        if crate::unpack::Compression::from_media_type(&layer.media_type).is_none() {
+            return Err(Error::resolve(format!(
+                "{reference} has a layer of unsupported media type {}",
+                layer.media_type
+            )));
+        }
+    }
+    let config = doc.config.to_blob()?;
+    let labels = read_labels(registry, &parsed, &config).await?;
+    let pinned = Pinned {
+        reference: reference.to_string(),
+        digest: manifest.digest,
+        size: manifest.bytes.len() as u64,
+        media_type: manifest.media_type,
+        index,
+        config,
+        layers: doc.layers.iter().map(Descriptor::to_blob).collect::<Result<_>>()?,
+    };
+    Ok((pinned, labels))
+}
+
+/// Fetches a (small) config blob, verifies it and returns its labels.
+async fn read_labels(
+    registry: &Registry,
+    reference: &oci_client::Reference,
+    config: &Blob,
+) -> Result<BTreeMap<String, String>> {
+    const MAX_CONFIG: u64 = 4 << 20;
+    if config.size > MAX_CONFIG {
+        return Err(Error::integrity(format!(
+            "config {} is {} bytes, more than a config can be",
+            config.digest, config.size
+        )));
+    }
+    let mut stream = registry.blob_stream(reference, &config.digest).await?;
+    let mut bytes = Vec::with_capacity(config.size as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::registry(format!("reading config {}: {e}", config.digest)))?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > config.size {
+            break;
+        }
+    }
+    if Digest::of_bytes(&bytes) != config.digest {
+        return Err(Error::integrity(format!(
+            "config blob {} does not match its digest",
+            config.digest
+        )));
+    }
+    let doc: ConfigDoc = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(doc.config.and_then(|c| c.labels).unwrap_or_default())
+}
+
+/// Names of every extension requested, for messages.
+pub fn names(exts: &[ExtRequest]) -> BTreeSet<String> {
+    exts.iter().map(|e| e.name.clone()).collect()
+}

@@ -117,7 +117,8 @@ impl Lock {
     pub fn to_yaml(&self) -> Result<String> {
         let body = serde_saphyr::to_string(self)
             .map_err(|e| Error::internal(format!("cannot serialize lock: {e}")))?;
-        Ok(format!("# pgoci lock: generated, do not edit\n{body}"))
+        let newline = if body.ends_with('\n') { "" } else { "\n" };
+        Ok(format!("# pgoci lock: generated, do not edit\n{body}{newline}"))
     }
 
     /// The lock digest: sha256 of the canonical bytes.

@@ -178,8 +178,35 @@ pub fn install(
     if created_user {
         actions.push(format!("created system user {}", account.name));
     }
-    let mut data_dir_created = previous.as_ref().is_some_and(|p| p.data_dir_created);
-    if !data_dir.join("PG_VERSION").exists() {
+    // Record the instance before initdb, so a run killed from here on is
+    // recognised as ours (and completed) by the next run.
+    let mut generations = previous.as_ref().map(|p| p.generations.clone()).unwrap_or_default();
+    if !generations.iter().any(|g| g.name == gen_state.name) {
+        generations.push(gen_state.clone());
+    }
+    let needs_initdb = !data_dir.join("PG_VERSION").exists();
+    let new_state = InstanceState {
+        instance: opts.instance.clone(),
+        major: lock.major(),
+        port,
+        data_dir: data_dir.clone(),
+        data_dir_created: previous.as_ref().map_or(needs_initdb, |p| p.data_dir_created),
+        user: account.name.clone(),
+        service,
+        socket_dir: socket_dir.clone(),
+        settings: opts.settings.clone(),
+        generations,
+        current: gen_state.name.clone(),
+    };
+    if previous.is_none() {
+        fs::create_dir_all(&instance_dir).with_path(&instance_dir, "create")?;
+        new_state.write(&instance_dir)?;
+    }
+    if needs_initdb {
+        if new_state.data_dir_created {
+            // Ours, from a run that died during initdb: start over.
+            let _ = fs::remove_dir_all(&data_dir);
+        }
         create_owned_dir(&data_dir, &account, 0o700)?;
         postgres::initdb(
             &bin,
@@ -191,7 +218,6 @@ pub fn install(
                 auth_host: &opts.auth,
             },
         )?;
-        data_dir_created = true;
         actions.push(format!("initialised {}", data_dir.display()));
     }
     create_owned_dir(&socket_dir, &account, 0o755)?;
@@ -210,14 +236,13 @@ pub fn install(
         runtime_dir: &format!("pgoci/{}", opts.instance),
         ld_library_path: None,
     });
+    let unit_is_new = fs::read(&unit_file).ok().as_deref() != Some(unit.as_bytes());
+    if unit_is_new && !systemd::verify_text(&layout::unit_name(&opts.instance), &unit)? {
+        warnings.push("systemd-analyze not found: unit not verified".into());
+    }
     let unit_changed = write_if_changed(&unit_file, unit.as_bytes(), 0o644)?;
     if unit_changed {
         actions.push(format!("wrote {}", unit_file.display()));
-        if systemd::verify(&unit_file)? {
-            tracing::debug!("systemd-analyze verify accepted {}", unit_file.display());
-        } else {
-            warnings.push("systemd-analyze not found: unit not verified".into());
-        }
     }
 
     // ---- switch
@@ -229,23 +254,6 @@ pub fn install(
         actions.push(format!("switched current to {}", gen_state.name));
     }
     state::write_atomic(&instance_dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
-    let mut generations = previous.as_ref().map(|p| p.generations.clone()).unwrap_or_default();
-    if !generations.iter().any(|g| g.name == gen_state.name) {
-        generations.push(gen_state.clone());
-    }
-    let new_state = InstanceState {
-        instance: opts.instance.clone(),
-        major: lock.major(),
-        port,
-        data_dir: data_dir.clone(),
-        data_dir_created,
-        user: account.name.clone(),
-        service,
-        socket_dir: socket_dir.clone(),
-        settings: opts.settings.clone(),
-        generations,
-        current: gen_state.name.clone(),
-    };
     if previous.as_ref() != Some(&new_state) {
         new_state.write(&instance_dir)?;
     }

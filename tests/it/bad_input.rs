@@ -1,0 +1,99 @@
+//! Bad input gets one clear line, the spec's exit code, and no change.
+
+use crate::support::*;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn unknown_major_or_extension_is_exit_3_with_nearest_names() {
+    let bed = bed();
+    let dir = scratch();
+    let out = pgoci(&bed.profile, &bed.registry, dir.path())
+        .args(["resolve", "--major", "16", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("15, 17, 18"), "{}", stderr(&out));
+
+    let out = pgoci(&bed.profile, &bed.registry, dir.path())
+        .args(["resolve", "--major", "15", "--ext", "pg_corn", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("nearest: pg_cron"), "{}", stderr(&out));
+
+    let out = pgoci(&bed.profile, &bed.registry, dir.path())
+        .args(["--json", "resolve", "--major", "15", "--ext", "hstore", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc = json(&out);
+    assert_eq!(doc["error"]["kind"], "resolve");
+    assert!(doc["error"]["message"].as_str().unwrap().contains("not built for PostgreSQL 15"));
+}
+
+#[test]
+fn unreachable_registry_is_exit_4_naming_the_url() {
+    let dir = scratch();
+    let port = free_port(); // nothing listens there
+    let addr = format!("127.0.0.1:{port}");
+    let profile = dir.path().join("dead.yaml");
+    std::fs::write(
+        &profile,
+        format!("name: dead\nplatforms: [linux/amd64]\nserver:\n  majors: [17]\n  image: \"{addr}/pgoci/postgresql:17\"\n  layout: tree\n"),
+    )
+    .unwrap();
+    let out = pgoci(&profile, &addr, dir.path())
+        .args(["resolve", "--major", "17", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("http://{addr}/v2/")), "{}", stderr(&out));
+}
+
+#[test]
+fn install_without_a_source_and_no_terminal_is_exit_2_naming_the_flag() {
+    let dir = scratch();
+    let out = assert_cmd::Command::cargo_bin("pgoci")
+        .unwrap()
+        .args(["install", "--root"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--major"), "{}", stderr(&out));
+    assert!(tree(dir.path()).is_empty());
+}
+
+#[test]
+fn foreign_data_dir_is_exit_6_and_left_untouched() {
+    let bed = bed();
+    let dir = scratch();
+    let cache = dir.path().join("cache");
+    let bundle = dir.path().join("b");
+    pgoci(&bed.profile, &bed.registry, &cache)
+        .args(["bundle", "export", "--major", "17", "-o"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let root = dir.path().join("root");
+    let data = root.join("srv/data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("precious.txt"), "mine").unwrap();
+    let before = tree(&root);
+    let out = pgoci(&bed.profile, &bed.registry, &cache)
+        .args(["install", "--yes", "--bundle"])
+        .arg(&bundle)
+        .arg("--root")
+        .arg(&root)
+        .args(["--data-dir", "/srv/data", "--port"])
+        .arg(free_port().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not created by pgoci"), "{}", stderr(&out));
+    assert_eq!(tree(&root), before, "nothing may be written on the host");
+    assert_eq!(std::fs::read_to_string(data.join("precious.txt")).unwrap(), "mine");
+}

@@ -1,0 +1,122 @@
+//! Bundles: export as directory and tar, verify, inspect, corruption,
+//! determinism, and readability by skopeo (bytes pgoci wrote, read by
+//! another tool).
+
+use crate::support::*;
+use std::path::Path;
+
+/// Exports the PG 15 + pg_cron bundle to `out`.
+fn export(dir: &Path, out: &Path) {
+    let bed = bed();
+    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
+        .args(["bundle", "export", "--major", "15", "--ext", "pg_cron", "-o"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
+/// The biggest layer blob of a bundle directory.
+fn biggest_blob(bundle: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(bundle.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+#[test]
+fn tar_bundle_is_byte_identical_when_exported_twice() {
+    let dir = scratch();
+    let (a, b) = (dir.path().join("a.tar"), dir.path().join("b.tar"));
+    export(dir.path(), &a);
+    export(dir.path(), &b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn verify_and_inspect_read_both_forms() {
+    let dir = scratch();
+    let bed = bed();
+    for name in ["dir-bundle", "bundle.tar"] {
+        let path = dir.path().join(name);
+        export(dir.path(), &path);
+        let out = pgoci(&bed.profile, &bed.registry, dir.path())
+            .args(["--json", "bundle", "verify"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(json(&out)["blobs"].as_u64().unwrap() >= 6);
+        let out = pgoci(&bed.profile, &bed.registry, dir.path())
+            .args(["--json", "bundle", "inspect"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let doc = json(&out);
+        assert_eq!(doc["server"]["major"], 15);
+        assert_eq!(doc["extensions"][0]["name"], "pg_cron");
+    }
+}
+
+#[test]
+fn a_flipped_byte_is_refused_by_verify_and_install_and_nothing_is_written() {
+    let dir = scratch();
+    let bed = bed();
+    let bundle = dir.path().join("bundle");
+    export(dir.path(), &bundle);
+    let victim = biggest_blob(&bundle);
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let hex = victim.file_name().unwrap().to_str().unwrap();
+
+    let out = pgoci(&bed.profile, &bed.registry, dir.path())
+        .args(["bundle", "verify"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(hex), "the error names the blob: {err}");
+
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let out = pgoci(&bed.profile, &bed.registry, dir.path())
+        .args(["install", "--yes", "--bundle"])
+        .arg(&bundle)
+        .arg("--root")
+        .arg(&root)
+        .args(["--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(tree(&root).is_empty(), "install wrote {:?}", tree(&root));
+}
+
+#[test]
+fn skopeo_reads_every_artifact_of_a_bundle() {
+    let dir = scratch();
+    let bundle = dir.path().join("bundle");
+    let tar = dir.path().join("bundle.tar");
+    export(dir.path(), &bundle);
+    export(dir.path(), &tar);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("index.json")).unwrap()).unwrap();
+    for m in index["manifests"].as_array().unwrap() {
+        let name = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
+        for transport in [format!("oci:{}:{name}", bundle.display()), format!("oci-archive:{}:{name}", tar.display())] {
+            let out = std::process::Command::new("skopeo")
+                .args(["inspect", "--raw", &transport])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "skopeo {transport}: {}", String::from_utf8_lossy(&out.stderr));
+            let raw = out.stdout;
+            assert_eq!(
+                pgoci::digest::Digest::of_bytes(&raw).to_string(),
+                m["digest"].as_str().unwrap(),
+                "skopeo sees the same manifest"
+            );
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real `pgoci` binary against the real test bed
+//! (a loopback OCI registry with fixtures built from real PostgreSQL).
+
+mod support;
+
+mod bad_input;
+mod bundles;
+mod end_to_end;
+mod resolve;

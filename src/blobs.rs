@@ -15,7 +15,11 @@ pub trait BlobSource: Send + Sync {
 
     /// Opens a blob through a reader that fails at the end on a mismatch.
     fn open(&self, blob: &Blob) -> Result<VerifyingReader<Box<dyn Read + Send + '_>>> {
-        Ok(VerifyingReader::new(self.open_raw(blob)?, blob.digest.clone(), blob.size))
+        Ok(VerifyingReader::new(
+            self.open_raw(blob)?,
+            blob.digest.clone(),
+            blob.size,
+        ))
     }
 
     /// Reads a whole (small) blob into memory, verified.

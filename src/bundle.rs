@@ -64,7 +64,11 @@ fn index_for(lock: &Lock, lock_digest: &Digest) -> IndexJson {
     };
     let mut manifests = vec![describe(&lock.server.pinned, "server", None)];
     for ext in &lock.extensions {
-        manifests.push(describe(&ext.pinned, "extension", Some((&ext.name, &ext.version))));
+        manifests.push(describe(
+            &ext.pinned,
+            "extension",
+            Some((&ext.name, &ext.version)),
+        ));
     }
     IndexJson {
         schema_version: 2,
@@ -95,7 +99,9 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
     let blobs = lock.blobs();
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let is_tar = path.extension().is_some_and(|e| e == "tar");
@@ -109,7 +115,11 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
         return Err(e);
     }
     if path.exists() {
-        let old = path.with_file_name(format!(".{}.old-{}", path.file_name().unwrap().to_string_lossy(), std::process::id()));
+        let old = path.with_file_name(format!(
+            ".{}.old-{}",
+            path.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
         fs::rename(path, &old).with_path(path, "replace")?;
         fs::rename(&tmp, path).with_path(path, "write bundle")?;
         let _ = fs::remove_dir_all(&old).or_else(|_| fs::remove_file(&old));
@@ -119,7 +129,10 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
     let size = if is_tar {
         fs::metadata(path).with_path(path, "stat")?.len()
     } else {
-        index.len() as u64 + lock_text.len() as u64 + LAYOUT_CONTENT.len() as u64 + blobs.iter().map(|b| b.size).sum::<u64>()
+        index.len() as u64
+            + lock_text.len() as u64
+            + LAYOUT_CONTENT.len() as u64
+            + blobs.iter().map(|b| b.size).sum::<u64>()
     };
     Ok(ExportReport {
         path: path.to_path_buf(),
@@ -130,10 +143,20 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
     })
 }
 
-fn write_dir(dir: &Path, index: &[u8], lock: &[u8], blobs: &[Blob], source: &dyn BlobSource) -> Result<()> {
+fn write_dir(
+    dir: &Path,
+    index: &[u8],
+    lock: &[u8],
+    blobs: &[Blob],
+    source: &dyn BlobSource,
+) -> Result<()> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).with_path(&blob_dir, "create")?;
-    for (name, bytes) in [(LAYOUT_FILE, LAYOUT_CONTENT), ("index.json", index), (LOCK_FILE, lock)] {
+    for (name, bytes) in [
+        (LAYOUT_FILE, LAYOUT_CONTENT),
+        ("index.json", index),
+        (LOCK_FILE, lock),
+    ] {
         let p = dir.join(name);
         fs::write(&p, bytes).with_path(&p, "write")?;
     }
@@ -159,30 +182,42 @@ fn fixed_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     h
 }
 
-fn write_tar(file: &Path, index: &[u8], lock: &[u8], blobs: &[Blob], source: &dyn BlobSource) -> Result<()> {
+fn write_tar(
+    file: &Path,
+    index: &[u8],
+    lock: &[u8],
+    blobs: &[Blob],
+    source: &dyn BlobSource,
+) -> Result<()> {
     let out = fs::File::create(file).with_path(file, "create")?;
     let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
     let tar_err = |e: std::io::Error| Error::io(file, "write", e);
-    for (name, bytes) in [(LAYOUT_FILE, LAYOUT_CONTENT), ("index.json", index), (LOCK_FILE, lock)] {
+    for (name, bytes) in [
+        (LAYOUT_FILE, LAYOUT_CONTENT),
+        ("index.json", index),
+        (LOCK_FILE, lock),
+    ] {
         let mut h = fixed_header(tar::EntryType::Regular, bytes.len() as u64, 0o644);
         tar.append_data(&mut h, name, bytes).map_err(tar_err)?;
     }
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = fixed_header(tar::EntryType::Directory, 0, 0o755);
-        tar.append_data(&mut h, dir, std::io::empty()).map_err(tar_err)?;
+        tar.append_data(&mut h, dir, std::io::empty())
+            .map_err(tar_err)?;
     }
     let mut sorted: Vec<&Blob> = blobs.iter().collect();
     sorted.sort_by(|a, b| a.digest.cmp(&b.digest));
     for blob in sorted {
         let mut h = fixed_header(tar::EntryType::Regular, blob.size, 0o644);
         let name = format!("blobs/sha256/{}", blob.digest.hex());
-        tar.append_data(&mut h, name, source.open(blob)?).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                Error::integrity(e.to_string())
-            } else {
-                tar_err(e)
-            }
-        })?;
+        tar.append_data(&mut h, name, source.open(blob)?)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    Error::integrity(e.to_string())
+                } else {
+                    tar_err(e)
+                }
+            })?;
     }
     let buf = tar.into_inner().map_err(tar_err)?;
     buf.into_inner()
@@ -221,12 +256,15 @@ impl Storage {
                 fs::File::open(dir.join(name))?,
             ))),
             Storage::Tar(file, entries) => {
-                let &(offset, size) = entries
-                    .get(name)
-                    .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, name.to_string()))?;
+                let &(offset, size) = entries.get(name).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, name.to_string())
+                })?;
                 let mut f = fs::File::open(file)?;
                 f.seek(SeekFrom::Start(offset))?;
-                Ok(Box::new(std::io::BufReader::with_capacity(256 << 10, f.take(size))))
+                Ok(Box::new(std::io::BufReader::with_capacity(
+                    256 << 10,
+                    f.take(size),
+                )))
             }
         }
     }
@@ -237,26 +275,37 @@ impl Bundle {
     /// (not yet the blobs: see [`Bundle::verify`]).
     pub fn open(path: &Path) -> Result<Self> {
         let bad = |why: String| {
-            Error::integrity(format!("{} is not a valid pgoci bundle: {why}", path.display()))
+            Error::integrity(format!(
+                "{} is not a valid pgoci bundle: {why}",
+                path.display()
+            ))
         };
-        let meta = fs::metadata(path).map_err(|e| {
-            Error::usage(format!("cannot open bundle {}: {e}", path.display()))
-        })?;
+        let meta = fs::metadata(path)
+            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
         let storage = if meta.is_dir() {
             Storage::Dir(path.to_path_buf())
         } else {
-            Storage::Tar(path.to_path_buf(), scan_tar(path).map_err(|e| bad(e.to_string()))?)
+            Storage::Tar(
+                path.to_path_buf(),
+                scan_tar(path).map_err(|e| bad(e.to_string()))?,
+            )
         };
-        let layout = storage.read_file(LAYOUT_FILE).map_err(|_| bad("no oci-layout file".into()))?;
+        let layout = storage
+            .read_file(LAYOUT_FILE)
+            .map_err(|_| bad("no oci-layout file".into()))?;
         let layout: serde_json::Value =
             serde_json::from_slice(&layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
         if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(bad("oci-layout is not version 1.0.0".into()));
         }
-        let index = storage.read_file("index.json").map_err(|_| bad("no index.json".into()))?;
+        let index = storage
+            .read_file("index.json")
+            .map_err(|_| bad("no index.json".into()))?;
         let index: IndexJson =
             serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
-        let lock_text = storage.read_file(LOCK_FILE).map_err(|_| bad("no pgoci.lock".into()))?;
+        let lock_text = storage
+            .read_file(LOCK_FILE)
+            .map_err(|_| bad("no pgoci.lock".into()))?;
         let lock_digest = Digest::of_bytes(&lock_text);
         if let Some(want) = index.annotations.get(LOCK_DIGEST) {
             if *want != lock_digest.to_string() {
@@ -265,7 +314,8 @@ impl Bundle {
                 )));
             }
         }
-        let text = String::from_utf8(lock_text).map_err(|_| bad("pgoci.lock is not UTF-8".into()))?;
+        let text =
+            String::from_utf8(lock_text).map_err(|_| bad("pgoci.lock is not UTF-8".into()))?;
         let lock = Lock::parse(&text, &format!("{}/pgoci.lock", path.display()))
             .map_err(|e| bad(e.message))?;
         for pinned in lock.artifacts() {
@@ -328,7 +378,11 @@ fn scan_tar(path: &Path) -> std::io::Result<HashMap<String, (u64, u64)>> {
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
-        let name = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+        let name = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         entries.insert(name, (entry.raw_file_position(), entry.size()));
     }
     Ok(entries)

@@ -84,12 +84,60 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Install (or re-apply) PostgreSQL and extensions as an instance.
     Install(InstallArgs),
+    /// Move an instance to a new lock of the same major (newer minor, other extensions).
+    Upgrade(UpgradeArgs),
+    /// Switch an instance back to its previous generation and restart it.
+    Rollback {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
+    },
     /// Show installed instances.
     Status {
         /// Only this instance.
         #[arg(long)]
         instance: Option<String>,
+        /// Re-hash the files of each current generation and report drift.
+        #[arg(long)]
+        verify: bool,
     },
+    /// Stop and remove an instance; its data stays unless --purge.
+    Uninstall {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
+        /// Also delete the data directory (only one pgoci created).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Remove store entries and cache blobs nothing uses; print what was freed.
+    Gc {
+        /// A lock whose blobs must stay in the cache (repeatable).
+        #[arg(long, value_name = "FILE")]
+        keep: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpgradeArgs {
+    /// The instance to upgrade.
+    #[arg(long)]
+    pub instance: String,
+    /// Upgrade from a bundle.
+    #[arg(long, conflicts_with_all = ["lock", "ext"])]
+    pub bundle: Option<PathBuf>,
+    /// Upgrade to this lock.
+    #[arg(long, conflicts_with = "ext")]
+    pub lock: Option<PathBuf>,
+    /// Resolve anew with this (complete) extension set, NAME[@VERSION].
+    #[arg(long = "ext", value_name = "NAME[@VERSION]")]
+    pub ext: Vec<String>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -44,9 +44,15 @@ impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::integrity(format!("unsupported digest `{s}`: only sha256 is supported"))
+            Error::integrity(format!(
+                "unsupported digest `{s}`: only sha256 is supported"
+            ))
         })?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(Error::integrity(format!("malformed digest `{s}`")));
         }
         Ok(Digest(s.to_string()))
@@ -145,7 +151,10 @@ impl<R: Read> Read for VerifyingReader<R> {
         if hasher.len() > self.expected_size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("blob {} is longer than its {} bytes", self.expected, self.expected_size),
+                format!(
+                    "blob {} is longer than its {} bytes",
+                    self.expected, self.expected_size
+                ),
             ));
         }
         if n == 0 {

@@ -70,7 +70,12 @@ pub async fn pull(
 }
 
 /// Downloads one blob into the cache, verified; returns its size.
-async fn fetch_one(job: &Job, registry: &Registry, cache: &Cache, reporter: &dyn Reporter) -> Result<u64> {
+async fn fetch_one(
+    job: &Job,
+    registry: &Registry,
+    cache: &Cache,
+    reporter: &dyn Reporter,
+) -> Result<u64> {
     let blob = &job.blob;
     let reference = Registry::parse_reference(&job.reference)?;
     reporter.blob_started(&blob.digest, blob.size);
@@ -91,7 +96,10 @@ async fn fetch_one(job: &Job, registry: &Registry, cache: &Cache, reporter: &dyn
         let mut hasher = Hasher::default();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                Error::registry(format!("download of {} from {} broke: {e}", blob.digest, job.reference))
+                Error::registry(format!(
+                    "download of {} from {} broke: {e}",
+                    blob.digest, job.reference
+                ))
             })?;
             hasher.update(&chunk);
             if hasher.len() > blob.size {

@@ -118,7 +118,9 @@ impl Lock {
         let body = serde_saphyr::to_string(self)
             .map_err(|e| Error::internal(format!("cannot serialize lock: {e}")))?;
         let newline = if body.ends_with('\n') { "" } else { "\n" };
-        Ok(format!("# pgoci lock: generated, do not edit\n{body}{newline}"))
+        Ok(format!(
+            "# pgoci lock: generated, do not edit\n{body}{newline}"
+        ))
     }
 
     /// The lock digest: sha256 of the canonical bytes.
@@ -131,7 +133,10 @@ impl Lock {
         let lock: Lock = serde_saphyr::from_str(text).map_err(|e| {
             Error::usage(format!(
                 "{origin} is not a pgoci lock: {}",
-                e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ))
         })?;
         if lock.version != LOCK_VERSION {

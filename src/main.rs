@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     let quiet = cli.global.quiet > 0;
     init_tracing(cli.global.verbose, cli.global.quiet);
     let command = commands::name(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -102,7 +102,11 @@ pub struct IndexEntry {
 }
 
 /// Picks the entry for `want` from an index; an error lists what is offered.
-pub fn pick<'a>(entries: &'a [IndexEntry], want: &Platform, reference: &str) -> Result<&'a IndexEntry> {
+pub fn pick<'a>(
+    entries: &'a [IndexEntry],
+    want: &Platform,
+    reference: &str,
+) -> Result<&'a IndexEntry> {
     if let Some(hit) = entries
         .iter()
         .find(|e| e.platform.as_ref().is_some_and(|p| want.accepts(p)))
@@ -117,7 +121,11 @@ pub fn pick<'a>(entries: &'a [IndexEntry], want: &Platform, reference: &str) -> 
         .collect();
     Err(Error::resolve(format!(
         "{reference} has no image for platform {want}; it offers: {}",
-        if offered.is_empty() { "none".into() } else { offered.join(", ") }
+        if offered.is_empty() {
+            "none".into()
+        } else {
+            offered.join(", ")
+        }
     ))
     .hint("pass --platform with one of those"))
 }
@@ -141,10 +149,17 @@ mod tests {
 
     #[test]
     fn skips_attestations_and_lists_offers() {
-        let entries = vec![entry("unknown", "unknown", "a"), entry("linux", "arm64", "b")];
+        let entries = vec![
+            entry("unknown", "unknown", "a"),
+            entry("linux", "arm64", "b"),
+        ];
         let amd: Platform = "linux/amd64".parse().unwrap();
         let err = pick(&entries, &amd, "r/x:1").unwrap_err();
-        assert!(err.message.contains("offers: linux/arm64"), "{}", err.message);
+        assert!(
+            err.message.contains("offers: linux/arm64"),
+            "{}",
+            err.message
+        );
         let arm: Platform = "linux/arm64".parse().unwrap();
         assert_eq!(pick(&entries, &arm, "r").unwrap().digest, "b");
     }

@@ -11,10 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Profiles compiled into the binary: (name, YAML text).
-const EMBEDDED: &[(&str, &str)] = &[(
-    "cnpg-trixie",
-    include_str!("../profiles/cnpg-trixie.yaml"),
-)];
+const EMBEDDED: &[(&str, &str)] = &[("cnpg-trixie", include_str!("../profiles/cnpg-trixie.yaml"))];
 
 /// The profile used when none is named.
 pub const DEFAULT_PROFILE: &str = "cnpg-trixie";
@@ -118,8 +115,11 @@ impl Profile {
     /// Parses YAML text; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let mut profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
-            Error::usage(format!("profile {origin} is not valid: {}", one_line(&e.to_string())))
-                .hint("see spec/formats.md for the profile format")
+            Error::usage(format!(
+                "profile {origin} is not valid: {}",
+                one_line(&e.to_string())
+            ))
+            .hint("see spec/formats.md for the profile format")
         })?;
         profile.digest = Some(Digest::of_bytes(text.as_bytes()));
         profile.validate(origin)?;
@@ -136,7 +136,9 @@ impl Profile {
         if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
             return Self::parse(text, name_or_path);
         }
-        let etc = root.join("etc/pgoci/profiles").join(format!("{name_or_path}.yaml"));
+        let etc = root
+            .join("etc/pgoci/profiles")
+            .join(format!("{name_or_path}.yaml"));
         if etc.is_file() {
             let text = std::fs::read_to_string(&etc).with_path(&etc, "read profile")?;
             return Self::parse(&text, &etc.display().to_string());
@@ -182,7 +184,11 @@ impl Profile {
 
     /// The server layout for a major.
     pub fn server_layout(&self, major: u32) -> Layout {
-        self.server.layout.get(major).copied().unwrap_or(Layout::Rootfs)
+        self.server
+            .layout
+            .get(major)
+            .copied()
+            .unwrap_or(Layout::Rootfs)
     }
 
     /// The rootfs paths for a major, with `{major}` substituted.
@@ -274,7 +280,10 @@ extensions:
         let p = Profile::parse(SAMPLE, "sample").unwrap();
         assert_eq!(p.server_layout(15), Layout::Rootfs);
         assert_eq!(p.server_layout(17), Layout::Tree);
-        assert_eq!(p.server_paths(15).unwrap().bin, "/usr/lib/postgresql/15/bin");
+        assert_eq!(
+            p.server_paths(15).unwrap().bin,
+            "/usr/lib/postgresql/15/bin"
+        );
         assert_eq!(p.server.image.get(17).unwrap(), "r/pg:{major}");
         assert_eq!(p.extensions["pg_cron"].preload.as_deref(), Some("pg_cron"));
     }
@@ -295,6 +304,9 @@ extensions:
 
     #[test]
     fn nearest_names() {
-        assert_eq!(nearest("pg_corn", ["pg_cron", "hstore", "vector"]), vec!["pg_cron"]);
+        assert_eq!(
+            nearest("pg_corn", ["pg_cron", "hstore", "vector"]),
+            vec!["pg_cron"]
+        );
     }
 }

@@ -5,13 +5,15 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::lock::{Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION};
+use crate::lock::{
+    Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION,
+};
 use crate::platform::{self, IndexEntry, Platform};
 use crate::profile::{nearest, substitute, Layout, Profile};
 use crate::registry::Registry;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One requested extension: `name` or `name@version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +54,12 @@ pub struct Plan {
 }
 
 /// Checks a request against the profile and computes the references.
-pub fn plan(profile: &Profile, major: u32, exts: &[ExtRequest], platform: &Platform) -> Result<Plan> {
+pub fn plan(
+    profile: &Profile,
+    major: u32,
+    exts: &[ExtRequest],
+    platform: &Platform,
+) -> Result<Plan> {
     if !profile.server.majors.contains(&major) {
         let majors: Vec<String> = profile.server.majors.iter().map(u32::to_string).collect();
         return Err(Error::resolve(format!(
@@ -63,7 +70,7 @@ pub fn plan(profile: &Profile, major: u32, exts: &[ExtRequest], platform: &Platf
         .hint("pass --major with one of those, or another --profile"));
     }
     let platform_str = platform.to_string();
-    if !profile.platforms.iter().any(|p| *p == platform_str) {
+    if !profile.platforms.contains(&platform_str) {
         return Err(Error::resolve(format!(
             "platform {platform_str} is not in profile {}; it offers: {}",
             profile.name,
@@ -76,12 +83,19 @@ pub fn plan(profile: &Profile, major: u32, exts: &[ExtRequest], platform: &Platf
     let mut queue: Vec<ExtRequest> = exts.to_vec();
     while let Some(req) = queue.pop() {
         let Some(spec) = profile.extensions.get(&req.name) else {
-            let names: Vec<&str> = profile.extensions_for(major).map(|(n, _)| n.as_str()).collect();
+            let names: Vec<&str> = profile
+                .extensions_for(major)
+                .map(|(n, _)| n.as_str())
+                .collect();
             let near = nearest(&req.name, names.iter().copied());
             return Err(Error::resolve(format!(
                 "unknown extension `{}` for PostgreSQL {major}; nearest: {}",
                 req.name,
-                if near.is_empty() { "(none)".into() } else { near.join(", ") }
+                if near.is_empty() {
+                    "(none)".into()
+                } else {
+                    near.join(", ")
+                }
             ))
             .hint(format!("`pgoci catalog --major {major}` lists them all")));
         };
@@ -115,14 +129,20 @@ pub fn plan(profile: &Profile, major: u32, exts: &[ExtRequest], platform: &Platf
             }
         }
     }
-    let server_reference = substitute(profile.server.image.get(major).expect("validated"), major, "");
+    let server_reference = substitute(
+        profile.server.image.get(major).expect("validated"),
+        major,
+        "",
+    );
     let extensions = wanted
         .into_iter()
         .map(|(name, version)| {
             let spec = &profile.extensions[&name];
             let version = version.unwrap_or_else(|| spec.versions[0].clone());
             let template = spec.image.get(major).ok_or_else(|| {
-                Error::resolve(format!("profile gives no image of {name} for major {major}"))
+                Error::resolve(format!(
+                    "profile gives no image of {name} for major {major}"
+                ))
             })?;
             let reference = substitute(template, major, &version);
             Ok((name, version, reference))
@@ -180,7 +200,10 @@ pub async fn resolve(
         platform: platform.to_string(),
         profile: ProfileRef {
             name: profile.name.clone(),
-            digest: profile.digest.clone().expect("parsed profiles have a digest"),
+            digest: profile
+                .digest
+                .clone()
+                .expect("parsed profiles have a digest"),
         },
         request: Request {
             major,
@@ -246,7 +269,11 @@ struct ConfigInner {
 
 /// Pins a reference: tag → digest, index → platform manifest; returns the
 /// pinned artifact and its config labels.
-async fn pin(registry: &Registry, reference: &str, platform: &Platform) -> Result<(Pinned, BTreeMap<String, String>)> {
+async fn pin(
+    registry: &Registry,
+    reference: &str,
+    platform: &Platform,
+) -> Result<(Pinned, BTreeMap<String, String>)> {
     let parsed = Registry::parse_reference(reference)?;
     let mut manifest = registry.manifest(&parsed).await?;
     let mut index = None;
@@ -283,7 +310,11 @@ async fn pin(registry: &Registry, reference: &str, platform: &Platform) -> Resul
         media_type: manifest.media_type,
         index,
         config,
-        layers: doc.layers.iter().map(Descriptor::to_blob).collect::<Result<_>>()?,
+        layers: doc
+            .layers
+            .iter()
+            .map(Descriptor::to_blob)
+            .collect::<Result<_>>()?,
     };
     Ok((pinned, labels))
 }
@@ -304,7 +335,8 @@ async fn read_labels(
     let mut stream = registry.blob_stream(reference, &config.digest).await?;
     let mut bytes = Vec::with_capacity(config.size as usize);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::registry(format!("reading config {}: {e}", config.digest)))?;
+        let chunk =
+            chunk.map_err(|e| Error::registry(format!("reading config {}: {e}", config.digest)))?;
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > config.size {
             break;
@@ -318,9 +350,4 @@ async fn read_labels(
     }
     let doc: ConfigDoc = serde_json::from_slice(&bytes).unwrap_or_default();
     Ok(doc.config.and_then(|c| c.labels).unwrap_or_default())
-}
-
-/// Names of every extension requested, for messages.
-pub fn names(exts: &[ExtRequest]) -> BTreeSet<String> {
-    exts.iter().map(|e| e.name.clone()).collect()
 }

@@ -40,6 +40,9 @@ impl Compression {
 /// Decides which entries of a layer are kept, and where: `None` skips.
 pub type Select<'a> = &'a dyn Fn(&Path) -> Option<PathBuf>;
 
+/// An owned [`Select`].
+pub type Selector = Box<dyn Fn(&Path) -> Option<PathBuf>>;
+
 /// Keeps every entry where it is.
 pub fn keep_all(path: &Path) -> Option<PathBuf> {
     Some(path.to_path_buf())
@@ -160,15 +163,22 @@ fn remove_any(path: &Path) -> Result<()> {
 }
 
 fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -> Result<()> {
-    let name = entry.path().map_err(|e| Error::integrity(format!("bad entry name: {e}")))?;
+    let name = entry
+        .path()
+        .map_err(|e| Error::integrity(format!("bad entry name: {e}")))?;
     let rel = safe_relative(&name)?;
     if rel.as_os_str().is_empty() {
         return Ok(());
     }
-    let file_name = rel.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = rel
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // Whiteouts act on what lower layers put there, then vanish.
     if let Some(hidden) = file_name.strip_prefix(".wh.") {
-        let Some(out) = select(&rel) else { return Ok(()) };
+        let Some(out) = select(&rel) else {
+            return Ok(());
+        };
         let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
         let dir_full = prepare_parents(root, &dir.join("x"))?;
         let dir_full = dir_full.parent().expect("joined").to_path_buf();
@@ -183,7 +193,9 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
         }
         return Ok(());
     }
-    let Some(out) = select(&rel) else { return Ok(()) };
+    let Some(out) = select(&rel) else {
+        return Ok(());
+    };
     let full = prepare_parents(root, &out)?;
     let header = entry.header();
     let mode = header.mode().unwrap_or(0o644) & 0o1777; // never setuid/setgid
@@ -208,9 +220,8 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
                 .create_new(true)
                 .open(&full)
                 .with_path(&full, "create")?;
-            io::copy(&mut entry, &mut file).map_err(|e| {
-                Error::integrity(format!("reading {}: {e}", rel.display()))
-            })?;
+            io::copy(&mut entry, &mut file)
+                .map_err(|e| Error::integrity(format!("reading {}: {e}", rel.display())))?;
             file.set_permissions(fs::Permissions::from_mode(mode))
                 .with_path(&full, "set mode of")?;
         }
@@ -218,7 +229,9 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
             let target = entry
                 .link_name()
                 .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
-                .ok_or_else(|| Error::integrity(format!("symlink {} has no target", rel.display())))?
+                .ok_or_else(|| {
+                    Error::integrity(format!("symlink {} has no target", rel.display()))
+                })?
                 .into_owned();
             if !symlink_stays_inside(&out, &target) {
                 return Err(Error::integrity(format!(
@@ -234,7 +247,9 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
             let target = entry
                 .link_name()
                 .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
-                .ok_or_else(|| Error::integrity(format!("hardlink {} has no target", rel.display())))?
+                .ok_or_else(|| {
+                    Error::integrity(format!("hardlink {} has no target", rel.display()))
+                })?
                 .into_owned();
             let target_rel = safe_relative(&target)?;
             let Some(target_out) = select(&target_rel) else {
@@ -315,13 +330,23 @@ mod tests {
             vec![("/abs", F, "", &b"x"[..])],
             vec![("link", S, "/etc", &b""[..])],
             vec![("link", S, "../../etc", &b""[..])],
-            vec![("d/", D, "", &b""[..]), ("d/l", S, "..", &b""[..]), ("d/l/x", F, "", &b"x"[..])],
+            vec![
+                ("d/", D, "", &b""[..]),
+                ("d/l", S, "..", &b""[..]),
+                ("d/l/x", F, "", &b"x"[..]),
+            ],
             vec![("hl", H, "../outside", &b""[..])],
             vec![("dev", tar::EntryType::Char, "", &b""[..])],
         ] {
             let dir = tempfile::tempdir().unwrap();
             let err = apply(&bad, &dir.path().join("root")).unwrap_err();
-            assert_eq!(err.kind, crate::error::Kind::Integrity, "{:?}: {}", bad[0].0, err.message);
+            assert_eq!(
+                err.kind,
+                crate::error::Kind::Integrity,
+                "{:?}: {}",
+                bad[0].0,
+                err.message
+            );
         }
     }
 
@@ -330,8 +355,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         fs::create_dir(&root).unwrap();
-        let err = apply(&[("a/", D, "", b""), ("l", S, "a", b""), ("l/f", F, "", b"x")], &root)
-            .unwrap_err();
+        let err = apply(
+            &[("a/", D, "", b""), ("l", S, "a", b""), ("l/f", F, "", b"x")],
+            &root,
+        )
+        .unwrap_err();
         assert!(err.message.contains("not a directory"), "{}", err.message);
     }
 
@@ -354,8 +382,15 @@ mod tests {
         .unwrap();
         assert_eq!(fs::read(root.join("bin/b")).unwrap(), b"A");
         assert_eq!(fs::read(root.join("bin/c")).unwrap(), b"A");
-        apply(&[(".wh.gone", F, "", b""), ("old/.wh..wh..opq", F, "", b""), ("old/y", F, "", b"y")], root)
-            .unwrap();
+        apply(
+            &[
+                (".wh.gone", F, "", b""),
+                ("old/.wh..wh..opq", F, "", b""),
+                ("old/y", F, "", b"y"),
+            ],
+            root,
+        )
+        .unwrap();
         assert!(!root.join("gone").exists());
         assert!(!root.join("old/x").exists());
         assert!(root.join("old/y").exists());

@@ -1,6 +1,10 @@
 //! `pgoci bundle export|verify|inspect`.
 
-use super::{output::{human_bytes, Outcome}, pull::pull_lock, Context};
+use super::{
+    output::{human_bytes, Outcome},
+    pull::pull_lock,
+    Context,
+};
 use crate::cli::BundleCommand;
 use pgoci::bundle::{self, Bundle};
 use pgoci::error::Result;
@@ -34,7 +38,10 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 .field("path", &path)
                 .field("blobs", blobs)
                 .field("lock_digest", bundle.lock_digest.to_string())
-                .note(format!("bundle {} is intact: {blobs} blobs verified", path.display())))
+                .note(format!(
+                    "bundle {} is intact: {blobs} blobs verified",
+                    path.display()
+                )))
         }
         BundleCommand::Inspect { path } => {
             let bundle = Bundle::open(&path)?;

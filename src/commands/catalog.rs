@@ -16,7 +16,12 @@ pub fn run(ctx: &Context, only: Option<u32>) -> Result<Outcome> {
     }
     let mut majors = Vec::new();
     let mut text = format!("profile {} — {}\n", profile.name, profile.description);
-    for &major in profile.server.majors.iter().filter(|m| only.is_none_or(|o| o == **m)) {
+    for &major in profile
+        .server
+        .majors
+        .iter()
+        .filter(|m| only.is_none_or(|o| o == **m))
+    {
         let exts: Vec<_> = profile
             .extensions_for(major)
             .map(|(name, e)| json!({"name": name, "versions": e.versions, "preload": e.preload}))

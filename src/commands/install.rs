@@ -27,7 +27,10 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     };
     let opts = InstallOptions {
         layout: ctx.layout(),
-        instance: args.instance.clone().unwrap_or_else(|| format!("pg{}", lock.major())),
+        instance: args
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("pg{}", lock.major())),
         port: args.port,
         data_dir: args.data_dir.clone(),
         user: args.user.clone(),
@@ -96,4 +99,45 @@ fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
                 .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))
         })
         .collect()
+}
+
+/// `pgoci upgrade`: the install of a new lock onto an existing instance.
+pub async fn upgrade(ctx: &Context, args: &crate::cli::UpgradeArgs) -> Result<Outcome> {
+    let state = pgoci::install::lifecycle::load(&ctx.layout(), &args.instance)?;
+    if args.bundle.is_none() && args.lock.is_none() && args.ext.is_empty() {
+        return Err(Error::usage("upgrade needs a new lock")
+            .hint("pass --bundle PATH, --lock FILE or --ext NAME,… (the complete new set)"));
+    }
+    let install_args = InstallArgs {
+        bundle: args.bundle.clone(),
+        source: crate::cli::LockSource {
+            lock: args.lock.clone(),
+            request: crate::cli::RequestArgs {
+                major: (args.lock.is_none() && args.bundle.is_none()).then_some(state.major),
+                ext: args.ext.clone(),
+            },
+        },
+        instance: Some(args.instance.clone()),
+        port: None,
+        data_dir: None,
+        user: state.user.clone(),
+        service: Some(match state.service {
+            ServiceKind::Systemd => "systemd".into(),
+            ServiceKind::None => "none".into(),
+        }),
+        no_start: false,
+        set: state
+            .settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        locale: "C.UTF-8".into(),
+        encoding: "UTF8".into(),
+        auth: "scram-sha-256".into(),
+        check: args.check,
+        yes: args.yes,
+    };
+    let mut outcome = run(ctx, &install_args).await?;
+    outcome.json["command"] = "upgrade".into();
+    Ok(outcome)
 }

@@ -5,11 +5,12 @@
 pub mod bundle;
 pub mod catalog;
 pub mod install;
+pub mod lifecycle;
 pub mod output;
 pub mod pull;
+mod reporter;
 pub mod resolve;
 pub mod status;
-mod reporter;
 
 use crate::cli::{Cli, Command, Global, LockSource};
 use output::Outcome;
@@ -54,7 +55,11 @@ impl Context {
     }
 
     pub fn cache(&self) -> Result<Cache> {
-        let dir = self.global.cache_dir.clone().unwrap_or_else(Cache::default_dir);
+        let dir = self
+            .global
+            .cache_dir
+            .clone()
+            .unwrap_or_else(Cache::default_dir);
         Cache::open(&dir)
     }
 
@@ -95,6 +100,10 @@ pub fn name(command: &Command) -> &'static str {
         Command::Bundle(crate::cli::BundleCommand::Inspect { .. }) => "bundle inspect",
         Command::Install(_) => "install",
         Command::Status { .. } => "status",
+        Command::Upgrade(_) => "upgrade",
+        Command::Rollback { .. } => "rollback",
+        Command::Uninstall { .. } => "uninstall",
+        Command::Gc { .. } => "gc",
     }
 }
 
@@ -107,6 +116,10 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Pull { source } => pull::run(&ctx, &source).await,
         Command::Bundle(cmd) => bundle::run(&ctx, cmd).await,
         Command::Install(args) => install::run(&ctx, &args).await,
-        Command::Status { instance } => status::run(&ctx, instance.as_deref()),
+        Command::Status { instance, verify } => status::run(&ctx, instance.as_deref(), verify),
+        Command::Upgrade(args) => install::upgrade(&ctx, &args).await,
+        Command::Rollback { instance } => lifecycle::rollback(&ctx, &instance),
+        Command::Uninstall { instance, purge } => lifecycle::uninstall(&ctx, &instance, purge),
+        Command::Gc { keep } => lifecycle::gc(&ctx, &keep),
     }
 }

@@ -41,7 +41,10 @@ impl Outcome {
     /// Prints in the chosen mode.
     pub fn print(&self, json_mode: bool, quiet: bool) {
         if json_mode {
-            println!("{}", serde_json::to_string_pretty(&self.json).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&self.json).unwrap_or_default()
+            );
             return;
         }
         if !quiet {

@@ -1,6 +1,9 @@
 //! `pgoci pull`: a lock's blobs into the cache.
 
-use super::{output::{human_bytes, Outcome}, Context};
+use super::{
+    output::{human_bytes, Outcome},
+    Context,
+};
 use crate::cli::LockSource;
 use pgoci::cache::Cache;
 use pgoci::error::Result;
@@ -10,7 +13,14 @@ use pgoci::lock::Lock;
 /// Pulls a lock; shared by `pull`, `bundle export` and `install`.
 pub async fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
     let cache = ctx.cache()?;
-    let report = fetch::pull(lock, ctx.registry()?, &cache, ctx.reporter.clone(), ctx.global.jobs).await?;
+    let report = fetch::pull(
+        lock,
+        ctx.registry()?,
+        &cache,
+        ctx.reporter.clone(),
+        ctx.global.jobs,
+    )
+    .await?;
     Ok((cache, report))
 }
 

@@ -13,11 +13,20 @@ pub struct Lines {
 
 impl Reporter for Lines {
     fn blob_started(&self, digest: &Digest, size: u64) {
-        self.sizes.lock().expect("poisoned").insert(digest.clone(), size);
+        self.sizes
+            .lock()
+            .expect("poisoned")
+            .insert(digest.clone(), size);
     }
 
     fn blob_done(&self, digest: &Digest) {
-        let size = self.sizes.lock().expect("poisoned").get(digest).copied().unwrap_or(0);
+        let size = self
+            .sizes
+            .lock()
+            .expect("poisoned")
+            .get(digest)
+            .copied()
+            .unwrap_or(0);
         eprintln!("fetched {} ({})", digest, super::output::human_bytes(size));
     }
 

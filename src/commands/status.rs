@@ -10,29 +10,42 @@ fn server_running(state: &InstanceState) -> bool {
     let Ok(text) = std::fs::read_to_string(state.data_dir.join("postmaster.pid")) else {
         return false;
     };
-    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
         return false;
     };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
-pub fn run(ctx: &Context, only: Option<&str>) -> Result<Outcome> {
+pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
     let layout = ctx.layout();
     let mut states = pgoci::install::other_instances(&layout, "")?;
     if let Some(name) = only {
         states.retain(|s| s.instance == name);
         if states.is_empty() {
-            return Err(Error::usage(format!("no instance named {name} under {}", layout.prefix.display()))
-                .hint("`pgoci status` lists them all"));
+            return Err(Error::usage(format!(
+                "no instance named {name} under {}",
+                layout.prefix.display()
+            ))
+            .hint("`pgoci status` lists them all"));
         }
     }
     let mut text = String::new();
     let mut list = Vec::new();
+    let mut drifted = Vec::new();
     for s in &states {
         let gen = s.current_generation();
         let running = server_running(s);
         let exts: Vec<_> = gen
-            .map(|g| g.extensions.iter().map(|e| json!({"name": e.name, "version": e.version, "digest": e.digest})).collect())
+            .map(|g| {
+                g.extensions
+                    .iter()
+                    .map(|e| json!({"name": e.name, "version": e.version, "digest": e.digest}))
+                    .collect()
+            })
             .unwrap_or_default();
         text.push_str(&format!(
             "{}  PostgreSQL {} ({})  port {}  generation {}  {}  data {}\n",
@@ -49,7 +62,26 @@ pub fn run(ctx: &Context, only: Option<&str>) -> Result<Outcome> {
                 text.push_str(&format!("    {} {}\n", e.name, e.version));
             }
         }
+        let drift = if verify {
+            let d = pgoci::install::lifecycle::verify(&layout, s)?;
+            text.push_str(&format!(
+                "    verify: {} files checked, {} modified, {} missing\n",
+                d.checked,
+                d.modified.len(),
+                d.missing.len()
+            ));
+            for p in d.modified.iter().chain(&d.missing) {
+                text.push_str(&format!("      drift: {}\n", p.display()));
+            }
+            if !d.modified.is_empty() || !d.missing.is_empty() {
+                drifted.push(s.instance.clone());
+            }
+            Some(d)
+        } else {
+            None
+        };
         list.push(json!({
+            "verify": drift,
             "name": s.instance, "major": s.major,
             "version": gen.map(|g| g.server_version.clone()),
             "port": s.port, "generation": s.current, "generations": s.generations.iter().map(|g| &g.name).collect::<Vec<_>>(),
@@ -59,5 +91,20 @@ pub fn run(ctx: &Context, only: Option<&str>) -> Result<Outcome> {
     if states.is_empty() {
         text.push_str(&format!("no instances under {}\n", layout.prefix.display()));
     }
-    Ok(Outcome::new("status", false).field("instances", list).stdout(text))
+    if !drifted.is_empty() {
+        // The report is the error: name what drifted; exit 5.
+        return Err(Error::integrity(format!(
+            "files of instance(s) {} do not match their recorded digests: {}",
+            drifted.join(", "),
+            text.lines()
+                .filter(|l| l.contains("drift:"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+        .hint("run the same install again to restore the generation, or rollback"));
+    }
+    Ok(Outcome::new("status", false)
+        .field("instances", list)
+        .stdout(text))
 }

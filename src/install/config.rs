@@ -40,7 +40,10 @@ pub fn render(lock: &Lock, input: &ConfigInput) -> String {
     let mut set = |key: &str, value: String| out.push_str(&format!("{key} = {value}\n"));
     set("port", input.port.to_string());
     set("listen_addresses", quote("localhost"));
-    set("unix_socket_directories", quote(&input.socket_dir.display().to_string()));
+    set(
+        "unix_socket_directories",
+        quote(&input.socket_dir.display().to_string()),
+    );
     let preload: Vec<&str> = lock
         .extensions
         .iter()
@@ -61,10 +64,18 @@ pub fn render(lock: &Lock, input: &ConfigInput) -> String {
         // looked up through dynamic_library_path as well.
         let gen = input.generation.join("extensions");
         let control: Vec<String> = std::iter::once("$system".to_string())
-            .chain(lock.extensions.iter().map(|e| gen.join(&e.name).join("share").display().to_string()))
+            .chain(
+                lock.extensions
+                    .iter()
+                    .map(|e| gen.join(&e.name).join("share").display().to_string()),
+            )
             .collect();
         let libs: Vec<String> = std::iter::once("$libdir".to_string())
-            .chain(lock.extensions.iter().map(|e| gen.join(&e.name).join("lib").display().to_string()))
+            .chain(
+                lock.extensions
+                    .iter()
+                    .map(|e| gen.join(&e.name).join("lib").display().to_string()),
+            )
             .collect();
         set("extension_control_path", quote(&control.join(":")));
         set("dynamic_library_path", quote(&libs.join(":")));

@@ -31,9 +31,11 @@ pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;
 /// Finds bin, sharedir and pkglibdir in an unpacked server artifact.
 pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     if lock.server.layout == Layout::Rootfs {
-        let paths = lock.server.paths.as_ref().ok_or_else(|| {
-            Error::integrity("lock: rootfs server without paths".to_string())
-        })?;
+        let paths = lock
+            .server
+            .paths
+            .as_ref()
+            .ok_or_else(|| Error::integrity("lock: rootfs server without paths".to_string()))?;
         let rel = |p: &str| PathBuf::from(p.trim_start_matches('/'));
         return Ok(ServerDirs {
             bin: rel(&paths.bin),
@@ -43,7 +45,11 @@ pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     }
     let find = |marker: &str| -> Result<PathBuf> {
         find_file(server_root, marker, 6)
-            .map(|p| p.strip_prefix(server_root).expect("found under root").to_path_buf())
+            .map(|p| {
+                p.strip_prefix(server_root)
+                    .expect("found under root")
+                    .to_path_buf()
+            })
             .ok_or_else(|| {
                 Error::integrity(format!(
                     "server artifact {} has no {marker}: not a PostgreSQL tree",
@@ -67,7 +73,9 @@ fn find_file(root: &Path, name: &str, max_depth: usize) -> Option<PathBuf> {
             if dir.join(name).is_file() {
                 return Some(dir);
             }
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             let mut subdirs: Vec<PathBuf> = entries
                 .flatten()
                 .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
@@ -128,7 +136,10 @@ pub fn compose(
                 link_tree(&licenses, &tmp.join("licenses").join(ext.name))?;
             }
         }
-        Ok(())
+        let mut stores = vec![server_store.to_path_buf()];
+        stores.extend(extensions.iter().map(|e| e.store_dir.to_path_buf()));
+        let files = super::manifest::for_generation(&tmp, &stores)?;
+        super::manifest::write(&tmp.join(super::manifest::GENERATION_MANIFEST), &files)
     })();
     if let Err(e) = built {
         let _ = fs::remove_dir_all(&tmp);
@@ -142,7 +153,10 @@ pub fn compose(
 fn link_into_server(ext: &ExtensionInput, dirs: &ServerDirs, gen: &Path) -> Result<()> {
     let pairs = [
         (ext.store_dir.join("lib"), gen.join(&dirs.pkglibdir)),
-        (ext.store_dir.join("share/extension"), gen.join(&dirs.sharedir).join("extension")),
+        (
+            ext.store_dir.join("share/extension"),
+            gen.join(&dirs.sharedir).join("extension"),
+        ),
     ];
     for (from, to) in pairs {
         if from.is_dir() {

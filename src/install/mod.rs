@@ -8,6 +8,8 @@
 pub mod config;
 pub mod generation;
 pub mod layout;
+pub mod lifecycle;
+pub mod manifest;
 pub mod postgres;
 pub mod state;
 pub mod store;
@@ -101,8 +103,10 @@ pub fn install(
 
     // ---- preflight: nothing on the host changes before all of this passes.
     if !nix::unistd::geteuid().is_root() {
-        return Err(Error::host("pgoci install must run as root (it creates a user and chowns the data directory)")
-            .hint("run it with sudo"));
+        return Err(Error::host(
+            "pgoci install must run as root (it creates a user and chowns the data directory)",
+        )
+        .hint("run it with sudo"));
     }
     if let Some(prev) = &previous {
         if prev.major != lock.major() {
@@ -136,13 +140,13 @@ pub fn install(
     for blob in lock.blobs() {
         source.verify(&blob)?;
     }
-    let service = opts.service.unwrap_or(
-        if layout.root == Path::new("/") && systemd::is_running() {
-            ServiceKind::Systemd
-        } else {
-            ServiceKind::None
-        },
-    );
+    let service =
+        opts.service
+            .unwrap_or(if layout.root == Path::new("/") && systemd::is_running() {
+                ServiceKind::Systemd
+            } else {
+                ServiceKind::None
+            });
     let socket_dir = layout.socket_dir(&opts.instance);
     let same_generation = previous
         .as_ref()
@@ -151,7 +155,17 @@ pub fn install(
         .cloned();
 
     if opts.check {
-        return Ok(check_plan(lock, opts, previous.as_ref(), same_generation.is_some(), &data_dir, port, service, &socket_dir, warnings));
+        return Ok(check_plan(
+            lock,
+            opts,
+            previous.as_ref(),
+            same_generation.is_some(),
+            &data_dir,
+            port,
+            service,
+            &socket_dir,
+            warnings,
+        ));
     }
 
     let mut actions = Actions {
@@ -165,7 +179,15 @@ pub fn install(
     let gen_state = match same_generation {
         Some(g) if generations_dir.join(&g.name).is_dir() => g,
         _ => {
-            let g = build_generation(lock, &lock_digest, source, layout, &generations_dir, previous.as_ref(), &mut actions)?;
+            let g = build_generation(
+                lock,
+                &lock_digest,
+                source,
+                layout,
+                &generations_dir,
+                previous.as_ref(),
+                &mut actions,
+            )?;
             actions.push(format!("composed generation {}", g.name));
             g
         }
@@ -180,7 +202,10 @@ pub fn install(
     }
     // Record the instance before initdb, so a run killed from here on is
     // recognised as ours (and completed) by the next run.
-    let mut generations = previous.as_ref().map(|p| p.generations.clone()).unwrap_or_default();
+    let mut generations = previous
+        .as_ref()
+        .map(|p| p.generations.clone())
+        .unwrap_or_default();
     if !generations.iter().any(|g| g.name == gen_state.name) {
         generations.push(gen_state.clone());
     }
@@ -190,7 +215,9 @@ pub fn install(
         major: lock.major(),
         port,
         data_dir: data_dir.clone(),
-        data_dir_created: previous.as_ref().map_or(needs_initdb, |p| p.data_dir_created),
+        data_dir_created: previous
+            .as_ref()
+            .map_or(needs_initdb, |p| p.data_dir_created),
         user: account.name.clone(),
         service,
         socket_dir: socket_dir.clone(),
@@ -225,7 +252,16 @@ pub fn install(
     create_owned_dir(&log_dir, &account, 0o750)?;
 
     // ---- configuration and unit
-    let conf_changed = write_config(lock, &opts.instance, &gen_dir, port, &socket_dir, &opts.settings, &data_dir, &mut actions)?;
+    let conf_changed = write_config(
+        lock,
+        &opts.instance,
+        &gen_dir,
+        port,
+        &socket_dir,
+        &opts.settings,
+        &data_dir,
+        &mut actions,
+    )?;
     let unit_file = layout.unit_file(&opts.instance);
     let unit = systemd::render(&systemd::UnitInput {
         instance: &opts.instance,
@@ -272,7 +308,14 @@ pub fn install(
             Ok(None) => {}
             Err(e) if e.kind == Kind::Service && previous_gen.is_some() => {
                 let old = previous_gen.expect("checked");
-                return Err(roll_back_after_failed_start(e, previous.expect("had a generation"), &old, &instance_dir, &account, layout));
+                return Err(roll_back_after_failed_start(
+                    e,
+                    previous.expect("had a generation"),
+                    &old,
+                    &instance_dir,
+                    &account,
+                    layout,
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -297,15 +340,25 @@ fn build_generation(
     actions: &mut Actions,
 ) -> Result<GenerationState> {
     let server_select = server_selector(lock);
-    let (server_dir, created) = store::ensure(layout, &lock.server.pinned, source, &*server_select)?;
+    let (server_dir, created) =
+        store::ensure(layout, &lock.server.pinned, source, &*server_select)?;
     if created {
-        actions.push(format!("unpacked server {} ({})", lock.server.version, lock.server.pinned.digest.short()));
+        actions.push(format!(
+            "unpacked server {} ({})",
+            lock.server.version,
+            lock.server.pinned.digest.short()
+        ));
     }
     let mut ext_dirs = Vec::new();
     for ext in &lock.extensions {
         let (dir, created) = store::ensure(layout, &ext.pinned, source, &unpack::keep_all)?;
         if created {
-            actions.push(format!("unpacked extension {} {} ({})", ext.name, ext.version, ext.pinned.digest.short()));
+            actions.push(format!(
+                "unpacked extension {} {} ({})",
+                ext.name,
+                ext.version,
+                ext.pinned.digest.short()
+            ));
         }
         ext_dirs.push(dir);
     }
@@ -355,20 +408,27 @@ fn build_generation(
             })
             .collect(),
         dirs,
-        store: lock.artifacts().map(|a| a.digest.hex().to_string()).collect(),
+        store: lock
+            .artifacts()
+            .map(|a| a.digest.hex().to_string())
+            .collect(),
     })
 }
 
 /// Which entries of the server artifact are kept: all for `tree`, only
 /// `server.paths` (at their positions) for `rootfs`.
-fn server_selector(lock: &Lock) -> Box<dyn Fn(&Path) -> Option<PathBuf>> {
+fn server_selector(lock: &Lock) -> unpack::Selector {
     match &lock.server.paths {
         Some(paths) if lock.server.layout == crate::profile::Layout::Rootfs => {
             let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
                 .iter()
                 .map(|p| PathBuf::from(p.trim_start_matches('/')))
                 .collect();
-            Box::new(move |p: &Path| keep.iter().any(|k| p.starts_with(k)).then(|| p.to_path_buf()))
+            Box::new(move |p: &Path| {
+                keep.iter()
+                    .any(|k| p.starts_with(k))
+                    .then(|| p.to_path_buf())
+            })
         }
         _ => Box::new(|p: &Path| Some(p.to_path_buf())),
     }
@@ -510,11 +570,26 @@ fn roll_back_after_failed_start(
     layout: &HostLayout,
 ) -> Error {
     let restore = || -> Result<()> {
-        state::switch_symlink(&instance_dir.join("current"), &PathBuf::from("generations").join(&old.name))?;
+        state::switch_symlink(
+            &instance_dir.join("current"),
+            &PathBuf::from("generations").join(&old.name),
+        )?;
         let old_lock = generation_lock(instance_dir, old)?;
         let gen_dir = instance_dir.join("generations").join(&old.name);
-        let mut ignored = Actions { done: Vec::new(), reporter: &crate::progress::Silent };
-        write_config(&old_lock, &previous.instance, &gen_dir, previous.port, &previous.socket_dir, &previous.settings, &previous.data_dir, &mut ignored)?;
+        let mut ignored = Actions {
+            done: Vec::new(),
+            reporter: &crate::progress::Silent,
+        };
+        write_config(
+            &old_lock,
+            &previous.instance,
+            &gen_dir,
+            previous.port,
+            &previous.socket_dir,
+            &previous.settings,
+            &previous.data_dir,
+            &mut ignored,
+        )?;
         let unit = systemd::render(&systemd::UnitInput {
             instance: &previous.instance,
             user: &account.name,
@@ -524,9 +599,16 @@ fn roll_back_after_failed_start(
             runtime_dir: &format!("pgoci/{}", previous.instance),
             ld_library_path: None,
         });
-        write_if_changed(&layout.unit_file(&previous.instance), unit.as_bytes(), 0o644)?;
+        write_if_changed(
+            &layout.unit_file(&previous.instance),
+            unit.as_bytes(),
+            0o644,
+        )?;
         previous.write(instance_dir)?;
-        state::write_atomic(&instance_dir.join("pgoci.lock"), old_lock.to_yaml()?.as_bytes())?;
+        state::write_atomic(
+            &instance_dir.join("pgoci.lock"),
+            old_lock.to_yaml()?.as_bytes(),
+        )?;
         start_or_restart(&previous, &gen_dir, account, layout, true, previous.service)?;
         Ok(())
     };
@@ -544,7 +626,12 @@ fn roll_back_after_failed_start(
 
 /// The lock a generation was composed from.
 pub fn generation_lock(instance_dir: &Path, gen: &GenerationState) -> Result<Lock> {
-    Lock::read(&instance_dir.join("generations").join(&gen.name).join(generation::GENERATION_LOCK))
+    Lock::read(
+        &instance_dir
+            .join("generations")
+            .join(&gen.name)
+            .join(generation::GENERATION_LOCK),
+    )
 }
 
 /// The summary of an instance for reports.
@@ -613,8 +700,10 @@ fn choose_port(
     let taken_by_other = |p: u16| others.iter().find(|o| o.port == p);
     if let Some(p) = opts.port.or(previous.map(|s| s.port)) {
         if let Some(o) = taken_by_other(p) {
-            return Err(Error::host(format!("port {p} is used by instance {}", o.instance))
-                .hint("pass another --port"));
+            return Err(
+                Error::host(format!("port {p} is used by instance {}", o.instance))
+                    .hint("pass another --port"),
+            );
         }
         let ours = previous.is_some_and(|s| s.port == p);
         if !ours && !port_is_free(p) {

@@ -61,7 +61,13 @@ pub fn is_running(bin: &Path, data: &Path, account: &Account) -> bool {
 }
 
 /// Starts the server with pg_ctl and waits until it accepts connections.
-pub fn start(bin: &Path, data: &Path, log: &Path, account: &Account, ld_library_path: Option<&str>) -> Result<()> {
+pub fn start(
+    bin: &Path,
+    data: &Path,
+    log: &Path,
+    account: &Account,
+    ld_library_path: Option<&str>,
+) -> Result<()> {
     let mut cmd = as_user(&bin.join("pg_ctl"), account);
     if let Some(p) = ld_library_path {
         cmd.env("LD_LIBRARY_PATH", p);
@@ -88,7 +94,10 @@ pub fn start(bin: &Path, data: &Path, log: &Path, account: &Account, ld_library_
 /// Stops the server (fast mode) and waits.
 pub fn stop(bin: &Path, data: &Path, account: &Account) -> Result<()> {
     let mut cmd = as_user(&bin.join("pg_ctl"), account);
-    cmd.arg("stop").arg("-D").arg(data).args(["-m", "fast", "-w", "-t", "60"]);
+    cmd.arg("stop")
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "fast", "-w", "-t", "60"]);
     let out = run(cmd, "pg_ctl stop")?;
     if !out.status.success() {
         return Err(Error::service(format!(
@@ -122,14 +131,21 @@ pub fn wait_ready(data: &Path, timeout: Duration) -> Result<()> {
 
 /// `postgres --version` → "17.10".
 pub fn probe_version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin.join("postgres")).arg("--version").output().ok()?;
+    let out = Command::new(bin.join("postgres"))
+        .arg("--version")
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.split_whitespace().last().map(str::to_string)
 }
 
 /// The major of an existing data directory (`PG_VERSION`).
 pub fn data_major(data: &Path) -> Option<u32> {
-    std::fs::read_to_string(data.join("PG_VERSION")).ok()?.trim().parse().ok()
+    std::fs::read_to_string(data.join("PG_VERSION"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The last `n` non-empty lines of a text, joined on one line.

@@ -21,11 +21,19 @@ pub fn ensure(
 ) -> Result<(PathBuf, bool)> {
     let store = layout.store();
     let dest = store.join(pinned.digest.hex());
-    if dest.is_dir() {
+    if dest.is_dir() && super::manifest::store_manifest_path(&dest).is_file() {
         return Ok((dest, false));
     }
+    if dest.is_dir() {
+        // An entry from before manifests were recorded: unpack it afresh.
+        fs::remove_dir_all(&dest).with_path(&dest, "remove")?;
+    }
     fs::create_dir_all(&store).with_path(&store, "create store")?;
-    let tmp = store.join(format!(".tmp-{}-{}", pinned.digest.short(), std::process::id()));
+    let tmp = store.join(format!(
+        ".tmp-{}-{}",
+        pinned.digest.short(),
+        std::process::id()
+    ));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_path(&tmp, "remove stale")?;
     }
@@ -34,7 +42,10 @@ pub fn ensure(
         for layer in &pinned.layers {
             apply_layer(source.open_raw(layer)?, layer, &tmp, select)?;
         }
-        make_read_only(&tmp)
+        make_read_only(&tmp)?;
+        // Record every file's digest now, for `status --verify` later.
+        let files = super::manifest::hash_tree(&tmp)?;
+        super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)
     })();
     if let Err(e) = unpacked {
         let _ = fs::remove_dir_all(&tmp);
@@ -55,7 +66,8 @@ fn make_read_only(dir: &Path) -> Result<()> {
             make_read_only(&path)?;
         } else if meta.is_file() {
             let mode = meta.permissions().mode() & !0o222;
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).with_path(&path, "chmod")?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .with_path(&path, "chmod")?;
         }
     }
     Ok(())

@@ -84,9 +84,11 @@ pub fn is_running() -> bool {
 /// Checks unit text with `systemd-analyze verify` (on a private copy, so
 /// a rejected unit is never installed). `Ok(false)`: the tool is missing.
 pub fn verify_text(unit_name: &str, text: &str) -> Result<bool> {
-    let dir = tempfile::tempdir().map_err(|e| Error::host(format!("cannot create a temp dir: {e}")))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::host(format!("cannot create a temp dir: {e}")))?;
     let file = dir.path().join(unit_name);
-    std::fs::write(&file, text).map_err(|e| Error::host(format!("cannot write {}: {e}", file.display())))?;
+    std::fs::write(&file, text)
+        .map_err(|e| Error::host(format!("cannot write {}: {e}", file.display())))?;
     verify(&file)
 }
 
@@ -104,12 +106,19 @@ pub fn verify(unit_file: &Path) -> Result<bool> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     // Only complaints about our own unit count; the host's other units may warn.
     let name = unit_file.file_name().unwrap_or_default().to_string_lossy();
-    let ours: Vec<&str> = stderr.lines().filter(|l| l.contains(name.as_ref())).collect();
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(name.as_ref()))
+        .collect();
     if !output.status.success() || !ours.is_empty() {
         return Err(Error::internal(format!(
             "systemd-analyze verify rejects {}: {}",
             unit_file.display(),
-            if ours.is_empty() { stderr.trim().to_string() } else { ours.join("; ") }
+            if ours.is_empty() {
+                stderr.trim().to_string()
+            } else {
+                ours.join("; ")
+            }
         )));
     }
     Ok(true)

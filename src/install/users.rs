@@ -46,13 +46,20 @@ pub fn ensure(name: &str) -> Result<(Account, bool)> {
     }
     let status = Command::new("useradd")
         .args(["--system", "--user-group", "--no-create-home"])
-        .args(["--home-dir", "/var/lib/pgoci", "--shell", "/usr/sbin/nologin"])
+        .args([
+            "--home-dir",
+            "/var/lib/pgoci",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
         .args(["--comment", "PostgreSQL (pgoci)"])
         .arg(name)
         .status()
         .map_err(|e| Error::host(format!("cannot run useradd to create user {name}: {e}")))?;
     if !status.success() {
-        return Err(Error::host(format!("useradd failed to create user {name} ({status})")));
+        return Err(Error::host(format!(
+            "useradd failed to create user {name} ({status})"
+        )));
     }
     lookup(name)
         .map(|a| (a, true))

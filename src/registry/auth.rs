@@ -92,7 +92,10 @@ fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> 
         return Ok(None);
     };
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::usage(format!("auth file {} is not valid JSON: {e}", path.display()))
+        Error::usage(format!(
+            "auth file {} is not valid JSON: {e}",
+            path.display()
+        ))
     })?;
     let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);

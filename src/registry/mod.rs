@@ -193,7 +193,10 @@ impl Registry {
                 Error::registry(format!("registry {url} unreachable: {}", error_chain(e)))
                     .hint("check the address, or use a bundle for offline installs")
             }
-            _ => Error::registry(format!("registry {url} failed for {what}: {}", error_chain(&err))),
+            _ => Error::registry(format!(
+                "registry {url} failed for {what}: {}",
+                error_chain(&err)
+            )),
         }
     }
 }
@@ -223,7 +226,8 @@ pub fn media_type_of(bytes: &[u8]) -> String {
     }
     match serde_json::from_slice::<Probe>(bytes) {
         Ok(Probe {
-            media_type: Some(m), ..
+            media_type: Some(m),
+            ..
         }) => m,
         Ok(Probe {
             manifests: Some(_), ..

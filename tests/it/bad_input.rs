@@ -22,16 +22,25 @@ fn unknown_major_or_extension_is_exit_3_with_nearest_names() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(stderr(&out).contains("nearest: pg_cron"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nearest: pg_cron"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = pgoci(&bed.profile, &bed.registry, dir.path())
-        .args(["--json", "resolve", "--major", "15", "--ext", "hstore", "-o", "-"])
+        .args([
+            "--json", "resolve", "--major", "15", "--ext", "hstore", "-o", "-",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let doc = json(&out);
     assert_eq!(doc["error"]["kind"], "resolve");
-    assert!(doc["error"]["message"].as_str().unwrap().contains("not built for PostgreSQL 15"));
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not built for PostgreSQL 15"));
 }
 
 #[test]
@@ -50,7 +59,11 @@ fn unreachable_registry_is_exit_4_naming_the_url() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("http://{addr}/v2/")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("http://{addr}/v2/")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -93,7 +106,14 @@ fn foreign_data_dir_is_exit_6_and_left_untouched() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
-    assert!(stderr(&out).contains("not created by pgoci"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not created by pgoci"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(tree(&root), before, "nothing may be written on the host");
-    assert_eq!(std::fs::read_to_string(data.join("precious.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious.txt")).unwrap(),
+        "mine"
+    );
 }

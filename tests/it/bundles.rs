@@ -9,7 +9,9 @@ use std::path::Path;
 fn export(dir: &Path, out: &Path) {
     let bed = bed();
     pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
-        .args(["bundle", "export", "--major", "15", "--ext", "pg_cron", "-o"])
+        .args([
+            "bundle", "export", "--major", "15", "--ext", "pg_cron", "-o",
+        ])
         .arg(out)
         .assert()
         .success();
@@ -45,7 +47,11 @@ fn verify_and_inspect_read_both_forms() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(json(&out)["blobs"].as_u64().unwrap() >= 6);
         let out = pgoci(&bed.profile, &bed.registry, dir.path())
             .args(["--json", "bundle", "inspect"])
@@ -90,7 +96,12 @@ fn a_flipped_byte_is_refused_by_verify_and_install_and_nothing_is_written() {
         .args(["--port", &free_port().to_string()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(tree(&root).is_empty(), "install wrote {:?}", tree(&root));
 }
 
@@ -104,13 +115,22 @@ fn skopeo_reads_every_artifact_of_a_bundle() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("index.json")).unwrap()).unwrap();
     for m in index["manifests"].as_array().unwrap() {
-        let name = m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap();
-        for transport in [format!("oci:{}:{name}", bundle.display()), format!("oci-archive:{}:{name}", tar.display())] {
+        let name = m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .unwrap();
+        for transport in [
+            format!("oci:{}:{name}", bundle.display()),
+            format!("oci-archive:{}:{name}", tar.display()),
+        ] {
             let out = std::process::Command::new("skopeo")
                 .args(["inspect", "--raw", &transport])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "skopeo {transport}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "skopeo {transport}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let raw = out.stdout;
             assert_eq!(
                 pgoci::digest::Digest::of_bytes(&raw).to_string(),

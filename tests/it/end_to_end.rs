@@ -5,7 +5,13 @@
 use crate::support::*;
 use std::path::Path;
 
-fn install(root: &Path, cache: &Path, source: &[&str], instance: &str, port: u16) -> serde_json::Value {
+fn install(
+    root: &Path,
+    cache: &Path,
+    source: &[&str],
+    instance: &str,
+    port: u16,
+) -> serde_json::Value {
     let bed = bed();
     let out = pgoci(&bed.profile, &bed.registry, cache)
         .args(["--json", "install", "--yes", "--root"])
@@ -30,7 +36,9 @@ fn bundle_install_offline_then_a_second_major_beside_it() {
     let cache = dir.path().join("cache");
     let bundle = dir.path().join("pg15.tar");
     pgoci(&own.profile, &own.registry, &cache)
-        .args(["bundle", "export", "--major", "15", "--ext", "pg_cron", "-o"])
+        .args([
+            "bundle", "export", "--major", "15", "--ext", "pg_cron", "-o",
+        ])
         .arg(&bundle)
         .assert()
         .success();
@@ -48,10 +56,17 @@ fn bundle_install_offline_then_a_second_major_beside_it() {
     let gen15 = root.join("opt/pgoci/instances/pg15/current");
     let mut servers = Servers(vec![(gen15.join("bin"), data15.clone())]);
 
-    assert!(psql(&socket15, port15, "SHOW shared_preload_libraries").unwrap().contains("pg_cron"));
+    assert!(psql(&socket15, port15, "SHOW shared_preload_libraries")
+        .unwrap()
+        .contains("pg_cron"));
     psql(&socket15, port15, "CREATE EXTENSION pg_cron").unwrap();
     assert_eq!(
-        psql(&socket15, port15, "SELECT extname FROM pg_extension WHERE extname = 'pg_cron'").unwrap(),
+        psql(
+            &socket15,
+            port15,
+            "SELECT extname FROM pg_extension WHERE extname = 'pg_cron'"
+        )
+        .unwrap(),
         "pg_cron"
     );
     let conf = std::fs::read_to_string(data15.join("postgresql.conf")).unwrap();
@@ -68,15 +83,30 @@ fn bundle_install_offline_then_a_second_major_beside_it() {
 
     // PostgreSQL 17 + hstore as a second instance, from the shared registry.
     let port17 = free_port();
-    let doc17 = install(&root, &cache, &["--major", "17", "--ext", "hstore"], "pg17", port17);
+    let doc17 = install(
+        &root,
+        &cache,
+        &["--major", "17", "--ext", "hstore"],
+        "pg17",
+        port17,
+    );
     let socket17 = std::path::PathBuf::from(doc17["instance"]["socket_dir"].as_str().unwrap());
     let data17 = std::path::PathBuf::from(doc17["instance"]["data_dir"].as_str().unwrap());
-    servers.0.push((root.join("opt/pgoci/instances/pg17/current/bin"), data17));
+    servers
+        .0
+        .push((root.join("opt/pgoci/instances/pg17/current/bin"), data17));
     psql(&socket17, port17, "CREATE EXTENSION hstore").unwrap();
-    assert_eq!(psql(&socket17, port17, "SELECT 'a=>1'::hstore -> 'a'").unwrap(), "1");
-    assert!(psql(&socket17, port17, "SELECT version()").unwrap().contains("PostgreSQL 17"));
+    assert_eq!(
+        psql(&socket17, port17, "SELECT 'a=>1'::hstore -> 'a'").unwrap(),
+        "1"
+    );
+    assert!(psql(&socket17, port17, "SELECT version()")
+        .unwrap()
+        .contains("PostgreSQL 17"));
     // The first instance is still serving.
-    assert!(psql(&socket15, port15, "SELECT version()").unwrap().contains("PostgreSQL 15"));
+    assert!(psql(&socket15, port15, "SELECT version()")
+        .unwrap()
+        .contains("PostgreSQL 15"));
 
     // status sees both.
     let out = pgoci(&shared.profile, &shared.registry, &cache)
@@ -85,7 +115,16 @@ fn bundle_install_offline_then_a_second_major_beside_it() {
         .output()
         .unwrap();
     let status = json(&out);
-    let names: Vec<&str> = status["instances"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["pg15", "pg17"]);
-    assert!(status["instances"].as_array().unwrap().iter().all(|i| i["running"] == true));
+    assert!(status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["running"] == true));
 }

@@ -17,7 +17,10 @@ fn lock_is_canonical_and_picks_the_platform_manifest() {
     };
     let a = run(dir.path().join("a.lock").to_str().unwrap());
     let b = run(dir.path().join("b.lock").to_str().unwrap());
-    assert_eq!(a, b, "same request, same registry state: byte-identical locks");
+    assert_eq!(
+        a, b,
+        "same request, same registry state: byte-identical locks"
+    );
     // `postgresql:17` is an image index with an attestation entry: the lock
     // pins the linux/amd64 manifest and records the index it came from.
     assert!(a.contains("index: sha256:"), "{a}");
@@ -50,7 +53,11 @@ fn second_pull_is_served_from_the_cache() {
             .arg(&lock)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         json(&out)
     };
     let first = pull();

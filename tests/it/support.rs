@@ -97,7 +97,10 @@ impl Drop for OwnRegistry {
 
 /// A scratch directory the service user can traverse (installs need that).
 pub fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("pgoci-it-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("pgoci-it-")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
 }
@@ -126,7 +129,17 @@ pub fn free_port() -> u16 {
 /// Runs SQL through the host's psql as the postgres user, over the socket.
 pub fn psql(socket_dir: &Path, port: u16, sql: &str) -> Result<String, String> {
     let out = std::process::Command::new("runuser")
-        .args(["-u", "postgres", "--", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"])
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-q",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
         .arg("-h")
         .arg(socket_dir)
         .arg("-p")

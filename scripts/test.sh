@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the whole test suite, installing what it needs first:
+# the test bed (apt: docker-registry, umoci, skopeo, …; npm: PostgreSQL
+# trees), then format and lint checks, unit and integration tests against
+# the loopback registry, and the static release build check.
+# Needs root: installs create a service user and chown data directories.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/test.sh must run as root (installs create users and start PostgreSQL)" >&2
+  exit 2
+fi
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "test bed: tools and fixtures"
+tests/bed/bed.sh prepare
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+cleanup() {
+  for state in "$target_dir"/tmp/bed-*; do
+    [ -d "$state" ] && tests/bed/bed.sh down "$state" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+
+step "unit and integration tests"
+cargo test --all-targets -- --test-threads "${PGOCI_TEST_THREADS:-4}"
+
+step "static release binary"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --target x86_64-unknown-linux-gnu
+bin="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"
+ldd_out=$(ldd "$bin" 2>&1 || true)
+case "$ldd_out" in
+  *"not a dynamic executable"*|*"statically linked"*) echo "static: $bin ($ldd_out)" >&2 ;;
+  *) echo "pgoci is not static: $ldd_out" >&2; exit 1 ;;
+esac
+"$bin" --version
+
+step "all tests passed"

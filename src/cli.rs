@@ -110,6 +110,17 @@ pub enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// Print shell completions for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages from these definitions (for maintainers).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Output directory (the repository keeps them in man/).
+        dir: PathBuf,
+    },
     /// Remove store entries and cache blobs nothing uses; print what was freed.
     Gc {
         /// A lock whose blobs must stay in the cache (repeatable).

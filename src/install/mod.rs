@@ -172,10 +172,10 @@ pub fn install(
         done: Vec::new(),
         reporter,
     };
-    store::clean_temp(layout);
-
     // ---- store + generation
     let generations_dir = instance_dir.join("generations");
+    store::clean_temp(&layout.store());
+    store::clean_temp(&generations_dir);
     let gen_state = match same_generation {
         Some(g) if generations_dir.join(&g.name).is_dir() => g,
         _ => {
@@ -189,6 +189,7 @@ pub fn install(
                 &mut actions,
             )?;
             actions.push(format!("composed generation {}", g.name));
+            crate::failpoint::hit("after-compose");
             g
         }
     };
@@ -284,12 +285,24 @@ pub fn install(
     // ---- switch
     let current_link = instance_dir.join("current");
     let target = PathBuf::from("generations").join(&gen_state.name);
-    let switched = fs::read_link(&current_link).ok() != Some(target.clone());
-    if switched {
+    let link_is_old = fs::read_link(&current_link).ok() != Some(target.clone());
+    // The recorded state decides whether the server must move over: a run
+    // killed right after the symlink switch recorded nothing yet.
+    let switched = link_is_old
+        || previous
+            .as_ref()
+            .is_none_or(|p| p.current != gen_state.name);
+    if link_is_old {
+        crate::failpoint::hit("before-switch");
         state::switch_symlink(&current_link, &target)?;
         actions.push(format!("switched current to {}", gen_state.name));
+        crate::failpoint::hit("after-switch");
     }
-    state::write_atomic(&instance_dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
+    write_if_changed(
+        &instance_dir.join("pgoci.lock"),
+        lock.to_yaml()?.as_bytes(),
+        0o644,
+    )?;
     if previous.as_ref() != Some(&new_state) {
         new_state.write(&instance_dir)?;
     }
@@ -362,6 +375,7 @@ fn build_generation(
         }
         ext_dirs.push(dir);
     }
+    crate::failpoint::hit("after-unpack");
     let dirs: ServerDirs = generation::server_dirs(lock, &server_dir)?;
     let n = previous
         .map(|p| {
@@ -384,10 +398,11 @@ fn build_generation(
             store_dir: d,
         })
         .collect();
-    if dest.exists() {
-        fs::remove_dir_all(&dest).with_path(&dest, "remove incomplete generation")?;
+    // A generation appears by rename, so one already there is whole: a run
+    // killed after composing it left it for us.
+    if !dest.is_dir() {
+        generation::compose(lock, &dirs, &server_dir, &inputs, &dest)?;
     }
-    generation::compose(lock, &dirs, &server_dir, &inputs, &dest)?;
     let version = if lock.server.version == "unknown" {
         postgres::probe_version(&dest.join(&dirs.bin)).unwrap_or_else(|| "unknown".into())
     } else {

@@ -73,13 +73,24 @@ fn make_read_only(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes stale temporary entries left by a killed run.
-pub fn clean_temp(layout: &HostLayout) {
-    if let Ok(entries) = fs::read_dir(layout.store()) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = fs::remove_dir_all(e.path());
-            }
+/// Removes `.tmp-*-<pid>` entries of `dir` left by killed runs (those
+/// whose process is gone; a concurrent run's temp dirs are left alone).
+pub fn clean_temp(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(".tmp-") {
+            continue;
+        }
+        let alive = name
+            .rsplit('-')
+            .next()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 }

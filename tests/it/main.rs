@@ -6,4 +6,5 @@ mod support;
 mod bad_input;
 mod bundles;
 mod end_to_end;
+mod lifecycle;
 mod resolve;

@@ -1,0 +1,336 @@
+//! An instance's life on PostgreSQL 18: extensions outside the server tree
+//! through extension_control_path, upgrade with data kept, a failed upgrade
+//! switched back, rollback, verify, gc, uninstall; and crash-safety.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+
+/// A copy of the bed profile whose 18 points at another tag.
+fn profile_with_18(dir: &Path, tag: &str) -> PathBuf {
+    let bed = bed();
+    let text = std::fs::read_to_string(&bed.profile).unwrap();
+    let path = dir.join(format!("profile-{tag}.yaml"));
+    std::fs::write(
+        &path,
+        text.replace("postgresql:18\"", &format!("postgresql:{tag}\"")),
+    )
+    .unwrap();
+    path
+}
+
+struct Instance {
+    root: PathBuf,
+    cache: PathBuf,
+    name: String,
+    port: u16,
+}
+
+impl Instance {
+    fn pgoci(&self, profile: &Path) -> assert_cmd::Command {
+        let mut cmd = pgoci(profile, &bed().registry, &self.cache);
+        cmd.arg("--json").arg("--root").arg(&self.root);
+        cmd
+    }
+    fn socket(&self) -> PathBuf {
+        self.root.join("run/pgoci").join(&self.name)
+    }
+    fn data(&self) -> PathBuf {
+        self.root
+            .join("var/lib/pgoci")
+            .join(&self.name)
+            .join("data")
+    }
+    fn sql(&self, q: &str) -> String {
+        psql(&self.socket(), self.port, q).unwrap_or_else(|e| panic!("{q}: {e}"))
+    }
+    fn run(&self, profile: &Path, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let out = self.pgoci(profile).args(args).output().unwrap();
+        (out.status.code(), json(&out))
+    }
+}
+
+#[test]
+fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
+    let bed = bed();
+    let dir = scratch();
+    let i = Instance {
+        root: dir.path().join("root"),
+        cache: dir.path().join("cache"),
+        name: "main".into(),
+        port: free_port(),
+    };
+    let port = i.port.to_string();
+    let _servers = Servers(vec![(
+        i.root.join("opt/pgoci/instances/main/current/bin"),
+        i.data(),
+    )]);
+    let install = [
+        "install",
+        "--yes",
+        "--major",
+        "18",
+        "--ext",
+        "pg_stat_statements,pg_trgm",
+        "--instance",
+        "main",
+        "--port",
+        &port,
+    ];
+    let (code, doc) = i.run(&bed.profile, &install);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["instance"]["version"], "18.3");
+
+    // Extensions stay in the generation's extensions/ and are found through the settings.
+    let gen = std::fs::canonicalize(i.root.join("opt/pgoci/instances/main/current")).unwrap();
+    assert!(gen
+        .join("extensions/pg_trgm/share/extension/pg_trgm.control")
+        .is_file());
+    assert!(!gen
+        .join("share/postgresql/extension/pg_trgm.control")
+        .exists());
+    let conf = std::fs::read_to_string(i.data().join("pgoci.conf")).unwrap();
+    assert!(conf.contains(&format!(
+        "extension_control_path = '$system:{g}/extensions/pg_stat_statements/share:{g}/extensions/pg_trgm/share'",
+        g = gen.display()
+    )), "{conf}");
+    assert!(
+        conf.contains("shared_preload_libraries = 'pg_stat_statements'"),
+        "{conf}"
+    );
+    i.sql("CREATE EXTENSION pg_stat_statements");
+    i.sql("CREATE EXTENSION pg_trgm");
+    assert_eq!(i.sql("SELECT similarity('word', 'word')"), "1");
+    assert!(
+        i.sql("SELECT count(*) FROM pg_stat_statements")
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    i.sql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before upgrade')");
+
+    // Idempotent: the same install again changes nothing.
+    let (_, again) = i.run(&bed.profile, &install);
+    assert_eq!(again["changed"], false, "{again}");
+
+    // Upgrade to 18.4 with the same extensions: data survives.
+    let p184 = profile_with_18(dir.path(), "18.4");
+    let (code, doc) = i.run(
+        &p184,
+        &[
+            "upgrade",
+            "--yes",
+            "--instance",
+            "main",
+            "--ext",
+            "pg_stat_statements,pg_trgm",
+        ],
+    );
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["instance"]["version"], "18.4");
+    assert!(i.sql("SELECT version()").contains("18.4"));
+    assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
+    let (_, again) = i.run(
+        &p184,
+        &[
+            "upgrade",
+            "--yes",
+            "--instance",
+            "main",
+            "--ext",
+            "pg_stat_statements,pg_trgm",
+        ],
+    );
+    assert_eq!(again["changed"], false, "{again}");
+
+    // A server that does not come up is switched back: exit 7, 18.4 serving again.
+    let broken = profile_with_18(dir.path(), "18-broken");
+    let (code, doc) = i.run(
+        &broken,
+        &[
+            "upgrade",
+            "--yes",
+            "--instance",
+            "main",
+            "--ext",
+            "pg_stat_statements,pg_trgm",
+        ],
+    );
+    assert_eq!(code, Some(7), "{doc}");
+    assert_eq!(doc["error"]["kind"], "service");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("switched back"),
+        "{doc}"
+    );
+    assert!(i.sql("SELECT version()").contains("18.4"));
+    assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
+
+    // A major change is refused with a pointer to pg_upgrade.
+    let lock17 = dir.path().join("17.lock");
+    pgoci(&bed.profile, &bed.registry, &i.cache)
+        .args(["resolve", "--major", "17", "-o"])
+        .arg(&lock17)
+        .assert()
+        .success();
+    let (code, doc) = i.run(
+        &bed.profile,
+        &[
+            "upgrade",
+            "--yes",
+            "--instance",
+            "main",
+            "--lock",
+            lock17.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(6), "{doc}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("pg_upgrade"));
+
+    // Rollback to 18.3.
+    let (code, doc) = i.run(&bed.profile, &["rollback", "--instance", "main"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(i.sql("SELECT version()").contains("18.3"));
+    assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
+
+    // status --verify: clean, then drift is reported (exit 5) naming the file.
+    let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        doc["instances"][0]["verify"]["modified"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let gen = std::fs::canonicalize(i.root.join("opt/pgoci/instances/main/current")).unwrap();
+    let victim = gen.join("extensions/pg_trgm/share/extension/pg_trgm.control");
+    let text = std::fs::read_to_string(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap(); // a new inode: the store stays intact
+    std::fs::write(&victim, format!("{text}# tampered\n")).unwrap();
+    let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
+    assert_eq!(code, Some(5), "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("pg_trgm.control"),
+        "{doc}"
+    );
+
+    // Uninstall keeps the data; gc then frees the store and cache.
+    let (code, doc) = i.run(&bed.profile, &["uninstall", "--instance", "main"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(
+        i.data().join("PG_VERSION").is_file(),
+        "data is kept without --purge"
+    );
+    assert!(!i.root.join("opt/pgoci/instances/main").exists());
+    assert!(!i
+        .root
+        .join("etc/systemd/system/pgoci-main.service")
+        .exists());
+    let (code, doc) = i.run(&bed.profile, &["gc"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(doc["bytes_freed"].as_u64().unwrap() > 10_000_000, "{doc}");
+    assert!(doc["store_entries"].as_u64().unwrap() >= 3, "{doc}");
+    let (_, doc) = i.run(&bed.profile, &["gc"]);
+    assert_eq!(doc["changed"], false, "gc twice: nothing left to free");
+}
+
+#[test]
+fn killed_installs_and_upgrades_complete_when_run_again() {
+    let bed = bed();
+    let dir = scratch();
+    let p184 = profile_with_18(dir.path(), "18.4");
+    for (n, point) in [
+        "after-unpack",
+        "after-compose",
+        "before-switch",
+        "after-switch",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let i = Instance {
+            root: dir.path().join(format!("root{n}")),
+            cache: dir.path().join("cache"),
+            name: "crash".into(),
+            port: free_port(),
+        };
+        let port = i.port.to_string();
+        let _servers = Servers(vec![(
+            i.root.join("opt/pgoci/instances/crash/current/bin"),
+            i.data(),
+        )]);
+        let install = [
+            "install",
+            "--yes",
+            "--major",
+            "18",
+            "--ext",
+            "pg_trgm",
+            "--instance",
+            "crash",
+            "--port",
+            &port,
+        ];
+        // Killed install, then a re-run completes it.
+        let out = i
+            .pgoci(&bed.profile)
+            .env("PGOCI_CRASH_AT", point)
+            .args(install)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), None, "{point}: killed by a signal");
+        let (code, doc) = i.run(&bed.profile, &install);
+        assert_eq!(code, Some(0), "{point}: {doc}");
+        assert_eq!(i.sql("SELECT 1"), "1");
+        i.sql("CREATE EXTENSION pg_trgm");
+        // Killed upgrade, then a re-run completes it and the server moved over.
+        let upgrade = [
+            "upgrade",
+            "--yes",
+            "--instance",
+            "crash",
+            "--ext",
+            "pg_trgm",
+        ];
+        let out = i
+            .pgoci(&p184)
+            .env("PGOCI_CRASH_AT", point)
+            .args(upgrade)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), None, "{point}: killed by a signal");
+        let (code, doc) = i.run(&p184, &upgrade);
+        assert_eq!(code, Some(0), "{point}: {doc}");
+        assert!(i.sql("SELECT version()").contains("18.4"), "{point}");
+        let (_, again) = i.run(&p184, &upgrade);
+        assert_eq!(again["changed"], false, "{point}: {again}");
+        // No temp dirs are left behind.
+        let leftovers: Vec<_> = tree(&i.root)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
+        let (code, _) = i.run(
+            &bed.profile,
+            &["uninstall", "--instance", "crash", "--purge"],
+        );
+        assert_eq!(code, Some(0));
+        assert!(
+            !i.data().exists(),
+            "--purge removes a data dir pgoci created"
+        );
+    }
+}

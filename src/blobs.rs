@@ -46,3 +46,16 @@ impl BlobSource for crate::cache::Cache {
         Ok(Box::new(std::io::BufReader::with_capacity(256 << 10, file)))
     }
 }
+
+/// A source with no blobs, for planning (`--check`) before anything is
+/// downloaded: any read is a bug.
+pub struct NoBlobs;
+
+impl BlobSource for NoBlobs {
+    fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>> {
+        Err(Error::internal(format!(
+            "planning read blob {}",
+            blob.digest
+        )))
+    }
+}

@@ -55,7 +55,8 @@ pub async fn pull(
             });
         }
     }
-    let results: Vec<u64> = futures_util::stream::iter(todo.into_iter().map(|job| {
+    reporter.pull_started(todo.len(), todo.iter().map(|j| j.blob.size).sum());
+    let results: Result<Vec<u64>> = futures_util::stream::iter(todo.into_iter().map(|job| {
         let registry = registry.clone();
         let reporter = reporter.clone();
         let cache = cache.clone();
@@ -63,7 +64,9 @@ pub async fn pull(
     }))
     .buffer_unordered(jobs.max(1))
     .try_collect()
-    .await?;
+    .await;
+    reporter.pull_finished();
+    let results = results?;
     report.fetched = results.len();
     report.bytes_fetched = results.iter().sum();
     Ok(report)

@@ -7,6 +7,10 @@ use crate::digest::Digest;
 /// Receives progress events from the library. Implementations must be
 /// cheap and thread-safe: downloads call them from several tasks.
 pub trait Reporter: Send + Sync {
+    /// A pull starts: `blobs` downloads, `bytes` in all.
+    fn pull_started(&self, _blobs: usize, _bytes: u64) {}
+    /// The pull is over (all blobs done or one failed).
+    fn pull_finished(&self) {}
     /// A blob download starts (`size` bytes in all).
     fn blob_started(&self, _digest: &Digest, _size: u64) {}
     /// `bytes` more bytes of a blob arrived.

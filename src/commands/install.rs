@@ -1,36 +1,57 @@
-//! `pgoci install`: pick the source (bundle, lock, or resolve now), then
-//! hand over to the library's install.
+//! `pgoci install` and `pgoci upgrade`: pick the source (bundle, lock, or
+//! resolve now; asking on a terminal for what is missing), show the plan,
+//! then hand over to the library's install.
 
-use super::{output::Outcome, pull::pull_lock, Context};
+use super::{
+    output::{human_bytes, Outcome},
+    prompt,
+    pull::pull_lock,
+    Context,
+};
 use crate::cli::InstallArgs;
 use pgoci::blobs::BlobSource;
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
-use pgoci::install::{self, state::ServiceKind, InstallOptions};
+use pgoci::install::{self, state::ServiceKind, InstallOptions, InstallReport};
 use pgoci::lock::Lock;
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// Where the blobs of the lock will come from.
+enum Source {
+    Bundle(Bundle),
+    /// Pulled into the cache (after confirmation).
+    Registry,
+}
+
 pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
+    let interactive = prompt::interactive(args.yes || args.check, ctx.global.json);
     let settings = parse_settings(&args.set)?;
-    let (lock, source): (Lock, Box<dyn BlobSource>) = if let Some(path) = &args.bundle {
+    let mut args = args.clone();
+    let (lock, source) = if let Some(path) = &args.bundle {
         let bundle = Bundle::open(path)?;
-        (bundle.lock.clone(), Box::new(bundle))
+        (bundle.lock.clone(), Source::Bundle(bundle))
     } else {
         if args.source.lock.is_none() && args.source.request.major.is_none() {
-            return Err(Error::usage("install needs a source and none was given")
-                .hint("pass --bundle PATH, --lock FILE or --major N [--ext NAME,…]"));
+            if !interactive {
+                return Err(Error::usage("install needs a source and none was given")
+                    .hint("pass --bundle PATH, --lock FILE or --major N [--ext NAME,…]"));
+            }
+            let profile = ctx.profile()?;
+            let major = prompt::major(&profile)?;
+            args.source.request.major = Some(major);
+            args.source.request.ext = prompt::extensions(&profile, major)?;
         }
-        let lock = ctx.lock(&args.source).await?;
-        let (cache, _) = pull_lock(ctx, &lock).await?;
-        (lock, Box::new(cache))
+        (ctx.lock(&args.source).await?, Source::Registry)
     };
-    let opts = InstallOptions {
-        layout: ctx.layout(),
-        instance: args
-            .instance
-            .clone()
-            .unwrap_or_else(|| format!("pg{}", lock.major())),
+    let layout = ctx.layout();
+    let instance = match &args.instance {
+        Some(i) => i.clone(),
+        None if interactive => prompt::text("Instance name", format!("pg{}", lock.major()))?,
+        None => format!("pg{}", lock.major()),
+    };
+    let mut opts = InstallOptions {
+        layout: layout.clone(),
         port: args.port,
         data_dir: args.data_dir.clone(),
         user: args.user.clone(),
@@ -43,11 +64,86 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         locale: args.locale.clone(),
         encoding: args.encoding.clone(),
         auth: args.auth.clone(),
-        check: args.check,
+        check: true,
+        instance,
+    };
+    let existing = install::state::InstanceState::read(&layout.instance(&opts.instance))?;
+    if interactive && existing.is_none() {
+        if opts.port.is_none() {
+            opts.port = Some(prompt::port(install::suggested_port(
+                &layout,
+                &opts.instance,
+            )?)?);
+        }
+        if opts.data_dir.is_none() {
+            let default = std::path::Path::new("/var/lib/pgoci")
+                .join(&opts.instance)
+                .join("data");
+            opts.data_dir = Some(prompt::data_dir(default)?);
+        }
+    }
+    // The plan first: with --check it is the answer; on a terminal it is
+    // shown before anything is downloaded or changed.
+    let plan = tokio::task::block_in_place(|| {
+        install::install(&lock, &pgoci::blobs::NoBlobs, &opts, ctx.reporter.as_ref())
+    })?;
+    if args.check {
+        return Ok(outcome(&lock, &plan, true));
+    }
+    if interactive {
+        eprintln!(
+            "{}",
+            plan_text(&lock, &plan, matches!(source, Source::Registry))
+        );
+        if !prompt::confirm("Go ahead?")? {
+            return Ok(Outcome::new("install", false).note("cancelled: nothing changed"));
+        }
+    }
+    opts.check = false;
+    let blobs: Box<dyn BlobSource> = match source {
+        Source::Bundle(b) => Box::new(b),
+        Source::Registry => Box::new(pull_lock(ctx, &lock).await?.0),
     };
     let report = tokio::task::block_in_place(|| {
-        install::install(&lock, source.as_ref(), &opts, ctx.reporter.as_ref())
+        install::install(&lock, blobs.as_ref(), &opts, ctx.reporter.as_ref())
     })?;
+    Ok(outcome(&lock, &report, false))
+}
+
+/// The plan as a person reads it.
+fn plan_text(lock: &Lock, plan: &InstallReport, download: bool) -> String {
+    let i = &plan.instance;
+    let mut text = format!(
+        "Plan for instance {}: PostgreSQL {} ({}){}\n",
+        i.name,
+        lock.server.version,
+        lock.platform,
+        if download {
+            format!(", download up to {}", human_bytes(lock.download_size()))
+        } else {
+            format!(", {} from the bundle", human_bytes(lock.download_size()))
+        }
+    );
+    for e in &lock.extensions {
+        text.push_str(&format!("  extension {} {}\n", e.name, e.version));
+    }
+    text.push_str(&format!(
+        "  port {}, data dir {}, user {}, service {}\n",
+        i.port,
+        i.data_dir.display(),
+        i.user,
+        match i.service {
+            ServiceKind::Systemd => "systemd",
+            ServiceKind::None => "none (pg_ctl)",
+        }
+    ));
+    for a in &plan.actions {
+        text.push_str(&format!("  - {a}\n"));
+    }
+    text
+}
+
+fn outcome(lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
     let extensions: Vec<_> = lock
         .extensions
         .iter()
@@ -55,18 +151,26 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         .collect();
     let i = &report.instance;
     let mut outcome = Outcome::new("install", report.changed)
-        .field("check", args.check)
+        .field("check", check)
         .field("instance", &report.instance)
-        .field("server", json!({"major": lock.major(), "version": i.version, "digest": lock.server.pinned.digest}))
+        .field(
+            "server",
+            json!({"major": lock.major(), "version": i.version, "digest": lock.server.pinned.digest}),
+        )
         .field("extensions", extensions)
         .field("actions", &report.actions)
         .field("warnings", &report.warnings);
     for w in &report.warnings {
         outcome = outcome.note(format!("warning: {w}"));
     }
-    outcome = if args.check {
-        outcome.note(format!("plan for instance {} (nothing changed):", i.name))
-    } else if report.changed {
+    if check {
+        outcome = outcome.note(format!("plan for instance {} (nothing changed):", i.name));
+        for a in &report.actions {
+            outcome = outcome.note(format!("  {a}"));
+        }
+        return outcome;
+    }
+    outcome = if report.changed {
         outcome.note(format!(
             "instance {} ready: PostgreSQL {} on port {}, generation {}",
             i.name, i.version, i.port, i.generation
@@ -74,19 +178,12 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     } else {
         outcome.note(format!("instance {} is up to date (no change)", i.name))
     };
-    if args.check {
-        for a in &report.actions {
-            outcome = outcome.note(format!("  {a}"));
-        }
-    } else {
-        outcome = outcome.note(format!(
-            "connect: sudo -u {} psql -h {} -p {}",
-            i.user,
-            i.socket_dir.display(),
-            i.port
-        ));
-    }
-    Ok(outcome)
+    outcome.note(format!(
+        "connect: sudo -u {} psql -h {} -p {}",
+        i.user,
+        i.socket_dir.display(),
+        i.port
+    ))
 }
 
 fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {

@@ -8,6 +8,7 @@ pub mod docs;
 pub mod install;
 pub mod lifecycle;
 pub mod output;
+mod prompt;
 pub mod pull;
 mod reporter;
 pub mod resolve;
@@ -35,8 +36,11 @@ pub struct Context {
 impl Context {
     pub fn new(global: Global) -> Self {
         let quiet = global.json || global.quiet > 0;
+        let bars = !global.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let reporter: Arc<dyn Reporter> = if quiet {
             Arc::new(pgoci::progress::Silent)
+        } else if bars {
+            Arc::new(reporter::Bars::new())
         } else {
             Arc::new(reporter::Lines::default())
         };

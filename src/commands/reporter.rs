@@ -1,17 +1,27 @@
-//! The human progress reporter: one plain line per finished blob and per
-//! step, on stderr.
+//! How progress looks to a person: indicatif bars (one per blob plus an
+//! overall one, with bytes, rate and ETA) on a terminal, one plain line
+//! per finished blob and per step otherwise. Everything goes to stderr.
 
+use super::output::human_bytes;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgoci::digest::Digest;
 use pgoci::progress::Reporter;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// Plain lines, for logs and pipes.
 #[derive(Default)]
 pub struct Lines {
     sizes: Mutex<HashMap<Digest, u64>>,
 }
 
 impl Reporter for Lines {
+    fn pull_started(&self, blobs: usize, bytes: u64) {
+        if blobs > 0 {
+            eprintln!("pulling {blobs} blob(s), {}", human_bytes(bytes));
+        }
+    }
+
     fn blob_started(&self, digest: &Digest, size: u64) {
         self.sizes
             .lock()
@@ -27,10 +37,84 @@ impl Reporter for Lines {
             .get(digest)
             .copied()
             .unwrap_or(0);
-        eprintln!("fetched {} ({})", digest, super::output::human_bytes(size));
+        eprintln!("fetched {digest} ({}, verified)", human_bytes(size));
     }
 
     fn step(&self, message: &str) {
         eprintln!("{message}");
+    }
+}
+
+/// Bars, for a terminal.
+pub struct Bars {
+    multi: MultiProgress,
+    overall: Mutex<Option<ProgressBar>>,
+    blobs: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl Bars {
+    pub fn new() -> Self {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            overall: Mutex::new(None),
+            blobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn style(template: &str) -> ProgressStyle {
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> ")
+    }
+}
+
+impl Reporter for Bars {
+    fn pull_started(&self, blobs: usize, bytes: u64) {
+        if blobs == 0 {
+            return;
+        }
+        let bar = self.multi.add(ProgressBar::new(bytes));
+        bar.set_style(Self::style(
+            "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        ));
+        bar.set_prefix(format!("{blobs} blobs"));
+        *self.overall.lock().expect("poisoned") = Some(bar);
+    }
+
+    fn pull_finished(&self) {
+        if let Some(bar) = self.overall.lock().expect("poisoned").take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn blob_started(&self, digest: &Digest, size: u64) {
+        let bar = self.multi.add(ProgressBar::new(size));
+        bar.set_style(Self::style(
+            "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ));
+        bar.set_prefix(digest.short().to_string());
+        self.blobs
+            .lock()
+            .expect("poisoned")
+            .insert(digest.clone(), bar);
+    }
+
+    fn blob_progress(&self, digest: &Digest, bytes: u64) {
+        if let Some(bar) = self.blobs.lock().expect("poisoned").get(digest) {
+            bar.inc(bytes);
+        }
+        if let Some(bar) = self.overall.lock().expect("poisoned").as_ref() {
+            bar.inc(bytes);
+        }
+    }
+
+    fn blob_done(&self, digest: &Digest) {
+        if let Some(bar) = self.blobs.lock().expect("poisoned").remove(digest) {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn step(&self, message: &str) {
+        let _ = self.multi.println(message);
     }
 }

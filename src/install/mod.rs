@@ -137,8 +137,10 @@ pub fn install(
         check_data_dir_is_free(&data_dir, &others)?;
     }
     let port = choose_port(opts, previous.as_ref(), &others, &mut warnings)?;
-    for blob in lock.blobs() {
-        source.verify(&blob)?;
+    if !opts.check {
+        for blob in lock.blobs() {
+            source.verify(&blob)?;
+        }
     }
     let service =
         opts.service
@@ -727,14 +729,24 @@ fn choose_port(
         }
         return Ok(p);
     }
+    let p = suggested_port(&opts.layout, &opts.instance)?;
+    if p != DEFAULT_PORT {
+        warnings.push(format!("port {DEFAULT_PORT} is taken; using {p}"));
+    }
+    Ok(p)
+}
+
+/// The port an install without `--port` would get (for prompts).
+pub fn suggested_port(layout: &HostLayout, instance: &str) -> Result<u16> {
+    if let Some(prev) = InstanceState::read(&layout.instance(instance))? {
+        return Ok(prev.port);
+    }
+    let others = other_instances(layout, instance)?;
     let mut p = DEFAULT_PORT;
-    while taken_by_other(p).is_some() || !port_is_free(p) {
+    while others.iter().any(|o| o.port == p) || !port_is_free(p) {
         p = p
             .checked_add(1)
             .ok_or_else(|| Error::host("no free port above 5432"))?;
-    }
-    if p != DEFAULT_PORT {
-        warnings.push(format!("port {DEFAULT_PORT} is taken; using {p}"));
     }
     Ok(p)
 }

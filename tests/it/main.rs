@@ -8,3 +8,4 @@ mod bundles;
 mod end_to_end;
 mod lifecycle;
 mod resolve;
+mod terminal;

@@ -1,0 +1,88 @@
+//! Questions for a person at a terminal (dialoguer). Only used when stdin
+//! and stdout are terminals and neither `--yes` nor `--json` was given;
+//! otherwise a missing choice is a usage error naming the flag.
+
+use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Select};
+use pgoci::error::{Error, Result};
+use pgoci::profile::Profile;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Whether pgoci may ask questions.
+pub fn interactive(yes: bool, json: bool) -> bool {
+    !yes && !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+fn failed(e: dialoguer::Error) -> Error {
+    Error::usage(format!("prompt failed: {e}"))
+}
+
+/// Asks for the major (select) from the profile.
+pub fn major(profile: &Profile) -> Result<u32> {
+    let items: Vec<String> = profile
+        .server
+        .majors
+        .iter()
+        .map(|m| format!("PostgreSQL {m}"))
+        .collect();
+    let pick = Select::with_theme(&ColorfulTheme::default())
+        .with_prompt("PostgreSQL major")
+        .items(&items)
+        .default(items.len().saturating_sub(1))
+        .interact()
+        .map_err(failed)?;
+    Ok(profile.server.majors[pick])
+}
+
+/// Asks for extensions (multi-select of those built for `major`).
+pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
+    let offered: Vec<(&String, String)> = profile
+        .extensions_for(major)
+        .map(|(name, e)| (name, format!("{name} {}", e.versions[0])))
+        .collect();
+    if offered.is_empty() {
+        return Ok(Vec::new());
+    }
+    let labels: Vec<&str> = offered.iter().map(|(_, l)| l.as_str()).collect();
+    let picks = MultiSelect::with_theme(&ColorfulTheme::default())
+        .with_prompt("Extensions (space to select, enter to accept)")
+        .items(&labels)
+        .interact()
+        .map_err(failed)?;
+    Ok(picks.into_iter().map(|i| offered[i].0.clone()).collect())
+}
+
+/// Asks for a text value with a default.
+pub fn text(prompt: &str, default: String) -> Result<String> {
+    Input::with_theme(&ColorfulTheme::default())
+        .with_prompt(prompt)
+        .default(default)
+        .interact_text()
+        .map_err(failed)
+}
+
+/// Asks for the port with a default.
+pub fn port(default: u16) -> Result<u16> {
+    Input::with_theme(&ColorfulTheme::default())
+        .with_prompt("Port")
+        .default(default)
+        .interact_text()
+        .map_err(failed)
+}
+
+/// Asks for the data directory with a default.
+pub fn data_dir(default: PathBuf) -> Result<PathBuf> {
+    Ok(PathBuf::from(text(
+        "Data directory",
+        default.display().to_string(),
+    )?))
+}
+
+/// Shows nothing itself; asks to go ahead.
+pub fn confirm(prompt: &str) -> Result<bool> {
+    Confirm::with_theme(&ColorfulTheme::default())
+        .with_prompt(prompt)
+        .default(true)
+        .interact()
+        .map_err(failed)
+}

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 /// Where the blobs of the lock will come from.
 enum Source {
-    Bundle(Bundle),
+    Bundle(Box<Bundle>),
     /// Pulled into the cache (after confirmation).
     Registry,
 }
@@ -30,7 +30,7 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {
         let bundle = Bundle::open(path)?;
-        (bundle.lock.clone(), Source::Bundle(bundle))
+        (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
     } else {
         if args.source.lock.is_none() && args.source.request.major.is_none() {
             if !interactive {
@@ -101,7 +101,7 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     }
     opts.check = false;
     let blobs: Box<dyn BlobSource> = match source {
-        Source::Bundle(b) => Box::new(b),
+        Source::Bundle(b) => b,
         Source::Registry => Box::new(pull_lock(ctx, &lock).await?.0),
     };
     let report = tokio::task::block_in_place(|| {

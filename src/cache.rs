@@ -53,11 +53,18 @@ impl Cache {
         fs::metadata(self.path(&blob.digest)).is_ok_and(|m| m.len() == blob.size)
     }
 
-    /// A private temporary file name for a download in progress.
+    /// A private temporary file name (this process only).
     pub fn temp_path(&self, digest: &Digest) -> PathBuf {
         self.root
             .join("tmp")
-            .join(format!("{}.{}.partial", digest.hex(), std::process::id()))
+            .join(format!("{}.{}.tmp", digest.hex(), std::process::id()))
+    }
+
+    /// The shared partial file of a blob being downloaded (locked while in use).
+    pub fn partial_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(format!("{}.partial", digest.hex()))
     }
 
     /// Checks a file against `blob`, then moves it into place. The file is

@@ -58,6 +58,8 @@ pub struct Error {
     pub kind: Kind,
     pub message: String,
     pub hint: Option<String>,
+    /// The same request may succeed later (network cut, 5xx, 429).
+    pub transient: bool,
 }
 
 /// The library's result type.
@@ -69,7 +71,14 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
+            transient: false,
         }
+    }
+
+    /// Marks the error as worth retrying.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
     }
 
     /// Adds a `hint:` line telling the user what to do about it.

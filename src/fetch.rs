@@ -1,17 +1,26 @@
 //! Pulling a lock into the cache: every missing blob is downloaded in
-//! parallel (bounded), hashed while it streams to a temporary file, and
-//! committed to the cache only when its digest matches. Blobs already in
-//! the cache cost no network at all.
+//! parallel (bounded by `--jobs`), hashed while it streams into a partial
+//! file, and committed to the cache only when its digest matches. A cut
+//! download is resumed with a Range request; transient failures (network,
+//! 5xx, 429) are retried with backoff, a bounded number of times. Partial
+//! files are locked, so two pgoci processes sharing a cache never write the
+//! same blob at once. Blobs already in the cache cost no network at all.
 
 use crate::cache::Cache;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Hasher;
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{Blob, Lock};
 use crate::progress::Reporter;
 use crate::registry::Registry;
 use futures_util::{StreamExt, TryStreamExt};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+/// Attempts per blob before a transient failure becomes final (exit 4).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The first retry waits this long; each next one twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// What a pull did.
 #[derive(Debug, Default, Clone)]
@@ -72,6 +81,38 @@ pub async fn pull(
     Ok(report)
 }
 
+/// Runs `attempt` until it succeeds, fails for good, or runs out of tries.
+async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut wait = FIRST_BACKOFF;
+    for n in 1..=MAX_ATTEMPTS {
+        match attempt(n).await {
+            Err(e) if e.transient && n < MAX_ATTEMPTS => {
+                tracing::info!(
+                    "{what}: attempt {n} failed ({}); retrying in {wait:?}",
+                    e.message
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) if e.transient => {
+                return Err(Error::registry(format!(
+                    "{what}: gave up after {MAX_ATTEMPTS} attempts: {}",
+                    e.message
+                ))
+                .hint(
+                    "check the registry, then run the same command again: finished blobs are kept",
+                ))
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 /// Downloads one blob into the cache, verified; returns its size.
 async fn fetch_one(
     job: &Job,
@@ -82,51 +123,125 @@ async fn fetch_one(
     let blob = &job.blob;
     let reference = Registry::parse_reference(&job.reference)?;
     reporter.blob_started(&blob.digest, blob.size);
-    let temp = cache.temp_path(&blob.digest);
     if job.is_manifest {
-        // Manifests come from the manifest endpoint, by digest.
+        // Manifests come from the manifest endpoint, by digest; they are small.
         let by_digest = reference.clone_with_digest(blob.digest.to_string());
-        let manifest = registry.manifest(&by_digest).await?;
-        tokio::fs::write(&temp, &manifest.bytes)
-            .await
-            .with_path(&temp, "write")?;
+        let what = format!("manifest {}", blob.digest);
+        let manifest = with_retries(&what, |_| registry.manifest(&by_digest)).await?;
+        let temp = cache.temp_path(&blob.digest);
+        std::fs::write(&temp, &manifest.bytes).with_path(&temp, "write")?;
         reporter.blob_progress(&blob.digest, manifest.bytes.len() as u64);
-    } else {
-        let mut stream = registry.blob_stream(&reference, &blob.digest).await?;
-        let mut file = tokio::fs::File::create(&temp)
+        let c = cache.clone();
+        let d = blob.digest.clone();
+        tokio::task::spawn_blocking(move || c.commit_verified(&temp, &d))
             .await
-            .with_path(&temp, "create")?;
-        let mut hasher = Hasher::default();
+            .map_err(|e| Error::internal(format!("commit task failed: {e}")))??;
+        reporter.blob_done(&blob.digest);
+        return Ok(blob.size);
+    }
+
+    // Take the blob's partial file, locked; another process may hold it.
+    let partial = cache.partial_path(&blob.digest);
+    let p = partial.clone();
+    let mut file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .truncate(false)
+            .open(&p)
+            .with_path(&p, "open")?;
+        fs4::fs_std::FileExt::lock_exclusive(&f).with_path(&p, "lock")?;
+        Ok(f)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
+    if cache.has(blob) {
+        // Another pgoci finished it while we waited for the lock.
+        reporter.blob_done(&blob.digest);
+        return Ok(0);
+    }
+    // Resume after whatever an earlier, interrupted run left.
+    let mut hasher = Hasher::default();
+    let mut prefix = Vec::new();
+    file.seek(SeekFrom::Start(0)).with_path(&partial, "seek")?;
+    file.read_to_end(&mut prefix).with_path(&partial, "read")?;
+    if prefix.len() as u64 > blob.size {
+        file.set_len(0).with_path(&partial, "truncate")?;
+    } else {
+        hasher.update(&prefix);
+        reporter.blob_progress(&blob.digest, prefix.len() as u64);
+    }
+    drop(prefix);
+
+    let what = format!("blob {} from {}", blob.digest, job.reference);
+    let state = std::sync::Mutex::new((file, hasher));
+    with_retries(&what, |_| async {
+        let offset = state.lock().expect("poisoned").1.len();
+        if offset == blob.size {
+            return Ok(());
+        }
+        let (mut stream, ranged) = registry
+            .blob_stream_from(&reference, &blob.digest, offset)
+            .await?;
+        if offset > 0 && !ranged {
+            // The registry ignored the Range header: start over.
+            let mut s = state.lock().expect("poisoned");
+            s.0.set_len(0).with_path(&partial, "truncate")?;
+            s.1 = Hasher::default();
+        }
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                Error::registry(format!(
-                    "download of {} from {} broke: {e}",
-                    blob.digest, job.reference
-                ))
-            })?;
-            hasher.update(&chunk);
-            if hasher.len() > blob.size {
+            let chunk = match chunk {
+                Ok(c) => c,
+                // All bytes are in: the client's own digest check failed,
+                // and ours (below) will say so as an integrity error.
+                Err(_) if state.lock().expect("poisoned").1.len() == blob.size => break,
+                Err(e) => {
+                    return Err(
+                        Error::registry(format!("download of {what} broke: {e}")).transient()
+                    )
+                }
+            };
+            let mut s = state.lock().expect("poisoned");
+            s.1.update(&chunk);
+            if s.1.len() > blob.size {
                 break;
             }
-            file.write_all(&chunk).await.with_path(&temp, "write")?;
+            s.0.write_all(&chunk).with_path(&partial, "write")?;
             reporter.blob_progress(&blob.digest, chunk.len() as u64);
         }
-        file.flush().await.with_path(&temp, "write")?;
-        let size = hasher.len();
-        let actual: Digest = hasher.finish();
-        if actual != blob.digest || size != blob.size {
-            let _ = tokio::fs::remove_file(&temp).await;
-            return Err(Error::integrity(format!(
-                "blob {} from {} does not match its digest (got {actual}, {size} bytes)",
-                blob.digest, job.reference
-            )));
+        let got = state.lock().expect("poisoned").1.len();
+        if got < blob.size {
+            return Err(Error::registry(format!(
+                "download of {what} ended early ({got} of {} bytes)",
+                blob.size
+            ))
+            .transient());
         }
+        Ok(())
+    })
+    .await?;
+    let (file, hasher) = state.into_inner().expect("poisoned");
+    let size = hasher.len();
+    let actual = hasher.finish();
+    if actual != blob.digest || size != blob.size {
+        // Bad bytes never stay: not in the cache, not as a partial.
+        let _ = std::fs::remove_file(&partial);
+        return Err(Error::integrity(format!(
+            "blob {} from {} does not match its digest (got {actual}, {size} bytes)",
+            blob.digest, job.reference
+        )));
     }
-    let cache = cache.clone();
-    let digest = blob.digest.clone();
-    tokio::task::spawn_blocking(move || cache.commit_verified(&temp, &digest))
-        .await
-        .map_err(|e| Error::internal(format!("commit task failed: {e}")))??;
+    file.sync_all().with_path(&partial, "sync")?;
+    let c = cache.clone();
+    let d = blob.digest.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = c.commit_verified(&partial, &d);
+        drop(file); // the lock goes with the file, after the rename
+        result
+    })
+    .await
+    .map_err(|e| Error::internal(format!("commit task failed: {e}")))??;
     reporter.blob_done(&blob.digest);
     Ok(blob.size)
 }

@@ -7,7 +7,9 @@ pub mod auth;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use futures_util::stream::BoxStream;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -147,15 +149,40 @@ impl Registry {
         reference: &Reference,
         digest: &Digest,
     ) -> Result<BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+        Ok(self.blob_stream_from(reference, digest, 0).await?.0)
+    }
+
+    /// Opens a blob from byte `offset` (a Range request). The bool says
+    /// whether the registry honoured the range; if not, the stream starts
+    /// at byte 0.
+    pub async fn blob_stream_from(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(BoxStream<'static, std::io::Result<bytes::Bytes>>, bool)> {
         let registry = reference.resolve_registry().to_string();
         let (auth, source) = self.auth_for(&registry)?;
         self.client.store_auth_if_needed(&registry, &auth).await;
-        let sized = self
+        let digest = digest.to_string();
+        let map = |e| self.map_error(e, &registry, &reference.whole(), &source);
+        if offset == 0 {
+            let sized = self
+                .client
+                .pull_blob_stream(reference, digest.as_str())
+                .await
+                .map_err(map)?;
+            return Ok((sized.stream, false));
+        }
+        match self
             .client
-            .pull_blob_stream(reference, digest.to_string().as_str())
+            .pull_blob_stream_partial(reference, digest.as_str(), offset, None)
             .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
-        Ok(sized.stream)
+            .map_err(map)?
+        {
+            BlobResponse::Partial(s) => Ok((s.stream, true)),
+            BlobResponse::Full(s) => Ok((s.stream, false)),
+        }
     }
 
     /// Turns an `oci-client` error into a registry error that names the
@@ -192,6 +219,25 @@ impl Registry {
             OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
                 Error::registry(format!("registry {url} unreachable: {}", error_chain(e)))
                     .hint("check the address, or use a bundle for offline installs")
+                    .transient()
+            }
+            OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
+                Error::registry(format!(
+                    "registry {url} failed for {what}: {}",
+                    error_chain(&err)
+                ))
+                .transient()
+            }
+            OciDistributionError::ServerError { code, .. } if *code >= 500 || *code == 429 => {
+                Error::registry(format!("registry {url} answered {code} for {what}")).transient()
+            }
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope
+                    .errors
+                    .iter()
+                    .any(|e| e.code == oci_client::errors::OciErrorCode::Toomanyrequests) =>
+            {
+                Error::registry(format!("registry {url} answered 429 for {what}")).transient()
             }
             _ => Error::registry(format!(
                 "registry {url} failed for {what}: {}",

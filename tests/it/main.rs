@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod bundles;
 mod end_to_end;
+mod faults;
 mod lifecycle;
 mod resolve;
 mod terminal;

@@ -33,6 +33,10 @@ PGOCI_BIN=$(realpath "$PGOCI_BIN")
 
 T=$(mktemp -d /tmp/pgoci-ansible-test.XXXXXX)
 chmod 0755 "$T"
+# Snapshot the binary: a concurrent `cargo build` may replace it between runs
+# (which the role would rightly report as a change).
+install -m 0755 "$PGOCI_BIN" "$T/pgoci"
+PGOCI_BIN=$T/pgoci
 STATE=$T/bed
 HOSTS=(h1 h2)
 BED_UP=0
@@ -42,15 +46,15 @@ cleanup() {
   set +e
   for h in "${HOSTS[@]}"; do
     if [ -d "$T/$h/root/opt/pgoci/instances" ]; then
-      "$PGOCI_BIN" --root "$T/$h/root" uninstall --instance "ans_$h" --purge >&2 2>&1 ||
+      "$PGOCI_BIN" --root "$T/$h/root" -q uninstall --instance "ans_$h" --purge >&2 ||
         log "uninstall of ans_$h failed"
     fi
   done
   [ "$BED_UP" -eq 1 ] && "$REPO/tests/bed/bed.sh" down "$STATE" >/dev/null 2>&1
-  if [ "$rc" -eq 0 ]; then
+  if [ "$rc" -eq 0 ] && [ -z "${KEEP:-}" ]; then
     rm -rf "$T"
   else
-    log "failed (exit $rc); logs kept in $T"
+    log "exit $rc; logs kept in $T"
   fi
   exit "$rc"
 }

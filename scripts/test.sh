@@ -42,4 +42,10 @@ case "$ldd_out" in
 esac
 "$bin" --version
 
+step "packaging: .deb built and installed"
+PGOCI_BIN="$bin" tests/packaging/deb.sh
+
+step "Ansible role with ansible-core, two hosts"
+PGOCI_BIN="$bin" tests/packaging/ansible.sh
+
 step "all tests passed"

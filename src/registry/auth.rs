@@ -1,11 +1,11 @@
 //! Registry credentials, looked up in the documented order: `--creds`,
 //! `PGOCI_REGISTRY_USER`/`PGOCI_REGISTRY_PASSWORD`, `REGISTRY_AUTH_FILE`,
-//! then `~/.docker/config.json`. Each credential remembers where it came
+//! then `~/.docker/config.json` (`credHelpers`/`credsStore`, then `auths`). Each credential remembers where it came
 //! from so an auth failure can say which source to fix — never the secret.
 
 use crate::error::{Error, Result};
 use base64::Engine as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a credential was found (for messages; never holds the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub enum Source {
     Flag,
     Env,
     AuthFile(PathBuf),
+    /// A docker credential helper (`docker-credential-<name>`), named in a file.
+    Helper(String, PathBuf),
     Anonymous,
 }
 
@@ -22,6 +24,11 @@ impl std::fmt::Display for Source {
             Source::Flag => f.write_str("--creds"),
             Source::Env => f.write_str("PGOCI_REGISTRY_USER/PGOCI_REGISTRY_PASSWORD"),
             Source::AuthFile(p) => write!(f, "{}", p.display()),
+            Source::Helper(h, p) => write!(
+                f,
+                "credential helper docker-credential-{h} (from {})",
+                p.display()
+            ),
             Source::Anonymous => f.write_str("no credentials (anonymous)"),
         }
     }
@@ -97,6 +104,16 @@ fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> 
             path.display()
         ))
     })?;
+    if let Some(helper) = doc
+        .get("credHelpers")
+        .and_then(|h| h.get(registry))
+        .or_else(|| doc.get("credsStore"))
+        .and_then(|h| h.as_str())
+    {
+        if let Some(cred) = from_helper(helper, registry, path)? {
+            return Ok(Some(cred));
+        }
+    }
     let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);
     };
@@ -132,5 +149,56 @@ fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> 
         user: user.into(),
         password: password.into(),
         source: Source::AuthFile(path.clone()),
+    }))
+}
+
+/// Asks `docker-credential-<helper> get` for a registry's credential
+/// (the docker credential-helper protocol: host on stdin, JSON out).
+fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Credential>> {
+    use std::io::Write;
+    let program = format!("docker-credential-{helper}");
+    let mut child = match std::process::Command::new(&program)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(Error::registry(format!(
+                "{} names credential helper {program}, which cannot run: {e}",
+                file.display()
+            )))
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(registry.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::registry(format!("{program} failed: {e}")))?;
+    if !out.status.success() {
+        // "credentials not found" is a normal answer: fall through to other sources.
+        return Ok(None);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct HelperAnswer {
+        username: String,
+        secret: String,
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|_| {
+        Error::registry(format!(
+            "{program} answered something that is not a credential"
+        ))
+    })?;
+    if answer.username == "<token>" {
+        return Ok(None); // an identity token, not usable as basic auth
+    }
+    Ok(Some(Credential {
+        user: answer.username,
+        password: answer.secret,
+        source: Source::Helper(helper.to_string(), file.to_path_buf()),
     }))
 }

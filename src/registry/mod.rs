@@ -216,6 +216,11 @@ impl Registry {
             {
                 Error::registry(format!("{what} not found at {url}"))
             }
+            OciDistributionError::RequestError(e) if error_chain(e).contains("certificate") => {
+                Error::registry(format!("TLS to {url} failed: {}", error_chain(e))).hint(
+                    "pass --ca-file with the PEM of the CA that signed the registry's certificate",
+                )
+            }
             OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
                 Error::registry(format!("registry {url} unreachable: {}", error_chain(e)))
                     .hint("check the address, or use a bundle for offline installs")

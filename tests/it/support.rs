@@ -67,10 +67,25 @@ pub struct OwnRegistry {
 }
 
 impl OwnRegistry {
+    /// A plain-HTTP copy of the shared registry.
     pub fn clone_of(bed: &Bed, name: &str) -> Self {
+        Self::start("clone", bed, name)
+    }
+
+    /// A copy that speaks TLS (CA in `ca_file()`) and wants basic auth
+    /// (`pgoci` / `pgoci-secret-pw`).
+    pub fn secure_of(bed: &Bed, name: &str) -> Self {
+        Self::start("secure", bed, name)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.state_dir.join("ca.pem")
+    }
+
+    fn start(how: &str, bed: &Bed, name: &str) -> Self {
         let state_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bed-{name}"));
         let registry = registry_from(&bed_sh(&[
-            "clone",
+            how,
             bed.state_dir.to_str().unwrap(),
             state_dir.to_str().unwrap(),
         ]));

@@ -110,6 +110,15 @@ pub enum Command {
         #[arg(long)]
         purge: bool,
     },
+    /// Check whether an install would work on this host (exit 6 if not).
+    Doctor {
+        /// Also check a bundle: integrity, platform, shared libraries.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Also check that this port is free.
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell.
@@ -170,6 +179,14 @@ pub enum BundleCommand {
     Inspect {
         /// Bundle directory or .tar.
         path: PathBuf,
+    },
+    /// Re-publish every artifact of a bundle to another registry, keeping digests.
+    Push {
+        /// Bundle directory or .tar.
+        path: PathBuf,
+        /// Target registry, REGISTRY[/NAMESPACE]; repository paths are kept under it.
+        #[arg(long)]
+        to: String,
     },
 }
 

@@ -43,6 +43,28 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     path.display()
                 )))
         }
+        BundleCommand::Push { path, to } => {
+            pgoci::publish::check_target(&to)?;
+            let bundle = Bundle::open(&path)?;
+            let registry = ctx.registry()?;
+            let report = pgoci::publish::push(std::sync::Arc::new(bundle), &registry, &to).await?;
+            let mut outcome = Outcome::new("bundle push", report.blobs_pushed > 0)
+                .field("to", &to)
+                .field("artifacts", &report.artifacts)
+                .field("blobs_pushed", report.blobs_pushed)
+                .field("blobs_present", report.blobs_present);
+            let mut text = String::new();
+            for a in &report.artifacts {
+                text.push_str(&format!("{}@{}\n", a.to, a.digest));
+            }
+            outcome = outcome.stdout(text).note(format!(
+                "pushed {} artifact(s) to {to}: {} blob(s) uploaded, {} already there",
+                report.artifacts.len(),
+                report.blobs_pushed,
+                report.blobs_present
+            ));
+            Ok(outcome)
+        }
         BundleCommand::Inspect { path } => {
             let bundle = Bundle::open(&path)?;
             let lock = &bundle.lock;

@@ -5,6 +5,7 @@
 pub mod bundle;
 pub mod catalog;
 pub mod docs;
+pub mod doctor;
 pub mod install;
 pub mod lifecycle;
 pub mod output;
@@ -103,6 +104,7 @@ pub fn name(command: &Command) -> &'static str {
         Command::Bundle(crate::cli::BundleCommand::Export { .. }) => "bundle export",
         Command::Bundle(crate::cli::BundleCommand::Verify { .. }) => "bundle verify",
         Command::Bundle(crate::cli::BundleCommand::Inspect { .. }) => "bundle inspect",
+        Command::Bundle(crate::cli::BundleCommand::Push { .. }) => "bundle push",
         Command::Install(_) => "install",
         Command::Status { .. } => "status",
         Command::Upgrade(_) => "upgrade",
@@ -110,6 +112,7 @@ pub fn name(command: &Command) -> &'static str {
         Command::Uninstall { .. } => "uninstall",
         Command::Gc { .. } => "gc",
         Command::Completions { .. } => "completions",
+        Command::Doctor { .. } => "doctor",
         Command::GenerateMan { .. } => "generate-man",
     }
 }
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Uninstall { instance, purge } => lifecycle::uninstall(&ctx, &instance, purge),
         Command::Gc { keep } => lifecycle::gc(&ctx, &keep),
         Command::Completions { shell } => docs::completions(shell),
+        Command::Doctor { bundle, port } => doctor::run(&ctx, bundle.as_deref(), port),
         Command::GenerateMan { dir } => docs::man_pages(&dir),
     }
 }

@@ -434,7 +434,7 @@ fn build_generation(
 
 /// Which entries of the server artifact are kept: all for `tree`, only
 /// `server.paths` (at their positions) for `rootfs`.
-fn server_selector(lock: &Lock) -> unpack::Selector {
+pub fn server_selector(lock: &Lock) -> unpack::Selector {
     match &lock.server.paths {
         Some(paths) if lock.server.layout == crate::profile::Layout::Rootfs => {
             let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]

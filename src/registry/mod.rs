@@ -185,6 +185,54 @@ impl Registry {
         }
     }
 
+    /// Whether the registry already has a blob (so a push can skip it).
+    pub async fn has_blob(&self, reference: &Reference, digest: &Digest) -> Result<bool> {
+        let registry = reference.resolve_registry().to_string();
+        let (auth, source) = self.auth_for(&registry)?;
+        self.client
+            .auth(reference, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+        self.client
+            .blob_exists(reference, &digest.to_string())
+            .await
+            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))
+    }
+
+    /// Uploads a blob from a stream of chunks (chunked upload, never whole in memory).
+    pub async fn push_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        chunks: BoxStream<'static, std::result::Result<bytes::Bytes, OciDistributionError>>,
+    ) -> Result<()> {
+        let registry = reference.resolve_registry().to_string();
+        let (_, source) = self.auth_for(&registry)?;
+        self.client
+            .push_blob_stream(reference, chunks, &digest.to_string(), Some(size))
+            .await
+            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+        Ok(())
+    }
+
+    /// Uploads a manifest's exact bytes (so its digest stays the same).
+    pub async fn push_manifest(
+        &self,
+        reference: &Reference,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> Result<()> {
+        let registry = reference.resolve_registry().to_string();
+        let (_, source) = self.auth_for(&registry)?;
+        let content_type = reqwest_header(media_type)?;
+        self.client
+            .push_manifest_raw(reference, bytes, content_type)
+            .await
+            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+        Ok(())
+    }
+
     /// Turns an `oci-client` error into a registry error that names the
     /// URL and, for auth failures, where the credentials came from.
     fn map_error(
@@ -285,4 +333,9 @@ pub fn media_type_of(bytes: &[u8]) -> String {
         }) => OCI_INDEX.into(),
         _ => OCI_MANIFEST.into(),
     }
+}
+
+fn reqwest_header(value: &str) -> Result<http::HeaderValue> {
+    http::HeaderValue::from_str(value)
+        .map_err(|_| Error::integrity(format!("media type `{value}` is not a valid header")))
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod airgap;
 mod bad_input;
 mod bundles;
 mod end_to_end;

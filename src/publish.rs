@@ -1,0 +1,143 @@
+//! `bundle push`: re-publishing every artifact of a bundle into another
+//! registry (an air-gapped site's own), byte for byte, so every digest
+//! stays the same. Blobs the target already has are skipped; the others
+//! stream from the bundle, verified as they are read.
+
+use crate::blobs::BlobSource;
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+use crate::lock::Pinned;
+use crate::registry::Registry;
+use oci_client::errors::OciDistributionError;
+use serde::Serialize;
+use std::io::Read;
+use std::sync::Arc;
+
+/// One artifact as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub from: String,
+    pub to: String,
+    pub digest: String,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub artifacts: Vec<Published>,
+    pub blobs_pushed: usize,
+    pub blobs_present: usize,
+}
+
+/// The new reference of `reference` under `target` (`host[:port][/namespace]`):
+/// the repository path is kept, the registry host replaced.
+pub fn retarget(reference: &str, target: &str) -> Result<String> {
+    let parsed = Registry::parse_reference(reference)?;
+    let base = format!("{}/{}", target.trim_end_matches('/'), parsed.repository());
+    Ok(match (parsed.tag(), parsed.digest()) {
+        (Some(tag), _) => format!("{base}:{tag}"),
+        (None, Some(digest)) => format!("{base}@{digest}"),
+        (None, None) => format!("{base}:latest"),
+    })
+}
+
+/// Pushes every artifact of `bundle` to `target`.
+pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Result<PushReport> {
+    let mut report = PushReport::default();
+    let artifacts: Vec<Pinned> = bundle.lock.artifacts().cloned().collect();
+    for pinned in artifacts {
+        let to = retarget(&pinned.reference, target)?;
+        let reference = Registry::parse_reference(&to)?;
+        let mut blobs = vec![pinned.config.clone()];
+        blobs.extend(pinned.layers.iter().cloned());
+        for blob in blobs {
+            if registry.has_blob(&reference, &blob.digest).await? {
+                report.blobs_present += 1;
+                continue;
+            }
+            let chunks = stream_blob(bundle.clone(), blob.clone());
+            registry
+                .push_blob(&reference, &blob.digest, blob.size, chunks)
+                .await?;
+            report.blobs_pushed += 1;
+        }
+        let manifest = bundle.read_small(&crate::lock::Blob {
+            digest: pinned.digest.clone(),
+            size: pinned.size,
+            media_type: pinned.media_type.clone(),
+        })?;
+        registry
+            .push_manifest(&reference, manifest, &pinned.media_type)
+            .await?;
+        report.artifacts.push(Published {
+            from: pinned.reference.clone(),
+            to,
+            digest: pinned.digest.to_string(),
+        });
+    }
+    Ok(report)
+}
+
+/// A blob of the bundle as a stream of 1 MiB chunks, read (and verified)
+/// on a blocking thread; a digest mismatch ends the stream with an error.
+fn stream_blob(
+    bundle: Arc<Bundle>,
+    blob: crate::lock::Blob,
+) -> futures_util::stream::BoxStream<'static, std::result::Result<bytes::Bytes, OciDistributionError>>
+{
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<std::result::Result<bytes::Bytes, OciDistributionError>>(4);
+    tokio::task::spawn_blocking(move || {
+        let send_err = |e: String| {
+            let _ = tx.blocking_send(Err(OciDistributionError::GenericError(Some(e))));
+        };
+        let mut reader = match bundle.open(&blob) {
+            Ok(r) => r,
+            Err(e) => return send_err(e.message),
+        };
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => return send_err(e.to_string()),
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// Refuses a target that is not `host[:port][/namespace]`.
+pub fn check_target(target: &str) -> Result<()> {
+    if target.is_empty() || target.contains("://") || target.contains('@') {
+        return Err(
+            Error::usage(format!("--to `{target}` is not REGISTRY[/NAMESPACE]"))
+                .hint("for example --to registry.example:5000/postgres"),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retarget_keeps_the_repository_path() {
+        assert_eq!(
+            retarget("127.0.0.1:5000/pgoci/pg_cron:1.4.2-15", "10.0.0.1:443/site").unwrap(),
+            "10.0.0.1:443/site/pgoci/pg_cron:1.4.2-15"
+        );
+        assert_eq!(
+            retarget("ghcr.io/a/b:1", "reg.local").unwrap(),
+            "reg.local/a/b:1"
+        );
+    }
+}

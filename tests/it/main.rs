@@ -14,3 +14,4 @@ mod lifecycle;
 mod registries;
 mod resolve;
 mod terminal;
+mod variants;

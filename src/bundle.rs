@@ -25,10 +25,16 @@ const LOCK_DIGEST: &str = "io.pgoci.lock.digest";
 #[serde(rename_all = "camelCase")]
 pub struct IndexJson {
     pub schema_version: u32,
+    /// Optional in the image-spec (skopeo leaves it out).
+    #[serde(default = "index_media_type")]
     pub media_type: String,
     pub manifests: Vec<Descriptor>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+fn index_media_type() -> String {
+    OCI_INDEX.into()
 }
 
 /// A descriptor in `index.json`.
@@ -273,8 +279,9 @@ impl Storage {
 impl Bundle {
     /// Opens a bundle directory or `.tar`, checking layout, index and lock
     /// (not yet the blobs: see [`Bundle::verify`]).
-    pub fn open(path: &Path) -> Result<Self> {
-        let bad = |why: String| {
+    /// Opens the OCI layout itself (directory or tar) and checks `oci-layout`.
+    fn open_layout(path: &Path) -> Result<(Storage, impl Fn(String) -> Error + '_)> {
+        let bad = move |why: String| {
             Error::integrity(format!(
                 "{} is not a valid pgoci bundle: {why}",
                 path.display()
@@ -298,6 +305,30 @@ impl Bundle {
         if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
             return Err(bad("oci-layout is not version 1.0.0".into()));
         }
+        Ok((storage, bad))
+    }
+
+    /// Opens any OCI image layout (one skopeo or oras wrote, say) as the
+    /// blob source for `lock`: the lock says what to take, the layout only
+    /// has to hold those blobs (each verified when read).
+    pub fn open_with_lock(path: &Path, lock: Lock) -> Result<Self> {
+        let (storage, bad) = Self::open_layout(path)?;
+        let index = storage
+            .read_file("index.json")
+            .map_err(|_| bad("no index.json".into()))?;
+        let index: IndexJson =
+            serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
+        Ok(Bundle {
+            path: path.to_path_buf(),
+            lock_digest: lock.digest()?,
+            lock,
+            index,
+            storage,
+        })
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        let (storage, bad) = Self::open_layout(path)?;
         let index = storage
             .read_file("index.json")
             .map_err(|_| bad("no index.json".into()))?;

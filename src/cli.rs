@@ -213,8 +213,9 @@ pub struct LockSource {
 
 #[derive(Debug, Args, Clone)]
 pub struct InstallArgs {
-    /// Install from a bundle (directory or .tar); needs no network.
-    #[arg(long, conflicts_with_all = ["lock", "major", "ext"])]
+    /// Install from a bundle (directory or .tar); needs no network. With
+    /// --lock, any OCI image layout holding the lock's blobs will do.
+    #[arg(long, conflicts_with_all = ["major", "ext"])]
     pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub source: LockSource,

@@ -29,7 +29,10 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let settings = parse_settings(&args.set)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {
-        let bundle = Bundle::open(path)?;
+        let bundle = match &args.source.lock {
+            Some(lock) => Bundle::open_with_lock(path, Lock::read(lock)?)?,
+            None => Bundle::open(path)?,
+        };
         (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
     } else {
         if args.source.lock.is_none() && args.source.request.major.is_none() {

@@ -140,3 +140,108 @@ fn skopeo_reads_every_artifact_of_a_bundle() {
         }
     }
 }
+
+#[test]
+fn skopeo_copies_a_bundle_into_a_registry_and_pgoci_installs_from_a_layout_skopeo_wrote() {
+    let dir = scratch();
+    let bed = bed();
+    let d = dir.path();
+    let bundle = d.join("bundle.tar");
+    export(d, &bundle);
+    let lock = d.join("pg15.lock");
+    pgoci(&bed.profile, &bed.registry, &d.join("cache"))
+        .args(["resolve", "--major", "15", "--ext", "pg_cron", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    let parsed = pgoci::lock::Lock::read(&lock).unwrap();
+
+    // skopeo: out of the pgoci bundle, back into a registry, digests kept.
+    let reg = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bed-skopeo-target");
+    let target = bed_sh(&["registry-only", reg.to_str().unwrap()])
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("REGISTRY=").map(str::to_string))
+        .unwrap();
+    for pinned in parsed.artifacts() {
+        let repo = pinned.reference.split_once('/').unwrap().1;
+        let status = std::process::Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!(
+                "oci-archive:{}:{}",
+                bundle.display(),
+                pinned.reference
+            ))
+            .arg(format!("docker://{target}/{repo}"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{target}/{repo}"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            pgoci::digest::Digest::of_bytes(&out.stdout),
+            pinned.digest,
+            "{repo}"
+        );
+    }
+    bed_sh(&["down", reg.to_str().unwrap()]);
+
+    // skopeo writes a layout straight from the registry; pgoci installs from it with the lock.
+    let layout = d.join("skopeo-layout");
+    for (i, pinned) in parsed.artifacts().enumerate() {
+        let status = std::process::Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--quiet",
+                "--src-tls-verify=false",
+            ])
+            .arg(format!("docker://{}", pinned.reference))
+            .arg(format!("oci:{}:a{i}", layout.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    assert!(
+        !layout.join("pgoci.lock").exists(),
+        "a layout pgoci did not write"
+    );
+    let root = d.join("root");
+    let port = free_port();
+    let out = pgoci(&bed.profile, &bed.registry, &d.join("cache2"))
+        .args([
+            "--json",
+            "install",
+            "--yes",
+            "--instance",
+            "sk",
+            "--port",
+            &port.to_string(),
+            "--root",
+        ])
+        .arg(&root)
+        .arg("--bundle")
+        .arg(&layout)
+        .arg("--lock")
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _servers = Servers(vec![(
+        root.join("opt/pgoci/instances/sk/current/bin"),
+        root.join("var/lib/pgoci/sk/data"),
+    )]);
+    psql(&root.join("run/pgoci/sk"), port, "CREATE EXTENSION pg_cron").unwrap();
+}

@@ -13,5 +13,6 @@ mod json;
 mod lifecycle;
 mod registries;
 mod resolve;
+mod systemd;
 mod terminal;
 mod variants;

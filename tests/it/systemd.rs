@@ -1,0 +1,203 @@
+//! The unit pgoci writes, run by a real systemd: booted as PID 1 of a
+//! private PID + mount namespace (tests/bed/systemd-ns.sh), where host paths
+//! are tmpfs and the host's own units are masked. pgoci runs inside it
+//! without --root, detects systemd and hands the server over to it.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Systemd {
+    pid: String,
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bed/systemd-ns.sh")
+}
+
+impl Systemd {
+    fn boot(log: &Path) -> Self {
+        let out = Command::new(script())
+            .arg("boot")
+            .arg(log)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Systemd {
+            pid: String::from_utf8(out.stdout).unwrap().trim().to_string(),
+        }
+    }
+
+    /// Runs a command inside the namespace.
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(script())
+            .args(["run", &self.pid])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn text(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Systemd {
+    fn drop(&mut self) {
+        let _ = Command::new(script()).args(["halt", &self.pid]).status();
+    }
+}
+
+#[test]
+fn systemd_runs_the_hardened_unit_pgoci_writes() {
+    let bed = bed();
+    // Not under /tmp: the namespace has its own /tmp.
+    let dir = tempfile::Builder::new()
+        .prefix("systemd-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let bundle = dir.path().join("pg18.tar");
+    pgoci(&bed.profile, &bed.registry, &dir.path().join("cache"))
+        .args([
+            "bundle", "export", "--major", "18", "--ext", "pg_trgm", "-o",
+        ])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let sd = Systemd::boot(&dir.path().join("systemd.log"));
+    let pgoci_bin = assert_cmd::cargo::cargo_bin("pgoci");
+    let bin = pgoci_bin.to_str().unwrap();
+    let port = free_port().to_string();
+    let install = [
+        bin,
+        "--json",
+        "install",
+        "--yes",
+        "--instance",
+        "sd",
+        "--port",
+        &port,
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ];
+    let out = sd.run(&install);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = json(&out);
+    assert_eq!(
+        doc["instance"]["service"], "systemd",
+        "systemd is detected: {doc}"
+    );
+    assert!(
+        doc["actions"].to_string().contains("pgoci-sd.service"),
+        "{doc}"
+    );
+
+    assert_eq!(
+        sd.text(&["systemctl", "is-active", "pgoci-sd.service"]),
+        "active"
+    );
+    let props = sd.text(&[
+        "systemctl",
+        "show",
+        "pgoci-sd.service",
+        "-p",
+        "NoNewPrivileges",
+        "-p",
+        "ProtectSystem",
+        "-p",
+        "PrivateTmp",
+        "-p",
+        "PrivateDevices",
+        "-p",
+        "ProtectHome",
+        "-p",
+        "User",
+    ]);
+    for want in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "PrivateDevices=yes",
+        "ProtectHome=yes",
+        "User=postgres",
+    ] {
+        assert!(props.lines().any(|l| l == want), "{want} in {props}");
+    }
+    let main_pid = sd.text(&[
+        "systemctl",
+        "show",
+        "pgoci-sd.service",
+        "-p",
+        "MainPID",
+        "--value",
+    ]);
+    let status = sd.text(&["cat", &format!("/proc/{main_pid}/status")]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{status}"
+    );
+    let cmdline = sd.text(&["cat", &format!("/proc/{main_pid}/cmdline")]);
+    assert!(
+        cmdline.contains("/opt/pgoci/instances/sd/generations/"),
+        "runs the generation's postgres: {cmdline}"
+    );
+
+    let sql = |q: &str| {
+        sd.text(&[
+            "runuser",
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-X",
+            "-tA",
+            "-h",
+            "/run/pgoci/sd",
+            "-p",
+            &port,
+            "-d",
+            "postgres",
+            "-c",
+            q,
+        ])
+    };
+    sql("CREATE EXTENSION pg_trgm");
+    assert_eq!(sql("SELECT similarity('abc', 'abc')"), "1");
+
+    // Idempotent under systemd too; then uninstall stops and removes the unit.
+    let again = json(&sd.run(&install));
+    assert_eq!(again["changed"], false, "{again}");
+    let out = sd.run(&[bin, "--json", "uninstall", "--instance", "sd", "--purge"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        sd.run(&["systemctl", "is-active", "pgoci-sd.service"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert!(!sd
+        .run(&["test", "-e", "/etc/systemd/system/pgoci-sd.service"])
+        .status
+        .success());
+}

@@ -308,16 +308,22 @@ impl Bundle {
         Ok((storage, bad))
     }
 
-    /// Opens any OCI image layout (one skopeo or oras wrote, say) as the
-    /// blob source for `lock`: the lock says what to take, the layout only
-    /// has to hold those blobs (each verified when read).
-    pub fn open_with_lock(path: &Path, lock: Lock) -> Result<Self> {
+    /// Opens the layout and parses its `index.json`.
+    fn open_indexed(path: &Path) -> Result<(Storage, IndexJson, impl Fn(String) -> Error + '_)> {
         let (storage, bad) = Self::open_layout(path)?;
         let index = storage
             .read_file("index.json")
             .map_err(|_| bad("no index.json".into()))?;
         let index: IndexJson =
             serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
+        Ok((storage, index, bad))
+    }
+
+    /// Opens any OCI image layout (one skopeo or oras wrote, say) as the
+    /// blob source for `lock`: the lock says what to take, the layout only
+    /// has to hold those blobs (each verified when read).
+    pub fn open_with_lock(path: &Path, lock: Lock) -> Result<Self> {
+        let (storage, index, _) = Self::open_indexed(path)?;
         Ok(Bundle {
             path: path.to_path_buf(),
             lock_digest: lock.digest()?,
@@ -327,13 +333,9 @@ impl Bundle {
         })
     }
 
+    /// Opens a pgoci bundle: layout, index and the lock it carries.
     pub fn open(path: &Path) -> Result<Self> {
-        let (storage, bad) = Self::open_layout(path)?;
-        let index = storage
-            .read_file("index.json")
-            .map_err(|_| bad("no index.json".into()))?;
-        let index: IndexJson =
-            serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
+        let (storage, index, bad) = Self::open_indexed(path)?;
         let lock_text = storage
             .read_file(LOCK_FILE)
             .map_err(|_| bad("no pgoci.lock".into()))?;

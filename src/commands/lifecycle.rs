@@ -23,7 +23,11 @@ pub fn uninstall(ctx: &Context, instance: &str, purge: bool) -> Result<Outcome> 
         .field("instance", instance)
         .field("purged", purge)
         .field("actions", &report.actions)
-        .note(format!("instance {instance} uninstalled")))
+        .note(if report.changed {
+            format!("instance {instance} uninstalled")
+        } else {
+            format!("instance {instance} is not installed: nothing to do")
+        }))
 }
 
 pub fn gc(ctx: &Context, keep: &[PathBuf]) -> Result<Outcome> {

@@ -5,7 +5,7 @@
 
 use super::layout::{unit_name, HostLayout};
 use super::state::{self, InstanceState, ServiceKind};
-use super::{manifest, postgres, systemd, users, write_config, write_if_changed, Actions};
+use super::{manifest, postgres, users, write_config, Actions};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -76,7 +76,14 @@ pub fn rollback(
         &st.data_dir,
         &mut actions,
     )?;
-    write_unit(layout, &st, &gen_dir, &target.dirs.bin, &account)?;
+    super::write_unit(
+        layout,
+        instance,
+        &account,
+        &gen_dir.join(&target.dirs.bin),
+        &st.data_dir,
+        &mut Vec::new(),
+    )?;
     state::switch_symlink(
         &instance_dir.join("current"),
         &PathBuf::from("generations").join(&target.name),
@@ -93,26 +100,6 @@ pub fn rollback(
         changed: true,
         actions: actions.done,
     })
-}
-
-/// Writes the unit for a generation.
-pub(super) fn write_unit(
-    layout: &HostLayout,
-    st: &InstanceState,
-    gen_dir: &Path,
-    bin: &Path,
-    account: &users::Account,
-) -> Result<bool> {
-    let unit = systemd::render(&systemd::UnitInput {
-        instance: &st.instance,
-        user: &account.name,
-        group: &account.group,
-        postgres: &gen_dir.join(bin).join("postgres"),
-        data_dir: &st.data_dir,
-        runtime_dir: &format!("pgoci/{}", st.instance),
-        ld_library_path: None,
-    });
-    write_if_changed(&layout.unit_file(&st.instance), unit.as_bytes(), 0o644)
 }
 
 fn account(st: &InstanceState) -> Result<users::Account> {
@@ -167,7 +154,14 @@ pub fn uninstall(
     purge: bool,
     reporter: &dyn Reporter,
 ) -> Result<LifecycleReport> {
-    let st = load(layout, instance)?;
+    // Already gone is success with nothing to do, so a repeated uninstall
+    // (Ansible's `state: absent`) reports no change.
+    let Some(st) = InstanceState::read(&layout.instance(instance))? else {
+        return Ok(LifecycleReport {
+            changed: false,
+            actions: Vec::new(),
+        });
+    };
     let mut actions = Actions {
         done: Vec::new(),
         reporter,

@@ -266,20 +266,14 @@ pub fn install(
         &mut actions,
     )?;
     let unit_file = layout.unit_file(&opts.instance);
-    let unit = systemd::render(&systemd::UnitInput {
-        instance: &opts.instance,
-        user: &account.name,
-        group: &account.group,
-        postgres: &bin.join("postgres"),
-        data_dir: &data_dir,
-        runtime_dir: &format!("pgoci/{}", opts.instance),
-        ld_library_path: None,
-    });
-    let unit_is_new = fs::read(&unit_file).ok().as_deref() != Some(unit.as_bytes());
-    if unit_is_new && !systemd::verify_text(&layout::unit_name(&opts.instance), &unit)? {
-        warnings.push("systemd-analyze not found: unit not verified".into());
-    }
-    let unit_changed = write_if_changed(&unit_file, unit.as_bytes(), 0o644)?;
+    let unit_changed = write_unit(
+        layout,
+        &opts.instance,
+        &account,
+        &bin,
+        &data_dir,
+        &mut warnings,
+    )?;
     if unit_changed {
         actions.push(format!("wrote {}", unit_file.display()));
     }
@@ -495,6 +489,36 @@ fn write_config(
     Ok(changed)
 }
 
+/// Renders the instance's unit for a server in `bin`, checks it with
+/// `systemd-analyze verify` when it differs from the one installed, and
+/// writes it. Returns whether the unit changed.
+pub(crate) fn write_unit(
+    layout: &HostLayout,
+    instance: &str,
+    account: &users::Account,
+    bin: &Path,
+    data_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<bool> {
+    let unit = systemd::render(&systemd::UnitInput {
+        instance,
+        user: &account.name,
+        group: &account.group,
+        postgres: &bin.join("postgres"),
+        data_dir,
+        runtime_dir: &format!("pgoci/{instance}"),
+        ld_library_path: None,
+    });
+    let unit_file = layout.unit_file(instance);
+    if fs::read(&unit_file).ok().as_deref() == Some(unit.as_bytes()) {
+        return Ok(false);
+    }
+    if !systemd::verify_text(&layout::unit_name(instance), &unit)? {
+        warnings.push("systemd-analyze not found: unit not verified".into());
+    }
+    write_if_changed(&unit_file, unit.as_bytes(), 0o644)
+}
+
 /// Writes a file (atomically) only if its content differs.
 fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
     if fs::read(path).ok().as_deref() == Some(bytes) {
@@ -607,19 +631,13 @@ fn roll_back_after_failed_start(
             &previous.data_dir,
             &mut ignored,
         )?;
-        let unit = systemd::render(&systemd::UnitInput {
-            instance: &previous.instance,
-            user: &account.name,
-            group: &account.group,
-            postgres: &gen_dir.join(&old.dirs.bin).join("postgres"),
-            data_dir: &previous.data_dir,
-            runtime_dir: &format!("pgoci/{}", previous.instance),
-            ld_library_path: None,
-        });
-        write_if_changed(
-            &layout.unit_file(&previous.instance),
-            unit.as_bytes(),
-            0o644,
+        write_unit(
+            layout,
+            &previous.instance,
+            account,
+            &gen_dir.join(&old.dirs.bin),
+            &previous.data_dir,
+            &mut Vec::new(),
         )?;
         previous.write(instance_dir)?;
         state::write_atomic(

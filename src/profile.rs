@@ -112,8 +112,15 @@ fn default_platforms() -> Vec<String> {
 }
 
 impl Profile {
-    /// Parses YAML text; `origin` names the source in errors.
+    /// Parses YAML text; `origin` names the source in errors. A
+    /// CloudNativePG `ImageCatalog`/`ClusterImageCatalog` is read too.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        if text.lines().any(|l| {
+            let l = l.trim();
+            l == "kind: ImageCatalog" || l == "kind: ClusterImageCatalog"
+        }) {
+            return cnpg::parse(text, origin);
+        }
         let mut profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
             Error::usage(format!(
                 "profile {origin} is not valid: {}",
@@ -210,6 +217,141 @@ impl Profile {
     }
 }
 
+/// CloudNativePG image catalogs as profiles: `spec.images[].major/.image`
+/// are the servers (full OS images, so `layout: rootfs` with Debian's
+/// PostgreSQL paths); where an image lists `extensions` (CloudNativePG
+/// 1.29+ catalogs), those become the profile's extensions for that major.
+mod cnpg {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Catalog {
+        metadata: Metadata,
+        spec: Spec,
+    }
+
+    #[derive(Deserialize)]
+    struct Metadata {
+        name: String,
+    }
+
+    #[derive(Deserialize)]
+    struct Spec {
+        images: Vec<Image>,
+    }
+
+    #[derive(Deserialize)]
+    struct Image {
+        major: u32,
+        image: String,
+        #[serde(default)]
+        extensions: Vec<Extension>,
+    }
+
+    #[derive(Deserialize)]
+    struct Extension {
+        name: String,
+        image: ImageRef,
+        #[serde(default)]
+        ld_library_path: Vec<String>,
+        #[serde(default)]
+        env: Vec<EnvVar>,
+        #[serde(default)]
+        bin_path: Vec<String>,
+    }
+
+    /// `image: {reference: …}` (the Kubernetes ImageVolumeSource) or a plain string.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ImageRef {
+        Volume { reference: String },
+        Plain(String),
+    }
+
+    #[derive(Deserialize)]
+    struct EnvVar {
+        name: String,
+        value: String,
+    }
+
+    /// The extension version in a CloudNativePG tag `<extver>-<pgmajor>-<distro>`.
+    fn version_of(reference: &str) -> String {
+        let tag = reference
+            .split('@')
+            .next()
+            .and_then(|r| r.rsplit_once(':'))
+            .map(|(_, t)| t)
+            .filter(|t| !t.contains('/'))
+            .unwrap_or("latest");
+        tag.split('-').next().unwrap_or(tag).to_string()
+    }
+
+    pub(super) fn parse(text: &str, origin: &str) -> Result<Profile> {
+        let catalog: Catalog = serde_saphyr::from_str(text).map_err(|e| {
+            Error::usage(format!(
+                "image catalog {origin} is not valid: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
+        let mut images = BTreeMap::new();
+        let mut extensions: BTreeMap<String, ExtensionSpec> = BTreeMap::new();
+        for image in &catalog.spec.images {
+            images.insert(image.major, image.image.clone());
+            for ext in &image.extensions {
+                let reference = match &ext.image {
+                    ImageRef::Volume { reference } | ImageRef::Plain(reference) => {
+                        reference.clone()
+                    }
+                };
+                let spec = extensions
+                    .entry(ext.name.clone())
+                    .or_insert_with(|| ExtensionSpec {
+                        image: PerMajor::PerMajor(BTreeMap::new()),
+                        versions: vec![version_of(&reference)],
+                        majors: Vec::new(),
+                        preload: None,
+                        settings: BTreeMap::new(),
+                        requires: Vec::new(),
+                        ld_library_path: ext.ld_library_path.clone(),
+                        env: ext
+                            .env
+                            .iter()
+                            .map(|e| (e.name.clone(), e.value.clone()))
+                            .collect(),
+                        bin_path: ext.bin_path.clone(),
+                    });
+                if let PerMajor::PerMajor(map) = &mut spec.image {
+                    map.insert(image.major, reference);
+                }
+                spec.majors.push(image.major);
+            }
+        }
+        let mut profile = Profile {
+            name: catalog.metadata.name,
+            description: format!("CloudNativePG image catalog {origin}"),
+            platforms: default_platforms(),
+            server: ServerSpec {
+                majors: images.keys().copied().collect(),
+                image: PerMajor::PerMajor(images),
+                layout: PerMajor::All(Layout::Rootfs),
+                paths: Some(PerMajor::All(RootfsPaths {
+                    bin: "/usr/lib/postgresql/{major}/bin".into(),
+                    lib: "/usr/lib/postgresql/{major}/lib".into(),
+                    share: "/usr/share/postgresql/{major}".into(),
+                })),
+            },
+            extensions,
+            digest: Some(Digest::of_bytes(text.as_bytes())),
+        };
+        // Majors in ascending order, as in hand-written profiles.
+        for spec in profile.extensions.values_mut() {
+            spec.majors.sort();
+        }
+        profile.validate(origin)?;
+        Ok(profile)
+    }
+}
+
 /// Substitutes `{major}` and `{version}` in a profile string.
 pub fn substitute(template: &str, major: u32, version: &str) -> String {
     template
@@ -300,6 +442,44 @@ extensions:
         for (name, text) in EMBEDDED {
             Profile::parse(text, name).unwrap();
         }
+    }
+
+    #[test]
+    fn reads_a_cloudnativepg_image_catalog() {
+        let catalog = r#"
+apiVersion: postgresql.cnpg.io/v1
+kind: ClusterImageCatalog
+metadata:
+  name: postgresql-minimal-trixie
+spec:
+  images:
+    - major: 17
+      image: ghcr.io/cloudnative-pg/postgresql:17.6-minimal-trixie@sha256:aaaa
+    - major: 18
+      image: ghcr.io/cloudnative-pg/postgresql:18.1-minimal-trixie
+      extensions:
+        - name: postgis
+          image:
+            reference: ghcr.io/cloudnative-pg/postgis-extension:3.6.1-18-trixie
+          ld_library_path: [system]
+          env:
+            - name: PROJ_DATA
+              value: ${image_root}/share/proj
+"#;
+        let p = Profile::parse(catalog, "catalog").unwrap();
+        assert_eq!(p.name, "postgresql-minimal-trixie");
+        assert_eq!(p.server.majors, vec![17, 18]);
+        assert_eq!(p.server_layout(18), Layout::Rootfs);
+        assert_eq!(
+            p.server_paths(18).unwrap().share,
+            "/usr/share/postgresql/18"
+        );
+        let postgis = &p.extensions["postgis"];
+        assert_eq!(postgis.majors, vec![18]);
+        assert_eq!(postgis.versions, vec!["3.6.1"]);
+        assert_eq!(postgis.ld_library_path, vec!["system"]);
+        assert_eq!(postgis.env["PROJ_DATA"], "${image_root}/share/proj");
+        assert!(postgis.image.get(17).is_none());
     }
 
     #[test]

@@ -508,6 +508,7 @@ pub(crate) fn write_unit(
         data_dir,
         runtime_dir: &format!("pgoci/{instance}"),
         ld_library_path: None,
+        notify: postgres::links_libsystemd(&bin.join("postgres")),
     });
     let unit_file = layout.unit_file(instance);
     if fs::read(&unit_file).ok().as_deref() == Some(unit.as_bytes()) {

@@ -139,6 +139,17 @@ pub fn probe_version(bin: &Path) -> Option<String> {
     text.split_whitespace().last().map(str::to_string)
 }
 
+/// Whether a server binary links libsystemd (then it sends sd_notify
+/// READY=1 and the unit can be `Type=notify`): its name is among the
+/// dynamic section's strings.
+pub fn links_libsystemd(postgres: &Path) -> bool {
+    std::fs::read(postgres).is_ok_and(|bytes| {
+        bytes
+            .windows(b"libsystemd.so".len())
+            .any(|w| w == b"libsystemd.so")
+    })
+}
+
 /// The major of an existing data directory (`PG_VERSION`).
 pub fn data_major(data: &Path) -> Option<u32> {
     std::fs::read_to_string(data.join("PG_VERSION"))

@@ -17,6 +17,8 @@ pub struct UnitInput<'a> {
     /// The socket directory, relative to /run (systemd `RuntimeDirectory=`).
     pub runtime_dir: &'a str,
     pub ld_library_path: Option<String>,
+    /// The server links libsystemd, so it reports readiness (`Type=notify`).
+    pub notify: bool,
 }
 
 /// Renders the unit file.
@@ -33,7 +35,7 @@ Description=PostgreSQL instance {instance} (pgoci)\n\
 After=network.target\n\
 \n\
 [Service]\n\
-Type=simple\n\
+Type={kind}\n\
 User={user}\n\
 Group={group}\n\
 {env}\
@@ -73,6 +75,7 @@ WantedBy=multi-user.target\n",
         postgres = input.postgres.display(),
         data = input.data_dir.display(),
         runtime = input.runtime_dir,
+        kind = if input.notify { "notify" } else { "simple" },
     )
 }
 
@@ -122,4 +125,41 @@ pub fn verify(unit_file: &Path) -> Result<bool> {
         )));
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(notify: bool) -> String {
+        render(&UnitInput {
+            instance: "main",
+            user: "postgres",
+            group: "postgres",
+            postgres: Path::new("/opt/pgoci/instances/main/generations/1-abc/bin/postgres"),
+            data_dir: Path::new("/var/lib/pgoci/main/data"),
+            runtime_dir: "pgoci/main",
+            ld_library_path: Some("/opt/x/lib/pgoci-deps".into()),
+            notify,
+        })
+    }
+
+    #[test]
+    fn unit_runs_the_generation_binary_hardened() {
+        let unit = input(false);
+        assert!(unit.contains("Type=simple\n"));
+        assert!(input(true).contains("Type=notify\n"));
+        assert!(unit.contains("ExecStart=/opt/pgoci/instances/main/generations/1-abc/bin/postgres -D /var/lib/pgoci/main/data\n"));
+        assert!(unit.contains("ReadWritePaths=/var/lib/pgoci/main/data\n"));
+        assert!(unit.contains("Environment=LD_LIBRARY_PATH=/opt/x/lib/pgoci-deps\n"));
+        for key in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "KillSignal=SIGINT",
+            "KillMode=mixed",
+        ] {
+            assert!(unit.contains(key), "{key}");
+        }
+    }
 }

@@ -25,6 +25,9 @@ pub struct ServerDirs {
 /// The lock a generation was composed from, kept inside it.
 pub const GENERATION_LOCK: &str = ".pgoci.lock";
 
+/// The runtime environment a generation needs, kept inside it.
+pub const RUNTIME_ENV: &str = ".pgoci-env.json";
+
 /// The first PostgreSQL major with `extension_control_path`.
 pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;
 
@@ -93,17 +96,109 @@ fn find_file(root: &Path, name: &str, max_depth: usize) -> Option<PathBuf> {
 pub struct ExtensionInput<'a> {
     pub name: &'a str,
     pub store_dir: &'a Path,
+    /// Image-relative directories of system libraries (`system` is implied when present).
+    pub ld_library_path: &'a [String],
+    /// Environment the server needs for this extension; `${image_root}` is
+    /// the extension's tree in the generation.
+    pub env: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The system-library directory of a generation, for `LD_LIBRARY_PATH`.
+pub const DEPS_DIR: &str = "lib/pgoci-deps";
+
+/// What the server's environment needs for a generation's extensions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeEnv {
+    /// `LD_LIBRARY_PATH`, when an extension brought libraries the host lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ld_library_path: Option<PathBuf>,
+    /// Extension variables (`GDAL_DATA`, …), resolved to absolute paths.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// Shared-library names the host's dynamic loader already knows (`ldconfig -p`).
+fn host_libraries() -> std::collections::BTreeSet<String> {
+    let out = std::process::Command::new("ldconfig").arg("-p").output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Links each extension's system libraries that the host lacks into
+/// `DEPS_DIR`, and resolves its environment; `gen_final` is where the
+/// generation will live once renamed into place.
+fn runtime_env(
+    extensions: &[ExtensionInput],
+    tmp: &Path,
+    gen_final: &Path,
+    major: u32,
+) -> Result<RuntimeEnv> {
+    let mut env = RuntimeEnv::default();
+    let mut host = None;
+    for ext in extensions {
+        let mut dirs: Vec<String> = ext.ld_library_path.to_vec();
+        if ext.store_dir.join("system").is_dir() && !dirs.iter().any(|d| d == "system") {
+            dirs.push("system".into());
+        }
+        for dir in dirs {
+            let from = ext.store_dir.join(dir.trim_start_matches('/'));
+            let Ok(entries) = fs::read_dir(&from) else {
+                continue;
+            };
+            let host = host.get_or_insert_with(host_libraries);
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if host.contains(&name) {
+                    continue; // the host provides it: the host's copy wins
+                }
+                let deps = tmp.join(DEPS_DIR);
+                fs::create_dir_all(&deps).with_path(&deps, "create")?;
+                let dst = deps.join(&name);
+                if fs::symlink_metadata(&dst).is_ok() {
+                    continue;
+                }
+                let src = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                    let target = fs::read_link(&src).with_path(&src, "read link")?;
+                    std::os::unix::fs::symlink(target, &dst).with_path(&dst, "create symlink")?;
+                } else if fs::hard_link(&src, &dst).is_err() {
+                    fs::copy(&src, &dst).with_path(&dst, "copy")?;
+                }
+                env.ld_library_path = Some(gen_final.join(DEPS_DIR));
+            }
+        }
+        if !ext.env.is_empty() {
+            let image_root = gen_final.join("extensions").join(ext.name);
+            if major < FIRST_MAJOR_WITH_EXTENSION_PATHS {
+                // ${image_root} must exist before 18 too, where files are merged.
+                link_tree(ext.store_dir, &tmp.join("extensions").join(ext.name))?;
+            }
+            for (k, v) in ext.env {
+                env.vars.insert(
+                    k.clone(),
+                    v.replace("${image_root}", &image_root.display().to_string()),
+                );
+            }
+        }
+    }
+    Ok(env)
 }
 
 /// Builds a generation at `dest` (which must not exist) from the server's
-/// store entry and the extensions'. Returns the server directories.
+/// store entry and the extensions'. Returns what the server's environment
+/// needs (also kept in the generation, for re-runs).
 pub fn compose(
     lock: &Lock,
     dirs: &ServerDirs,
     server_store: &Path,
     extensions: &[ExtensionInput],
     dest: &Path,
-) -> Result<()> {
+) -> Result<RuntimeEnv> {
     let parent = dest.parent().expect("generation has a parent");
     fs::create_dir_all(parent).with_path(parent, "create")?;
     let tmp = parent.join(format!(
@@ -136,16 +231,33 @@ pub fn compose(
                 link_tree(&licenses, &tmp.join("licenses").join(ext.name))?;
             }
         }
+        let env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        let env_file = tmp.join(RUNTIME_ENV);
+        fs::write(&env_file, serde_json::to_vec(&env).expect("serializable"))
+            .with_path(&env_file, "write")?;
         let mut stores = vec![server_store.to_path_buf()];
         stores.extend(extensions.iter().map(|e| e.store_dir.to_path_buf()));
         let files = super::manifest::for_generation(&tmp, &stores)?;
-        super::manifest::write(&tmp.join(super::manifest::GENERATION_MANIFEST), &files)
+        super::manifest::write(&tmp.join(super::manifest::GENERATION_MANIFEST), &files)?;
+        Ok(env)
     })();
-    if let Err(e) = built {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    fs::rename(&tmp, dest).with_path(dest, "move generation into place")
+    let env = match built {
+        Ok(env) => env,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    fs::rename(&tmp, dest).with_path(dest, "move generation into place")?;
+    Ok(env)
+}
+
+/// The runtime environment recorded in a composed generation.
+pub fn read_runtime_env(gen: &Path) -> RuntimeEnv {
+    fs::read(gen.join(RUNTIME_ENV))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Pre-18: the extension's `lib/` into pkglibdir, `share/extension/` into

@@ -80,7 +80,8 @@ pub fn rollback(
         layout,
         instance,
         &account,
-        &gen_dir.join(&target.dirs.bin),
+        &gen_dir,
+        &target,
         &st.data_dir,
         &mut Vec::new(),
     )?;

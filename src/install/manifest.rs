@@ -79,6 +79,7 @@ pub fn for_generation(gen: &Path, store_entries: &[PathBuf]) -> Result<FileDiges
     for rel in regular_files(gen)? {
         if rel == Path::new(GENERATION_MANIFEST)
             || rel == Path::new(super::generation::GENERATION_LOCK)
+            || rel == Path::new(super::generation::RUNTIME_ENV)
         {
             continue;
         }

@@ -270,7 +270,8 @@ pub fn install(
         layout,
         &opts.instance,
         &account,
-        &bin,
+        &gen_dir,
+        &gen_state,
         &data_dir,
         &mut warnings,
     )?;
@@ -392,6 +393,8 @@ fn build_generation(
         .map(|(e, d)| ExtensionInput {
             name: &e.name,
             store_dir: d,
+            ld_library_path: &e.ld_library_path,
+            env: &e.env,
         })
         .collect();
     // A generation appears by rename, so one already there is whole: a run
@@ -496,10 +499,13 @@ pub(crate) fn write_unit(
     layout: &HostLayout,
     instance: &str,
     account: &users::Account,
-    bin: &Path,
+    gen_dir: &Path,
+    gen: &GenerationState,
     data_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<bool> {
+    let bin = gen_dir.join(&gen.dirs.bin);
+    let env = generation::read_runtime_env(gen_dir);
     let unit = systemd::render(&systemd::UnitInput {
         instance,
         user: &account.name,
@@ -507,7 +513,11 @@ pub(crate) fn write_unit(
         postgres: &bin.join("postgres"),
         data_dir,
         runtime_dir: &format!("pgoci/{instance}"),
-        ld_library_path: None,
+        ld_library_path: env
+            .ld_library_path
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        env: &env.vars,
         notify: postgres::links_libsystemd(&bin.join("postgres")),
     });
     let unit_file = layout.unit_file(instance);
@@ -575,7 +585,8 @@ pub fn start_or_restart(
                 postgres::stop(&bin, &state.data_dir, account)?;
             }
             let log = layout.log_dir(&state.instance).join("postgresql.log");
-            postgres::start(&bin, &state.data_dir, &log, account, None)?;
+            let env = generation::read_runtime_env(gen_dir);
+            postgres::start(&bin, &state.data_dir, &log, account, &env)?;
             Ok(Some(format!(
                 "{} PostgreSQL with pg_ctl on port {} (no systemd; log {})",
                 if running { "restarted" } else { "started" },
@@ -636,7 +647,8 @@ fn roll_back_after_failed_start(
             layout,
             &previous.instance,
             account,
-            &gen_dir.join(&old.dirs.bin),
+            &gen_dir,
+            old,
             &previous.data_dir,
             &mut Vec::new(),
         )?;

@@ -66,12 +66,13 @@ pub fn start(
     data: &Path,
     log: &Path,
     account: &Account,
-    ld_library_path: Option<&str>,
+    env: &super::generation::RuntimeEnv,
 ) -> Result<()> {
     let mut cmd = as_user(&bin.join("pg_ctl"), account);
-    if let Some(p) = ld_library_path {
+    if let Some(p) = &env.ld_library_path {
         cmd.env("LD_LIBRARY_PATH", p);
     }
+    cmd.envs(&env.vars);
     cmd.arg("start")
         .arg("-D")
         .arg(data)

@@ -334,3 +334,99 @@ fn killed_installs_and_upgrades_complete_when_run_again() {
         );
     }
 }
+
+#[test]
+fn extension_system_libraries_and_environment_reach_the_server() {
+    let bed = bed();
+    let dir = scratch();
+    // pg_cron for 15 plus a layer with system/ libraries, and a profile that
+    // declares them and an environment variable rooted in the image.
+    let env = std::fs::read_to_string(bed.state_dir.join("env")).unwrap();
+    let lock_tag = env
+        .lines()
+        .find_map(|l| l.strip_prefix("PG_CRON_VERSION="))
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bed/syslib.py"))
+        .args([&bed.registry, "pgoci/pg_cron", &format!("{lock_tag}-15")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let profile = dir.path().join("syslib.yaml");
+    let text = std::fs::read_to_string(&bed.profile)
+        .unwrap()
+        .replace("pg_cron:{version}-{major}\"", "pg_cron:{version}-{major}-syslib\"")
+        .replace(
+            "    preload: pg_cron\n",
+            "    preload: pg_cron\n    ld_library_path: [system]\n    env: {PGOCI_TEST_DATA: \"${image_root}/share/extension\"}\n",
+        );
+    std::fs::write(&profile, text).unwrap();
+    let i = Instance {
+        root: dir.path().join("root"),
+        cache: dir.path().join("cache"),
+        name: "sys".into(),
+        port: free_port(),
+    };
+    let _servers = Servers(vec![(
+        i.root.join("opt/pgoci/instances/sys/current/bin"),
+        i.data(),
+    )]);
+    let (code, doc) = i.run(
+        &profile,
+        &[
+            "install",
+            "--yes",
+            "--major",
+            "15",
+            "--ext",
+            "pg_cron",
+            "--instance",
+            "sys",
+            "--port",
+            &i.port.to_string(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{doc}");
+    i.sql("CREATE EXTENSION pg_cron");
+
+    let gen = std::fs::canonicalize(i.root.join("opt/pgoci/instances/sys/current")).unwrap();
+    let deps = gen.join("lib/pgoci-deps");
+    assert!(deps.join("libpgocitest.so.1").is_file());
+    assert_eq!(
+        std::fs::read_link(deps.join("libpgocitest.so")).unwrap(),
+        Path::new("libpgocitest.so.1")
+    );
+    let data_var = format!(
+        "PGOCI_TEST_DATA={}/extensions/pg_cron/share/extension",
+        gen.display()
+    );
+    assert!(Path::new(data_var.split_once('=').unwrap().1)
+        .join("pg_cron.control")
+        .is_file());
+    let unit =
+        std::fs::read_to_string(i.root.join("etc/systemd/system/pgoci-sys.service")).unwrap();
+    assert!(
+        unit.contains(&format!("Environment=LD_LIBRARY_PATH={}\n", deps.display())),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("Environment=\"{data_var}\"\n")),
+        "{unit}"
+    );
+    // The running postmaster got both.
+    let pid = std::fs::read_to_string(i.data().join("postmaster.pid")).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", pid.lines().next().unwrap())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ
+            .split('\0')
+            .any(|e| e == format!("LD_LIBRARY_PATH={}", deps.display())),
+        "{environ}"
+    );
+    assert!(environ.split('\0').any(|e| e == data_var), "{environ}");
+}

@@ -59,7 +59,7 @@ pub fn render(lock: &Lock, input: &ConfigInput) -> String {
         // *contains* an `extension/` subdirectory — the server appends
         // "/extension" to every element except the macro `$system`.
         // dynamic_library_path (src/backend/utils/fmgr/dfmgr.c,
-        // find_in_path) takes the directories holding the .so files; `$libdir`
+        // find_in_dynamic_libpath) takes the directories holding the .so files; `$libdir`
         // is the compiled-in, relocated pkglibdir. Preloaded libraries are
         // looked up through dynamic_library_path as well.
         let gen = input.generation.join("extensions");

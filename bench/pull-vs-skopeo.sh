@@ -4,17 +4,8 @@
 # empty destination, RUNS times; prints the median of each and the ratio.
 # Uses the release binary (built if missing). Not a test: nothing asserts.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-RUNS=${RUNS:-5}
-state=${BENCH_STATE:-$(pwd)/target/bench-bed}
-tests/bed/bed.sh prepare
-command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y bc >/dev/null
-registry=$(tests/bed/bed.sh up "$state" | sed -n 's/^REGISTRY=//p' | tail -1)
-cargo build --release --quiet
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-pgoci="$target_dir/release/pgoci"
-work=$(mktemp -d)
-trap 'rm -rf "$work"; tests/bed/bed.sh down "$state" >/dev/null 2>&1' EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 "$pgoci" --profile "$state/profile.yaml" --insecure-registry "$registry" --cache-dir "$work/c0" \
   resolve --major 17 --ext hstore -o "$work/pg17.lock" 2>/dev/null
 refs=$(python3 - "$work/pg17.lock" <<'PY'
@@ -24,8 +15,6 @@ for ref, digest in re.findall(r"reference: (\S+)\n\s+digest: (\S+)", text):
     print(ref.rsplit(":", 1)[0] + "@" + digest)  # repository@manifest-digest
 PY
 )
-now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pg=() sk=()
 for i in $(seq 1 "$RUNS"); do
   rm -rf "$work/c" "$work/s"

@@ -82,11 +82,12 @@ pub struct IndexPlatform {
 
 impl fmt::Display for IndexPlatform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
+        Platform {
+            os: self.os.clone(),
+            arch: self.architecture.clone(),
+            variant: self.variant.clone(),
         }
-        Ok(())
+        .fmt(f)
     }
 }
 

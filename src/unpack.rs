@@ -162,6 +162,15 @@ fn remove_any(path: &Path) -> Result<()> {
     }
 }
 
+/// The target a symlink or hardlink entry names.
+fn link_target<R: Read>(entry: &tar::Entry<R>, rel: &Path) -> Result<PathBuf> {
+    entry
+        .link_name()
+        .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
+        .map(|t| t.into_owned())
+        .ok_or_else(|| Error::integrity(format!("link {} has no target", rel.display())))
+}
+
 fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -> Result<()> {
     let name = entry
         .path()
@@ -226,13 +235,7 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
                 .with_path(&full, "set mode of")?;
         }
         tar::EntryType::Symlink => {
-            let target = entry
-                .link_name()
-                .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
-                .ok_or_else(|| {
-                    Error::integrity(format!("symlink {} has no target", rel.display()))
-                })?
-                .into_owned();
+            let target = link_target(&entry, &rel)?;
             if !symlink_stays_inside(&out, &target) {
                 return Err(Error::integrity(format!(
                     "unsafe archive entry {}: symlink to {} leaves the target directory",
@@ -244,13 +247,7 @@ fn apply_entry<R: Read>(mut entry: tar::Entry<R>, root: &Path, select: Select) -
             std::os::unix::fs::symlink(&target, &full).with_path(&full, "create symlink")?;
         }
         tar::EntryType::Link => {
-            let target = entry
-                .link_name()
-                .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
-                .ok_or_else(|| {
-                    Error::integrity(format!("hardlink {} has no target", rel.display()))
-                })?
-                .into_owned();
+            let target = link_target(&entry, &rel)?;
             let target_rel = safe_relative(&target)?;
             let Some(target_out) = select(&target_rel) else {
                 return Err(Error::integrity(format!(

@@ -63,22 +63,21 @@ pub fn render(lock: &Lock, input: &ConfigInput) -> String {
         // is the compiled-in, relocated pkglibdir. Preloaded libraries are
         // looked up through dynamic_library_path as well.
         let gen = input.generation.join("extensions");
-        let control: Vec<String> = std::iter::once("$system".to_string())
-            .chain(
-                lock.extensions
-                    .iter()
-                    .map(|e| gen.join(&e.name).join("share").display().to_string()),
-            )
-            .collect();
-        let libs: Vec<String> = std::iter::once("$libdir".to_string())
-            .chain(
-                lock.extensions
-                    .iter()
-                    .map(|e| gen.join(&e.name).join("lib").display().to_string()),
-            )
-            .collect();
-        set("extension_control_path", quote(&control.join(":")));
-        set("dynamic_library_path", quote(&libs.join(":")));
+        // `$macro` first, then one element per extension: its `sub` directory.
+        let path = |first: &str, sub: &str| -> String {
+            std::iter::once(first.to_string())
+                .chain(
+                    lock.extensions
+                        .iter()
+                        .map(|e| gen.join(&e.name).join(sub).display().to_string()),
+                )
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let control = path("$system", "share");
+        let libs = path("$libdir", "lib");
+        set("extension_control_path", quote(&control));
+        set("dynamic_library_path", quote(&libs));
     }
     for ext in &lock.extensions {
         for (k, v) in &ext.settings {

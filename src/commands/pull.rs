@@ -18,7 +18,7 @@ pub async fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)
         ctx.registry()?,
         &cache,
         ctx.reporter.clone(),
-        ctx.global.jobs,
+        ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
     )
     .await?;
     Ok((cache, report))

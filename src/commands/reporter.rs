@@ -115,6 +115,11 @@ impl Reporter for Bars {
     }
 
     fn step(&self, message: &str) {
-        let _ = self.multi.println(message);
+        // Above the bars while they draw; a plain line once they are gone.
+        if self.overall.lock().expect("poisoned").is_some() {
+            let _ = self.multi.println(message);
+        } else {
+            eprintln!("{message}");
+        }
     }
 }

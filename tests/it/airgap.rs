@@ -39,11 +39,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
         .arg(&bundle)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let checks = json(&out)["checks"].clone();
     let names: Vec<&str> = checks
         .as_array()
@@ -70,11 +66,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
     .arg(&bundle)
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let mut servers = Servers(vec![(
         root.join("opt/pgoci/instances/far/current/bin"),
         root.join("var/lib/pgoci/far/data"),
@@ -99,11 +91,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
         .arg(&bundle)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let pushed = json(&out);
     assert_eq!(pushed["artifacts"].as_array().unwrap().len(), 2);
 
@@ -145,11 +133,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
         .arg(&root)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     servers.0.push((
         root.join("opt/pgoci/instances/site/current/bin"),
         root.join("var/lib/pgoci/site/data"),

@@ -47,11 +47,7 @@ fn verify_and_inspect_read_both_forms() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         assert!(json(&out)["blobs"].as_u64().unwrap() >= 6);
         let out = pgoci(&bed.profile, &bed.registry, dir.path())
             .args(["--json", "bundle", "inspect"])
@@ -234,11 +230,7 @@ fn skopeo_copies_a_bundle_into_a_registry_and_pgoci_installs_from_a_layout_skope
         .arg(&lock)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let _servers = Servers(vec![(
         root.join("opt/pgoci/instances/sk/current/bin"),
         root.join("var/lib/pgoci/sk/data"),

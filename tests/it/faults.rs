@@ -107,11 +107,7 @@ fn a_cut_download_resumes_with_a_range_request() {
         .arg(&lock)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let log = proxy.log();
     assert!(log.contains("cut after 1000000"), "{log}");
     assert!(
@@ -235,11 +231,7 @@ fn two_pulls_of_overlapping_locks_share_one_cache() {
     let b = spawn("18", "pg_stat_statements,pg_trgm");
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
     }
     assert_eq!(cached_blobs_are_correct(&cache), 9);
 }

@@ -49,6 +49,16 @@ impl Instance {
     }
 }
 
+/// Upgrade of instance `main` to whatever 18 the profile names, same extensions.
+const UPGRADE_MAIN: [&str; 6] = [
+    "upgrade",
+    "--yes",
+    "--instance",
+    "main",
+    "--ext",
+    "pg_stat_statements,pg_trgm",
+];
+
 #[test]
 fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
     let bed = bed();
@@ -114,47 +124,17 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
 
     // Upgrade to 18.4 with the same extensions: data survives.
     let p184 = profile_with_18(dir.path(), "18.4");
-    let (code, doc) = i.run(
-        &p184,
-        &[
-            "upgrade",
-            "--yes",
-            "--instance",
-            "main",
-            "--ext",
-            "pg_stat_statements,pg_trgm",
-        ],
-    );
+    let (code, doc) = i.run(&p184, &UPGRADE_MAIN);
     assert_eq!(code, Some(0), "{doc}");
     assert_eq!(doc["instance"]["version"], "18.4");
     assert!(i.sql("SELECT version()").contains("18.4"));
     assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
-    let (_, again) = i.run(
-        &p184,
-        &[
-            "upgrade",
-            "--yes",
-            "--instance",
-            "main",
-            "--ext",
-            "pg_stat_statements,pg_trgm",
-        ],
-    );
+    let (_, again) = i.run(&p184, &UPGRADE_MAIN);
     assert_eq!(again["changed"], false, "{again}");
 
     // A server that does not come up is switched back: exit 7, 18.4 serving again.
     let broken = profile_with_18(dir.path(), "18-broken");
-    let (code, doc) = i.run(
-        &broken,
-        &[
-            "upgrade",
-            "--yes",
-            "--instance",
-            "main",
-            "--ext",
-            "pg_stat_statements,pg_trgm",
-        ],
-    );
+    let (code, doc) = i.run(&broken, &UPGRADE_MAIN);
     assert_eq!(code, Some(7), "{doc}");
     assert_eq!(doc["error"]["kind"], "service");
     assert!(
@@ -352,11 +332,7 @@ fn extension_system_libraries_and_environment_reach_the_server() {
         .args([&bed.registry, "pgoci/pg_cron", &format!("{lock_tag}-15")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let profile = dir.path().join("syslib.yaml");
     let text = std::fs::read_to_string(&bed.profile)
         .unwrap()

@@ -53,11 +53,7 @@ fn second_pull_is_served_from_the_cache() {
             .arg(&lock)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         json(&out)
     };
     let first = pull();

@@ -22,11 +22,7 @@ impl Systemd {
             .arg(log)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         Systemd {
             pid: String::from_utf8(out.stdout).unwrap().trim().to_string(),
         }
@@ -92,11 +88,7 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
         bundle.to_str().unwrap(),
     ];
     let out = sd.run(&install);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let doc = json(&out);
     assert_eq!(
         doc["instance"]["service"], "systemd",
@@ -185,11 +177,7 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
     let again = json(&sd.run(&install));
     assert_eq!(again["changed"], false, "{again}");
     let out = sd.run(&[bin, "--json", "uninstall", "--instance", "sd", "--purge"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_ne!(
         sd.run(&["systemctl", "is-active", "pgoci-sd.service"])
             .status

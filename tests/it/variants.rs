@@ -16,11 +16,7 @@ fn variants() -> &'static serde_json::Value {
             .args([&bed.registry, "pgoci/hstore", "1.8-17"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         serde_json::from_slice(&out.stdout).unwrap()
     })
 }
@@ -139,11 +135,7 @@ fn platform_is_picked_from_the_index_or_refused_with_what_is_offered() {
             .unwrap()
     };
     let out = resolve("linux/arm64");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(json(&out)["lock"]["server"]["digest"], digests["arm64"]);
     assert_eq!(json(&out)["lock"]["platform"], "linux/arm64");
     let out = resolve("linux/amd64");
@@ -172,10 +164,6 @@ fn platform_is_picked_from_the_index_or_refused_with_what_is_offered() {
         .args(["--json", "resolve", "--major", "17", "-o", "-"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(json(&out)["lock"]["server"]["digest"], digests["amd64"]);
 }

@@ -1,9 +1,9 @@
 //! The local content-addressed blob cache: `<dir>/blobs/sha256/<hex>`.
-//! A blob enters only through [`Cache::commit`], after its digest was
-//! checked, by an atomic rename from `<dir>/tmp/`; so a blob under its name
+//! A blob enters only through [`Cache::commit_verified`], after its digest
+//! was checked while it was written, by an atomic rename from `<dir>/tmp/`; so a blob under its name
 //! is always whole and correct, and two pgoci processes can share a cache.
 
-use crate::digest::{verify_file, Digest};
+use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::lock::Blob;
 use std::fs;
@@ -65,16 +65,6 @@ impl Cache {
         self.root
             .join("tmp")
             .join(format!("{}.partial", digest.hex()))
-    }
-
-    /// Checks a file against `blob`, then moves it into place. The file is
-    /// removed if it does not match, so bad bytes never stay.
-    pub fn commit(&self, temp: &Path, blob: &Blob) -> Result<()> {
-        if let Err(e) = verify_file(temp, &blob.digest, blob.size) {
-            let _ = fs::remove_file(temp);
-            return Err(e);
-        }
-        self.commit_verified(temp, &blob.digest)
     }
 
     /// Moves a file whose digest the caller already checked while writing

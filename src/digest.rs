@@ -175,24 +175,6 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
-/// Checks a file against a digest and size; an integrity error names the blob.
-pub fn verify_file(path: &Path, expected: &Digest, expected_size: u64) -> Result<()> {
-    let (actual, size) = Digest::of_file(path)?;
-    if size != expected_size {
-        return Err(Error::integrity(format!(
-            "blob {expected} has {size} bytes, expected {expected_size} ({})",
-            path.display()
-        )));
-    }
-    if &actual != expected {
-        return Err(Error::integrity(format!(
-            "blob {expected} does not match its digest: got {actual} ({})",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

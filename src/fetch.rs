@@ -13,7 +13,7 @@ use crate::lock::{Blob, Lock};
 use crate::progress::Reporter;
 use crate::registry::Registry;
 use futures_util::{StreamExt, TryStreamExt};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,17 +169,16 @@ async fn fetch_one(
         return Ok(0);
     }
     // Resume after whatever an earlier, interrupted run left.
+    // The prefix is hashed as it is read back, never held in memory whole.
     let mut hasher = Hasher::default();
-    let mut prefix = Vec::new();
     file.seek(SeekFrom::Start(0)).with_path(&partial, "seek")?;
-    file.read_to_end(&mut prefix).with_path(&partial, "read")?;
-    if prefix.len() as u64 > blob.size {
+    let had = std::io::copy(&mut file, &mut hasher).with_path(&partial, "read")?;
+    if had > blob.size {
         file.set_len(0).with_path(&partial, "truncate")?;
+        hasher = Hasher::default();
     } else {
-        hasher.update(&prefix);
-        reporter.blob_progress(&blob.digest, prefix.len() as u64);
+        reporter.blob_progress(&blob.digest, had);
     }
-    drop(prefix);
 
     let what = format!("blob {} from {}", blob.digest, job.reference);
     let state = std::sync::Mutex::new((file, hasher));

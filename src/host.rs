@@ -72,10 +72,11 @@ pub fn doctor(
             "not running: pgoci will start servers with pg_ctl"
         },
     ));
+    let glibc = glibc_version();
     checks.push(check(
         "glibc",
-        glibc_version().is_some(),
-        glibc_version()
+        glibc.is_some(),
+        glibc
             .map(|v| format!("glibc {v}"))
             .unwrap_or_else(|| "no glibc found (getconf)".into()),
     ));

@@ -235,3 +235,47 @@ fn two_pulls_of_overlapping_locks_share_one_cache() {
     }
     assert_eq!(cached_blobs_are_correct(&cache), 9);
 }
+
+#[test]
+fn a_partial_blob_left_by_an_earlier_run_is_resumed() {
+    let dir = scratch();
+    let proxy = Proxy::start(dir.path(), &["status", "500", "0"]); // a logging pass-through
+    let lock = proxied_lock(dir.path(), &proxy);
+    // A whole copy to cut from, then half of the biggest layer as a leftover partial.
+    let full = dir.path().join("full");
+    let out = proxy
+        .pgoci(&full)
+        .args(["pull", "--lock"])
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let biggest = std::fs::read_dir(full.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let bytes = std::fs::read(&biggest).unwrap();
+    let half = bytes.len() / 2;
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(cache.join("tmp")).unwrap();
+    let hex = biggest.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        cache.join("tmp").join(format!("{hex}.partial")),
+        &bytes[..half],
+    )
+    .unwrap();
+    let out = proxy
+        .pgoci(&cache)
+        .args(["pull", "--lock"])
+        .arg(&lock)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        proxy.log().contains(&format!("range=bytes={half}-")),
+        "{}",
+        proxy.log()
+    );
+    assert_eq!(cached_blobs_are_correct(&cache), 6);
+}

@@ -67,10 +67,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
     .output()
     .unwrap();
     assert_success(&out);
-    let mut servers = Servers(vec![(
-        root.join("opt/pgoci/instances/far/current/bin"),
-        root.join("var/lib/pgoci/far/data"),
-    )]);
+    let mut servers = Servers::of(&root, "far");
     psql(
         &root.join("run/pgoci/far"),
         port,
@@ -134,10 +131,7 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
         .output()
         .unwrap();
     assert_success(&out);
-    servers.0.push((
-        root.join("opt/pgoci/instances/site/current/bin"),
-        root.join("var/lib/pgoci/site/data"),
-    ));
+    servers.0.push(instance_server(&root, "site"));
     psql(
         &root.join("run/pgoci/site"),
         port_b,

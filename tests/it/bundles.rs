@@ -231,9 +231,6 @@ fn skopeo_copies_a_bundle_into_a_registry_and_pgoci_installs_from_a_layout_skope
         .output()
         .unwrap();
     assert_success(&out);
-    let _servers = Servers(vec![(
-        root.join("opt/pgoci/instances/sk/current/bin"),
-        root.join("var/lib/pgoci/sk/data"),
-    )]);
+    let _servers = Servers::of(&root, "sk");
     psql(&root.join("run/pgoci/sk"), port, "CREATE EXTENSION pg_cron").unwrap();
 }

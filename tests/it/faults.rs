@@ -55,6 +55,17 @@ impl Proxy {
     fn pgoci(&self, cache: &Path) -> assert_cmd::Command {
         pgoci(&self.profile, &self.addr, cache)
     }
+
+    /// `pgoci pull --lock LOCK` through the proxy, with extra flags.
+    fn pull(&self, cache: &Path, lock: &Path, extra: &[&str]) -> std::process::Output {
+        self.pgoci(cache)
+            .arg("pull")
+            .args(extra)
+            .arg("--lock")
+            .arg(lock)
+            .output()
+            .unwrap()
+    }
 }
 
 impl Drop for Proxy {
@@ -101,12 +112,7 @@ fn a_cut_download_resumes_with_a_range_request() {
     let proxy = Proxy::start(dir.path(), &["cut", "1000000"]);
     let lock = proxied_lock(dir.path(), &proxy);
     let cache = dir.path().join("cache");
-    let out = proxy
-        .pgoci(&cache)
-        .args(["pull", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
+    let out = proxy.pull(&cache, &lock, &[]);
     assert_success(&out);
     let log = proxy.log();
     assert!(log.contains("cut after 1000000"), "{log}");
@@ -124,12 +130,7 @@ fn server_errors_and_429_are_retried_then_succeed() {
         let proxy = Proxy::start(dir.path(), &["status", code, "2"]);
         let lock = proxied_lock(dir.path(), &proxy);
         let cache = dir.path().join("cache");
-        let out = proxy
-            .pgoci(&cache)
-            .args(["pull", "--jobs", "1", "--lock"])
-            .arg(&lock)
-            .output()
-            .unwrap();
+        let out = proxy.pull(&cache, &lock, &["--jobs", "1"]);
         assert!(
             out.status.success(),
             "{code}: {}",
@@ -147,12 +148,7 @@ fn retries_are_bounded_and_end_in_exit_4() {
     let lock = proxied_lock(dir.path(), &proxy);
     let cache = dir.path().join("cache");
     let started = std::time::Instant::now();
-    let out = proxy
-        .pgoci(&cache)
-        .args(["pull", "--jobs", "1", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
+    let out = proxy.pull(&cache, &lock, &["--jobs", "1"]);
     assert_eq!(
         out.status.code(),
         Some(4),
@@ -173,12 +169,7 @@ fn bytes_that_do_not_match_are_never_kept() {
     let proxy = Proxy::start(dir.path(), &["corrupt"]);
     let lock = proxied_lock(dir.path(), &proxy);
     let cache = dir.path().join("cache");
-    let out = proxy
-        .pgoci(&cache)
-        .args(["pull", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
+    let out = proxy.pull(&cache, &lock, &[]);
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -243,12 +234,7 @@ fn a_partial_blob_left_by_an_earlier_run_is_resumed() {
     let lock = proxied_lock(dir.path(), &proxy);
     // A whole copy to cut from, then half of the biggest layer as a leftover partial.
     let full = dir.path().join("full");
-    let out = proxy
-        .pgoci(&full)
-        .args(["pull", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
+    let out = proxy.pull(&full, &lock, &[]);
     assert_success(&out);
     let biggest = std::fs::read_dir(full.join("blobs/sha256"))
         .unwrap()
@@ -265,12 +251,7 @@ fn a_partial_blob_left_by_an_earlier_run_is_resumed() {
         &bytes[..half],
     )
     .unwrap();
-    let out = proxy
-        .pgoci(&cache)
-        .args(["pull", "--lock"])
-        .arg(&lock)
-        .output()
-        .unwrap();
+    let out = proxy.pull(&cache, &lock, &[]);
     assert_success(&out);
     assert!(
         proxy.log().contains(&format!("range=bytes={half}-")),

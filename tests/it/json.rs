@@ -161,10 +161,7 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     snapshot("install-check", check, d);
 
     let doc = run(&[&install[..], &["--bundle", bundle_s]].concat());
-    let _servers = Servers(vec![(
-        root.join("opt/pgoci/instances/j/current/bin"),
-        root.join("var/lib/pgoci/j/data"),
-    )]);
+    let _servers = Servers::of(&root, "j");
     assert_eq!(doc["changed"], true);
     snapshot("install", doc, d);
     let again = run(&[&install[..], &["--bundle", bundle_s]].concat());

@@ -26,6 +26,16 @@ struct Instance {
 }
 
 impl Instance {
+    /// An instance under `root`, with the cache in `dir/cache` and a free port.
+    fn new(root: PathBuf, dir: &Path, name: &str) -> Self {
+        Instance {
+            root,
+            cache: dir.join("cache"),
+            name: name.into(),
+            port: free_port(),
+        }
+    }
+
     fn pgoci(&self, profile: &Path) -> assert_cmd::Command {
         let mut cmd = pgoci(profile, &bed().registry, &self.cache);
         cmd.arg("--json").arg("--root").arg(&self.root);
@@ -63,17 +73,9 @@ const UPGRADE_MAIN: [&str; 6] = [
 fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
     let bed = bed();
     let dir = scratch();
-    let i = Instance {
-        root: dir.path().join("root"),
-        cache: dir.path().join("cache"),
-        name: "main".into(),
-        port: free_port(),
-    };
+    let i = Instance::new(dir.path().join("root"), dir.path(), "main");
     let port = i.port.to_string();
-    let _servers = Servers(vec![(
-        i.root.join("opt/pgoci/instances/main/current/bin"),
-        i.data(),
-    )]);
+    let _servers = Servers::of(&i.root, "main");
     let install = [
         "install",
         "--yes",
@@ -236,17 +238,9 @@ fn killed_installs_and_upgrades_complete_when_run_again() {
     .iter()
     .enumerate()
     {
-        let i = Instance {
-            root: dir.path().join(format!("root{n}")),
-            cache: dir.path().join("cache"),
-            name: "crash".into(),
-            port: free_port(),
-        };
+        let i = Instance::new(dir.path().join(format!("root{n}")), dir.path(), "crash");
         let port = i.port.to_string();
-        let _servers = Servers(vec![(
-            i.root.join("opt/pgoci/instances/crash/current/bin"),
-            i.data(),
-        )]);
+        let _servers = Servers::of(&i.root, "crash");
         let install = [
             "install",
             "--yes",
@@ -342,16 +336,8 @@ fn extension_system_libraries_and_environment_reach_the_server() {
             "    preload: pg_cron\n    ld_library_path: [system]\n    env: {PGOCI_TEST_DATA: \"${image_root}/share/extension\"}\n",
         );
     std::fs::write(&profile, text).unwrap();
-    let i = Instance {
-        root: dir.path().join("root"),
-        cache: dir.path().join("cache"),
-        name: "sys".into(),
-        port: free_port(),
-    };
-    let _servers = Servers(vec![(
-        i.root.join("opt/pgoci/instances/sys/current/bin"),
-        i.data(),
-    )]);
+    let i = Instance::new(dir.path().join("root"), dir.path(), "sys");
+    let _servers = Servers::of(&i.root, "sys");
     let (code, doc) = i.run(
         &profile,
         &[

@@ -183,6 +183,23 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 /// Stops every server started under an install root (test cleanup).
 pub struct Servers(pub Vec<(PathBuf, PathBuf)>); // (bin dir, data dir)
 
+impl Servers {
+    /// The server of `instance` installed under the root `root`.
+    pub fn of(root: &Path, instance: &str) -> Self {
+        Servers(vec![instance_server(root, instance)])
+    }
+}
+
+/// (bin dir, data dir) of an instance under an install root, default layout.
+pub fn instance_server(root: &Path, instance: &str) -> (PathBuf, PathBuf) {
+    (
+        root.join("opt/pgoci/instances")
+            .join(instance)
+            .join("current/bin"),
+        root.join("var/lib/pgoci").join(instance).join("data"),
+    )
+}
+
 impl Drop for Servers {
     fn drop(&mut self) {
         for (bin, data) in &self.0 {

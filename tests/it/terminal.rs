@@ -71,11 +71,7 @@ fn interactive_install_asks_shows_the_plan_and_installs() {
     assert!(transcript.contains("download up to"), "{transcript}");
     assert!(transcript.contains("extension hstore"), "{transcript}");
 
-    let data = root.join("var/lib/pgoci/pg17/data");
-    let _servers = Servers(vec![(
-        root.join("opt/pgoci/instances/pg17/current/bin"),
-        data,
-    )]);
+    let _servers = Servers::of(&root, "pg17");
     let socket = root.join("run/pgoci/pg17");
     psql(&socket, port, "CREATE EXTENSION hstore").unwrap();
 }

@@ -44,10 +44,7 @@ fn docker_zstd_uncompressed_and_indexed_extensions_all_install() {
     let root = dir.path().join("root");
     let cache = dir.path().join("cache");
     let port = free_port();
-    let _servers = Servers(vec![(
-        root.join("opt/pgoci/instances/v/current/bin"),
-        root.join("var/lib/pgoci/v/data"),
-    )]);
+    let _servers = Servers::of(&root, "v");
     let mut seen_types = Vec::new();
     for (n, suffix) in ["docker", "zstd", "plain", "multi"].into_iter().enumerate() {
         let profile = profile_with_hstore(dir.path(), suffix);

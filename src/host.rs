@@ -66,7 +66,7 @@ pub fn doctor(
     checks.push(check(
         "systemd",
         true,
-        if crate::install::systemd::is_running() {
+        if crate::install::service::systemd::is_running() {
             "running: instances get a systemd unit"
         } else {
             "not running: pgoci will start servers with pg_ctl"
@@ -136,8 +136,14 @@ fn which(program: &str) -> Option<PathBuf> {
 fn libraries(lock: &Lock, source: &dyn BlobSource) -> Result<Check> {
     let scratch = tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")))?;
     let layout = HostLayout::new(scratch.path(), Path::new("/"));
-    let select = crate::install::server_selector(lock);
-    let (dir, _) = crate::install::store::ensure(&layout, &lock.server.pinned, source, &*select)?;
+    let select = crate::install::generation::server_selector(lock);
+    let (dir, _) = crate::install::store::ensure(
+        &layout,
+        &lock.server.pinned,
+        source,
+        &*select,
+        &crate::progress::Silent,
+    )?;
     let dirs = crate::install::generation::server_dirs(lock, &dir)?;
     let bin = dir.join(&dirs.bin);
     let lib_dirs = [dir.join("lib"), dir.join(&dirs.pkglibdir)];

@@ -18,6 +18,7 @@ pub mod digest;
 pub mod error;
 pub mod failpoint;
 pub mod fetch;
+pub mod fsutil;
 pub mod host;
 pub mod install;
 pub mod lock;

@@ -10,11 +10,11 @@ use pgoci::bundle::{self, Bundle};
 use pgoci::error::Result;
 use serde_json::json;
 
-pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
+pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
         BundleCommand::Export { source, output } => {
-            let lock = ctx.lock(&source).await?;
-            let (cache, _) = pull_lock(ctx, &lock).await?;
+            let lock = ctx.lock(&source)?;
+            let (cache, _) = pull_lock(ctx, &lock)?;
             let report = bundle::export(&lock, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)
@@ -47,7 +47,11 @@ pub async fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
             pgoci::publish::check_target(&to)?;
             let bundle = Bundle::open(&path)?;
             let registry = ctx.registry()?;
-            let report = pgoci::publish::push(std::sync::Arc::new(bundle), &registry, &to).await?;
+            let report = ctx.block_on(pgoci::publish::push(
+                std::sync::Arc::new(bundle),
+                &registry,
+                &to,
+            ))?;
             let mut outcome = Outcome::new("bundle push", report.blobs_pushed > 0)
                 .field("to", &to)
                 .field("artifacts", &report.artifacts)

@@ -11,22 +11,21 @@ use pgoci::fetch::{self, PullReport};
 use pgoci::lock::Lock;
 
 /// Pulls a lock; shared by `pull`, `bundle export` and `install`.
-pub async fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
+pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
     let cache = ctx.cache()?;
-    let report = fetch::pull(
+    let report = ctx.block_on(fetch::pull(
         lock,
         ctx.registry()?,
         &cache,
         ctx.reporter.clone(),
         ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
-    )
-    .await?;
+    ))?;
     Ok((cache, report))
 }
 
-pub async fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
-    let lock = ctx.lock(source).await?;
-    let (cache, report) = pull_lock(ctx, &lock).await?;
+pub fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
+    let lock = ctx.lock(source)?;
+    let (cache, report) = pull_lock(ctx, &lock)?;
     Ok(Outcome::new("pull", report.fetched > 0)
         .field("fetched", report.fetched)
         .field("cached", report.cached)

@@ -31,6 +31,34 @@ pub const RUNTIME_ENV: &str = ".pgoci-env.json";
 /// The first PostgreSQL major with `extension_control_path`.
 pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;
 
+/// Which entries of the server artifact are kept: all for `tree`, only
+/// `server.paths` (at their positions) for `rootfs`.
+pub fn server_selector(lock: &Lock) -> crate::unpack::Selector {
+    match &lock.server.paths {
+        Some(paths) if lock.server.layout == Layout::Rootfs => {
+            let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
+                .iter()
+                .map(|p| PathBuf::from(p.trim_start_matches('/')))
+                .collect();
+            Box::new(move |p: &Path| {
+                keep.iter()
+                    .any(|k| p.starts_with(k))
+                    .then(|| p.to_path_buf())
+            })
+        }
+        _ => Box::new(|p: &Path| Some(p.to_path_buf())),
+    }
+}
+
+/// The selector for one artifact of a lock: the server's, or all of an
+/// extension.
+pub fn selector_for(lock: &Lock, pinned: &crate::lock::Pinned) -> crate::unpack::Selector {
+    match pinned.digest == lock.server.pinned.digest {
+        true => server_selector(lock),
+        false => Box::new(|p: &Path| Some(p.to_path_buf())),
+    }
+}
+
 /// Finds bin, sharedir and pkglibdir in an unpacked server artifact.
 pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     if lock.server.layout == Layout::Rootfs {
@@ -115,6 +143,10 @@ pub struct RuntimeEnv {
     /// Extension variables (`GDAL_DATA`, …), resolved to absolute paths.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub vars: std::collections::BTreeMap<String, String>,
+    /// The server links libsystemd, so it reports readiness (`Type=notify`);
+    /// read once when the generation is composed.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// Shared-library names the host's dynamic loader already knows (`ldconfig -p`).
@@ -231,7 +263,8 @@ pub fn compose(
                 link_tree(&licenses, &tmp.join("licenses").join(ext.name))?;
             }
         }
-        let env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        env.notify = super::postgres::links_libsystemd(&tmp.join(&dirs.bin).join("postgres"));
         let env_file = tmp.join(RUNTIME_ENV);
         fs::write(&env_file, serde_json::to_vec(&env).expect("serializable"))
             .with_path(&env_file, "write")?;

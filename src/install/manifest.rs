@@ -55,7 +55,7 @@ pub fn hash_tree(root: &Path) -> Result<FileDigests> {
 /// Writes a manifest as JSON.
 pub fn write(path: &Path, files: &FileDigests) -> Result<()> {
     let bytes = serde_json::to_vec(files).map_err(|e| Error::internal(format!("manifest: {e}")))?;
-    super::state::write_atomic(path, &bytes)
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
 /// Reads a manifest.

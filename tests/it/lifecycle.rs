@@ -173,8 +173,25 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
         .unwrap()
         .contains("pg_upgrade"));
 
+    // rollback --check: the plan (back to 18.3's generation), host unchanged.
+    let before = crate::json::host_hash(&i.root);
+    let (code, doc) = i.run(&bed.profile, &["rollback", "--check", "--instance", "main"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        (&doc["check"], &doc["changed"]),
+        (&true.into(), &true.into()),
+        "{doc}"
+    );
+    assert!(doc["actions"].to_string().contains("switch"), "{doc}");
+    assert_eq!(
+        crate::json::host_hash(&i.root),
+        before,
+        "rollback --check wrote"
+    );
+    assert!(i.sql("SELECT version()").contains("18.4"));
+
     // Rollback to 18.3.
-    let (code, doc) = i.run(&bed.profile, &["rollback", "--instance", "main"]);
+    let (code, doc) = i.run(&bed.profile, &["rollback", "--yes", "--instance", "main"]);
     assert_eq!(code, Some(0), "{doc}");
     assert!(i.sql("SELECT version()").contains("18.3"));
     assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
@@ -216,7 +233,7 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
         .root
         .join("etc/systemd/system/pgoci-main.service")
         .exists());
-    let (code, doc) = i.run(&bed.profile, &["gc"]);
+    let (code, doc) = i.run(&bed.profile, &["gc", "--yes"]);
     assert_eq!(code, Some(0), "{doc}");
     assert!(doc["bytes_freed"].as_u64().unwrap() > 10_000_000, "{doc}");
     assert!(doc["store_entries"].as_u64().unwrap() >= 3, "{doc}");
@@ -299,7 +316,7 @@ fn killed_installs_and_upgrades_complete_when_run_again() {
         assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
         let (code, _) = i.run(
             &bed.profile,
-            &["uninstall", "--instance", "crash", "--purge"],
+            &["uninstall", "--yes", "--instance", "crash", "--purge"],
         );
         assert_eq!(code, Some(0));
         assert!(
@@ -370,14 +387,41 @@ fn extension_system_libraries_and_environment_reach_the_server() {
     assert!(Path::new(data_var.split_once('=').unwrap().1)
         .join("pg_cron.control")
         .is_file());
+    // With --service none nothing is written under /etc/systemd.
+    assert!(!i.root.join("etc/systemd").exists());
+    // The unit a systemd host would get carries both, quoted.
+    let (code, doc) = i.run(
+        &profile,
+        &[
+            "install",
+            "--yes",
+            "--major",
+            "15",
+            "--ext",
+            "pg_cron",
+            "--instance",
+            "sysd",
+            "--service",
+            "systemd",
+            "--no-start",
+            "--port",
+            &free_port().to_string(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{doc}");
+    let gen_sd = std::fs::canonicalize(i.root.join("opt/pgoci/instances/sysd/current")).unwrap();
     let unit =
-        std::fs::read_to_string(i.root.join("etc/systemd/system/pgoci-sys.service")).unwrap();
+        std::fs::read_to_string(i.root.join("etc/systemd/system/pgoci-sysd.service")).unwrap();
     assert!(
-        unit.contains(&format!("Environment=LD_LIBRARY_PATH={}\n", deps.display())),
+        unit.contains(&format!(
+            "Environment=\"LD_LIBRARY_PATH={}\"\n",
+            gen_sd.join("lib/pgoci-deps").display()
+        )),
         "{unit}"
     );
+    let data_var_sd = data_var.replace(&gen.display().to_string(), &gen_sd.display().to_string());
     assert!(
-        unit.contains(&format!("Environment=\"{data_var}\"\n")),
+        unit.contains(&format!("Environment=\"{data_var_sd}\"\n")),
         "{unit}"
     );
     // The running postmaster got both.

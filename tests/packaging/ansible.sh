@@ -26,7 +26,7 @@ if [ -z "${PGOCI_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet)
   tdir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
-  PGOCI_BIN=$tdir/debug/pgoci
+  PGOCI_BIN=$tdir/x86_64-unknown-linux-gnu/debug/pgoci
 fi
 PGOCI_BIN=$(realpath "$PGOCI_BIN")
 [ -x "$PGOCI_BIN" ] || die "PGOCI_BIN=$PGOCI_BIN is not executable"
@@ -46,7 +46,7 @@ cleanup() {
   set +e
   for h in "${HOSTS[@]}"; do
     if [ -d "$T/$h/root/opt/pgoci/instances" ]; then
-      "$PGOCI_BIN" --root "$T/$h/root" -q uninstall --instance "ans_$h" --purge >&2 ||
+      "$PGOCI_BIN" --root "$T/$h/root" -q uninstall --instance "ans_$h" --purge --yes >&2 ||
         log "uninstall of ans_$h failed"
     fi
   done

@@ -107,8 +107,11 @@ fn execute(
     interactive: bool,
 ) -> Result<Outcome> {
     let _guard = ctx.exclusive(change)?;
-    let facts = HostFacts::gather(lock, opts)?;
-    let plan = plan::install(lock, opts, &facts)?;
+    let plan = {
+        let _span = tracing::info_span!("plan", instance = %opts.instance).entered();
+        let facts = HostFacts::gather(lock, opts)?;
+        plan::install(lock, opts, &facts)?
+    };
     if change.check {
         return Ok(outcome(command, lock, &planned(&plan), true));
     }
@@ -129,6 +132,7 @@ fn execute(
         Source::Registry if unpacks => Box::new(pull_lock(ctx, lock)?.0),
         Source::Registry => Box::new(NoBlobs),
     };
+    let _span = tracing::info_span!("apply", steps = plan.steps.len()).entered();
     let report = apply::install(&plan, lock, blobs.as_ref(), opts, ctx.reporter.as_ref())?;
     Ok(outcome(command, lock, &report, false))
 }

@@ -104,6 +104,7 @@ impl Context {
         let exts = ExtRequest::parse_list(&source.request.ext);
         let registry = self.registry()?;
         let (profile, platform) = (self.profile()?, self.platform()?);
+        let _span = tracing::info_span!("resolve", major).entered();
         self.block_on(pgoci::resolve::resolve(
             &profile, major, &exts, &platform, &registry,
         ))

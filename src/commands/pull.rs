@@ -13,6 +13,7 @@ use pgoci::lock::Lock;
 /// Pulls a lock; shared by `pull`, `bundle export` and `install`.
 pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
     let cache = ctx.cache()?;
+    let _span = tracing::info_span!("pull", blobs = lock.blobs().len()).entered();
     let report = ctx.block_on(fetch::pull(
         lock,
         ctx.registry()?,

@@ -54,7 +54,12 @@ pub fn hash_tree(root: &Path) -> Result<FileDigests> {
 
 /// Writes a manifest as JSON.
 pub fn write(path: &Path, files: &FileDigests) -> Result<()> {
-    let bytes = serde_json::to_vec(files).map_err(|e| Error::internal(format!("manifest: {e}")))?;
+    // The only way this fails is a file name that is not UTF-8: bad input.
+    let bytes = serde_json::to_vec(files).map_err(|e| {
+        Error::integrity(format!(
+            "an artifact holds a file name that is not UTF-8 ({e}); pgoci records names as UTF-8"
+        ))
+    })?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 

@@ -81,8 +81,10 @@ impl InstanceState {
     /// Writes the state atomically.
     pub fn write(&self, instance_dir: &Path) -> Result<()> {
         let path = Self::path(instance_dir);
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::internal(format!("state.json: {e}")))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::usage(format!("cannot record instance {}: {e}", self.instance))
+                .hint("paths given to pgoci (--data-dir, --prefix, --root) must be UTF-8")
+        })?;
         crate::fsutil::write_atomic(&path, &bytes)
     }
 

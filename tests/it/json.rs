@@ -163,6 +163,16 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     let doc = run(&[&install[..], &["--bundle", bundle_s]].concat());
     let _servers = Servers::of(&root, "j");
     assert_eq!(doc["changed"], true);
+    // The plan --check printed is what the install then did, step by step.
+    let kinds = |d: &Value| -> Vec<Value> {
+        d["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].clone())
+            .collect()
+    };
+    assert_eq!(kinds(&check), kinds(&doc), "{check}\n{doc}");
     snapshot("install", doc, d);
     let again = run(&[&install[..], &["--bundle", bundle_s]].concat());
     assert_eq!(again["changed"], false);

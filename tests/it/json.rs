@@ -158,7 +158,7 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     assert_eq!(check["changed"], true);
     assert_eq!(check["check"], true);
     assert_eq!(host_hash(&root), before, "--check wrote to the host");
-    snapshot("install-check", check, d);
+    snapshot("install-check", check.clone(), d);
 
     let doc = run(&[&install[..], &["--bundle", bundle_s]].concat());
     let _servers = Servers::of(&root, "j");

@@ -117,6 +117,9 @@ pub fn install(
             return Err(undo(tx, e));
         }
     }
+    if let Err(e) = applier.record(&mut tx) {
+        return Err(undo(tx, e));
+    }
     tx.commit();
     let mut report = report(plan, runner.done);
     if let Some(g) = &applier.gen {
@@ -416,33 +419,42 @@ impl InstallApplier<'_> {
         chown_mode(data_dir, &account, 0o700)?;
         let bin = self.gen_dir()?.join(&self.gen()?.dirs.bin);
         postgres::initdb(&bin, data_dir, &account, &self.opts.initdb)?;
+        failpoint::hit("after-initdb");
         Ok(())
     }
 
-    /// Points `current` at the generation and records the state and lock.
+    /// Points `current` at the generation.
     fn switch(&self, to: &str, tx: &mut Transaction) -> Result<bool> {
         let instance_dir = self.layout().instance(&self.opts.instance);
         tx.create_dir(&instance_dir)?;
         let current_link = instance_dir.join("current");
         let target = PathBuf::from("generations").join(to);
-        let link_is_old = fs::read_link(&current_link).ok() != Some(target.clone());
-        if link_is_old {
-            failpoint::hit("before-switch");
-            tx.save_link(&current_link);
-            fsutil::switch_symlink(&current_link, &target)?;
-            failpoint::hit("after-switch");
+        if fs::read_link(&current_link).ok() == Some(target.clone()) {
+            return Ok(false);
         }
+        failpoint::hit("before-switch");
+        tx.save_link(&current_link);
+        fsutil::switch_symlink(&current_link, &target)?;
+        failpoint::hit("after-switch");
+        Ok(true)
+    }
+
+    /// Records the lock and the state, last: a run killed before this is
+    /// recognised by the next one (the state still names the old
+    /// generation) and completed.
+    fn record(&self, tx: &mut Transaction) -> Result<()> {
+        let instance_dir = self.layout().instance(&self.opts.instance);
         let lock_copy = instance_dir.join("pgoci.lock");
         tx.save_file(&lock_copy)?;
         fsutil::write_if_changed(&lock_copy, self.lock.to_yaml()?.as_bytes(), 0o644)?;
         let mut state = self.new_state(true)?;
-        state.current = to.to_string();
+        state.current = self.target.generation.clone();
         let state_path = InstanceState::path(&instance_dir);
         tx.save_file(&state_path)?;
         if self.previous != Some(&state) {
             state.write(&instance_dir)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn ensure_runtime_dirs(&self) -> Result<()> {
@@ -600,12 +612,7 @@ pub fn rollback(
                     let link = instance_dir.join("current");
                     tx.save_link(&link);
                     fsutil::switch_symlink(&link, &PathBuf::from("generations").join(to))?;
-                    st.current = to.clone();
-                    tx.save_file(&InstanceState::path(&instance_dir))?;
-                    st.write(&instance_dir)?;
-                    let lock_copy = instance_dir.join("pgoci.lock");
-                    tx.save_file(&lock_copy)?;
-                    fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
+                    failpoint::hit("after-switch");
                     Ok(((), true))
                 })?,
                 Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
@@ -621,6 +628,13 @@ pub fn rollback(
                 }
             }
         }
+        // The state last: a rollback killed before this is repeated whole.
+        st.current = target.name.clone();
+        tx.save_file(&InstanceState::path(&instance_dir))?;
+        st.write(&instance_dir)?;
+        let lock_copy = instance_dir.join("pgoci.lock");
+        tx.save_file(&lock_copy)?;
+        fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
         Ok(())
     })();
     match result {
@@ -672,6 +686,7 @@ pub fn uninstall(
                 })?;
                 let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
                 let stopped = manager.stop(&spec_of(layout, &st, gen, &account, &env))?;
+                failpoint::hit("uninstall-after-stop");
                 Ok(((), stopped))
             })?,
             Step::RemoveServiceFiles { files } => runner.run(step, || {
@@ -693,9 +708,11 @@ pub fn uninstall(
                 fsutil::remove_dir_if_exists(&dir.join("generations"))?;
                 Ok(((), fsutil::remove_dir_if_exists(dir)?))
             })?,
-            Step::PurgeData { data_dir } => {
-                runner.run(step, || Ok(((), fsutil::remove_dir_if_exists(data_dir)?)))?
-            }
+            Step::PurgeData { data_dir } => runner.run(step, || {
+                let removed = fsutil::remove_dir_if_exists(data_dir)?;
+                failpoint::hit("uninstall-after-purge");
+                Ok(((), removed))
+            })?,
             other => {
                 return Err(Error::internal(format!(
                     "an uninstall plan holds a {} step",
@@ -765,13 +782,26 @@ pub fn gc(
         reporter,
         done: Vec::new(),
     };
+    // Entries a killed gc or install moved aside.
+    store::clean_temp(&layout.store());
     for step in steps {
         match step {
             Step::RemoveStoreEntry { entry, .. } => runner.run(step, || {
+                // Out of sight first (a rename), then deleted: a gc killed
+                // midway never leaves a half entry that looks whole.
                 let dir = layout.store().join(entry);
-                let removed = fsutil::remove_dir_if_exists(&dir)?;
                 fsutil::remove_file_if_exists(&super::manifest::store_manifest_path(&dir))?;
-                Ok(((), removed))
+                let doomed = layout
+                    .store()
+                    .join(format!(".tmp-gc-{entry}-{}", std::process::id()));
+                match fs::rename(&dir, &doomed) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(((), false)),
+                    Err(e) => return Err(e).with_path(&dir, "remove"),
+                }
+                failpoint::hit("gc-after-rename");
+                fsutil::remove_dir_if_exists(&doomed)?;
+                Ok(((), true))
             })?,
             Step::RemoveCacheBlob { digest, .. } => runner.run(step, || {
                 let Some(cache) = cache else {

@@ -86,6 +86,8 @@ pub struct HostFacts {
     pub current_link: Option<String>,
     /// The instance's server runs.
     pub server_running: bool,
+    /// The generation the running server was started from, if known.
+    pub running_generation: Option<String>,
 }
 
 impl HostFacts {
@@ -127,6 +129,9 @@ impl HostFacts {
             }
             _ => false,
         };
+        let running_generation = server_running
+            .then(|| running_generation(layout, instance, &data_path))
+            .flatten();
         let main_conf = fs::read_to_string(data_path.join("postgresql.conf")).unwrap_or_default();
         Ok(HostFacts {
             is_root: nix::unistd::geteuid().is_root(),
@@ -152,6 +157,7 @@ impl HostFacts {
                 .ok()
                 .and_then(|t| Some(t.file_name()?.to_string_lossy().into_owned())),
             server_running,
+            running_generation,
             previous,
             others,
         })
@@ -197,6 +203,23 @@ impl LifecycleFacts {
         facts.state = state;
         Ok(facts)
     }
+}
+
+/// The generation whose `postgres` the postmaster of `data_dir` runs: its
+/// executable's path, read from /proc, lies in `generations/<name>/`.
+pub fn running_generation(layout: &HostLayout, instance: &str, data_dir: &Path) -> Option<String> {
+    let pid_file = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let generations = fs::canonicalize(layout.generations(instance)).ok()?;
+    let rel = exe.strip_prefix(&generations).ok()?;
+    Some(
+        rel.components()
+            .next()?
+            .as_os_str()
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The service spec of a recorded instance on one of its generations.

@@ -380,7 +380,13 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
         });
     }
     if !opts.no_start {
-        let changed = switching || config_changed || service_files_changed;
+        // A server still on another generation (a run killed after the
+        // switch) moves over too.
+        let elsewhere = facts
+            .running_generation
+            .as_ref()
+            .is_some_and(|g| *g != generation);
+        let changed = switching || config_changed || service_files_changed || elsewhere;
         if facts.server_running && changed {
             steps.push(Step::Restart { service });
         } else if !facts.server_running {
@@ -630,14 +636,16 @@ pub fn uninstall(facts: &LifecycleFacts, purge: bool) -> Result<Plan> {
     if !present.is_empty() {
         steps.push(Step::RemoveServiceFiles { files: present });
     }
-    steps.push(Step::RemoveInstance {
-        dir: facts.layout.instance(&st.instance),
-    });
+    // Data before the instance: a run killed in between still has the
+    // state that says the data is ours to purge, so a re-run finishes.
     if purge {
         steps.push(Step::PurgeData {
             data_dir: st.data_dir.clone(),
         });
     }
+    steps.push(Step::RemoveInstance {
+        dir: facts.layout.instance(&st.instance),
+    });
     let current = st.current_generation().cloned();
     Ok(Plan {
         instance: match &current {
@@ -733,6 +741,7 @@ mod tests {
             service_files: BTreeMap::new(),
             current_link: None,
             server_running: false,
+            running_generation: None,
         }
     }
 
@@ -877,6 +886,11 @@ mod tests {
         o2.settings.insert("work_mem".into(), "64MB".into());
         let plan = install(&lock, &o2, &facts).unwrap();
         assert_eq!(kinds(&plan), ["write_config", "restart"]);
+        // A server still on an older generation is moved over.
+        facts.running_generation = Some("0-older".into());
+        let plan = install(&lock, &o, &facts).unwrap();
+        assert_eq!(kinds(&plan), ["restart"]);
+        facts.running_generation = None;
         // A stopped server is started.
         facts.server_running = false;
         let plan = install(&lock, &o, &facts).unwrap();
@@ -908,6 +922,7 @@ mod tests {
         };
         assert!(uninstall(&facts, true).unwrap().steps.is_empty());
         facts.state = Some(st.clone());
+        facts.state = Some(st.clone());
         assert_eq!(
             uninstall(&facts, false)
                 .unwrap()
@@ -924,7 +939,10 @@ mod tests {
         st.data_dir_created = true;
         facts.state = Some(st.clone());
         let steps = uninstall(&facts, true).unwrap().steps;
-        assert_eq!(steps.last().unwrap().kind(), "purge_data");
+        assert_eq!(
+            steps.iter().map(Step::kind).collect::<Vec<_>>(),
+            ["stop", "purge_data", "remove_instance"]
+        );
         // Rollback needs an earlier generation.
         assert_eq!(rollback(&facts).unwrap_err().kind, crate::Kind::Usage);
         let mut older = st.generations[0].clone();

@@ -11,6 +11,8 @@ passed through untouched):
     status C K  the first K blob GETs are answered with status C
     always C    every blob GET is answered with status C
     corrupt     one byte in the middle of every blob body is flipped
+    slow MS     every blob GET waits MS milliseconds before it is relayed
+                (a slow registry: stretches a pull over a token's lifetime)
 
 Prints "PORT=<port>" on stdout once listening; logs one line per request
 ("GET <path> range=<Range or ->  -> <what happened>") to LOG_FILE.
@@ -19,6 +21,7 @@ import http.client
 import http.server
 import sys
 import threading
+import time
 
 UPSTREAM, LOG, MODE = sys.argv[1], sys.argv[2], sys.argv[3:]
 lock = threading.Lock()
@@ -56,6 +59,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 self.wfile.write(body)
                 return
+        if is_blob and MODE[0] == "slow":
+            time.sleep(int(MODE[1]) / 1000)
         conn = http.client.HTTPConnection(UPSTREAM, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         conn.request(method, self.path, headers=headers)

@@ -1,6 +1,10 @@
 //! The OCI distribution client: manifests and blobs from registries,
 //! through `oci-client`, with pgoci's TLS, insecure-registry and credential
 //! rules, and with every failure mapped to a registry error naming the URL.
+//! Registries that want bearer tokens (`WWW-Authenticate: Bearer realm=...`:
+//! ghcr.io, Docker Hub, quay.io, Harbor) get one token request per
+//! repository and operation, anonymous or with the credentials found, and
+//! a new token when a request is refused with 401.
 
 pub mod auth;
 mod errors;

@@ -18,6 +18,7 @@ use oci_client::client::{
 };
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -161,9 +162,21 @@ impl Registry {
                 if push { "push" } else { "pull" },
                 reference.repository()
             );
-            self.client.auth(reference, &auth, op).await.map_err(|e| {
+            let token = self.client.auth(reference, &auth, op).await.map_err(|e| {
                 errors::token_refused(e, &self.base_url(&registry), &scope, &source, push)
             })?;
+            if let (true, Some(token)) = (push, token) {
+                // A push token's scope (pull,push) covers the pulls of a push
+                // too (`HEAD` of blobs, which the client sends with its pull
+                // token): as other clients do, use it for them, since a
+                // registry may not grant pull alone on a repository that
+                // does not exist yet.
+                let token = RegistryTokenType::Bearer(RegistryToken::Token { token });
+                self.client
+                    .tokens
+                    .insert(reference, RegistryOperation::Pull, token)
+                    .await;
+            }
             *generation += 1;
         }
         Ok(*generation)
@@ -268,12 +281,13 @@ impl Registry {
         .await
     }
 
-    /// Whether the registry already has a blob (so a push can skip it).
+    /// Whether the registry already has a blob (so a push can skip it);
+    /// asked with the push token.
     pub async fn has_blob(&self, reference: &Reference, digest: &Digest) -> Result<bool> {
         let what = format!("blob {digest} of {}", reference.whole());
         let digest = digest.to_string();
         let digest = digest.as_str();
-        self.request(reference, RegistryOperation::Pull, &what, |_| async move {
+        self.request(reference, RegistryOperation::Push, &what, |_| async move {
             self.client.blob_exists(reference, digest).await
         })
         .await

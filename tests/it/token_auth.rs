@@ -285,7 +285,9 @@ fn bundle_push_needs_a_push_token_and_the_pushed_copy_resolves_to_the_same_diges
         reg.token_log()
     );
 
-    // With credentials: pushed, with push tokens.
+    // With credentials: pushed, with one push token per repository, which
+    // also serves the checks for blobs already there.
+    reg.clear_token_log();
     let out = reg
         .pgoci(&bed.profile, &d.join("cache"))
         .arg("--creds")
@@ -309,6 +311,7 @@ fn bundle_push_needs_a_push_token_and_the_pushed_copy_resolves_to_the_same_diges
         "{:?}",
         reg.token_log()
     );
+    assert_eq!(reg.token_log().len(), 2, "{:?}", reg.token_log());
 
     // Resolve back from the pushed copy (anonymously: pulls are open).
     let profile = d.join("site.yaml");

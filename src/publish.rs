@@ -55,7 +55,7 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
                 report.blobs_present += 1;
                 continue;
             }
-            let chunks = stream_blob(bundle.clone(), blob.clone());
+            let chunks = || stream_blob(bundle.clone(), blob.clone());
             registry
                 .push_blob(&reference, &blob.digest, blob.size, chunks)
                 .await?;

@@ -15,4 +15,5 @@ mod registries;
 mod resolve;
 mod systemd;
 mod terminal;
+mod token_auth;
 mod variants;

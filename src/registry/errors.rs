@@ -143,13 +143,31 @@ pub fn map(err: OciDistributionError, url: &str, what: &str, source: &Source, pu
             "registry {url} answered {code} for {what}{}",
             quote_body(message)
         )),
-        OciDistributionError::RegistryError { envelope, .. } => Error::registry(format!(
-            "registry {url} refused {what}{}",
-            quote_envelope(envelope)
-        )),
+        OciDistributionError::RegistryError { envelope, .. }
+            if !has_code(envelope, &OciErrorCode::DigestInvalid) =>
+        {
+            Error::registry(format!(
+                "registry {url} refused {what}{}",
+                quote_envelope(envelope)
+            ))
+        }
         OciDistributionError::AuthenticationFailure(_) => {
             Error::registry(format!("401 unauthorized at {url} for {what} ({note})"))
                 .hint(refusal_hint(source, push))
+        }
+        // Bytes that do not match their digest are an integrity failure
+        // (exit 5), wherever they came from.
+        OciDistributionError::DigestError(e) => Error::integrity(format!(
+            "{what} from {url} does not match its digest: {}",
+            one_line(&e.to_string())
+        )),
+        OciDistributionError::RegistryError { envelope, .. }
+            if has_code(envelope, &OciErrorCode::DigestInvalid) =>
+        {
+            Error::integrity(format!(
+                "registry {url} says {what} does not match its digest{}",
+                quote_envelope(envelope)
+            ))
         }
         _ => Error::registry(format!(
             "registry {url} failed for {what}: {}",
@@ -295,5 +313,16 @@ mod tests {
         };
         assert_eq!(status_of(&denied), Some(403));
         assert!(!is_unauthorized(&denied));
+    }
+
+    #[test]
+    fn digest_mismatches_are_integrity_errors() {
+        let err =
+            OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
+                expected: "sha256:aa".into(),
+                actual: "sha256:bb".into(),
+            });
+        let e = map(err, URL, "blob x", &Source::Anonymous, false);
+        assert_eq!(e.kind, crate::Kind::Integrity, "{}", e.message);
     }
 }

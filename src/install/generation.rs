@@ -323,7 +323,7 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
         if meta.is_dir() {
             link_tree(&src, &dst)?;
         } else if fs::symlink_metadata(&dst).is_ok() {
-            if meta.is_file() && same_file(&src, &dst) {
+            if same_content(&src, &dst) {
                 continue;
             }
             return Err(Error::integrity(format!(
@@ -331,7 +331,7 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
                 src.display(),
                 dst.display()
             ))
-            .hint("two artifacts of this lock ship the same file; remove one of them"));
+            .hint("two artifacts of this lock ship the same path with different content; remove one of them"));
         } else if meta.file_type().is_symlink() {
             let target = fs::read_link(&src).with_path(&src, "read link")?;
             std::os::unix::fs::symlink(&target, &dst).with_path(&dst, "create symlink")?;
@@ -342,10 +342,53 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+/// Whether two paths hold the same thing: the same inode, the same bytes
+/// (CloudNativePG's pre-18 extension images copy the server's whole
+/// `lib/bitcode/`: byte-identical files are no conflict), or symlinks
+/// with the same target.
+fn same_content(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
-        _ => false,
+    let (Ok(x), Ok(y)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return false;
+    };
+    if x.file_type().is_symlink() || y.file_type().is_symlink() {
+        return x.file_type().is_symlink()
+            && y.file_type().is_symlink()
+            && fs::read_link(a).ok() == fs::read_link(b).ok();
+    }
+    if !(x.is_file() && y.is_file()) {
+        return false;
+    }
+    if (x.dev(), x.ino()) == (y.dev(), y.ino()) {
+        return true;
+    }
+    x.len() == y.len()
+        && matches!(
+            (crate::digest::Digest::of_file(a), crate::digest::Digest::of_file(b)),
+            (Ok((da, _)), Ok((db, _))) if da == db
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_files_from_two_artifacts_merge_and_different_ones_conflict() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, gen) = (d.path().join("a"), d.path().join("b"), d.path().join("g"));
+        for (root, text) in [(&a, "same"), (&b, "same")] {
+            fs::create_dir_all(root.join("lib/bitcode")).unwrap();
+            fs::write(root.join("lib/bitcode/x.bc"), text).unwrap();
+            std::os::unix::fs::symlink("x.bc", root.join("lib/bitcode/l")).unwrap();
+        }
+        link_tree(&a, &gen).unwrap();
+        link_tree(&b, &gen).unwrap();
+        let c = d.path().join("cc");
+        fs::create_dir_all(c.join("lib/bitcode")).unwrap();
+        fs::write(c.join("lib/bitcode/x.bc"), "other").unwrap();
+        let e = link_tree(&c, &gen).unwrap_err();
+        assert_eq!(e.kind, crate::Kind::Integrity);
+        assert!(e.message.contains("would replace"), "{}", e.message);
     }
 }

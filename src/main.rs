@@ -63,14 +63,18 @@ fn init_tracing(verbose: u8, quiet: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGOCI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("pgoci={level}")));
-    let spans = match verbose {
-        0 => FmtSpan::NONE,
-        _ => FmtSpan::CLOSE,
-    };
-    tracing_subscriber::fmt()
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_span_events(spans)
-        .without_time()
-        .init();
+        .with_ansi(ansi);
+    if verbose == 0 {
+        builder.without_time().init();
+    } else {
+        // Phases as spans: each closes with its busy and idle time.
+        builder
+            .with_span_events(FmtSpan::CLOSE)
+            .with_timer(tracing_subscriber::fmt::time::Uptime::default())
+            .init();
+    }
 }

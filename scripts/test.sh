@@ -19,7 +19,8 @@ tests/bed/bed.sh prepare
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cleanup() {
-  for state in "$target_dir"/tmp/bed-*; do
+  # CARGO_TARGET_TMPDIR is under the target triple's directory (.cargo/config.toml).
+  for state in "$target_dir"/tmp/bed-* "$target_dir"/*/tmp/bed-*; do
     [ -d "$state" ] && tests/bed/bed.sh down "$state" >/dev/null 2>&1 || true
   done
 }

@@ -159,8 +159,11 @@ snapshot() { # HOST
   local r=$T/$1/root
   (
     cd "$r"
-    find opt etc -printf '%y %m %u %p -> %l\n' 2>/dev/null | sort
-    find opt etc -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum
+    # etc/ exists only with --service systemd (a unit); none writes nothing there.
+    dirs=(opt)
+    [ -d etc ] && dirs+=(etc)
+    find "${dirs[@]}" -printf '%y %m %u %p -> %l\n' | sort
+    find "${dirs[@]}" -type f -print0 | sort -z | xargs -0 -r sha256sum
     sha256sum var/lib/pgoci/*/data/pgoci.conf var/lib/pgoci/*/data/postgresql.conf
   )
 }

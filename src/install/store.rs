@@ -6,7 +6,7 @@ use super::layout::HostLayout;
 use crate::blobs::BlobSource;
 use crate::error::{IoContext, Result};
 use crate::lock::Pinned;
-use crate::unpack::{apply_layer, Select};
+use crate::unpack::{apply_layer, Budget, Select};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -39,8 +39,9 @@ pub fn ensure(
     }
     fs::create_dir(&tmp).with_path(&tmp, "create")?;
     let unpacked = (|| {
+        let mut budget = Budget::default();
         for layer in &pinned.layers {
-            apply_layer(source.open_raw(layer)?, layer, &tmp, select)?;
+            apply_layer(source.open_raw(layer)?, layer, &tmp, select, &mut budget)?;
         }
         make_read_only(&tmp)?;
         // Record every file's digest now, for `status --verify` later.

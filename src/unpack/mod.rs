@@ -195,7 +195,11 @@ pub fn apply_layer(
     Ok(())
 }
 
-fn apply_entries<R: Read>(archive: &mut tar::Archive<R>, root: &Root, select: Select) -> Result<()> {
+fn apply_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    root: &Root,
+    select: Select,
+) -> Result<()> {
     let bad = |e: io::Error| Error::integrity(e.to_string());
     // What this layer wrote, so its own opaque marker never removes it.
     let mut written = HashSet::new();
@@ -437,9 +441,7 @@ fn copy_data(
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::integrity(format!("reading {}: {e}", rel.display())))
-            }
+            Err(e) => return Err(Error::integrity(format!("reading {}: {e}", rel.display()))),
         };
         file.write_all(&buf[..n]).map_err(&write_err)?;
         total += n as u64;
@@ -485,8 +487,10 @@ fn apply_whiteout(
         ) else {
             return Ok(());
         };
-        crate::rootfs::empty_dir(readable.as_fd(), &|child| !written.contains(&dir.join(child)))
-            .map_err(err)
+        crate::rootfs::empty_dir(readable.as_fd(), &|child| {
+            !written.contains(&dir.join(child))
+        })
+        .map_err(err)
     } else {
         remove_all_at(parent.as_fd(), OsStr::new(hidden)).map_err(err)
     }

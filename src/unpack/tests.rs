@@ -106,8 +106,22 @@ fn listing(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Runs `check` with the kernel's `openat2` and with the descriptor walk
+/// used where the kernel lacks it.
+fn with_both_resolvers(check: fn()) {
+    check();
+    crate::rootfs::FORCE_WALK.with(|f| f.set(true));
+    let walked = std::panic::catch_unwind(check);
+    crate::rootfs::FORCE_WALK.with(|f| f.set(false));
+    walked.expect("with the descriptor walk");
+}
+
 #[test]
 fn leading_slash_and_dot_slash_are_relative_to_the_root() {
+    with_both_resolvers(leading_slash_and_dot_slash_are_relative_to_the_root_with)
+}
+
+fn leading_slash_and_dot_slash_are_relative_to_the_root_with() {
     let (_d, root, _) = bed();
     fs::set_permissions(&root, fs::Permissions::from_mode(0o700)).unwrap();
     apply(
@@ -150,7 +164,11 @@ fn whiteouts_of_dot_dotdot_or_nothing_are_refused() {
     for bad in ["a/.wh..", ".wh...", ".wh.", "a/.wh.", "a/.wh..."] {
         let (_d, root, outside) = bed();
         apply(
-            &[e("a/", D, "", b""), e("a/f", F, "", b"f"), e("g", F, "", b"g")],
+            &[
+                e("a/", D, "", b""),
+                e("a/f", F, "", b"f"),
+                e("g", F, "", b"g"),
+            ],
             &root,
         )
         .unwrap();
@@ -163,6 +181,10 @@ fn whiteouts_of_dot_dotdot_or_nothing_are_refused() {
 
 #[test]
 fn whiteouts_and_opaque_directories() {
+    with_both_resolvers(whiteouts_and_opaque_directories_with)
+}
+
+fn whiteouts_and_opaque_directories_with() {
     let (_d, root, _) = bed();
     apply(
         &[
@@ -201,13 +223,24 @@ fn whiteouts_and_opaque_directories() {
     assert_eq!(
         listing(&root),
         [
-            "bin", "bin/a", "bin/b", "keep", "keep/x", "old", "old/new", "old/new/n"
+            "bin",
+            "bin/a",
+            "bin/b",
+            "keep",
+            "keep/x",
+            "old",
+            "old/new",
+            "old/new/n"
         ]
     );
 }
 
 #[test]
 fn symlinks_never_lead_writes_out_of_the_root() {
+    with_both_resolvers(symlinks_never_lead_writes_out_of_the_root_with)
+}
+
+fn symlinks_never_lead_writes_out_of_the_root_with() {
     let (d, root, outside) = bed();
     // A chain of 20 directories whose bottom points far above the root,
     // and links to the outside by relative and absolute targets.
@@ -258,9 +291,16 @@ fn symlinks_never_lead_writes_out_of_the_root() {
 
 #[test]
 fn whiteouts_never_remove_through_symlinks() {
+    with_both_resolvers(whiteouts_never_remove_through_symlinks_with)
+}
+
+fn whiteouts_never_remove_through_symlinks_with() {
     let (_d, root, outside) = bed();
     apply(
-        &[e("rel", S, "../outside", b""), e("abs", S, outside.to_str().unwrap(), b"")],
+        &[
+            e("rel", S, "../outside", b""),
+            e("abs", S, outside.to_str().unwrap(), b""),
+        ],
         &root,
     )
     .unwrap();
@@ -279,6 +319,10 @@ fn whiteouts_never_remove_through_symlinks() {
 
 #[test]
 fn hard_links_resolve_in_the_root_and_need_a_regular_target() {
+    with_both_resolvers(hard_links_resolve_in_the_root_and_need_a_regular_target_with)
+}
+
+fn hard_links_resolve_in_the_root_and_need_a_regular_target_with() {
     let (_d, root, outside) = bed();
     apply(
         &[
@@ -335,7 +379,11 @@ fn special_bits_and_world_write_are_dropped() {
 
 #[test]
 fn devices_and_fifos_are_refused() {
-    for kind in [tar::EntryType::Char, tar::EntryType::Block, tar::EntryType::Fifo] {
+    for kind in [
+        tar::EntryType::Char,
+        tar::EntryType::Block,
+        tar::EntryType::Fifo,
+    ] {
         let (_d, root, _) = bed();
         let msg = integrity(apply(&[e("dev", kind, "", b"")], &root), "device");
         assert!(msg.contains("are refused"), "{msg}");
@@ -382,8 +430,19 @@ fn decompressed_bytes_are_capped_per_artifact() {
     // Zeros hidden after the end of the archive count too.
     let trailing = gzip_with_zeros(&tar_bytes(&[e("f", F, "", b"f")]), 8 << 20);
     let blob = blob_of(&trailing, Compression::Gzip);
-    let err = apply_layer(&trailing[..], &blob, &root, &keep_all, &mut Budget::new(cap)).unwrap_err();
-    assert!(err.message.contains("the cap for one artifact"), "{}", err.message);
+    let err = apply_layer(
+        &trailing[..],
+        &blob,
+        &root,
+        &keep_all,
+        &mut Budget::new(cap),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("the cap for one artifact"),
+        "{}",
+        err.message
+    );
     // The budget spans the layers of one artifact.
     let big = vec![7u8; 700 << 10];
     let layer = tar_bytes(&[e("big", F, "", &big)]);
@@ -403,7 +462,12 @@ fn truncated_archives_fail() {
     for cut in [512 + 1000, 100, 512 + 3072 + 200] {
         let (_d, root, _) = bed();
         integrity(
-            apply_raw(&raw[..cut], Compression::None, &root, &mut Budget::default()),
+            apply_raw(
+                &raw[..cut],
+                Compression::None,
+                &root,
+                &mut Budget::default(),
+            ),
             &format!("cut at {cut}"),
         );
         // The same cut inside a compressed stream.
@@ -419,6 +483,10 @@ fn truncated_archives_fail() {
 
 #[test]
 fn later_entries_win_and_kinds_replace_each_other() {
+    with_both_resolvers(later_entries_win_and_kinds_replace_each_other_with)
+}
+
+fn later_entries_win_and_kinds_replace_each_other_with() {
     let (_d, root, outside) = bed();
     apply(
         &[
@@ -466,9 +534,16 @@ fn a_file_in_the_way_of_a_directory_is_an_integrity_error() {
 fn gzip_and_zstd_layers_apply() {
     for c in [Compression::Gzip, Compression::Zstd, Compression::None] {
         let (_d, root, _) = bed();
-        let raw = tar_bytes(&[e("/usr/lib/x.so", F, "", b"elf"), e("/usr/lib/y.so", S, "x.so", b"")]);
+        let raw = tar_bytes(&[
+            e("/usr/lib/x.so", F, "", b"elf"),
+            e("/usr/lib/y.so", S, "x.so", b""),
+        ]);
         apply_raw(&raw, c, &root, &mut Budget::default()).unwrap();
-        assert_eq!(fs::read(root.join("usr/lib/y.so")).unwrap(), b"elf", "{c:?}");
+        assert_eq!(
+            fs::read(root.join("usr/lib/y.so")).unwrap(),
+            b"elf",
+            "{c:?}"
+        );
     }
 }
 
@@ -496,13 +571,20 @@ fn wrong_bytes_fail_the_digest() {
 fn a_full_file_system_is_a_host_error_naming_it() {
     // /dev/full answers every write with ENOSPC, as a full disk does.
     let (_d, root, _) = bed();
-    let mut full = fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let err = copy_data(&mut &[1u8; 10][..], &mut full, Path::new("x"), |e| {
         fs_error(&root, Path::new("x"), "write", e)
     })
     .unwrap_err();
     assert_eq!(err.kind, Kind::Host, "{}", err.message);
-    assert!(err.message.contains(&root.join("x").display().to_string()), "{}", err.message);
+    assert!(
+        err.message.contains(&root.join("x").display().to_string()),
+        "{}",
+        err.message
+    );
     assert!(err.message.contains("mounted at /"), "{}", err.message);
     assert!(err.hint.is_some());
 }

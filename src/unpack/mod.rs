@@ -244,7 +244,7 @@ fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
     let errno = e.raw_os_error().map(Errno::from_raw_os_error);
     match errno {
         Some(Errno::NOSPC) | Some(Errno::DQUOT) => Error::host(format!(
-            "cannot {action} {}: {e} on the file system mounted at {}",
+            "cannot {action} {}: the file system mounted at {} is full ({e})",
             full.display(),
             mount_point(root).display()
         ))

@@ -482,6 +482,22 @@ fn truncated_archives_fail() {
 }
 
 #[test]
+fn a_missing_end_of_archive_marker_is_accepted_as_runtimes_do() {
+    // Go's archive/tar (containerd) and GNU tar stop cleanly at EOF on an
+    // entry boundary; every entry before it is whole.
+    let raw = tar_bytes(&[e("a", F, "", b"a"), e("b", F, "", b"b")]);
+    let (_d, root, _) = bed();
+    apply_raw(
+        &raw[..2048],
+        Compression::None,
+        &root,
+        &mut Budget::default(),
+    )
+    .unwrap();
+    assert_eq!(listing(&root), ["a", "b"]);
+}
+
+#[test]
 fn later_entries_win_and_kinds_replace_each_other() {
     with_both_resolvers(later_entries_win_and_kinds_replace_each_other_with)
 }
@@ -585,7 +601,15 @@ fn a_full_file_system_is_a_host_error_naming_it() {
         "{}",
         err.message
     );
-    assert!(err.message.contains("mounted at /"), "{}", err.message);
+    // The mount point as util-linux sees it.
+    let findmnt = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "TARGET", "--target"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let mount = String::from_utf8(findmnt.stdout).unwrap();
+    let want = format!("mounted at {} is full", mount.trim());
+    assert!(err.message.contains(&want), "{want} in {}", err.message);
     assert!(err.hint.is_some());
 }
 

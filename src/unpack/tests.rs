@@ -635,3 +635,43 @@ fn selectors_still_pick_and_place() {
         ]
     );
 }
+
+#[test]
+fn a_full_file_system_fails_the_unpack_as_a_host_error() {
+    // A 256 KiB tmpfs, mounted only inside a private mount namespace of a
+    // child (this very test binary, running the ignored test below).
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=256k pgoci-enospc "$1" && exec "$2" --ignored --exact unpack::tests::unpack_onto_a_small_tmpfs --test-threads 1"#)
+        .arg("sh")
+        .arg(dir.path())
+        .arg(std::env::current_exe().unwrap())
+        .env("PGOCI_TEST_SMALL_FS", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by a_full_file_system_fails_the_unpack_as_a_host_error in its own mount namespace"]
+fn unpack_onto_a_small_tmpfs() {
+    let fs_root =
+        PathBuf::from(std::env::var_os("PGOCI_TEST_SMALL_FS").expect("set by the parent test"));
+    let big = vec![1u8; 1 << 20];
+    let raw = tar_bytes(&[e("dir/big", F, "", &big)]);
+    let dest = fs_root.join("root");
+    let err = apply_raw(&raw, Compression::Gzip, &dest, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, Kind::Host, "{}", err.message);
+    let want = format!(
+        "cannot write {}: the file system mounted at {} is full",
+        dest.join("dir/big").display(),
+        fs_root.display()
+    );
+    assert!(err.message.contains(&want), "{want} in {}", err.message);
+}

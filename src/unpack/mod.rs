@@ -180,7 +180,7 @@ pub fn apply_layer(
             "layer {} unpacks to more than {cap} bytes, the cap for one artifact",
             blob.digest
         ))
-        .hint("a genuine artifact this large needs a larger cap; otherwise the image is hostile"));
+        .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
     }
     drop(rest);
     applied.map_err(|e| match e.kind {

@@ -149,8 +149,8 @@ pub fn apply_layer(
             blob.digest, blob.media_type
         ))
     })?;
-    std::fs::create_dir_all(dest).map_err(|e| fs_error(dest, Path::new(""), "create", e))?;
-    let root = Root::open(dest).map_err(|e| fs_error(dest, Path::new(""), "open", e))?;
+    std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
+    let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
     let layer_err = |e: io::Error| Error::integrity(format!("layer {}: {e}", blob.digest));
     let mut verifying = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
     let decoder: Box<dyn Read + '_> = match compression {
@@ -249,7 +249,10 @@ fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
             mount_point(root).display()
         ))
         .hint("free space (or raise the quota) there, then run again"),
-        Some(Errno::NOTDIR)
+        // The root exists and parents are made as needed: a missing path
+        // means a dangling link of the archive's own making.
+        Some(Errno::NOENT)
+        | Some(Errno::NOTDIR)
         | Some(Errno::LOOP)
         | Some(Errno::EXIST)
         | Some(Errno::ISDIR)
@@ -259,6 +262,14 @@ fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
             rel.display()
         )),
         _ => Error::host(format!("cannot {action} {}: {e}", full.display())),
+    }
+}
+
+/// A failure on the target directory itself: the host's, never the archive's.
+fn dest_error(dest: &Path, action: &str, e: io::Error) -> Error {
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => fs_error(dest, Path::new(""), action, e),
+        _ => Error::host(format!("cannot {action} {}: {e}", dest.display())),
     }
 }
 

@@ -27,6 +27,7 @@ use rustix::io::Errno;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::rootfs::{resolve_in_root, seal};
@@ -313,8 +314,8 @@ fn apply_entry<R: Read>(
         // The layer root itself (`/`, `./`): our directory keeps its mode.
         return Ok(());
     };
-    let file_name = file_name.to_string_lossy().into_owned();
-    if let Some(hidden) = file_name.strip_prefix(".wh.") {
+    if let Some(hidden) = file_name.as_bytes().strip_prefix(b".wh.") {
+        let hidden = OsStr::from_bytes(hidden);
         return apply_whiteout(root, &name, &rel, hidden, select, written);
     }
     let Some(out) = select(&rel) else {
@@ -465,12 +466,12 @@ fn apply_whiteout(
     root: &Root,
     name: &Path,
     rel: &Path,
-    hidden: &str,
+    hidden: &OsStr,
     select: Select,
     written: &HashSet<PathBuf>,
 ) -> Result<()> {
     let opaque = hidden == ".wh..opq";
-    if !opaque && hidden.starts_with(".wh.") {
+    if !opaque && hidden.as_bytes().starts_with(b".wh.") {
         return Ok(()); // aufs metadata (`.wh..wh.plnk`, …): nothing to do
     }
     if !opaque && (hidden.is_empty() || hidden == "." || hidden == "..") {
@@ -503,7 +504,7 @@ fn apply_whiteout(
         })
         .map_err(err)
     } else {
-        remove_all_at(parent.as_fd(), OsStr::new(hidden)).map_err(err)
+        remove_all_at(parent.as_fd(), hidden).map_err(err)
     }
 }
 

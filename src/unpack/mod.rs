@@ -12,8 +12,9 @@
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) remove what lower layers put
 //! there and are never written; a whiteout of `.`, `..` or an empty name is
 //! refused. Other `.wh..wh.*` names (aufs metadata) are skipped. Device
-//! nodes, fifos and sparse files are refused (integrity error) unless the
-//! selector drops them first. No file or directory keeps setuid, setgid,
+//! nodes and fifos are skipped (root file systems made by debootstrap carry
+//! `/dev` nodes; the host has its own); sparse files and unknown entry kinds
+//! are refused (integrity error). No file or directory keeps setuid, setgid,
 //! sticky or world-writable bits. The decompressed bytes of one artifact are
 //! capped ([`Budget`]); a full file system is a host error naming it.
 
@@ -334,7 +335,8 @@ fn apply_entry<R: Read>(
         tar::EntryType::Directory => {
             let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
             let st = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW);
-            let is_dir = matches!(&st, Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+            let is_dir =
+                matches!(&st, Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory);
             if !is_dir {
                 remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
                 rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o700))
@@ -397,7 +399,8 @@ fn apply_entry<R: Read>(
                     target.display()
                 ))
             };
-            let (src_parent, src_name) = root.parent_of(&source, false).map_err(|_| not_regular())?;
+            let (src_parent, src_name) =
+                root.parent_of(&source, false).map_err(|_| not_regular())?;
             let src = rustix::fs::statat(&src_parent, &src_name, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|_| not_regular())?;
             if FileType::from_raw_mode(src.st_mode) != FileType::RegularFile {
@@ -415,11 +418,13 @@ fn apply_entry<R: Read>(
                 .map_err(|e| err("create hardlink")(e.into()))?;
         }
         tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
+        // Device nodes and fifos are never created: the host has its own.
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => return Ok(()),
         other => {
             return Err(Error::integrity(format!(
-                "unsafe archive entry {}: {other:?} entries (device nodes, fifos, sparse files) are refused",
-                rel.display()
-            )))
+            "unsafe archive entry {}: {other:?} entries (sparse files and other kinds) are refused",
+            rel.display()
+        )))
         }
     }
     note_written(written, &out);

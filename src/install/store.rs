@@ -59,7 +59,7 @@ pub fn ensure(
         // links into generations cannot be used to change the store.
         seal(&tmp)?;
         // Record every file's digest now, for `status --verify` later.
-        let files = super::manifest::hash_tree(&tmp)?;
+        let files = super::manifest::hash_tree(&tmp, budget.digests())?;
         super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)
     })();
     if let Err(e) = unpacked {

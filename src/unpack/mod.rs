@@ -18,14 +18,14 @@
 //! sticky or world-writable bits. The decompressed bytes of one artifact are
 //! capped ([`Budget`]); a full file system is a host error naming it.
 
-use crate::digest::VerifyingReader;
+use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Error, Kind, Result};
 use crate::lock::Blob;
 use crate::rootfs::{remove_all_at, Root};
 use rustix::fd::AsFd;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -88,22 +88,38 @@ impl Default for Limits {
     }
 }
 
-/// What the layers of one artifact have used of their [`Limits`] so far:
-/// make one per artifact and pass it to each of its layers in turn.
+/// The sha256 of regular files as they were written, by (device, inode):
+/// a later walk of the finished tree finds each file's digest without
+/// reading it again (overwritten or whited-out files are simply not found).
+pub type InodeDigests = HashMap<(u64, u64), Digest>;
+
+/// What the layers of one artifact have used of their [`Limits`] so far,
+/// and the digests of the files they wrote: make one per artifact and pass
+/// it to each of its layers in turn.
 #[derive(Debug, Clone)]
 pub struct Budget {
     limits: Limits,
     used: u64,
+    digests: InodeDigests,
 }
 
 impl Budget {
     pub fn new(limits: Limits) -> Self {
-        Budget { limits, used: 0 }
+        Budget {
+            limits,
+            used: 0,
+            digests: InodeDigests::new(),
+        }
     }
 
     /// Decompressed bytes read so far.
     pub fn used(&self) -> u64 {
         self.used
+    }
+
+    /// The digests of the files written, by inode.
+    pub fn digests(&self) -> &InodeDigests {
+        &self.digests
     }
 }
 
@@ -116,7 +132,8 @@ impl Default for Budget {
 /// Counts decompressed bytes against the budget and stops at the cap.
 struct Counting<'b, R> {
     inner: R,
-    budget: &'b mut Budget,
+    used: &'b mut u64,
+    cap: u64,
     exceeded: bool,
 }
 
@@ -126,8 +143,8 @@ impl<R: Read> Read for Counting<'_, R> {
             return Err(io::Error::other("unpack cap exceeded"));
         }
         let n = self.inner.read(buf)?;
-        self.budget.used += n as u64;
-        if self.budget.used > self.budget.limits.max_unpacked_bytes {
+        *self.used += n as u64;
+        if *self.used > self.cap {
             self.exceeded = true;
             return Err(io::Error::other("unpack cap exceeded"));
         }
@@ -166,10 +183,11 @@ pub fn apply_layer(
     let cap = budget.limits.max_unpacked_bytes;
     let mut archive = tar::Archive::new(Counting {
         inner: decoder,
-        budget,
+        used: &mut budget.used,
+        cap,
         exceeded: false,
     });
-    let applied = apply_entries(&mut archive, &root, select);
+    let applied = apply_entries(&mut archive, &root, select, &mut budget.digests);
     // Read to the very end so the digest check runs on every byte (and the
     // cap bounds what hides behind the end-of-archive marker).
     let mut rest = archive.into_inner();
@@ -198,12 +216,13 @@ fn apply_entries<R: Read>(
     archive: &mut tar::Archive<R>,
     root: &Root,
     select: Select,
+    digests: &mut InodeDigests,
 ) -> Result<()> {
     let bad = |e: io::Error| Error::integrity(e.to_string());
     // What this layer wrote, so its own opaque marker never removes it.
     let mut written = HashSet::new();
     for entry in archive.entries().map_err(bad)? {
-        apply_entry(entry.map_err(bad)?, root, select, &mut written)?;
+        apply_entry(entry.map_err(bad)?, root, select, &mut written, digests)?;
     }
     Ok(())
 }
@@ -302,6 +321,7 @@ fn apply_entry<R: Read>(
     root: &Root,
     select: Select,
     written: &mut HashSet<PathBuf>,
+    digests: &mut InodeDigests,
 ) -> Result<()> {
     let name = entry
         .path()
@@ -364,13 +384,15 @@ fn apply_entry<R: Read>(
             .map_err(|e| err("create")(e.into()))?;
             let mut file = std::fs::File::from(fd);
             let expected = entry.size();
-            let copied = copy_data(&mut entry, &mut file, &rel, err("write"))?;
+            let (copied, digest) = copy_data(&mut entry, &mut file, &rel, err("write"))?;
             if copied != expected {
                 return Err(Error::integrity(format!(
                     "archive entry {} is truncated ({copied} of {expected} bytes)",
                     rel.display()
                 )));
             }
+            let st = rustix::fs::fstat(&file).map_err(|e| err("stat")(e.into()))?;
+            digests.insert((st.st_dev, st.st_ino), digest);
             rustix::fs::fchmod(&file, Mode::from_raw_mode(sanitize(mode)))
                 .map_err(|e| err("set mode of")(e.into()))?;
         }
@@ -442,22 +464,25 @@ fn note_written(written: &mut HashSet<PathBuf>, out: &Path) {
 
 /// Copies an entry's data, telling a bad archive (integrity) from a failing
 /// disk (`write_err`).
+/// Copies an entry's data into the file, hashing it on the way.
 fn copy_data(
     entry: &mut impl Read,
     file: &mut std::fs::File,
     rel: &Path,
     write_err: impl Fn(io::Error) -> Error,
-) -> Result<u64> {
+) -> Result<(u64, Digest)> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
+    let mut hasher = Hasher::default();
     loop {
         let n = match entry.read(&mut buf) {
-            Ok(0) => return Ok(total),
+            Ok(0) => return Ok((total, hasher.finish())),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::integrity(format!("reading {}: {e}", rel.display()))),
         };
         file.write_all(&buf[..n]).map_err(&write_err)?;
+        hasher.update(&buf[..n]);
         total += n as u64;
     }
 }

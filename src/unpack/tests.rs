@@ -683,3 +683,38 @@ fn unpack_onto_a_small_tmpfs() {
     );
     assert!(err.message.contains(&want), "{want} in {}", err.message);
 }
+
+#[test]
+fn digests_recorded_while_writing_match_a_full_rehash() {
+    use tar::EntryType::{Directory, Link, Regular};
+    let (_d, root, _) = bed();
+    let mut budget = Budget::default();
+    let layer1 = tar_bytes(&[
+        e("d", Directory, "", b""),
+        e("d/a", Regular, "", b"first"),
+        e("d/gone", Regular, "", b"whited out"),
+        e("d/b", Regular, "", b"bee"),
+    ]);
+    let layer2 = tar_bytes(&[
+        e("d/a", Regular, "", b"second"),
+        e("d/.wh.gone", Regular, "", b""),
+        e("d/hard", Link, "d/b", b""),
+    ]);
+    for layer in [layer1, layer2] {
+        apply_raw(&layer, Compression::Gzip, &root, &mut budget).unwrap();
+    }
+    seal(&root).unwrap();
+    let known = crate::install::manifest::hash_tree(&root, budget.digests()).unwrap();
+    let rehashed = crate::install::manifest::hash_tree(&root, &InodeDigests::new()).unwrap();
+    assert_eq!(known, rehashed);
+    assert_eq!(known.len(), 3, "{known:?}");
+    // Every file was known from the write: nothing needed a second read.
+    use std::os::unix::fs::MetadataExt;
+    for rel in known.keys() {
+        let m = std::fs::metadata(root.join(rel)).unwrap();
+        assert!(
+            budget.digests().contains_key(&(m.dev(), m.ino())),
+            "{rel:?}"
+        );
+    }
+}

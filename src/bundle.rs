@@ -367,16 +367,16 @@ impl Bundle {
 
     /// Checks every blob of the lock: present, right size, right digest.
     /// Fails on the first bad one, naming it.
-    pub fn verify(&self) -> Result<usize> {
+    pub fn verify(&self, reporter: &dyn crate::progress::Reporter) -> Result<usize> {
         let blobs = self.lock.blobs();
         for blob in &blobs {
-            self.verify_blob(blob)?;
+            self.verify_blob(blob, reporter)?;
         }
         Ok(blobs.len())
     }
 
-    fn verify_blob(&self, blob: &Blob) -> Result<()> {
-        BlobSource::verify(self, blob).map_err(|e| {
+    fn verify_blob(&self, blob: &Blob, reporter: &dyn crate::progress::Reporter) -> Result<()> {
+        BlobSource::verify(self, blob, reporter).map_err(|e| {
             Error::integrity(format!("bundle {}: {}", self.path.display(), e.message))
                 .hint("export the bundle again from a good cache")
         })

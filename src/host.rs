@@ -43,6 +43,7 @@ pub fn doctor(
     layout: &HostLayout,
     lock: Option<(&Lock, &dyn BlobSource)>,
     port: Option<u16>,
+    reporter: &dyn crate::progress::Reporter,
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     checks.push(check(
@@ -95,7 +96,7 @@ pub fn doctor(
         let ok = preflight.iter().all(|c| c.name != "platform" || c.ok);
         checks.extend(preflight);
         for blob in lock.blobs() {
-            if let Err(e) = source.verify(&blob) {
+            if let Err(e) = source.verify(&blob, reporter) {
                 checks.push(check("integrity", false, e.message));
                 return Ok(checks);
             }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         }
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
-            let blobs = bundle.verify()?;
+            let blobs = bundle.verify(ctx.reporter.as_ref())?;
             Ok(Outcome::new("bundle verify", false)
                 .field("path", &path)
                 .field("blobs", blobs)

@@ -119,7 +119,10 @@ impl fmt::Display for Problem {
             Problem::InterpreterMissing {
                 interpreter,
                 needed_by,
-            } => write!(f, "{needed_by} needs the dynamic loader {interpreter}, which is not found"),
+            } => write!(
+                f,
+                "{needed_by} needs the dynamic loader {interpreter}, which is not found"
+            ),
             Problem::Unreadable { path, message } => {
                 write!(f, "cannot read {}: {message}", path.display())
             }
@@ -241,19 +244,36 @@ impl Walker<'_> {
     }
 
     /// `soname` in `dir` if it is a loadable object of the needer's kind.
-    fn try_dir(&mut self, dir: &Dir, root: usize, soname: &str, m: &Machine) -> Option<(Found, Rc<ElfInfo>)> {
+    fn try_dir(
+        &mut self,
+        dir: &Dir,
+        root: usize,
+        soname: &str,
+        m: &Machine,
+    ) -> Option<(Found, Rc<ElfInfo>)> {
         let (at, resolved) = match dir {
             Dir::EachRoot(d) => (Some(root), self.roots[root].resolve(&d.join(soname))?),
             Dir::InRoot(i, d) => (Some(*i), self.roots[*i].resolve(&d.join(soname))?),
             Dir::Host(d) => {
                 let host = std::fs::canonicalize(d.join(soname)).ok()?;
-                (None, Resolved { inner: host.clone(), host })
+                (
+                    None,
+                    Resolved {
+                        inner: host.clone(),
+                        host,
+                    },
+                )
             }
         };
         self.candidate(at, resolved, m)
     }
 
-    fn candidate(&mut self, root: Option<usize>, r: Resolved, m: &Machine) -> Option<(Found, Rc<ElfInfo>)> {
+    fn candidate(
+        &mut self,
+        root: Option<usize>,
+        r: Resolved,
+        m: &Machine,
+    ) -> Option<(Found, Rc<ElfInfo>)> {
         if !r.host.is_file() {
             return None;
         }
@@ -262,7 +282,15 @@ impl Walker<'_> {
             return None;
         }
         let kind = root.map(|i| self.roots[i].kind);
-        Some((Found { root, kind, inner: r.inner, host: r.host }, info))
+        Some((
+            Found {
+                root,
+                kind,
+                inner: r.inner,
+                host: r.host,
+            },
+            info,
+        ))
     }
 
     fn search(&mut self, obj: &Obj, soname: &str) -> Option<(Found, Rc<ElfInfo>)> {
@@ -279,7 +307,13 @@ impl Walker<'_> {
             if obj.runpath.is_empty() {
                 order.extend(obj.rpath_chain.iter().cloned());
             }
-            order.extend(self.roots[ri].library_path.iter().cloned().map(Dir::EachRoot));
+            order.extend(
+                self.roots[ri]
+                    .library_path
+                    .iter()
+                    .cloned()
+                    .map(Dir::EachRoot),
+            );
             order.extend(obj.runpath.iter().cloned());
             for dir in &order {
                 if let Some(hit) = self.try_dir(dir, ri, soname, &m) {
@@ -287,7 +321,9 @@ impl Walker<'_> {
                 }
             }
             let cached: Vec<String> = match (cache_flags(&m), self.ld_cache(ri)) {
-                (Some(flags), Some(cache)) => cache.lookup(soname, flags).map(str::to_string).collect(),
+                (Some(flags), Some(cache)) => {
+                    cache.lookup(soname, flags).map(str::to_string).collect()
+                }
                 _ => Vec::new(),
             };
             for path in cached {
@@ -352,7 +388,12 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
         } else {
             Vec::new()
         };
-        queue.push_back(Obj { needer, info, runpath, rpath_chain });
+        queue.push_back(Obj {
+            needer,
+            info,
+            runpath,
+            rpath_chain,
+        });
     }
 
     let mut loaded: HashMap<String, Option<(Found, Rc<ElfInfo>)>> = HashMap::new();
@@ -377,7 +418,10 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
                                 soname: soname.clone(),
                                 found: found.clone(),
                                 defined_versions: info.defined_versions.clone(),
-                                interpreter_like: info.soname.as_deref().is_some_and(|s| s.starts_with("ld-linux")),
+                                interpreter_like: info
+                                    .soname
+                                    .as_deref()
+                                    .is_some_and(|s| s.starts_with("ld-linux")),
                             },
                         );
                         let origin = found.inner.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -406,7 +450,10 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
                 // A library without version definitions only draws a
                 // warning from ld.so, so it satisfies every requirement.
                 Some((found, info)) if !info.defined_versions.is_empty() => {
-                    for v in versions.iter().filter(|v| !info.defined_versions.contains(*v)) {
+                    for v in versions
+                        .iter()
+                        .filter(|v| !info.defined_versions.contains(*v))
+                    {
                         missing_versions.push(v.clone());
                         w.out.problems.push(Problem::VersionMissing {
                             soname: soname.clone(),
@@ -483,19 +530,26 @@ mod tests {
 
     #[test]
     fn psql_matches_ldd() {
-        let psql = ["/usr/lib/postgresql/15/bin/psql", "/usr/bin/openssl", "/usr/bin/curl"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("psql, openssl or curl on this machine");
+        let psql = [
+            "/usr/lib/postgresql/15/bin/psql",
+            "/usr/bin/openssl",
+            "/usr/bin/curl",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("psql, openssl or curl on this machine");
         let c = compare_with_ldd(psql);
-        assert!(c.needs.iter().any(|n| matches!(&n.needed_by, Needer::Library(_))));
+        assert!(c
+            .needs
+            .iter()
+            .any(|n| matches!(&n.needed_by, Needer::Library(_))));
         assert!(c.needs.iter().all(|n| n.missing_versions.is_empty()));
     }
 
     #[test]
     fn libssl_needs_openssl_versions() {
         let ssl = PathBuf::from("/usr/lib/x86_64-linux-gnu/libssl.so.3");
-        let c = closure(&[ssl.clone()], &[Root::host()]);
+        let c = closure(std::slice::from_ref(&ssl), &[Root::host()]);
         let need = c
             .needs
             .iter()
@@ -538,10 +592,13 @@ mod tests {
         .unwrap();
 
         let ls = r.join("usr/bin/ls");
-        let c = closure(&[ls.clone()], &[Root::image(r)]);
+        let c = closure(std::slice::from_ref(&ls), &[Root::image(r)]);
         assert!(c.is_ok(), "{:?}", c.problems);
         for soname in libs.keys() {
-            assert!(c.libraries.contains_key(soname), "{soname} not found in the image");
+            assert!(
+                c.libraries.contains_key(soname),
+                "{soname} not found in the image"
+            );
         }
         for lib in c.libraries.values() {
             assert!(lib.found.host.starts_with(r), "{lib:?} escaped the root");
@@ -553,19 +610,29 @@ mod tests {
 
         // Take libc away: missing, even though the host has one.
         std::fs::remove_file(real_dir.join("libc.so.6")).unwrap();
-        let c = closure(&[ls.clone()], &[Root::image(r)]);
-        assert!(c.problems.contains(&Problem::Missing {
-            soname: "libc.so.6".into(),
-            needed_by: Needer::File(ls.clone()),
-        }), "{:?}", c.problems);
+        let c = closure(std::slice::from_ref(&ls), &[Root::image(r)]);
+        assert!(
+            c.problems.contains(&Problem::Missing {
+                soname: "libc.so.6".into(),
+                needed_by: Needer::File(ls.clone()),
+            }),
+            "{:?}",
+            c.problems
+        );
         assert_eq!(c.glibc_available, None);
         // An extra library dir (like an extension's system/) is searched.
         std::fs::create_dir_all(r.join("system")).unwrap();
-        copy("/lib/x86_64-linux-gnu/libc.so.6", &r.join("system/libc.so.6"));
+        copy(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            &r.join("system/libc.so.6"),
+        );
         let root = Root::image(r).with_library_path([PathBuf::from("/system")]);
         let c = closure(&[ls], &[root]);
         assert!(c.is_ok(), "{:?}", c.problems);
-        assert_eq!(c.libraries["libc.so.6"].found.inner, Path::new("/system/libc.so.6"));
+        assert_eq!(
+            c.libraries["libc.so.6"].found.inner,
+            Path::new("/system/libc.so.6")
+        );
     }
 
     /// A library that defines versions but not the one required.
@@ -573,12 +640,21 @@ mod tests {
     fn version_missing_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
-        copy("/usr/lib/x86_64-linux-gnu/libssl.so.3", &r.join("app/libssl.so.3"));
+        copy(
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            &r.join("app/libssl.so.3"),
+        );
         // libc in place of libcrypto: defines versions, none OPENSSL_*.
-        copy("/lib/x86_64-linux-gnu/libc.so.6", &r.join("usr/lib/libcrypto.so.3"));
-        copy("/lib/x86_64-linux-gnu/libc.so.6", &r.join("usr/lib/libc.so.6"));
+        copy(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            &r.join("usr/lib/libcrypto.so.3"),
+        );
+        copy(
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            &r.join("usr/lib/libc.so.6"),
+        );
         let file = r.join("app/libssl.so.3");
-        let c = closure(&[file.clone()], &[Root::image(r)]);
+        let c = closure(std::slice::from_ref(&file), &[Root::image(r)]);
         assert!(c.problems.iter().any(|p| matches!(p,
             Problem::VersionMissing { soname, version, needed_by, .. }
                 if soname == "libcrypto.so.3" && version == "OPENSSL_3.0.0" && *needed_by == Needer::File(file.clone()))), "{:?}", c.problems);

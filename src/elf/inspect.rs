@@ -105,9 +105,7 @@ pub fn inspect(path: &Path) -> Result<Option<ElfInfo>> {
         return Err(too_big(path, len));
     }
     let cache = ReadCache::new(file);
-    parse(&cache)
-        .map(Some)
-        .map_err(|e| damaged(path, &e))
+    parse(&cache).map(Some).map_err(|e| damaged(path, &e))
 }
 
 /// [`inspect`] on bytes already in memory.
@@ -194,7 +192,12 @@ where
             if tag == u64::from(elf::DT_NULL) {
                 break;
             }
-            let wanted = [elf::DT_NEEDED, elf::DT_SONAME, elf::DT_RPATH, elf::DT_RUNPATH];
+            let wanted = [
+                elf::DT_NEEDED,
+                elf::DT_SONAME,
+                elf::DT_RPATH,
+                elf::DT_RUNPATH,
+            ];
             if !wanted.iter().any(|&t| u64::from(t) == tag) {
                 continue;
             }
@@ -358,7 +361,11 @@ mod tests {
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
                 // Aim half of the flips at the first 4 KiB where headers live.
-                let span = if seed & 1 == 0 { 4096.min(copy.len()) } else { copy.len() };
+                let span = if seed & 1 == 0 {
+                    4096.min(copy.len())
+                } else {
+                    copy.len()
+                };
                 let at = 4 + (seed >> 8) as usize % (span - 4);
                 copy[at] = (seed >> 32) as u8;
             }

@@ -62,7 +62,9 @@ fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
 
 /// A NUL-terminated string at `at` in `bytes`.
 fn cstr_at(bytes: &[u8], at: usize) -> Result<String> {
-    let tail = bytes.get(at..).ok_or_else(|| bad("string offset past the end"))?;
+    let tail = bytes
+        .get(at..)
+        .ok_or_else(|| bad("string offset past the end"))?;
     let len = tail
         .iter()
         .position(|&b| b == 0)

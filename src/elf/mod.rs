@@ -89,7 +89,11 @@ mod tests {
         assert_eq!(v("GLIBC_2.38").to_string(), "2.38");
         assert_eq!(GlibcVersion::from_symbol_version("GLIBC_PRIVATE"), None);
         assert_eq!(GlibcVersion::from_symbol_version("OPENSSL_3.0.0"), None);
-        let names = ["GLIBC_2.2.5".to_string(), "GLIBC_2.34".into(), "GLIBC_PRIVATE".into()];
+        let names = [
+            "GLIBC_2.2.5".to_string(),
+            "GLIBC_2.34".into(),
+            "GLIBC_PRIVATE".into(),
+        ];
         assert_eq!(GlibcVersion::max_of(&names), Some(GlibcVersion(2, 34, 0)));
     }
 }

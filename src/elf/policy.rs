@@ -67,12 +67,26 @@ fn satisfies(lib: &Library, versions: &BTreeSet<String>) -> bool {
     lib.defined_versions.is_empty() || versions.iter().all(|v| lib.defined_versions.contains(v))
 }
 
-/// Versions required of each soname, by whom, over both closures.
-fn requirements(host: &Closure, image: &Closure) -> BTreeMap<String, Vec<(Needer, BTreeSet<String>)>> {
+/// Versions required of each soname, by whom, in the closures that count
+/// for `mode`: `auto` takes both, as a library from the image brings its
+/// own needs (an image ICU needing a newer libstdc++ than the host's).
+fn requirements(
+    mode: Mode,
+    host: &Closure,
+    image: &Closure,
+) -> BTreeMap<String, Vec<(Needer, BTreeSet<String>)>> {
     let mut req: BTreeMap<String, Vec<(Needer, BTreeSet<String>)>> = BTreeMap::new();
-    for need in host.needs.iter().chain(&image.needs) {
+    let needs: Vec<_> = match mode {
+        Mode::Host => host.needs.iter().collect(),
+        Mode::Image => image.needs.iter().collect(),
+        Mode::Auto => host.needs.iter().chain(&image.needs).collect(),
+    };
+    for need in needs {
         let entry = req.entry(need.soname.clone()).or_default();
-        if !entry.iter().any(|(n, v)| *n == need.needed_by && *v == need.versions) {
+        if !entry
+            .iter()
+            .any(|(n, v)| *n == need.needed_by && *v == need.versions)
+        {
             entry.push((need.needed_by.clone(), need.versions.clone()));
         }
     }
@@ -82,7 +96,7 @@ fn requirements(host: &Closure, image: &Closure) -> BTreeMap<String, Vec<(Needer
 /// Plans `mode` from the closures of the same files against the host and
 /// the image.
 pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
-    let req = requirements(host, image);
+    let req = requirements(mode, host, image);
     let mut plan = Plan::default();
     // Input problems (unreadable files) hold for every mode.
     for p in host.problems.iter().chain(&image.problems) {
@@ -174,7 +188,10 @@ pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
                     needed_by: needer.clone(),
                 }),
                 Some(lib) => {
-                    for v in versions.iter().filter(|v| !satisfies(lib, &BTreeSet::from([(*v).clone()]))) {
+                    for v in versions
+                        .iter()
+                        .filter(|v| !satisfies(lib, &BTreeSet::from([(*v).clone()])))
+                    {
                         plan.failures.push(Problem::VersionMissing {
                             soname: soname.clone(),
                             version: v.clone(),
@@ -251,9 +268,24 @@ mod tests {
                 missing_versions: missing,
             });
         };
-        need(postgres(), "libc.so.6", &["GLIBC_2.34", "GLIBC_2.38"], Some(lib("libc.so.6", kind, libc)));
-        need(postgres(), "libm.so.6", &["GLIBC_2.29"], Some(lib("libm.so.6", kind, libc)));
-        need(postgres(), "libicuuc.so.76", &[], icu.then(|| lib("libicuuc.so.76", kind, &[])));
+        need(
+            postgres(),
+            "libc.so.6",
+            &["GLIBC_2.34", "GLIBC_2.38"],
+            Some(lib("libc.so.6", kind, libc)),
+        );
+        need(
+            postgres(),
+            "libm.so.6",
+            &["GLIBC_2.29"],
+            Some(lib("libm.so.6", kind, libc)),
+        );
+        need(
+            postgres(),
+            "libicuuc.so.76",
+            &[],
+            icu.then(|| lib("libicuuc.so.76", kind, &[])),
+        );
         if icu {
             need(
                 Needer::Library("libicuuc.so.76".into()),
@@ -262,7 +294,12 @@ mod tests {
                 Some(lib("libstdc++.so.6", kind, stdcxx)),
             );
         }
-        need(Needer::Library("libc.so.6".into()), "ld-linux-x86-64.so.2", &[], Some(lib("ld-linux-x86-64.so.2", kind, &["GLIBC_2.2.5"])));
+        need(
+            Needer::Library("libc.so.6".into()),
+            "ld-linux-x86-64.so.2",
+            &[],
+            Some(lib("ld-linux-x86-64.so.2", kind, &["GLIBC_2.2.5"])),
+        );
         c.interpreters.push(Interpreter {
             needed_by: postgres(),
             path: "/lib64/ld-linux-x86-64.so.2".into(),
@@ -273,8 +310,14 @@ mod tests {
         c
     }
 
-    const OLD_GLIBC: &[&str] = &["GLIBC_2.2.5", "GLIBC_2.34", "GLIBC_2.36"];
-    const NEW_GLIBC: &[&str] = &["GLIBC_2.2.5", "GLIBC_2.34", "GLIBC_2.36", "GLIBC_2.38"];
+    const OLD_GLIBC: &[&str] = &["GLIBC_2.2.5", "GLIBC_2.29", "GLIBC_2.34", "GLIBC_2.36"];
+    const NEW_GLIBC: &[&str] = &[
+        "GLIBC_2.2.5",
+        "GLIBC_2.29",
+        "GLIBC_2.34",
+        "GLIBC_2.36",
+        "GLIBC_2.38",
+    ];
 
     #[test]
     fn auto_takes_host_where_it_satisfies() {
@@ -288,7 +331,10 @@ mod tests {
         assert_eq!(p.sources["libicuuc.so.76"], Source::Image);
         assert_eq!(p.sources["libstdc++.so.6"], Source::Image);
         assert_eq!(p.image_loader, None);
-        assert_eq!(glibc_in_use(&p, &host, &image), Some(GlibcVersion(2, 38, 0)));
+        assert_eq!(
+            glibc_in_use(&p, &host, &image),
+            Some(GlibcVersion(2, 38, 0))
+        );
     }
 
     #[test]
@@ -302,8 +348,14 @@ mod tests {
         assert_eq!(p.sources["libm.so.6"], Source::Image);
         assert_eq!(p.sources["ld-linux-x86-64.so.2"], Source::Image);
         assert_eq!(p.sources["libicuuc.so.76"], Source::Host);
-        assert_eq!(p.image_loader, Some(PathBuf::from("/usr/lib/ld-linux-x86-64.so.2")));
-        assert_eq!(glibc_in_use(&p, &host, &image), Some(GlibcVersion(2, 38, 0)));
+        assert_eq!(
+            p.image_loader,
+            Some(PathBuf::from("/usr/lib/ld-linux-x86-64.so.2"))
+        );
+        assert_eq!(
+            glibc_in_use(&p, &host, &image),
+            Some(GlibcVersion(2, 38, 0))
+        );
     }
 
     #[test]
@@ -312,12 +364,16 @@ mod tests {
         let image = closure(RootKind::Image, NEW_GLIBC, true, &["GLIBCXX_3.4.32"]);
         let p = plan(Mode::Host, &host, &image);
         assert!(!p.is_ok());
-        assert!(p.failures.contains(&Problem::VersionMissing {
-            soname: "libc.so.6".into(),
-            version: "GLIBC_2.38".into(),
-            needed_by: postgres(),
-            found_at: "/usr/lib/libc.so.6".into(),
-        }), "{:?}", p.failures);
+        assert!(
+            p.failures.contains(&Problem::VersionMissing {
+                soname: "libc.so.6".into(),
+                version: "GLIBC_2.38".into(),
+                needed_by: postgres(),
+                found_at: "/usr/lib/libc.so.6".into(),
+            }),
+            "{:?}",
+            p.failures
+        );
         assert!(p.failures.iter().any(|f| matches!(f,
             Problem::VersionMissing { soname, version, .. } if soname == "libstdc++.so.6" && version == "GLIBCXX_3.4.32")));
         assert_eq!(p.image_loader, None);
@@ -325,7 +381,13 @@ mod tests {
 
         let no_icu = closure(RootKind::Host, NEW_GLIBC, false, &[]);
         let p = plan(Mode::Host, &no_icu, &image);
-        assert_eq!(p.failures, vec![Problem::Missing { soname: "libicuuc.so.76".into(), needed_by: postgres() }]);
+        assert_eq!(
+            p.failures,
+            vec![Problem::Missing {
+                soname: "libicuuc.so.76".into(),
+                needed_by: postgres()
+            }]
+        );
     }
 
     #[test]
@@ -340,7 +402,11 @@ mod tests {
         let mut broken = image.clone();
         broken.interpreters[0].found = None;
         let p = plan(Mode::Image, &host, &broken);
-        assert!(matches!(p.failures[..], [Problem::InterpreterMissing { .. }]), "{:?}", p.failures);
+        assert!(
+            matches!(p.failures[..], [Problem::InterpreterMissing { .. }]),
+            "{:?}",
+            p.failures
+        );
     }
 
     #[test]
@@ -348,7 +414,12 @@ mod tests {
         let host = closure(RootKind::Host, OLD_GLIBC, false, &[]);
         let image = closure(RootKind::Image, OLD_GLIBC, false, &[]);
         let p = plan(Mode::Auto, &host, &image);
-        assert!(p.failures.iter().any(|f| matches!(f, Problem::VersionMissing { version, .. } if version == "GLIBC_2.38")));
-        assert!(p.failures.iter().any(|f| matches!(f, Problem::Missing { soname, .. } if soname == "libicuuc.so.76")));
+        assert!(p.failures.iter().any(
+            |f| matches!(f, Problem::VersionMissing { version, .. } if version == "GLIBC_2.38")
+        ));
+        assert!(p
+            .failures
+            .iter()
+            .any(|f| matches!(f, Problem::Missing { soname, .. } if soname == "libicuuc.so.76")));
     }
 }

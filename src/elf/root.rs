@@ -80,7 +80,10 @@ impl Root {
         }
         let host = self.host_path(&logical);
         let meta = std::fs::metadata(&host).ok()?;
-        (meta.is_file() || meta.is_dir()).then_some(Resolved { inner: logical, host })
+        (meta.is_file() || meta.is_dir()).then_some(Resolved {
+            inner: logical,
+            host,
+        })
     }
 
     /// `inner` joined under the root, without resolving anything.

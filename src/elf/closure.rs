@@ -50,9 +50,13 @@ pub struct Found {
     /// themselves (through their own `$ORIGIN` search path).
     pub root: Option<usize>,
     pub kind: Option<RootKind>,
-    /// The path inside that root (the host path for `root: None`).
+    /// The path inside that root (the host path for `root: None`), every
+    /// symlink resolved.
     pub inner: PathBuf,
     pub host: PathBuf,
+    /// The path the search tried, before the library's own symlinks were
+    /// followed: ld.so takes its directory as the library's `$ORIGIN`.
+    pub searched: PathBuf,
 }
 
 /// A library in the closure.
@@ -251,27 +255,29 @@ impl Walker<'_> {
         soname: &str,
         m: &Machine,
     ) -> Option<(Found, Rc<ElfInfo>)> {
-        let (at, resolved) = match dir {
-            Dir::EachRoot(d) => (Some(root), self.roots[root].resolve(&d.join(soname))?),
-            Dir::InRoot(i, d) => (Some(*i), self.roots[*i].resolve(&d.join(soname))?),
-            Dir::Host(d) => {
-                let host = std::fs::canonicalize(d.join(soname)).ok()?;
-                (
-                    None,
-                    Resolved {
-                        inner: host.clone(),
-                        host,
-                    },
-                )
+        let (at, searched) = match dir {
+            Dir::EachRoot(d) => (Some(root), d.join(soname)),
+            Dir::InRoot(i, d) => (Some(*i), d.join(soname)),
+            Dir::Host(d) => (None, d.join(soname)),
+        };
+        let resolved = match at {
+            Some(i) => self.roots[i].resolve(&searched)?,
+            None => {
+                let host = std::fs::canonicalize(&searched).ok()?;
+                Resolved {
+                    inner: host.clone(),
+                    host,
+                }
             }
         };
-        self.candidate(at, resolved, m)
+        self.candidate(at, resolved, searched, m)
     }
 
     fn candidate(
         &mut self,
         root: Option<usize>,
         r: Resolved,
+        searched: PathBuf,
         m: &Machine,
     ) -> Option<(Found, Rc<ElfInfo>)> {
         if !r.host.is_file() {
@@ -288,6 +294,7 @@ impl Walker<'_> {
                 kind,
                 inner: r.inner,
                 host: r.host,
+                searched,
             },
             info,
         ))
@@ -298,7 +305,7 @@ impl Walker<'_> {
         for ri in 0..self.roots.len() {
             if soname.contains('/') {
                 let r = self.roots[ri].resolve(Path::new(soname));
-                if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, &m)) {
+                if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, soname.into(), &m)) {
                     return Some(hit);
                 }
                 continue;
@@ -328,7 +335,7 @@ impl Walker<'_> {
             };
             for path in cached {
                 let r = self.roots[ri].resolve(Path::new(&path));
-                if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, &m)) {
+                if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, path.into(), &m)) {
                     return Some(hit);
                 }
             }
@@ -349,6 +356,7 @@ impl Walker<'_> {
                 kind: Some(self.roots[ri].kind),
                 inner: r.inner,
                 host: r.host,
+                searched: path.into(),
             })
         })
     }
@@ -366,7 +374,11 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
     let mut queue: VecDeque<Obj> = VecDeque::new();
     for file in files {
         let Some(info) = w.read(file) else { continue };
-        let origin = file.parent().unwrap_or(Path::new("/"));
+        // The kernel hands ld.so the executable's real path, so its
+        // `$ORIGIN` is the real directory (`/usr/bin/java` is a symlink
+        // into the JDK whose `$ORIGIN/../lib` holds libjli.so).
+        let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+        let origin = real.parent().unwrap_or(Path::new("/"));
         let needer = Needer::File(file.clone());
         if let Some(interp) = &info.interpreter {
             let found = w.find_interpreter(interp);
@@ -424,7 +436,11 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
                                     .is_some_and(|s| s.starts_with("ld-linux")),
                             },
                         );
-                        let origin = found.inner.parent().unwrap_or(Path::new("/")).to_path_buf();
+                        let origin = found
+                            .searched
+                            .parent()
+                            .unwrap_or(Path::new("/"))
+                            .to_path_buf();
                         let runpath = dirs(&info.runpath, &origin, found.root);
                         let mut rpath_chain = Vec::new();
                         if info.runpath.is_empty() {

@@ -235,6 +235,7 @@ mod tests {
                 kind: Some(kind),
                 inner: PathBuf::from(format!("/usr/lib/{soname}")),
                 host: PathBuf::from(format!("{prefix}/usr/lib/{soname}")),
+                searched: PathBuf::from(format!("/usr/lib/{soname}")),
             },
             defined_versions: set(defines),
             interpreter_like: soname.starts_with("ld-linux"),

@@ -651,6 +651,99 @@ mod tests {
         );
     }
 
+    /// Rewrites a copy of `ls` to carry `RUNPATH=$ORIGIN/../lib` (in place
+    /// of the weak `__gmon_start__` name and the `DT_DEBUG` slot, both of
+    /// the same size), so the test needs no patchelf.
+    fn ls_with_origin_runpath() -> Vec<u8> {
+        use object::read::elf::{FileHeader, SectionHeader};
+        let mut bytes = std::fs::read("/usr/bin/ls").unwrap();
+        let header = object::elf::FileHeader64::<object::Endianness>::parse(&*bytes).unwrap();
+        let endian = header.endian().unwrap();
+        let sections = header.sections(endian, &*bytes).unwrap();
+        let mut dynstr = None;
+        let mut dynamic = None;
+        for s in sections.iter() {
+            let name = sections.section_name(endian, s).unwrap();
+            let Some(range) = s.file_range(endian) else {
+                continue;
+            };
+            match name {
+                b".dynstr" => dynstr = Some(range),
+                b".dynamic" => dynamic = Some(range),
+                _ => {}
+            }
+        }
+        let (str_at, str_len) = dynstr.unwrap();
+        let (dyn_at, dyn_len) = dynamic.unwrap();
+        let table = &bytes[str_at as usize..(str_at + str_len) as usize];
+        let name = b"__gmon_start__\0";
+        let off = table.windows(name.len()).position(|w| w == name).unwrap();
+        let at = str_at as usize + off;
+        bytes[at..at + 14].copy_from_slice(b"$ORIGIN/../lib");
+        let mut slot = None;
+        for e in (dyn_at as usize..(dyn_at + dyn_len) as usize).step_by(16) {
+            if u64::from_le_bytes(bytes[e..e + 8].try_into().unwrap()) == 21 {
+                slot = Some(e); // DT_DEBUG
+            }
+        }
+        let e = slot.expect("ls has a DT_DEBUG slot");
+        bytes[e..e + 8].copy_from_slice(&29u64.to_le_bytes()); // DT_RUNPATH
+        bytes[e + 8..e + 16].copy_from_slice(&(off as u64).to_le_bytes());
+        bytes
+    }
+
+    /// `$ORIGIN` of a given file is its real directory (behind a
+    /// symlink), and libraries found through it are the file's own.
+    #[test]
+    fn origin_runpath_of_a_symlinked_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let app = r.join("opt/app");
+        std::fs::create_dir_all(app.join("bin")).unwrap();
+        std::fs::write(app.join("bin/ls"), ls_with_origin_runpath()).unwrap();
+        let info = inspect(&app.join("bin/ls")).unwrap().unwrap();
+        assert_eq!(info.runpath, vec!["$ORIGIN/../lib".to_string()]);
+        let libs = ldd("/usr/bin/ls");
+        // libc in the root's /usr/lib, every other library in the app's own
+        // lib/: ls's direct needs are found there, its libraries' needs not
+        // (DT_RUNPATH is not inherited).
+        for (soname, path) in &libs {
+            let to = if soname == "libc.so.6" {
+                r.join("usr/lib").join(soname)
+            } else {
+                app.join("lib").join(soname)
+            };
+            copy(path.to_str().unwrap(), &to);
+        }
+        std::fs::create_dir_all(r.join("usr/bin")).unwrap();
+        std::os::unix::fs::symlink("../../opt/app/bin/ls", r.join("usr/bin/ls")).unwrap();
+        let c = closure(&[r.join("usr/bin/ls")], &[Root::image(r)]);
+        let mut indirect = 0;
+        for soname in libs.keys().filter(|s| *s != "libc.so.6") {
+            if info.needed.contains(soname) {
+                let lib = &c.libraries[soname];
+                assert_eq!(lib.found.root, None, "{lib:?}");
+                assert_eq!(lib.found.host, app.join("lib").join(soname));
+            } else {
+                indirect += 1;
+                assert!(
+                    c.problems
+                        .iter()
+                        .any(|p| matches!(p, Problem::Missing { soname: s, .. } if s == soname)),
+                    "{soname}: {:?}",
+                    c.problems
+                );
+            }
+        }
+        assert!(
+            indirect > 0,
+            "ls has indirect needs (libselinux's libpcre2)"
+        );
+        let libc = &c.libraries["libc.so.6"];
+        assert_eq!(libc.found.inner, Path::new("/usr/lib/libc.so.6"));
+        assert_eq!(libc.found.root, Some(0));
+    }
+
     /// A library that defines versions but not the one required.
     #[test]
     fn version_missing_is_reported() {

@@ -379,6 +379,20 @@ mod tests {
             }
         }
         assert!(refused > 0, "garbled headers must be noticed sometimes");
+        // The same through files, which are read piecewise.
+        let dir = tempfile::tempdir().unwrap();
+        for (i, len) in [16, 64, 1000, real.len() / 3, real.len() - 1]
+            .into_iter()
+            .enumerate()
+        {
+            let path = dir.path().join(format!("cut{i}"));
+            std::fs::write(&path, &real[..len]).unwrap();
+            if let Err(err) = inspect(&path) {
+                assert_eq!(err.kind, crate::Kind::Integrity, "{err}");
+                assert!(err.message.contains(&*path.to_string_lossy()), "{err}");
+            }
+        }
+        assert!(inspect(&dir.path().join("cut0")).is_err());
         // Absurd section count in a header: refused, not allocated.
         let mut copy = real.clone();
         copy[0x3c] = 0xff; // e_shnum low byte

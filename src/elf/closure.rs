@@ -46,8 +46,9 @@ impl fmt::Display for Needer {
 /// Where a library was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
-    /// Index into the roots given; `None` when found beside the files
-    /// themselves (through their own `$ORIGIN` search path).
+    /// Index into the roots given; `None` when found through the
+    /// `$ORIGIN` search path of a given file that lies in no image root
+    /// (the artifact's own libraries, e.g. in the store).
     pub root: Option<usize>,
     pub kind: Option<RootKind>,
     /// The path inside that root (the host path for `root: None`), every
@@ -65,6 +66,7 @@ pub struct Library {
     pub soname: String,
     pub found: Found,
     pub defined_versions: BTreeSet<String>,
+    /// The dynamic loader itself (`ld-linux-*`, which libc needs by name).
     pub interpreter_like: bool,
 }
 
@@ -362,6 +364,33 @@ impl Walker<'_> {
     }
 }
 
+/// The `$ORIGIN` of a given file and the root it lies in. A file inside
+/// an image root (the longest such root) is resolved in it, so its
+/// `$ORIGIN/../lib` cannot leave the image; any other file (the store, or
+/// the host) is a host path. Either way the real directory counts.
+fn file_origin(file: &Path, roots: &[Root]) -> (Option<usize>, PathBuf) {
+    let placed = roots
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == RootKind::Image)
+        .filter_map(|(i, r)| Some((i, file.strip_prefix(&r.path).ok()?)))
+        .max_by_key(|(i, _)| roots[*i].path.components().count());
+    match placed {
+        Some((i, rel)) => {
+            let inner = Path::new("/").join(rel);
+            let real = roots[i].resolve(&inner).map_or(inner, |r| r.inner);
+            (
+                Some(i),
+                real.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            )
+        }
+        None => {
+            let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+            (None, real.parent().unwrap_or(Path::new("/")).to_path_buf())
+        }
+    }
+}
+
 /// The closure of `files` (host paths) against `roots`, searched in order.
 /// Files that are not ELF are skipped; statically linked ones need nothing.
 pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
@@ -377,8 +406,8 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
         // The kernel hands ld.so the executable's real path, so its
         // `$ORIGIN` is the real directory (`/usr/bin/java` is a symlink
         // into the JDK whose `$ORIGIN/../lib` holds libjli.so).
-        let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
-        let origin = real.parent().unwrap_or(Path::new("/"));
+        let (origin_root, origin) = file_origin(file, roots);
+        let origin = origin.as_path();
         let needer = Needer::File(file.clone());
         if let Some(interp) = &info.interpreter {
             let found = w.find_interpreter(interp);
@@ -394,9 +423,9 @@ pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
                 found,
             });
         }
-        let runpath = dirs(&info.runpath, origin, None);
+        let runpath = dirs(&info.runpath, origin, origin_root);
         let rpath_chain = if info.runpath.is_empty() {
-            dirs(&info.rpath, origin, None)
+            dirs(&info.rpath, origin, origin_root)
         } else {
             Vec::new()
         };
@@ -718,10 +747,18 @@ mod tests {
         std::fs::create_dir_all(r.join("usr/bin")).unwrap();
         std::os::unix::fs::symlink("../../opt/app/bin/ls", r.join("usr/bin/ls")).unwrap();
         let c = closure(&[r.join("usr/bin/ls")], &[Root::image(r)]);
+        let host = closure(&[r.join("usr/bin/ls")], &[Root::host()]);
+        assert!(host.is_ok(), "{:?}", host.problems);
         let mut indirect = 0;
         for soname in libs.keys().filter(|s| *s != "libc.so.6") {
             if info.needed.contains(soname) {
+                // Inside the image: found in the image, at its place there.
                 let lib = &c.libraries[soname];
+                assert_eq!(lib.found.root, Some(0), "{lib:?}");
+                assert_eq!(lib.found.inner, Path::new("/opt/app/lib").join(soname));
+                assert_eq!(lib.found.host, app.join("lib").join(soname));
+                // Outside any image (like the store): the file's own.
+                let lib = &host.libraries[soname];
                 assert_eq!(lib.found.root, None, "{lib:?}");
                 assert_eq!(lib.found.host, app.join("lib").join(soname));
             } else {

@@ -2,6 +2,7 @@
 //! `--help` text (and, later, the man pages and completions).
 
 use clap::{Args, Parser, Subcommand};
+use pgoci::install::libraries::LibraryMode;
 use pgoci::install::postgres::InitdbSettings;
 use pgoci::install::service::ServiceKind;
 use std::path::PathBuf;
@@ -126,6 +127,9 @@ pub enum Command {
         /// Also check that this port is free.
         #[arg(long)]
         port: Option<u16>,
+        /// Check the bundle's libraries for this --libraries mode.
+        #[arg(long, value_enum, default_value_t)]
+        libraries: LibraryMode,
     },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
@@ -176,6 +180,9 @@ pub struct UpgradeArgs {
     /// Resolve anew with this (complete) extension set, NAME[@VERSION].
     #[arg(long = "ext", value_name = "NAME[@VERSION]")]
     pub ext: Vec<String>,
+    /// Where the server's shared libraries may come from.
+    #[arg(long, value_enum, default_value_t)]
+    pub libraries: LibraryMode,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -273,6 +280,12 @@ pub struct InstallArgs {
     /// initdb host authentication method (local is peer).
     #[arg(long, default_value = InitdbSettings::DEFAULT_AUTH_HOST)]
     pub auth: String,
+    /// Where the server's shared libraries may come from: the host's where
+    /// they satisfy every need and the image's otherwise (auto), the host's
+    /// only (host), or the image's own (image). Checked from the ELF files
+    /// before anything changes.
+    #[arg(long, value_enum, default_value_t)]
+    pub libraries: LibraryMode,
     #[command(flatten)]
     pub change: ChangeArgs,
 }

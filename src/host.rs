@@ -39,12 +39,22 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
 }
 
 /// Runs every check; with a lock and its blobs, also the library check.
+/// What doctor found: every check, and the library table when a bundle
+/// was given.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DoctorReport {
+    pub checks: Vec<Check>,
+    pub libraries: Option<crate::install::libraries::LibraryReport>,
+}
+
 pub fn doctor(
     layout: &HostLayout,
     lock: Option<(&Lock, &dyn BlobSource)>,
     port: Option<u16>,
+    libraries_mode: crate::install::libraries::LibraryMode,
     reporter: &dyn crate::progress::Reporter,
-) -> Result<Vec<Check>> {
+) -> Result<DoctorReport> {
+    let mut table = None;
     let mut checks = Vec::new();
     checks.push(check(
         "root",
@@ -98,7 +108,10 @@ pub fn doctor(
         for blob in lock.blobs() {
             if let Err(e) = source.verify(&blob, reporter) {
                 checks.push(check("integrity", false, e.message));
-                return Ok(checks);
+                return Ok(DoctorReport {
+                    checks,
+                    libraries: None,
+                });
             }
         }
         checks.push(check(
@@ -107,10 +120,15 @@ pub fn doctor(
             format!("{} blobs verified", lock.blobs().len()),
         ));
         if ok {
-            checks.push(libraries(lock, source)?);
+            let (c, report) = libraries(lock, source, libraries_mode, reporter)?;
+            checks.push(c);
+            table = Some(report);
         }
     }
-    Ok(checks)
+    Ok(DoctorReport {
+        checks,
+        libraries: table,
+    })
 }
 
 /// A program on `PATH`.
@@ -122,59 +140,43 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Unpacks the server into a scratch dir and asks ldd what the binaries lack.
-fn libraries(lock: &Lock, source: &dyn BlobSource) -> Result<Check> {
-    let scratch = tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")))?;
+/// Unpacks the artifacts into a scratch store and reads, from their ELF
+/// files, what each needs and where it would come from (nothing is run).
+fn libraries(
+    lock: &Lock,
+    source: &dyn BlobSource,
+    mode: crate::install::libraries::LibraryMode,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<(Check, crate::install::libraries::LibraryReport)> {
+    use crate::install::store;
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")).caused_by(e))?;
     let layout = HostLayout::new(scratch.path(), Path::new("/"));
-    let select = crate::install::generation::server_selector(lock);
-    let (dir, _) = crate::install::store::ensure(
-        &layout,
-        &lock.server.pinned,
-        source,
-        &*select,
-        &crate::progress::Silent,
-    )?;
-    let dirs = crate::install::generation::server_dirs(lock, &dir)?;
-    let bin = dir.join(&dirs.bin);
-    let lib_dirs = [dir.join("lib"), dir.join(&dirs.pkglibdir)];
-    let ld_path = lib_dirs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let mut missing = std::collections::BTreeSet::new();
-    let mut checked = 0;
-    for name in ["postgres", "initdb", "pg_ctl"] {
-        let exe = bin.join(name);
-        if !exe.exists() {
-            continue;
-        }
-        checked += 1;
-        let out = Command::new("ldd")
-            .arg(&exe)
-            .env("LD_LIBRARY_PATH", &ld_path)
-            .output()
-            .map_err(|e| Error::host(format!("cannot run ldd: {e}")))?;
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            if line.contains("not found") {
-                missing.insert(line.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
+    let keep = &crate::unpack::keep_all;
+    let (server, _) = store::ensure(&layout, &lock.server.pinned, source, keep, reporter)?;
+    let mut ext_dirs = Vec::new();
+    for e in &lock.extensions {
+        ext_dirs.push(store::ensure(&layout, &e.pinned, source, keep, reporter)?.0);
     }
-    Ok(if missing.is_empty() {
-        check(
+    let extensions: Vec<(&Path, &[String])> = ext_dirs
+        .iter()
+        .zip(&lock.extensions)
+        .map(|(d, e)| (d.as_path(), e.ld_library_path.as_slice()))
+        .collect();
+    let report = crate::install::libraries::check(lock, &server, &extensions, mode, true)?;
+    let check = match report.failures.is_empty() {
+        true => Check::new(
             "libraries",
             true,
-            format!("{checked} server binaries find every shared library"),
-        )
-    } else {
-        check(
-            "libraries",
-            false,
             format!(
-                "missing on this host: {} (install them, or use artifacts that carry them)",
-                missing.into_iter().collect::<Vec<_>>().join(", ")
+                "{} ELF files find every library ({} from the image); glibc {} needed, host has {}",
+                report.files_checked,
+                report.from_image.len(),
+                report.glibc_required.as_deref().unwrap_or("?"),
+                report.glibc_host.as_deref().unwrap_or("?"),
             ),
-        )
-    })
+        ),
+        false => Check::new("libraries", false, report.failures.join("; ")),
+    };
+    Ok((check, report))
 }

@@ -5,20 +5,62 @@ use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
 use std::path::Path;
 
-pub fn run(ctx: &Context, bundle: Option<&Path>, port: Option<u16>) -> Result<Outcome> {
+pub fn run(
+    ctx: &Context,
+    bundle: Option<&Path>,
+    port: Option<u16>,
+    libraries: pgoci::install::libraries::LibraryMode,
+) -> Result<Outcome> {
     let opened = bundle.map(Bundle::open).transpose()?;
     let lock = opened
         .as_ref()
         .map(|b| (&b.lock, b as &dyn pgoci::blobs::BlobSource));
-    let checks = pgoci::host::doctor(&ctx.layout(), lock, port, ctx.reporter.as_ref())?;
+    let report = pgoci::host::doctor(&ctx.layout(), lock, port, libraries, ctx.reporter.as_ref())?;
+    let checks = &report.checks;
     let mut text = String::new();
-    for c in &checks {
+    for c in checks {
         text.push_str(&format!(
             "{} {:<10} {}\n",
             if c.ok { "ok  " } else { "FAIL" },
             c.name,
             c.detail
         ));
+    }
+    if let Some(libs) = &report.libraries {
+        text.push_str(&format!(
+            "\nlibraries (--libraries {}):\n",
+            serde_json::to_value(libs.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        ));
+        // The host's own libraries are the usual case: counted; the table
+        // lists what comes from elsewhere or is missing.
+        let shown: Vec<_> = libs
+            .rows
+            .iter()
+            .filter(|r| !r.found.starts_with("host "))
+            .collect();
+        let width = shown
+            .iter()
+            .map(|r| r.needed_by.len())
+            .max()
+            .unwrap_or(0)
+            .min(40);
+        for r in &shown {
+            text.push_str(&format!(
+                "  {:<width$}  {:<32}  {}\n",
+                r.needed_by, r.need, r.found
+            ));
+        }
+        text.push_str(&format!(
+            "  {} needs met by the host; {} ELF files read\n",
+            libs.rows.len() - shown.len(),
+            libs.files_checked
+        ));
+        for m in &libs.optional_missing {
+            text.push_str(&format!("  optional module: {m}\n"));
+        }
     }
     let failed: Vec<&str> = checks
         .iter()
@@ -33,6 +75,7 @@ pub fn run(ctx: &Context, bundle: Option<&Path>, port: Option<u16>) -> Result<Ou
         );
     }
     Ok(Outcome::new("doctor", false)
-        .field("checks", &checks)
+        .field("checks", checks)
+        .field("libraries", &report.libraries)
         .stdout(text))
 }

@@ -66,6 +66,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
             encoding: args.encoding.clone(),
             auth_host: args.auth.clone(),
         },
+        libraries: args.libraries,
         ..InstallOptions::new(layout.clone(), &instance)
     };
     let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
@@ -162,6 +163,7 @@ fn planned(plan: &Plan) -> InstallReport {
         instance: plan.instance.clone(),
         actions: plan.steps.clone(),
         warnings: plan.warnings.clone(),
+        libraries: None,
     }
 }
 
@@ -213,6 +215,9 @@ fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> O
         .field("extensions", extensions)
         .field("actions", actions)
         .field("warnings", &report.warnings);
+    if let Some(libs) = &report.libraries {
+        outcome = outcome.field("libraries", libs);
+    }
     for w in &report.warnings {
         outcome = outcome.note(format!("warning: {w}"));
     }
@@ -314,7 +319,10 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
         }
     };
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
-    let opts = InstallOptions::for_upgrade(layout, &state);
+    let opts = InstallOptions {
+        libraries: args.libraries,
+        ..InstallOptions::for_upgrade(layout, &state)
+    };
     execute(
         ctx,
         "upgrade",

@@ -188,7 +188,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         } => lifecycle::uninstall(&ctx, &instance, purge, &change),
         Command::Gc { keep, change } => lifecycle::gc(&ctx, &keep, &change),
         Command::Completions { shell } => docs::completions(shell),
-        Command::Doctor { bundle, port } => doctor::run(&ctx, bundle.as_deref(), port),
+        Command::Doctor {
+            bundle,
+            port,
+            libraries,
+        } => doctor::run(&ctx, bundle.as_deref(), port, libraries),
         Command::GenerateMan { dir } => docs::man_pages(&dir),
     }
 }

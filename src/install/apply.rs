@@ -111,6 +111,7 @@ pub fn install(
         previous: previous.as_ref(),
         gen: target.reuse_generation.clone(),
         account: users::lookup(&opts.user),
+        libraries: None,
     };
     // Artifacts are independent: unpack them side by side.
     let (unpacks, rest): (Vec<&Step>, Vec<&Step>) = plan
@@ -119,6 +120,13 @@ pub fn install(
         .partition(|s| matches!(s, Step::Unpack { .. }));
     if let Err(e) = applier.unpack_all(&unpacks, &mut runner) {
         return Err(undo(tx, e));
+    }
+    // Before anything else changes: can the new generation run here?
+    if rest.iter().any(|s| matches!(s, Step::Compose { .. })) {
+        match applier.check_libraries() {
+            Ok(report) => applier.libraries = Some(report),
+            Err(e) => return Err(undo(tx, e)),
+        }
     }
     for step in rest {
         if let Err(e) = applier.step(step, &mut runner, &mut tx) {
@@ -133,6 +141,7 @@ pub fn install(
     if let Some(g) = &applier.gen {
         report.instance.version = g.server_version.clone();
     }
+    report.libraries = applier.libraries;
     Ok(report)
 }
 
@@ -160,6 +169,7 @@ fn report(plan: &Plan, done: Vec<Step>) -> InstallReport {
         instance: plan.instance.clone(),
         actions: done,
         warnings: plan.warnings.clone(),
+        libraries: None,
     }
 }
 
@@ -172,6 +182,8 @@ struct InstallApplier<'a> {
     /// The generation being installed, once composed (or reused).
     gen: Option<GenerationState>,
     account: Option<Account>,
+    /// The library check of the artifacts, once unpacked.
+    libraries: Option<super::libraries::LibraryReport>,
 }
 
 impl InstallApplier<'_> {
@@ -300,6 +312,34 @@ impl InstallApplier<'_> {
         Ok(())
     }
 
+    /// The `--libraries` check of the unpacked artifacts: exit 6 if the
+    /// server could not run, before any other change.
+    fn check_libraries(&self) -> Result<super::libraries::LibraryReport> {
+        let store = |d: &crate::digest::Digest| self.layout().store().join(d.hex());
+        let ext_stores: Vec<PathBuf> = self
+            .lock
+            .extensions
+            .iter()
+            .map(|e| store(&e.pinned.digest))
+            .collect();
+        let extensions: Vec<(&Path, &[String])> = self
+            .lock
+            .extensions
+            .iter()
+            .zip(&ext_stores)
+            .map(|(e, d)| (d.as_path(), e.ld_library_path.as_slice()))
+            .collect();
+        let report = super::libraries::check(
+            self.lock,
+            &store(&self.lock.server.pinned.digest),
+            &extensions,
+            self.opts.libraries,
+            false,
+        )?;
+        report.refuse_failed()?;
+        Ok(report)
+    }
+
     fn gen(&self) -> Result<&GenerationState> {
         self.gen
             .as_ref()
@@ -395,7 +435,12 @@ impl InstallApplier<'_> {
         // run killed after composing it left it for us.
         let created = !dest.is_dir();
         if created {
-            generation::compose(lock, &dirs, &server_dir, &inputs, &dest)?;
+            let image_libs = self
+                .libraries
+                .as_ref()
+                .map(|l| l.from_image.as_slice())
+                .unwrap_or_default();
+            generation::compose(lock, &dirs, &server_dir, &inputs, image_libs, &dest)?;
             tx.created(&dest);
         }
         let version = if lock.server.version == "unknown" {

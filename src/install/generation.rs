@@ -31,25 +31,6 @@ pub const RUNTIME_ENV: &str = ".pgoci-env.json";
 /// The first PostgreSQL major with `extension_control_path`.
 pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;
 
-/// Which entries of the server artifact are kept: all for `tree`, only
-/// `server.paths` (at their positions) for `rootfs`.
-pub fn server_selector(lock: &Lock) -> crate::unpack::Selector {
-    match &lock.server.paths {
-        Some(paths) if lock.server.layout == Layout::Rootfs => {
-            let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
-                .iter()
-                .map(|p| PathBuf::from(p.trim_start_matches('/')))
-                .collect();
-            Box::new(move |p: &Path| {
-                keep.iter()
-                    .any(|k| p.starts_with(k))
-                    .then(|| p.to_path_buf())
-            })
-        }
-        _ => Box::new(|p: &Path| Some(p.to_path_buf())),
-    }
-}
-
 /// Finds bin, sharedir and pkglibdir in an unpacked server artifact.
 pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     if lock.server.layout == Layout::Rootfs {
@@ -224,6 +205,7 @@ pub fn compose(
     dirs: &ServerDirs,
     server_store: &Path,
     extensions: &[ExtensionInput],
+    image_libs: &[(String, PathBuf)],
     dest: &Path,
 ) -> Result<RuntimeEnv> {
     let parent = dest.parent().expect("generation has a parent");
@@ -267,6 +249,16 @@ pub fn compose(
             }
         }
         let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        // Libraries of the server image the host lacks, under their sonames.
+        for (soname, path) in image_libs {
+            let deps = tmp.join(DEPS_DIR);
+            fs::create_dir_all(&deps).with_path(&deps, "create")?;
+            let dst = deps.join(soname);
+            if fs::symlink_metadata(&dst).is_err() && fs::hard_link(path, &dst).is_err() {
+                fs::copy(path, &dst).with_path(&dst, "copy")?;
+            }
+            env.ld_library_path = Some(dest.join(DEPS_DIR));
+        }
         env.notify = super::postgres::links_libsystemd(&tmp.join(&dirs.bin).join("postgres"));
         let env_file = tmp.join(RUNTIME_ENV);
         fs::write(&env_file, serde_json::to_vec(&env).expect("serializable"))

@@ -19,6 +19,7 @@ pub mod exclusive;
 pub mod facts;
 pub mod generation;
 pub mod layout;
+pub mod libraries;
 pub mod manifest;
 pub mod plan;
 pub mod postgres;
@@ -54,6 +55,8 @@ pub struct InstallOptions {
     pub no_start: bool,
     pub settings: BTreeMap<String, String>,
     pub initdb: InitdbSettings,
+    /// Where the server's shared libraries may come from.
+    pub libraries: libraries::LibraryMode,
 }
 
 impl InstallOptions {
@@ -69,6 +72,7 @@ impl InstallOptions {
             no_start: false,
             settings: BTreeMap::new(),
             initdb: InitdbSettings::default(),
+            libraries: libraries::LibraryMode::default(),
         }
     }
 
@@ -91,4 +95,6 @@ pub struct InstallReport {
     pub instance: InstanceSummary,
     pub actions: Vec<Step>,
     pub warnings: Vec<String>,
+    /// The library check of a new generation, when one was composed.
+    pub libraries: Option<libraries::LibraryReport>,
 }

@@ -1,0 +1,245 @@
+//! `--libraries auto|host|image`: which shared libraries the server and
+//! its extensions need, and whether the host or the image provides each —
+//! read from the ELF files ([`crate::elf`]), never by running them. Install
+//! runs this right after unpacking, before anything else changes, and
+//! refuses (exit 6) what cannot run; doctor prints the same table.
+
+use super::generation::server_dirs;
+use crate::elf::{self, policy, Closure, Root};
+use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::profile::Layout;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Where the server's libraries may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LibraryMode {
+    /// The host's where they satisfy every need, the image's where not.
+    #[default]
+    Auto,
+    /// The host's only: anything missing is refused before install.
+    Host,
+    /// The image's own, its dynamic loader included.
+    Image,
+}
+
+impl LibraryMode {
+    fn policy(self) -> policy::Mode {
+        match self {
+            LibraryMode::Auto => policy::Mode::Auto,
+            LibraryMode::Host => policy::Mode::Host,
+            LibraryMode::Image => policy::Mode::Image,
+        }
+    }
+}
+
+/// One need, for the table doctor prints and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// Who needs it: a file of an artifact, or a library.
+    pub needed_by: String,
+    /// The soname and the versions required of it.
+    pub need: String,
+    /// `host /usr/lib/…`, `image usr/lib/…`, `artifact …` or `missing`.
+    pub found: String,
+}
+
+/// The verdict on an artifact set's libraries.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryReport {
+    pub mode: LibraryMode,
+    pub files_checked: usize,
+    pub rows: Vec<Row>,
+    /// Why it cannot run as asked (empty when it can), one line each.
+    pub failures: Vec<String>,
+    /// Modules of the server no one asked for (PL/Perl, PL/Python, …)
+    /// that could not load here: they fail only if someone loads them.
+    pub optional_missing: Vec<String>,
+    pub glibc_required: Option<String>,
+    pub glibc_host: Option<String>,
+    /// Libraries the image must provide: (soname, host path in the
+    /// store). They go to the generation's `lib/pgoci-deps`.
+    pub from_image: Vec<(String, PathBuf)>,
+}
+
+impl LibraryReport {
+    /// `Ok` when the server can run as asked, else exit 6 naming each
+    /// missing library or version and who needs it.
+    pub fn refuse_failed(&self) -> Result<()> {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<&str> = self.failures.iter().take(8).map(String::as_str).collect();
+        let more = self.failures.len().saturating_sub(shown.len());
+        Err(Error::host(format!(
+            "the server cannot run on this host with --libraries {}: {}{}",
+            serde_json::to_value(self.mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            shown.join("; "),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        ))
+        .hint("install the missing libraries, try another --libraries mode, or use an image built for this host's release; `pgoci doctor --bundle …` shows the table"))
+    }
+}
+
+/// The ELF files directly in `dir`, sorted.
+fn elf_files_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.path())
+        .filter(|p| matches!(elf::inspect(p), Ok(Some(_))))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Checks the libraries of a lock's unpacked artifacts under `mode`: the
+/// server's programs and the requested extensions' modules must load
+/// (failures); with `optional`, the server's own other modules are read
+/// too and what they lack is listed apart. `extensions` are (store dir,
+/// `ld_library_path` entries) per extension.
+pub fn check(
+    lock: &Lock,
+    server: &Path,
+    extensions: &[(&Path, &[String])],
+    mode: LibraryMode,
+    optional: bool,
+) -> Result<LibraryReport> {
+    let dirs = server_dirs(lock, server)?;
+    let mut files = elf_files_in(&server.join(&dirs.bin));
+    for (ext, _) in extensions {
+        files.extend(elf_files_in(&ext.join("lib")));
+    }
+    let optional_files = match optional {
+        true => elf_files_in(&server.join(&dirs.pkglibdir)),
+        false => Vec::new(),
+    };
+    // What the extensions carry for themselves (`system/`, `ld_library_path`)
+    // counts everywhere: pgoci places it for them.
+    let ext_roots: Vec<Root> = extensions
+        .iter()
+        .map(|(dir, paths)| {
+            let mut lib_path: Vec<PathBuf> = vec!["/system".into()];
+            lib_path.extend(
+                paths
+                    .iter()
+                    .map(|p| Path::new("/").join(p.trim_start_matches('/'))),
+            );
+            Root::image(*dir).with_library_path(lib_path)
+        })
+        .collect();
+    let mut host_roots = vec![Root::host()];
+    host_roots.extend(ext_roots.iter().cloned());
+    let mut image_roots = Vec::new();
+    if lock.server.layout == Layout::Rootfs {
+        image_roots.push(Root::image(server));
+    }
+    image_roots.extend(ext_roots.iter().cloned());
+    let host = elf::closure(&files, &host_roots);
+    let image = elf::closure(&files, &image_roots);
+    let plan = policy::plan(mode.policy(), &host, &image);
+    let optional_missing = if optional_files.is_empty() {
+        Vec::new()
+    } else {
+        let h = elf::closure(&optional_files, &host_roots);
+        let i = elf::closure(&optional_files, &image_roots);
+        policy::plan(mode.policy(), &h, &i)
+            .failures
+            .iter()
+            .map(|p| shorten(&p.to_string(), server))
+            .collect()
+    };
+    let mut failures: Vec<String> = plan
+        .failures
+        .iter()
+        .map(|p| shorten(&p.to_string(), server))
+        .collect();
+    if plan.image_loader.is_some() {
+        // Running on the image's own loader needs its binaries patched
+        // (interpreter and RPATH): not done yet, so refused before install.
+        failures.push(format!(
+            "the server needs the image's glibc {} but the host has {}; running on the image's own dynamic loader is not supported yet",
+            image.glibc_available.or(host.glibc_required).map_or("?".into(), |v| v.to_string()),
+            host.glibc_available.map_or("?".into(), |v| v.to_string()),
+        ));
+    }
+    // The server image's own libraries the host lacks (an extension's
+    // `system/` is placed by compose already).
+    let from_image: Vec<(String, PathBuf)> = plan
+        .sources
+        .iter()
+        .filter(|(_, s)| **s == policy::Source::Image)
+        .filter_map(|(soname, _)| Some((soname, image.libraries.get(soname)?)))
+        .filter(|(_, lib)| lock.server.layout == Layout::Rootfs && lib.found.root == Some(0))
+        .map(|(soname, lib)| (soname.clone(), lib.found.host.clone()))
+        .collect();
+    Ok(LibraryReport {
+        mode,
+        files_checked: files.len(),
+        rows: rows(&host, &image, &plan, server),
+        failures,
+        optional_missing,
+        glibc_required: host.glibc_required.map(|v| v.to_string()),
+        glibc_host: host.glibc_available.map(|v| v.to_string()),
+        from_image,
+    })
+}
+
+/// Store paths are long and all alike: show them from the artifact root.
+fn shorten(text: &str, server: &Path) -> String {
+    let prefix = server.display().to_string();
+    text.replace(&format!("{prefix}/"), "").replace(&prefix, "")
+}
+
+fn rows(host: &Closure, image: &Closure, plan: &policy::Plan, server: &Path) -> Vec<Row> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for need in &host.needs {
+        if !seen.insert((need.needed_by.clone(), need.soname.clone())) {
+            continue;
+        }
+        let versions: Vec<&str> = need.versions.iter().map(String::as_str).collect();
+        let source = plan.sources.get(&need.soname);
+        let found = match source {
+            Some(policy::Source::Own) => host.libraries.get(&need.soname).map(|l| {
+                format!(
+                    "artifact {}",
+                    shorten(&l.found.host.display().to_string(), server)
+                )
+            }),
+            Some(policy::Source::Host) => host
+                .libraries
+                .get(&need.soname)
+                .map(|l| format!("host {}", l.found.host.display())),
+            Some(policy::Source::Image) => image
+                .libraries
+                .get(&need.soname)
+                .map(|l| format!("image {}", l.found.inner.display())),
+            None => None,
+        }
+        .unwrap_or_else(|| "missing".into());
+        out.push(Row {
+            needed_by: shorten(&need.needed_by.to_string(), server),
+            need: match versions.is_empty() {
+                true => need.soname.clone(),
+                false => format!("{} ({})", need.soname, versions.join(", ")),
+            },
+            found,
+        });
+    }
+    out
+}

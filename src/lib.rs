@@ -20,12 +20,15 @@ pub mod failpoint;
 pub mod fetch;
 pub mod host;
 pub mod install;
+pub mod limits;
 pub mod lock;
+pub mod names;
 pub mod platform;
 pub mod profile;
 pub mod progress;
 pub mod publish;
 pub mod registry;
+pub mod render;
 pub mod resolve;
 pub mod unpack;
 

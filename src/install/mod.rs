@@ -416,7 +416,7 @@ fn build_generation(
             .extensions
             .iter()
             .map(|e| ExtensionState {
-                name: e.name.clone(),
+                name: e.name.to_string(),
                 version: e.version.clone(),
                 digest: e.pinned.digest.clone(),
             })
@@ -436,7 +436,7 @@ pub fn server_selector(lock: &Lock) -> unpack::Selector {
         Some(paths) if lock.server.layout == crate::profile::Layout::Rootfs => {
             let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
                 .iter()
-                .map(|p| PathBuf::from(p.trim_start_matches('/')))
+                .map(|p| PathBuf::from(p.as_str().trim_start_matches('/')))
                 .collect();
             Box::new(move |p: &Path| {
                 keep.iter()

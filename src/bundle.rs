@@ -254,10 +254,9 @@ impl Storage {
     fn read_file(&self, name: &str) -> std::io::Result<Vec<u8>> {
         read_capped(self.open_name(name)?, DOCUMENT_CAP).map_err(|e| match e {
             ReadError::Io(e) => e,
-            ReadError::TooLarge(_) => std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{name} is {e}"),
-            ),
+            ReadError::TooLarge(_) => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{name} is {e}"))
+            }
         })
     }
 
@@ -378,10 +377,17 @@ impl Bundle {
         for blob in &blobs {
             self.verify_blob(blob)?;
         }
+        self.verify_manifests()?;
+        Ok(blobs.len())
+    }
+
+    /// Checks that every manifest blob of the lock is an image manifest
+    /// listing the lock's config and layers (its hash alone is not enough).
+    pub fn verify_manifests(&self) -> Result<()> {
         for pinned in self.lock.artifacts() {
             self.verify_manifest(pinned)?;
         }
-        Ok(blobs.len())
+        Ok(())
     }
 
     /// A manifest blob must be an OCI or Docker image manifest, not just

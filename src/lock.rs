@@ -6,7 +6,9 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
-use crate::names::{check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName};
+use crate::names::{
+    check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
+};
 use crate::profile::{Layout, RootfsPaths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -187,9 +189,7 @@ impl Lock {
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = read_file_capped(path, DOCUMENT_CAP).map_err(|e| match e {
             ReadError::Io(e) => Error::usage(format!("cannot read lock {}: {e}", path.display())),
-            ReadError::TooLarge(_) => {
-                Error::integrity(format!("lock {} is {e}", path.display()))
-            }
+            ReadError::TooLarge(_) => Error::integrity(format!("lock {} is {e}", path.display())),
         })?;
         let text = String::from_utf8(bytes)
             .map_err(|_| Error::integrity(format!("lock {} is not UTF-8", path.display())))?;
@@ -307,9 +307,17 @@ pub(crate) mod tests {
                 "cron.database_name: \"a\\nb\"",
                 "settings.cron.database_name",
             ),
-            ("bin: /usr/lib/postgresql/15/bin", "bin: /usr/../../etc", "image path"),
+            (
+                "bin: /usr/lib/postgresql/15/bin",
+                "bin: /usr/../../etc",
+                "image path",
+            ),
             ("preload: pg_cron", "preload: \"a,b\"", "preload library"),
-            ("platform: linux/amd64", "platform: \"linux\\ramd64\"", "platform"),
+            (
+                "platform: linux/amd64",
+                "platform: \"linux\\ramd64\"",
+                "platform",
+            ),
         ];
         for (from, to, names) in cases {
             assert!(good.contains(from), "{from}");
@@ -319,15 +327,22 @@ pub(crate) mod tests {
             assert!(err.message.contains(names), "{to}: {}", err.message);
         }
         let mut lock = sample();
-        lock.extensions[0].env.insert(
-            EnvKey::parse("X").unwrap(),
-            "a\"\nUser=root".to_string(),
-        );
+        lock.extensions[0]
+            .env
+            .insert(EnvKey::parse("X").unwrap(), "a\"\nUser=root".to_string());
         let err = Lock::parse(&lock.to_yaml().unwrap(), "t").unwrap_err();
         assert!(err.message.contains("env.X"), "{}", err.message);
-        let bad = good.replacen("settings:", "env:\n    \"A\\\"\\nUser=root\": x\n  settings:", 1);
+        let bad = good.replacen(
+            "settings:",
+            "env:\n    \"A\\\"\\nUser=root\": x\n  settings:",
+            1,
+        );
         let err = Lock::parse(&bad, "t").unwrap_err();
-        assert!(err.message.contains("environment variable name"), "{}", err.message);
+        assert!(
+            err.message.contains("environment variable name"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

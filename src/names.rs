@@ -35,11 +35,7 @@ impl fmt::Display for Invalid {
         } else {
             ""
         };
-        write!(
-            f,
-            "invalid {} {:?}{more}: {}",
-            self.what, shown, self.rule
-        )
+        write!(f, "invalid {} {:?}{more}: {}", self.what, shown, self.rule)
     }
 }
 
@@ -139,7 +135,10 @@ fn is_image_path(s: &str) -> bool {
         return false;
     }
     let rel = image_relative(s);
-    !rel.is_empty() && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+    !rel.is_empty()
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn image_relative(s: &str) -> &str {
@@ -396,7 +395,12 @@ mod tests {
 
     #[test]
     fn config_params() {
-        for good in ["work_mem", "cron.database_name", "pg_stat_statements.max", "A1"] {
+        for good in [
+            "work_mem",
+            "cron.database_name",
+            "pg_stat_statements.max",
+            "A1",
+        ] {
             ConfigParam::parse(good).unwrap();
         }
         for bad in [
@@ -416,7 +420,12 @@ mod tests {
 
     #[test]
     fn library_names() {
-        for good in ["pg_cron", "pg_stat_statements", "auto_explain", "vectors.so"] {
+        for good in [
+            "pg_cron",
+            "pg_stat_statements",
+            "auto_explain",
+            "vectors.so",
+        ] {
             LibraryName::parse(good).unwrap();
         }
         for bad in ["", "a,b", "a'b", "/tmp/x", "a b", "$libdir/x"] {
@@ -429,8 +438,14 @@ mod tests {
         let p = ImagePath::parse("/usr/lib/postgresql/17/bin").unwrap();
         assert_eq!(p.as_relative(), Path::new("usr/lib/postgresql/17/bin"));
         assert_eq!(p.to_string(), "/usr/lib/postgresql/17/bin");
-        assert_eq!(Path::new("/store").join(&p), Path::new("/store/usr/lib/postgresql/17/bin"));
-        assert_eq!(ImagePath::parse("system/").unwrap().as_relative(), Path::new("system"));
+        assert_eq!(
+            Path::new("/store").join(&p),
+            Path::new("/store/usr/lib/postgresql/17/bin")
+        );
+        assert_eq!(
+            ImagePath::parse("system/").unwrap().as_relative(),
+            Path::new("system")
+        );
         ImagePath::parse("/usr/lib/postgresql/{major}/bin").unwrap();
         for bad in [
             "", "/", "..", "../..", "/a/../b", "a/./b", "./a", "a//b", "a\nb", "a\0b", "a//",
@@ -443,7 +458,10 @@ mod tests {
     #[test]
     fn serde_validates_and_keeps_bytes() {
         let v: Vec<ImagePath> = serde_json::from_str(r#"["/usr/lib", "system"]"#).unwrap();
-        assert_eq!(serde_json::to_string(&v).unwrap(), r#"["/usr/lib","system"]"#);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"["/usr/lib","system"]"#
+        );
         let err = serde_json::from_str::<ExtensionName>(r#""../../x""#).unwrap_err();
         assert!(err.to_string().contains("invalid extension name"), "{err}");
     }
@@ -453,7 +471,10 @@ mod tests {
         check_text("v", "${image_root}/share/proj ok").unwrap();
         for bad in ["a\nb", "a\rb", "a\0b", "a\u{7f}", "a\tb", "a\u{85}"] {
             let err = check_text("settings value", bad).unwrap_err();
-            assert!(err.to_string().starts_with("invalid settings value"), "{err}");
+            assert!(
+                err.to_string().starts_with("invalid settings value"),
+                "{err}"
+            );
         }
     }
 
@@ -463,6 +484,9 @@ mod tests {
         assert_eq!(e().usage().kind.exit_code(), 2);
         assert_eq!(e().resolve().kind.exit_code(), 3);
         assert_eq!(e().integrity().kind.exit_code(), 5);
-        assert_eq!(e().to_string(), r#"invalid extension name "..": must match [a-z0-9][a-z0-9_-]{0,62}"#);
+        assert_eq!(
+            e().to_string(),
+            r#"invalid extension name "..": must match [a-z0-9][a-z0-9_-]{0,62}"#
+        );
     }
 }

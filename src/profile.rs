@@ -7,7 +7,9 @@
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
-use crate::names::{check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName};
+use crate::names::{
+    check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -63,7 +63,8 @@ pub fn systemd_exec_arg(value: &str) -> Result<String, Invalid> {
 /// `$$` where `ReadWritePaths=` takes it literally, so no single form is
 /// right for both.
 pub fn systemd_path(path: &Path) -> Result<String, Invalid> {
-    const RULE: &str = "a path in a systemd unit must be absolute UTF-8 without `$` or control characters";
+    const RULE: &str =
+        "a path in a systemd unit must be absolute UTF-8 without `$` or control characters";
     let text = path.to_str().ok_or_else(|| Invalid {
         what: "unit path".into(),
         value: path.to_string_lossy().into_owned(),

@@ -49,7 +49,10 @@ pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
         .items(&labels)
         .interact()
         .map_err(failed)?;
-    Ok(picks.into_iter().map(|i| offered[i].0.to_string()).collect())
+    Ok(picks
+        .into_iter()
+        .map(|i| offered[i].0.to_string())
+        .collect())
 }
 
 /// Asks for a text value with a default.

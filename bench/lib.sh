@@ -9,7 +9,7 @@ command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y bc
 registry=$(tests/bed/bed.sh up "$state" | sed -n 's/^REGISTRY=//p' | tail -1)
 cargo build --release --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-pgoci="$target_dir/release/pgoci"
+pgoci="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"
 work=$(mktemp -d)
 trap 'rm -rf "$work"; tests/bed/bed.sh down "$state" >/dev/null 2>&1' EXIT
 now() { date +%s.%N; }

@@ -2,6 +2,8 @@
 //! `--help` text (and, later, the man pages and completions).
 
 use clap::{Args, Parser, Subcommand};
+use pgoci::install::postgres::InitdbSettings;
+use pgoci::install::service::ServiceKind;
 use std::path::PathBuf;
 
 /// Install PostgreSQL and its extensions from OCI registries onto hosts that run no containers.
@@ -91,6 +93,8 @@ pub enum Command {
         /// The instance.
         #[arg(long)]
         instance: String,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Show installed instances.
     Status {
@@ -106,9 +110,13 @@ pub enum Command {
         /// The instance.
         #[arg(long)]
         instance: String,
-        /// Also delete the data directory (only one pgoci created).
+        /// Also delete the data directory (only one pgoci created and
+        /// initialised). At a terminal pgoci asks for the instance name to
+        /// be typed; without one it needs --yes.
         #[arg(long)]
         purge: bool,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
     /// Check whether an install would work on this host (exit 6 if not).
     Doctor {
@@ -135,7 +143,23 @@ pub enum Command {
         /// A lock whose blobs must stay in the cache (repeatable).
         #[arg(long, value_name = "FILE")]
         keep: Vec<PathBuf>,
+        #[command(flatten)]
+        change: ChangeArgs,
     },
+}
+
+/// The flags every command that changes the host takes.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ChangeArgs {
+    /// Print the plan and change nothing (needs no root).
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// If another pgoci is changing the same prefix, fail (exit 6) instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -152,12 +176,8 @@ pub struct UpgradeArgs {
     /// Resolve anew with this (complete) extension set, NAME[@VERSION].
     #[arg(long = "ext", value_name = "NAME[@VERSION]")]
     pub ext: Vec<String>,
-    /// Print the plan and change nothing.
-    #[arg(long)]
-    pub check: bool,
-    /// Do not ask for confirmation.
-    #[arg(short, long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,18 +224,22 @@ pub struct RequestArgs {
 /// Where a lock comes from: a file, or a request resolved now.
 #[derive(Debug, Args, Clone)]
 pub struct LockSource {
-    /// A lock file written by `pgoci resolve`.
-    #[arg(long, conflicts_with_all = ["major", "ext"])]
-    pub lock: Option<PathBuf>,
+    /// A lock file written by `pgoci resolve` (`bundle export` and `pull`
+    /// take several: one bundle for a whole site). With `install --bundle`,
+    /// the digest (or its start) of one of the bundle's locks.
+    #[arg(long, conflicts_with_all = ["major", "ext"], value_name = "FILE|DIGEST")]
+    pub lock: Vec<PathBuf>,
     #[command(flatten)]
     pub request: RequestArgs,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct InstallArgs {
-    /// Install from a bundle (directory or .tar); needs no network. With
-    /// --lock, any OCI image layout holding the lock's blobs will do.
-    #[arg(long, conflicts_with_all = ["major", "ext"])]
+    /// Install from a bundle (directory or .tar); needs no network. A
+    /// bundle holding several locks needs --major N or --lock DIGEST to
+    /// pick one. With --lock FILE, any OCI image layout holding that lock's
+    /// blobs will do.
+    #[arg(long, conflicts_with = "ext")]
     pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub source: LockSource,
@@ -232,8 +256,8 @@ pub struct InstallArgs {
     #[arg(long, default_value = "postgres")]
     pub user: String,
     /// How the server is run [default: systemd when it is running, else none].
-    #[arg(long, value_parser = ["systemd", "none"])]
-    pub service: Option<String>,
+    #[arg(long, value_enum)]
+    pub service: Option<ServiceKind>,
     /// Install and configure, but do not start.
     #[arg(long)]
     pub no_start: bool,
@@ -241,18 +265,14 @@ pub struct InstallArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// initdb locale.
-    #[arg(long, default_value = "C.UTF-8")]
+    #[arg(long, default_value = InitdbSettings::DEFAULT_LOCALE)]
     pub locale: String,
     /// initdb encoding.
-    #[arg(long, default_value = "UTF8")]
+    #[arg(long, default_value = InitdbSettings::DEFAULT_ENCODING)]
     pub encoding: String,
     /// initdb host authentication method (local is peer).
-    #[arg(long, default_value = "scram-sha-256")]
+    #[arg(long, default_value = InitdbSettings::DEFAULT_AUTH_HOST)]
     pub auth: String,
-    /// Print the plan and change nothing.
-    #[arg(long)]
-    pub check: bool,
-    /// Do not ask for confirmation.
-    #[arg(short, long)]
-    pub yes: bool,
+    #[command(flatten)]
+    pub change: ChangeArgs,
 }

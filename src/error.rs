@@ -52,7 +52,8 @@ impl Kind {
     }
 }
 
-/// A failure with its kind, a one-line message and an optional hint.
+/// A failure with its kind, a one-line message, an optional hint and the
+/// error that caused it (printed as a chain with `-v`).
 #[derive(Debug)]
 pub struct Error {
     pub kind: Kind,
@@ -60,6 +61,7 @@ pub struct Error {
     pub hint: Option<String>,
     /// The same request may succeed later (network cut, 5xx, 429).
     pub transient: bool,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 /// The library's result type.
@@ -72,7 +74,33 @@ impl Error {
             message: message.into(),
             hint: None,
             transient: false,
+            source: None,
         }
+    }
+
+    /// Keeps the lower-level error that caused this one.
+    pub fn caused_by(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The causes below this error, outermost first.
+    pub fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let mut next = std::error::Error::source(self);
+        std::iter::from_fn(move || {
+            let here = next?;
+            next = here.source();
+            Some(here)
+        })
+    }
+
+    /// Puts `context: ` in front of the message, keeping kind, hint and cause.
+    pub fn context(mut self, context: impl std::fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
     }
 
     /// Marks the error as worth retrying.
@@ -115,7 +143,11 @@ impl Error {
             std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => Kind::Integrity,
             _ => Kind::Host,
         };
-        Self::new(kind, format!("cannot {action} {}: {err}", path.display()))
+        let kind = match err.raw_os_error() {
+            Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT => Kind::Host,
+            _ => kind,
+        };
+        Self::new(kind, format!("cannot {action} {}: {err}", path.display())).caused_by(err)
     }
 }
 
@@ -125,7 +157,33 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Module error enums say which exit-code kind they are and what to do.
+pub trait Classify: std::error::Error + Send + Sync + Sized + 'static {
+    /// The exit-code kind.
+    fn kind(&self) -> Kind;
+    /// A `hint:` line, when there is something the user can do.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+    /// The library-wide error, keeping this one as its cause.
+    fn into_error(self) -> Error {
+        let mut e = Error::new(self.kind(), self.to_string());
+        e.hint = self.hint();
+        let own_source = std::error::Error::source(&self).map(|s| s.to_string());
+        if let Some(text) = own_source {
+            e = e.caused_by(text);
+        }
+        e
+    }
+}
 
 /// Adds path context to `std::io::Result`s, the most common failure here.
 pub trait IoContext<T> {

@@ -18,6 +18,7 @@ pub mod digest;
 pub mod error;
 pub mod failpoint;
 pub mod fetch;
+pub mod fsutil;
 pub mod host;
 pub mod install;
 pub mod limits;
@@ -30,6 +31,7 @@ pub mod publish;
 pub mod registry;
 pub mod render;
 pub mod resolve;
+pub mod rootfs;
 pub mod unpack;
 
 pub use error::{Error, Kind, Result};

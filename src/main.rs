@@ -4,46 +4,56 @@ mod cli;
 mod commands;
 
 use clap::Parser;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let json = cli.global.json;
     let quiet = cli.global.quiet > 0;
+    let verbose = cli.global.verbose;
     init_tracing(cli.global.verbose, cli.global.quiet);
     let command = commands::name(&cli.command);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(outcome) => {
-            outcome.print(json, quiet);
-            ExitCode::SUCCESS
-        }
+    match commands::run(cli) {
+        Ok(outcome) => match outcome.print(json, quiet) {
+            Ok(()) => ExitCode::SUCCESS,
+            // The reader stopped reading (`| head`): nothing is wrong.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "error: cannot write the output: {e}");
+                ExitCode::from(pgoci::Kind::Host.exit_code() as u8)
+            }
+        },
         Err(err) => {
             if json {
-                println!("{}", commands::output::error_json(command, &err));
+                let doc = commands::output::error_json(command, &err);
+                let _ = writeln!(std::io::stdout(), "{doc}");
             }
-            eprintln!("error: {}", err.message);
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {}", err.message);
+            if verbose > 0 {
+                for cause in err.causes() {
+                    let _ = writeln!(stderr, "  caused by: {cause}");
+                }
+            }
             if let Some(h) = &err.hint {
-                eprintln!("hint: {h}");
+                let _ = writeln!(stderr, "hint: {h}");
             }
             if err.kind == pgoci::Kind::Internal {
-                eprintln!("this is a bug in pgoci: please report it with the command line above");
+                let _ = writeln!(
+                    stderr,
+                    "this is a bug in pgoci: please report it with the command line above"
+                );
             }
             ExitCode::from(err.kind.exit_code() as u8)
         }
     }
 }
 
+/// `-v` shows each phase (a span per step, closed with its time), `-vv`
+/// debug events, `-vvv` everything; `PGOCI_LOG` overrides.
 fn init_tracing(verbose: u8, quiet: u8) {
+    use tracing_subscriber::fmt::format::FmtSpan;
     let level = match (verbose, quiet) {
         (_, q) if q > 0 => "error",
         (0, _) => "warn",
@@ -53,9 +63,18 @@ fn init_tracing(verbose: u8, quiet: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGOCI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("pgoci={level}")));
-    tracing_subscriber::fmt()
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
-        .init();
+        .with_ansi(ansi);
+    if verbose == 0 {
+        builder.without_time().init();
+    } else {
+        // Phases as spans: each closes with its busy and idle time.
+        builder
+            .with_span_events(FmtSpan::CLOSE)
+            .with_timer(tracing_subscriber::fmt::time::Uptime::default())
+            .init();
+    }
 }

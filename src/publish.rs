@@ -44,7 +44,7 @@ pub fn retarget(reference: &str, target: &str) -> Result<String> {
 /// Pushes every artifact of `bundle` to `target`.
 pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Result<PushReport> {
     let mut report = PushReport::default();
-    let artifacts: Vec<Pinned> = bundle.lock.artifacts().cloned().collect();
+    let artifacts: Vec<Pinned> = bundle.artifacts();
     for pinned in artifacts {
         let to = retarget(&pinned.reference, target)?;
         let reference = Registry::parse_reference(&to)?;
@@ -55,7 +55,7 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
                 report.blobs_present += 1;
                 continue;
             }
-            let chunks = stream_blob(bundle.clone(), blob.clone());
+            let chunks = || stream_blob(bundle.clone(), blob.clone());
             registry
                 .push_blob(&reference, &blob.digest, blob.size, chunks)
                 .await?;

@@ -19,7 +19,7 @@ if [ -z "${PGOCI_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet)
   tdir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
-  PGOCI_BIN=$tdir/debug/pgoci
+  PGOCI_BIN=$tdir/x86_64-unknown-linux-gnu/debug/pgoci
 fi
 [ -x "$PGOCI_BIN" ] || die "PGOCI_BIN=$PGOCI_BIN is not executable"
 

@@ -1,6 +1,6 @@
 //! `pgoci install` and `pgoci upgrade`: pick the source (bundle, lock, or
-//! resolve now; asking on a terminal for what is missing), show the plan,
-//! then hand over to the library's install.
+//! resolve now; asking on a terminal for what is missing), plan, show the
+//! plan (`--check`, or a confirmation at a terminal), then apply it.
 
 use super::{
     output::{human_bytes, Outcome},
@@ -8,11 +8,14 @@ use super::{
     pull::pull_lock,
     Context,
 };
-use crate::cli::InstallArgs;
-use pgoci::blobs::BlobSource;
+use crate::cli::{ChangeArgs, InstallArgs, UpgradeArgs};
+use pgoci::blobs::{BlobSource, NoBlobs};
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
-use pgoci::install::{self, state::ServiceKind, InstallOptions, InstallReport};
+use pgoci::install::facts::HostFacts;
+use pgoci::install::plan::{self, Plan, Step};
+use pgoci::install::postgres::InitdbSettings;
+use pgoci::install::{apply, config, InstallOptions, InstallReport};
 use pgoci::lock::Lock;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -20,22 +23,19 @@ use std::collections::BTreeMap;
 /// Where the blobs of the lock will come from.
 enum Source {
     Bundle(Box<Bundle>),
-    /// Pulled into the cache (after confirmation).
+    /// Pulled into the cache (after confirmation, and only if needed).
     Registry,
 }
 
-pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
-    let interactive = prompt::interactive(args.yes || args.check, ctx.global.json);
+pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
+    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
     let settings = parse_settings(&args.set)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {
-        let bundle = match &args.source.lock {
-            Some(lock) => Bundle::open_with_lock(path, Lock::read(lock)?)?,
-            None => Bundle::open(path)?,
-        };
+        let bundle = open_bundle(path, &args.source.lock, args.source.request.major)?;
         (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
     } else {
-        if args.source.lock.is_none() && args.source.request.major.is_none() {
+        if args.source.lock.is_empty() && args.source.request.major.is_none() {
             if !interactive {
                 return Err(Error::usage("install needs a source and none was given")
                     .hint("pass --bundle PATH, --lock FILE or --major N [--ext NAME,…]"));
@@ -45,7 +45,7 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
             args.source.request.major = Some(major);
             args.source.request.ext = prompt::extensions(&profile, major)?;
         }
-        (ctx.lock(&args.source).await?, Source::Registry)
+        (ctx.lock(&args.source)?, Source::Registry)
     };
     let layout = ctx.layout();
     let instance = match &args.instance {
@@ -53,68 +53,120 @@ pub async fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         None if interactive => prompt::text("Instance name", format!("pg{}", lock.major()))?,
         None => format!("pg{}", lock.major()),
     };
+    check_instance_name(&instance)?;
     let mut opts = InstallOptions {
-        layout: layout.clone(),
         port: args.port,
         data_dir: args.data_dir.clone(),
         user: args.user.clone(),
-        service: args.service.as_deref().map(|s| match s {
-            "systemd" => ServiceKind::Systemd,
-            _ => ServiceKind::None,
-        }),
+        service: args.service,
         no_start: args.no_start,
         settings,
-        locale: args.locale.clone(),
-        encoding: args.encoding.clone(),
-        auth: args.auth.clone(),
-        check: true,
-        instance,
+        initdb: InitdbSettings {
+            locale: args.locale.clone(),
+            encoding: args.encoding.clone(),
+            auth_host: args.auth.clone(),
+        },
+        ..InstallOptions::new(layout.clone(), &instance)
     };
-    let existing = install::state::InstanceState::read(&layout.instance(&opts.instance))?;
+    let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
     if interactive && existing.is_none() {
         if opts.port.is_none() {
-            opts.port = Some(prompt::port(install::suggested_port(
-                &layout,
-                &opts.instance,
+            opts.port = Some(prompt::port(pgoci::install::suggested_port(
+                &layout, &instance,
             )?)?);
         }
         if opts.data_dir.is_none() {
             let default = std::path::Path::new("/var/lib/pgoci")
-                .join(&opts.instance)
+                .join(&instance)
                 .join("data");
             opts.data_dir = Some(prompt::data_dir(default)?);
         }
     }
-    // The plan first: with --check it is the answer; on a terminal it is
-    // shown before anything is downloaded or changed.
-    let plan = tokio::task::block_in_place(|| {
-        install::install(&lock, &pgoci::blobs::NoBlobs, &opts, ctx.reporter.as_ref())
-    })?;
-    if args.check {
-        return Ok(outcome(&lock, &plan, true));
+    execute(
+        ctx,
+        "install",
+        &lock,
+        source,
+        &opts,
+        &args.change,
+        interactive,
+    )
+}
+
+/// Opens a bundle and picks its lock: `--lock FILE` takes any layout
+/// holding that lock's blobs; `--lock DIGEST` or `--major N` picks one of
+/// the bundle's own locks; with neither, the bundle must hold only one.
+fn open_bundle(
+    path: &std::path::Path,
+    lock: &[std::path::PathBuf],
+    major: Option<u32>,
+) -> Result<Bundle> {
+    use pgoci::bundle::LockChoice;
+    let choice = match (lock, major) {
+        ([file], _) if file.is_file() => return Bundle::open_with_lock(path, Lock::read(file)?),
+        ([digest], _) => LockChoice::Digest(digest.to_string_lossy().into_owned()),
+        ([], Some(m)) => LockChoice::Major(m),
+        ([], None) => LockChoice::Only,
+        _ => return Err(Error::usage("install takes one --lock")),
+    };
+    let mut bundle = Bundle::open(path)?;
+    bundle.choose(&choice)?;
+    Ok(bundle)
+}
+
+/// Plans, shows, confirms and applies an install or upgrade.
+fn execute(
+    ctx: &Context,
+    command: &str,
+    lock: &Lock,
+    source: Source,
+    opts: &InstallOptions,
+    change: &ChangeArgs,
+    interactive: bool,
+) -> Result<Outcome> {
+    let _guard = ctx.exclusive(change)?;
+    let plan = {
+        let _span = tracing::info_span!("plan", instance = %opts.instance).entered();
+        let facts = HostFacts::gather(lock, opts)?;
+        plan::install(lock, opts, &facts)?
+    };
+    if change.check {
+        return Ok(outcome(command, lock, &planned(&plan), true));
     }
-    if interactive {
+    if interactive && plan.changes_anything() {
         eprintln!(
             "{}",
-            plan_text(&lock, &plan, matches!(source, Source::Registry))
+            plan_text(lock, &plan, matches!(source, Source::Registry))
         );
         if !prompt::confirm("Go ahead?")? {
-            return Ok(Outcome::new("install", false).note("cancelled: nothing changed"));
+            return Ok(Outcome::new(command, false).note("cancelled: nothing changed"));
         }
     }
-    opts.check = false;
+    // Blobs are read only if something must be unpacked: a no-op re-run
+    // touches neither the registry nor the bundle's blobs.
+    let unpacks = plan.steps.iter().any(|s| matches!(s, Step::Unpack { .. }));
     let blobs: Box<dyn BlobSource> = match source {
         Source::Bundle(b) => b,
-        Source::Registry => Box::new(pull_lock(ctx, &lock).await?.0),
+        Source::Registry if unpacks => Box::new(pull_lock(ctx, lock)?.0),
+        Source::Registry => Box::new(NoBlobs),
     };
-    let report = tokio::task::block_in_place(|| {
-        install::install(&lock, blobs.as_ref(), &opts, ctx.reporter.as_ref())
-    })?;
-    Ok(outcome(&lock, &report, false))
+    let _span = tracing::info_span!("apply", steps = plan.steps.len()).entered();
+    let report = apply::install(&plan, lock, blobs.as_ref(), opts, ctx.reporter.as_ref())?;
+    Ok(outcome(command, lock, &report, false))
+}
+
+/// A plan as the report `--check` gives.
+fn planned(plan: &Plan) -> InstallReport {
+    InstallReport {
+        changed: plan.changes_anything(),
+        instance: plan.instance.clone(),
+        actions: plan.steps.clone(),
+        warnings: plan.warnings.clone(),
+    }
 }
 
 /// The plan as a person reads it.
-fn plan_text(lock: &Lock, plan: &InstallReport, download: bool) -> String {
+fn plan_text(lock: &Lock, plan: &Plan, download: bool) -> String {
     let i = &plan.instance;
     let mut text = format!(
         "Plan for instance {}: PostgreSQL {} ({}){}\n",
@@ -135,25 +187,23 @@ fn plan_text(lock: &Lock, plan: &InstallReport, download: bool) -> String {
         i.port,
         i.data_dir.display(),
         i.user,
-        match i.service {
-            ServiceKind::Systemd => "systemd",
-            ServiceKind::None => "none (pg_ctl)",
-        }
+        i.service.describe()
     ));
-    for a in &plan.actions {
-        text.push_str(&format!("  - {a}\n"));
+    for step in &plan.steps {
+        text.push_str(&format!("  - {}\n", step.describe(false)));
     }
     text
 }
 
-fn outcome(lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
+fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
     let extensions: Vec<_> = lock
         .extensions
         .iter()
         .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest}))
         .collect();
     let i = &report.instance;
-    let mut outcome = Outcome::new("install", report.changed)
+    let actions: Vec<_> = report.actions.iter().map(|s| s.to_json(!check)).collect();
+    let mut outcome = Outcome::new(command, report.changed)
         .field("check", check)
         .field("instance", &report.instance)
         .field(
@@ -161,7 +211,7 @@ fn outcome(lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
             json!({"major": lock.major(), "version": i.version, "digest": lock.server.pinned.digest}),
         )
         .field("extensions", extensions)
-        .field("actions", &report.actions)
+        .field("actions", actions)
         .field("warnings", &report.warnings);
     for w in &report.warnings {
         outcome = outcome.note(format!("warning: {w}"));
@@ -169,7 +219,7 @@ fn outcome(lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
     if check {
         outcome = outcome.note(format!("plan for instance {} (nothing changed):", i.name));
         for a in &report.actions {
-            outcome = outcome.note(format!("  {a}"));
+            outcome = outcome.note(format!("  {}", a.describe(false)));
         }
         return outcome;
     }
@@ -189,55 +239,89 @@ fn outcome(lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
     ))
 }
 
+/// `--set KEY=VALUE` flags, checked as PostgreSQL reads them.
 fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
     values
         .iter()
         .map(|v| {
-            v.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+            let (k, val) = v
+                .split_once('=')
+                .map(|(k, val)| (k.trim(), val))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))
+                .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))?;
+            if !config::is_parameter_name(k) {
+                return Err(
+                    Error::usage(format!("--set {k:?}: not a PostgreSQL setting name"))
+                        .hint("names are letters, digits and _, dotted for extension settings"),
+                );
+            }
+            if val.chars().any(char::is_control) {
+                return Err(Error::usage(format!(
+                    "--set {k}: the value holds a control character"
+                )));
+            }
+            Ok((k.to_string(), val.to_string()))
         })
         .collect()
 }
 
-/// `pgoci upgrade`: the install of a new lock onto an existing instance.
-pub async fn upgrade(ctx: &Context, args: &crate::cli::UpgradeArgs) -> Result<Outcome> {
-    let state = pgoci::install::lifecycle::load(&ctx.layout(), &args.instance)?;
-    if args.bundle.is_none() && args.lock.is_none() && args.ext.is_empty() {
-        return Err(Error::usage("upgrade needs a new lock")
-            .hint("pass --bundle PATH, --lock FILE or --ext NAME,… (the complete new set)"));
+/// Instance names become paths, unit names and service names.
+pub fn check_instance_name(name: &str) -> Result<()> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    match ok {
+        true => Ok(()),
+        false => Err(
+            Error::usage(format!("instance name {name:?} is not allowed"))
+                .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit"),
+        ),
     }
-    let install_args = InstallArgs {
-        bundle: args.bundle.clone(),
-        source: crate::cli::LockSource {
-            lock: args.lock.clone(),
-            request: crate::cli::RequestArgs {
-                major: (args.lock.is_none() && args.bundle.is_none()).then_some(state.major),
-                ext: args.ext.clone(),
-            },
-        },
-        instance: Some(args.instance.clone()),
-        port: None,
-        data_dir: None,
-        user: state.user.clone(),
-        service: Some(match state.service {
-            ServiceKind::Systemd => "systemd".into(),
-            ServiceKind::None => "none".into(),
-        }),
-        no_start: false,
-        set: state
-            .settings
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        locale: "C.UTF-8".into(),
-        encoding: "UTF8".into(),
-        auth: "scram-sha-256".into(),
-        check: args.check,
-        yes: args.yes,
+}
+
+/// `pgoci upgrade`: the install of a new lock onto an existing instance,
+/// keeping everything the instance recorded.
+pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
+    check_instance_name(&args.instance)?;
+    let layout = ctx.layout();
+    let state = pgoci::install::state::InstanceState::read(&layout.instance(&args.instance))?
+        .ok_or_else(|| pgoci::install::apply::unknown_instance(&layout, &args.instance))?;
+    let (lock, source) = match (&args.bundle, &args.lock) {
+        (Some(path), _) => {
+            // A site bundle holds a lock per major: the instance's is meant.
+            let bundle = open_bundle(path, &[], Some(state.major))?;
+            (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
+        }
+        (None, Some(lock)) => (Lock::read(lock)?, Source::Registry),
+        (None, None) if !args.ext.is_empty() => {
+            let request = crate::cli::LockSource {
+                lock: Vec::new(),
+                request: crate::cli::RequestArgs {
+                    major: Some(state.major),
+                    ext: args.ext.clone(),
+                },
+            };
+            (ctx.lock(&request)?, Source::Registry)
+        }
+        (None, None) => {
+            return Err(Error::usage("upgrade needs a new lock")
+                .hint("pass --bundle PATH, --lock FILE or --ext NAME,… (the complete new set)"))
+        }
     };
-    let mut outcome = run(ctx, &install_args).await?;
-    outcome.json["command"] = "upgrade".into();
-    Ok(outcome)
+    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
+    let opts = InstallOptions::for_upgrade(layout, &state);
+    execute(
+        ctx,
+        "upgrade",
+        &lock,
+        source,
+        &opts,
+        &args.change,
+        interactive,
+    )
 }

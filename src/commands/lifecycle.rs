@@ -1,48 +1,177 @@
-//! `pgoci rollback`, `uninstall` and `gc`.
+//! `pgoci rollback`, `uninstall` and `gc`: plan, show (`--check`, or a
+//! question at a terminal), apply — the same shape as install.
 
 use super::{
+    install::check_instance_name,
     output::{human_bytes, Outcome},
-    Context,
+    prompt, Context,
 };
-use pgoci::error::Result;
-use pgoci::install::lifecycle;
+use crate::cli::ChangeArgs;
+use pgoci::error::{Error, Result};
+use pgoci::install::apply::{self, LifecycleReport};
+use pgoci::install::facts::LifecycleFacts;
+use pgoci::install::plan::{self, Plan, Step};
 use pgoci::lock::Lock;
 use std::path::PathBuf;
 
-pub fn rollback(ctx: &Context, instance: &str) -> Result<Outcome> {
-    let report = lifecycle::rollback(&ctx.layout(), instance, ctx.reporter.as_ref())?;
-    Ok(Outcome::new("rollback", report.changed)
-        .field("instance", instance)
-        .field("actions", &report.actions)
-        .note(format!("instance {instance} rolled back")))
+/// The actions of a report or plan for `--json`.
+fn actions(steps: &[Step], done: bool) -> Vec<serde_json::Value> {
+    steps.iter().map(|s| s.to_json(done)).collect()
 }
 
-pub fn uninstall(ctx: &Context, instance: &str, purge: bool) -> Result<Outcome> {
-    let report = lifecycle::uninstall(&ctx.layout(), instance, purge, ctx.reporter.as_ref())?;
-    Ok(Outcome::new("uninstall", report.changed)
-        .field("instance", instance)
-        .field("purged", purge)
-        .field("actions", &report.actions)
-        .note(if report.changed {
-            format!("instance {instance} uninstalled")
-        } else {
-            format!("instance {instance} is not installed: nothing to do")
-        }))
+/// The `--check` answer, or the confirmation at a terminal. `Some` ends
+/// the command with that outcome.
+fn show_plan(
+    ctx: &Context,
+    command: &str,
+    steps: &[Step],
+    change: &ChangeArgs,
+) -> Result<Option<Outcome>> {
+    if change.check {
+        let mut outcome = Outcome::new(command, !steps.is_empty())
+            .field("check", true)
+            .field("actions", actions(steps, false))
+            .note(format!("plan for {command} (nothing changed):"));
+        for s in steps {
+            outcome = outcome.note(format!("  {}", s.describe(false)));
+        }
+        return Ok(Some(outcome));
+    }
+    if !steps.is_empty() && prompt::interactive(change.yes, ctx.global.json) {
+        eprintln!("Plan for {command}:");
+        for s in steps {
+            eprintln!("  - {}", s.describe(false));
+        }
+        if !prompt::confirm("Go ahead?")? {
+            return Ok(Some(
+                Outcome::new(command, false).note("cancelled: nothing changed"),
+            ));
+        }
+    }
+    Ok(None)
 }
 
-pub fn gc(ctx: &Context, keep: &[PathBuf]) -> Result<Outcome> {
+fn done(command: &str, report: &LifecycleReport) -> Outcome {
+    Outcome::new(command, report.changed)
+        .field("check", false)
+        .field("actions", actions(&report.actions, true))
+}
+
+pub fn rollback(ctx: &Context, instance: &str, change: &ChangeArgs) -> Result<Outcome> {
+    check_instance_name(instance)?;
+    let _guard = ctx.exclusive(change)?;
+    let layout = ctx.layout();
+    let plan: Plan = plan::rollback(&LifecycleFacts::gather(&layout, instance)?)?;
+    if let Some(o) = show_plan(ctx, "rollback", &plan.steps, change)? {
+        return Ok(o.field("instance", instance));
+    }
+    let report = apply::rollback(&plan, &layout, ctx.reporter.as_ref())?;
+    Ok(done("rollback", &report)
+        .field("instance", instance)
+        .note(format!(
+            "instance {instance} rolled back to generation {}",
+            plan.instance.generation
+        )))
+}
+
+pub fn uninstall(
+    ctx: &Context,
+    instance: &str,
+    purge: bool,
+    change: &ChangeArgs,
+) -> Result<Outcome> {
+    check_instance_name(instance)?;
+    let _guard = ctx.exclusive(change)?;
+    let layout = ctx.layout();
+    let plan = plan::uninstall(&LifecycleFacts::gather(&layout, instance)?, purge)?;
+    if purge && !change.check && !plan.steps.is_empty() {
+        confirm_purge(ctx, instance, &plan, change)?;
+    }
+    let purge_change = ChangeArgs {
+        // The purge question above is the confirmation.
+        yes: change.yes || purge,
+        ..change.clone()
+    };
+    if let Some(o) = show_plan(ctx, "uninstall", &plan.steps, &purge_change)? {
+        return Ok(o.field("instance", instance).field("purged", false));
+    }
+    let report = apply::uninstall(&plan, &layout, ctx.reporter.as_ref())?;
+    let mut outcome = done("uninstall", &report)
+        .field("instance", instance)
+        .field("purged", purge && report.changed);
+    outcome = if report.changed {
+        if !purge {
+            outcome = outcome.note(format!(
+                "kept data dir {}",
+                plan.instance.data_dir.display()
+            ));
+        }
+        outcome.note(format!("instance {instance} uninstalled"))
+    } else {
+        outcome.note(format!(
+            "instance {instance} is not installed: nothing to do"
+        ))
+    };
+    Ok(outcome)
+}
+
+/// Deleting data asks for the instance name at a terminal, and needs
+/// `--yes` without one.
+fn confirm_purge(ctx: &Context, instance: &str, plan: &Plan, change: &ChangeArgs) -> Result<()> {
+    let data = plan.instance.data_dir.display();
+    if prompt::interactive(change.yes, ctx.global.json) {
+        eprintln!("--purge deletes the data directory {data} of instance {instance}.");
+        let typed = prompt::text("Type the instance name to delete its data", String::new())?;
+        if typed != instance {
+            return Err(Error::usage(format!(
+                "typed {typed:?}, not {instance:?}: nothing changed"
+            )));
+        }
+        return Ok(());
+    }
+    if !change.yes {
+        return Err(Error::usage(format!(
+            "uninstall --purge deletes {data}; confirm with --yes"
+        ))
+        .hint("or run it at a terminal to be asked"));
+    }
+    Ok(())
+}
+
+pub fn gc(ctx: &Context, keep: &[PathBuf], change: &ChangeArgs) -> Result<Outcome> {
     let keep: Vec<Lock> = keep.iter().map(|p| Lock::read(p)).collect::<Result<_>>()?;
     let cache = ctx.cache()?;
-    let report = lifecycle::gc(&ctx.layout(), Some(&cache), &keep)?;
-    let changed = report.store_entries + report.cache_blobs > 0;
-    Ok(Outcome::new("gc", changed)
-        .field("store_entries", report.store_entries)
-        .field("cache_blobs", report.cache_blobs)
-        .field("bytes_freed", report.bytes_freed)
+    let _guard = ctx.exclusive(change)?;
+    let layout = ctx.layout();
+    let steps = apply::plan_gc(&layout, Some(&cache), &keep)?;
+    let (entries, blobs, bytes) = totals(&steps);
+    if let Some(o) = show_plan(ctx, "gc", &steps, change)? {
+        return Ok(o
+            .field("store_entries", entries)
+            .field("cache_blobs", blobs)
+            .field("bytes_freed", 0)
+            .note(format!(
+                "would free {} ({entries} store entries, {blobs} cache blobs)",
+                human_bytes(bytes)
+            )));
+    }
+    let report = apply::gc(&steps, &layout, Some(&cache), ctx.reporter.as_ref())?;
+    let (entries, blobs, bytes) = totals(&report.actions);
+    Ok(Outcome::new("gc", report.changed)
+        .field("store_entries", entries)
+        .field("cache_blobs", blobs)
+        .field("bytes_freed", bytes)
         .note(format!(
-            "freed {} ({} store entries, {} cache blobs)",
-            human_bytes(report.bytes_freed),
-            report.store_entries,
-            report.cache_blobs
+            "freed {} ({entries} store entries, {blobs} cache blobs)",
+            human_bytes(bytes)
         )))
+}
+
+/// Store entries, cache blobs and bytes of gc steps.
+fn totals(steps: &[Step]) -> (usize, usize, u64) {
+    steps.iter().fold((0, 0, 0), |(e, b, n), s| match s {
+        Step::RemoveStoreEntry { bytes, .. } => (e + 1, b, n + bytes),
+        Step::RemoveCacheBlob { bytes, .. } => (e, b + 1, n + bytes),
+        _ => (e, b, n),
+    })
 }

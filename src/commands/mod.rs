@@ -15,7 +15,7 @@ mod reporter;
 pub mod resolve;
 pub mod status;
 
-use crate::cli::{Cli, Command, Global, LockSource};
+use crate::cli::{ChangeArgs, Cli, Command, Global, LockSource};
 use output::Outcome;
 use pgoci::cache::Cache;
 use pgoci::error::{Error, Result};
@@ -81,17 +81,69 @@ impl Context {
         HostLayout::new(&self.global.root, &self.global.prefix)
     }
 
-    /// A lock from `--lock`, or resolved now from `--major/--ext`.
-    pub async fn lock(&self, source: &LockSource) -> Result<Lock> {
-        if let Some(path) = &source.lock {
-            return Lock::read(path);
+    /// Runs network work to completion. The async runtime exists only
+    /// around resolve, pull and push: local commands never start it.
+    pub fn block_on<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::host(format!("cannot start the async runtime: {e}")).caused_by(e)
+            })?;
+        runtime.block_on(work)
+    }
+
+    /// The locks from `--lock` (one or more), or one resolved now from
+    /// `--major/--ext`.
+    pub fn locks(&self, source: &LockSource) -> Result<Vec<Lock>> {
+        match source.lock.is_empty() {
+            true => Ok(vec![self.lock(source)?]),
+            false => source.lock.iter().map(|p| Lock::read(p)).collect(),
+        }
+    }
+
+    /// One lock from `--lock`, or resolved now from `--major/--ext`.
+    pub fn lock(&self, source: &LockSource) -> Result<Lock> {
+        match source.lock.as_slice() {
+            [] => {}
+            [path] => return Lock::read(path),
+            _ => {
+                return Err(Error::usage("this command takes one --lock")
+                    .hint("several locks go into one bundle with `pgoci bundle export`"))
+            }
         }
         let major = source.request.major.ok_or_else(|| {
             Error::usage("no lock and no major given").hint("pass --lock FILE or --major N")
         })?;
         let exts = ExtRequest::parse_list(&source.request.ext);
         let registry = self.registry()?;
-        pgoci::resolve::resolve(&self.profile()?, major, &exts, &self.platform()?, &registry).await
+        let (profile, platform) = (self.profile()?, self.platform()?);
+        let _span = tracing::info_span!("resolve", major).entered();
+        self.block_on(pgoci::resolve::resolve(
+            &profile, major, &exts, &platform, &registry,
+        ))
+    }
+
+    /// Holds the prefix for a command that changes it (not for `--check`,
+    /// which only reads).
+    pub fn exclusive(
+        &self,
+        change: &ChangeArgs,
+    ) -> Result<Option<pgoci::install::exclusive::PrefixGuard>> {
+        if change.check {
+            return Ok(None);
+        }
+        let layout = self.layout();
+        let quiet = self.global.json || self.global.quiet > 0;
+        pgoci::install::exclusive::PrefixGuard::acquire(&layout, change.no_wait, || {
+            if !quiet {
+                eprintln!(
+                    "waiting for another pgoci to finish with {}",
+                    layout.prefix.display()
+                );
+            }
+        })
+        .map(Some)
     }
 }
 
@@ -118,19 +170,23 @@ pub fn name(command: &Command) -> &'static str {
 }
 
 /// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<Outcome> {
+pub fn run(cli: Cli) -> Result<Outcome> {
     let ctx = Context::new(cli.global);
     match cli.command {
         Command::Catalog { major } => catalog::run(&ctx, major),
-        Command::Resolve { request, output } => resolve::run(&ctx, &request, &output).await,
-        Command::Pull { source } => pull::run(&ctx, &source).await,
-        Command::Bundle(cmd) => bundle::run(&ctx, cmd).await,
-        Command::Install(args) => install::run(&ctx, &args).await,
+        Command::Resolve { request, output } => resolve::run(&ctx, &request, &output),
+        Command::Pull { source } => pull::run(&ctx, &source),
+        Command::Bundle(cmd) => bundle::run(&ctx, cmd),
+        Command::Install(args) => install::run(&ctx, &args),
         Command::Status { instance, verify } => status::run(&ctx, instance.as_deref(), verify),
-        Command::Upgrade(args) => install::upgrade(&ctx, &args).await,
-        Command::Rollback { instance } => lifecycle::rollback(&ctx, &instance),
-        Command::Uninstall { instance, purge } => lifecycle::uninstall(&ctx, &instance, purge),
-        Command::Gc { keep } => lifecycle::gc(&ctx, &keep),
+        Command::Upgrade(args) => install::upgrade(&ctx, &args),
+        Command::Rollback { instance, change } => lifecycle::rollback(&ctx, &instance, &change),
+        Command::Uninstall {
+            instance,
+            purge,
+            change,
+        } => lifecycle::uninstall(&ctx, &instance, purge, &change),
+        Command::Gc { keep, change } => lifecycle::gc(&ctx, &keep, &change),
         Command::Completions { shell } => docs::completions(shell),
         Command::Doctor { bundle, port } => doctor::run(&ctx, bundle.as_deref(), port),
         Command::GenerateMan { dir } => docs::man_pages(&dir),

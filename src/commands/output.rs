@@ -38,26 +38,29 @@ impl Outcome {
         self
     }
 
-    /// Prints in the chosen mode.
-    pub fn print(&self, json_mode: bool, quiet: bool) {
+    /// Prints in the chosen mode. A reader that went away (`| head`)
+    /// is an `Err` of kind `BrokenPipe`, never a panic.
+    pub fn print(&self, json_mode: bool, quiet: bool) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
         if json_mode {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&self.json).unwrap_or_default()
-            );
-            return;
+            let text = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+            writeln!(out, "{text}")?;
+            return out.flush();
         }
         if !quiet {
+            let mut err = std::io::stderr().lock();
             for n in &self.notes {
-                eprintln!("{n}");
+                writeln!(err, "{n}")?;
             }
         }
         if !self.stdout.is_empty() {
-            print!("{}", self.stdout);
+            out.write_all(self.stdout.as_bytes())?;
             if !self.stdout.ends_with('\n') {
-                println!();
+                writeln!(out)?;
             }
         }
+        out.flush()
     }
 }
 

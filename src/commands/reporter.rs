@@ -5,7 +5,7 @@
 use super::output::human_bytes;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgoci::digest::Digest;
-use pgoci::progress::Reporter;
+use pgoci::progress::{Event, Phase, Reporter};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -40,8 +40,33 @@ impl Reporter for Lines {
         eprintln!("fetched {digest} ({}, verified)", human_bytes(size));
     }
 
-    fn step(&self, message: &str) {
-        eprintln!("{message}");
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StepFinished {
+                step,
+                changed: true,
+                ..
+            } => eprintln!("{}", step.describe(true)),
+            Event::BlobStarted { digest, size, .. } => {
+                self.sizes
+                    .lock()
+                    .expect("poisoned")
+                    .insert((*digest).clone(), *size);
+            }
+            Event::BlobFinished {
+                phase: phase @ Phase::Verify,
+                digest,
+                complete: true,
+            } => {
+                let size = self.sizes.lock().expect("poisoned").remove(*digest);
+                eprintln!(
+                    "{} {digest} ({})",
+                    phase.verb(),
+                    human_bytes(size.unwrap_or(0))
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -114,12 +139,49 @@ impl Reporter for Bars {
         }
     }
 
-    fn step(&self, message: &str) {
-        // Above the bars while they draw; a plain line once they are gone.
-        if self.overall.lock().expect("poisoned").is_some() {
-            let _ = self.multi.println(message);
-        } else {
-            eprintln!("{message}");
+    fn event(&self, event: &Event) {
+        match event {
+            Event::StepFinished {
+                step,
+                changed: true,
+                ..
+            } => {
+                let line = step.describe(true);
+                // Above the bars while they draw; a plain line once they are gone.
+                if self.overall.lock().expect("poisoned").is_some() {
+                    let _ = self.multi.println(line);
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            // Local phases (verify, unpack) get a bar per blob, like downloads.
+            Event::BlobStarted {
+                phase,
+                digest,
+                size,
+            } => {
+                let bar = self.multi.add(ProgressBar::new(*size));
+                bar.set_style(Self::style(
+                    "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                ));
+                bar.set_prefix(digest.short().to_string());
+                bar.set_message(phase.verb().trim_end_matches("ed").to_string() + "ing");
+                self.blobs
+                    .lock()
+                    .expect("poisoned")
+                    .insert((*digest).clone(), bar);
+            }
+            Event::BlobProgress { digest, bytes, .. } => {
+                if let Some(bar) = self.blobs.lock().expect("poisoned").get(*digest) {
+                    bar.inc(*bytes);
+                }
+            }
+            Event::BlobFinished { digest, .. } => {
+                if let Some(bar) = self.blobs.lock().expect("poisoned").remove(*digest) {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -5,13 +5,11 @@ use crate::cli::{LockSource, RequestArgs};
 use pgoci::error::{IoContext, Result};
 use std::path::Path;
 
-pub async fn run(ctx: &Context, request: &RequestArgs, output: &Path) -> Result<Outcome> {
-    let lock = ctx
-        .lock(&LockSource {
-            lock: None,
-            request: request.clone(),
-        })
-        .await?;
+pub fn run(ctx: &Context, request: &RequestArgs, output: &Path) -> Result<Outcome> {
+    let lock = ctx.lock(&LockSource {
+        lock: Vec::new(),
+        request: request.clone(),
+    })?;
     let text = lock.to_yaml()?;
     let digest = lock.digest()?;
     let mut outcome = Outcome::new("resolve", true)
@@ -22,7 +20,7 @@ pub async fn run(ctx: &Context, request: &RequestArgs, output: &Path) -> Result<
     } else {
         let unchanged = std::fs::read_to_string(output).ok().as_deref() == Some(text.as_str());
         if !unchanged {
-            pgoci::install::state::write_atomic(output, text.as_bytes())?;
+            pgoci::fsutil::write_atomic(output, text.as_bytes())?;
         }
         std::fs::metadata(output).with_path(output, "stat")?;
         outcome.json["changed"] = (!unchanged).into();

@@ -63,7 +63,7 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
             }
         }
         let drift = if verify {
-            let d = pgoci::install::lifecycle::verify(&layout, s)?;
+            let d = pgoci::install::apply::verify(&layout, s)?;
             text.push_str(&format!(
                 "    verify: {} files checked, {} modified, {} missing\n",
                 d.checked,

@@ -31,6 +31,25 @@ pub const RUNTIME_ENV: &str = ".pgoci-env.json";
 /// The first PostgreSQL major with `extension_control_path`.
 pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;
 
+/// Which entries of the server artifact are kept: all for `tree`, only
+/// `server.paths` (at their positions) for `rootfs`.
+pub fn server_selector(lock: &Lock) -> crate::unpack::Selector {
+    match &lock.server.paths {
+        Some(paths) if lock.server.layout == Layout::Rootfs => {
+            let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
+                .iter()
+                .map(|p| PathBuf::from(p.as_str().trim_start_matches('/')))
+                .collect();
+            Box::new(move |p: &Path| {
+                keep.iter()
+                    .any(|k| p.starts_with(k))
+                    .then(|| p.to_path_buf())
+            })
+        }
+        _ => Box::new(|p: &Path| Some(p.to_path_buf())),
+    }
+}
+
 /// Finds bin, sharedir and pkglibdir in an unpacked server artifact.
 pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     if lock.server.layout == Layout::Rootfs {
@@ -115,6 +134,10 @@ pub struct RuntimeEnv {
     /// Extension variables (`GDAL_DATA`, …), resolved to absolute paths.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub vars: std::collections::BTreeMap<String, String>,
+    /// The server links libsystemd, so it reports readiness (`Type=notify`);
+    /// read once when the generation is composed.
+    #[serde(default)]
+    pub notify: bool,
 }
 
 /// Shared-library names the host's dynamic loader already knows (`ldconfig -p`).
@@ -176,7 +199,11 @@ fn runtime_env(
             let image_root = gen_final.join("extensions").join(ext.name);
             if major < FIRST_MAJOR_WITH_EXTENSION_PATHS {
                 // ${image_root} must exist before 18 too, where files are merged.
-                link_tree(ext.store_dir, &tmp.join("extensions").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    ext.store_dir,
+                    &tmp.join("extensions").join(ext.name),
+                )?;
             }
             for (k, v) in ext.env {
                 env.vars.insert(
@@ -210,7 +237,7 @@ pub fn compose(
         fs::remove_dir_all(&tmp).with_path(&tmp, "remove stale")?;
     }
     let built = (|| {
-        link_tree(server_store, &tmp)?;
+        link_server(lock, dirs, server_store, &tmp)?;
         // The lock travels with its generation, so rollback can re-render config.
         fs::write(tmp.join(GENERATION_LOCK), lock.to_yaml()?)
             .with_path(&tmp.join(GENERATION_LOCK), "write")?;
@@ -222,16 +249,25 @@ pub fn compose(
         }
         for ext in extensions {
             if lock.major() >= FIRST_MAJOR_WITH_EXTENSION_PATHS {
-                link_tree(ext.store_dir, &tmp.join("extensions").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    ext.store_dir,
+                    &tmp.join("extensions").join(ext.name),
+                )?;
             } else {
                 link_into_server(ext, dirs, &tmp)?;
             }
             let licenses = ext.store_dir.join("licenses");
             if licenses.is_dir() {
-                link_tree(&licenses, &tmp.join("licenses").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    &licenses,
+                    &tmp.join("licenses").join(ext.name),
+                )?;
             }
         }
-        let env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
+        env.notify = super::postgres::links_libsystemd(&tmp.join(&dirs.bin).join("postgres"));
         let env_file = tmp.join(RUNTIME_ENV);
         fs::write(&env_file, serde_json::to_vec(&env).expect("serializable"))
             .with_path(&env_file, "write")?;
@@ -272,15 +308,50 @@ fn link_into_server(ext: &ExtensionInput, dirs: &ServerDirs, gen: &Path) -> Resu
     ];
     for (from, to) in pairs {
         if from.is_dir() {
-            link_tree(&from, &to)?;
+            link_tree(ext.store_dir, &from, &to)?;
         }
     }
     Ok(())
 }
 
-/// Mirrors `from` into `to` with hard links for files (a copy where the
-/// filesystem refuses), the same symlinks, and new directories.
-pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
+/// The server's part of a generation: the whole tree for `tree` images;
+/// for `rootfs` images only the profile's `paths` (bin, lib, share), at
+/// their positions — the store keeps the whole image root.
+fn link_server(lock: &Lock, dirs: &ServerDirs, store: &Path, gen: &Path) -> Result<()> {
+    if lock.server.layout != Layout::Rootfs {
+        return link_tree(store, store, gen);
+    }
+    for rel in [&dirs.bin, &dirs.pkglibdir, &dirs.sharedir] {
+        let from = store.join(rel);
+        if from.is_dir() {
+            link_tree(store, &from, &gen.join(rel))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mirrors `from` (a directory of the image whose root is `image`) into
+/// `to`: hard links for files (a copy where the filesystem refuses), new
+/// directories, and symlinks as they are when they stay inside `from`.
+/// A symlink that leaves `from` — absolute, or up and out — is resolved
+/// inside the image, as a container would see it (Debian's
+/// `postgis.control -> /etc/alternatives/…`), and its target's content is
+/// installed; one that resolves to nothing is left out, never pointed at
+/// the host.
+pub fn link_tree(image: &Path, from: &Path, to: &Path) -> Result<()> {
+    link_tree_at(image, from, to, 0)
+}
+
+/// How deep symlinked directories may nest while being materialised.
+const MAX_LINKED_DEPTH: usize = 32;
+
+fn link_tree_at(image: &Path, from: &Path, to: &Path, depth: usize) -> Result<()> {
+    if depth > MAX_LINKED_DEPTH {
+        return Err(Error::integrity(format!(
+            "{}: symlinked directories nest deeper than {MAX_LINKED_DEPTH} (a loop?)",
+            from.display()
+        )));
+    }
     fs::create_dir_all(to).with_path(to, "create")?;
     for entry in fs::read_dir(from).with_path(from, "list")? {
         let entry = entry.with_path(from, "list")?;
@@ -288,18 +359,23 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
         let dst = to.join(entry.file_name());
         let meta = fs::symlink_metadata(&src).with_path(&src, "stat")?;
         if meta.is_dir() {
-            link_tree(&src, &dst)?;
-        } else if fs::symlink_metadata(&dst).is_ok() {
-            if meta.is_file() && same_file(&src, &dst) {
+            link_tree_at(image, &src, &dst, depth)?;
+            continue;
+        }
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&src).with_path(&src, "read link")?;
+            if !stays_inside(&src, &target, from) {
+                link_resolved(image, &src, &dst, depth)?;
                 continue;
             }
-            return Err(Error::integrity(format!(
-                "{} would replace {} from another artifact",
-                src.display(),
-                dst.display()
-            ))
-            .hint("two artifacts of this lock ship the same file; remove one of them"));
-        } else if meta.file_type().is_symlink() {
+        }
+        if fs::symlink_metadata(&dst).is_ok() {
+            if same_content(&src, &dst) {
+                continue;
+            }
+            return Err(conflict(&src, &dst));
+        }
+        if meta.file_type().is_symlink() {
             let target = fs::read_link(&src).with_path(&src, "read link")?;
             std::os::unix::fs::symlink(&target, &dst).with_path(&dst, "create symlink")?;
         } else if fs::hard_link(&src, &dst).is_err() {
@@ -309,10 +385,141 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
+fn conflict(src: &Path, dst: &Path) -> Error {
+    Error::integrity(format!(
+        "{} would replace {} from another artifact",
+        src.display(),
+        dst.display()
+    ))
+    .hint(
+        "two artifacts of this lock ship the same path with different content; remove one of them",
+    )
+}
+
+/// Whether a relative symlink at `link` stays inside `dir` (lexically).
+fn stays_inside(link: &Path, target: &Path, dir: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut at = link.parent().unwrap_or(dir).to_path_buf();
+    for c in target.components() {
+        match c {
+            std::path::Component::ParentDir if at == dir || !at.pop() => return false,
+            std::path::Component::Normal(n) => at.push(n),
+            _ => {}
+        }
+    }
+    at.starts_with(dir)
+}
+
+/// Installs what the symlink `src` points to inside `image` at `dst`.
+fn link_resolved(image: &Path, src: &Path, dst: &Path, depth: usize) -> Result<()> {
+    let rel = src.strip_prefix(image).unwrap_or(src);
+    let Ok(real) = crate::rootfs::resolve_in_root(image, rel) else {
+        tracing::warn!(
+            "{} points at nothing inside its image: left out",
+            src.display()
+        );
+        return Ok(());
+    };
+    let meta = fs::metadata(&real).with_path(&real, "stat")?;
+    if meta.is_dir() {
+        return link_tree_at(image, &real, dst, depth + 1);
+    }
+    if fs::symlink_metadata(dst).is_ok() {
+        return match same_content(&real, dst) {
+            true => Ok(()),
+            false => Err(conflict(src, dst)),
+        };
+    }
+    if fs::hard_link(&real, dst).is_err() {
+        fs::copy(&real, dst).with_path(dst, "copy")?;
+    }
+    Ok(())
+}
+
+/// Whether two paths hold the same thing: the same inode, the same bytes
+/// (CloudNativePG's pre-18 extension images copy the server's whole
+/// `lib/bitcode/`: byte-identical files are no conflict), or symlinks
+/// with the same target.
+fn same_content(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (fs::metadata(a), fs::metadata(b)) {
-        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
-        _ => false,
+    let (Ok(x), Ok(y)) = (fs::symlink_metadata(a), fs::symlink_metadata(b)) else {
+        return false;
+    };
+    if x.file_type().is_symlink() || y.file_type().is_symlink() {
+        return x.file_type().is_symlink()
+            && y.file_type().is_symlink()
+            && fs::read_link(a).ok() == fs::read_link(b).ok();
+    }
+    if !(x.is_file() && y.is_file()) {
+        return false;
+    }
+    if (x.dev(), x.ino()) == (y.dev(), y.ino()) {
+        return true;
+    }
+    x.len() == y.len()
+        && matches!(
+            (crate::digest::Digest::of_file(a), crate::digest::Digest::of_file(b)),
+            (Ok((da, _)), Ok((db, _))) if da == db
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_files_from_two_artifacts_merge_and_different_ones_conflict() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, gen) = (d.path().join("a"), d.path().join("b"), d.path().join("g"));
+        for (root, text) in [(&a, "same"), (&b, "same")] {
+            fs::create_dir_all(root.join("lib/bitcode")).unwrap();
+            fs::write(root.join("lib/bitcode/x.bc"), text).unwrap();
+            std::os::unix::fs::symlink("x.bc", root.join("lib/bitcode/l")).unwrap();
+        }
+        link_tree(&a, &a, &gen).unwrap();
+        link_tree(&b, &b, &gen).unwrap();
+        let c = d.path().join("cc");
+        fs::create_dir_all(c.join("lib/bitcode")).unwrap();
+        fs::write(c.join("lib/bitcode/x.bc"), "other").unwrap();
+        let e = link_tree(&c, &c, &gen).unwrap_err();
+        assert_eq!(e.kind, crate::Kind::Integrity);
+        assert!(e.message.contains("would replace"), "{}", e.message);
+    }
+
+    #[test]
+    fn symlinks_leaving_the_tree_install_what_they_point_to_inside_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        let image = d.path().join("image");
+        let ext = image.join("share/extension");
+        fs::create_dir_all(&ext).unwrap();
+        fs::create_dir_all(image.join("etc/alternatives")).unwrap();
+        fs::create_dir_all(image.join("usr/share/postgis")).unwrap();
+        fs::write(image.join("usr/share/postgis/postgis.control"), "control").unwrap();
+        let link = |target: &str, at: &Path| std::os::unix::fs::symlink(target, at).unwrap();
+        // Debian: control -> /etc/alternatives/… -> /usr/share/…
+        link(
+            "/usr/share/postgis/postgis.control",
+            &image.join("etc/alternatives/pc"),
+        );
+        link("/etc/alternatives/pc", &ext.join("postgis.control"));
+        link("postgis.control", &ext.join("inside.control"));
+        link("/nowhere", &ext.join("dangling.control"));
+        link("../../../../../etc/passwd", &ext.join("up.control"));
+        let gen = d.path().join("gen");
+        link_tree(&image, &ext, &gen).unwrap();
+        assert_eq!(
+            fs::read_to_string(gen.join("postgis.control")).unwrap(),
+            "control"
+        );
+        assert!(!gen.join("postgis.control").is_symlink());
+        assert_eq!(
+            fs::read_link(gen.join("inside.control")).unwrap(),
+            Path::new("postgis.control")
+        );
+        // Never pointed at the host: what resolves to nothing is left out.
+        assert!(fs::symlink_metadata(gen.join("dangling.control")).is_err());
+        assert!(fs::symlink_metadata(gen.join("up.control")).is_err());
     }
 }

@@ -47,7 +47,10 @@ impl HostLayout {
 
     /// The systemd unit file of an instance.
     pub fn unit_file(&self, instance: &str) -> PathBuf {
-        self.host(format!("etc/systemd/system/{}", unit_name(instance)))
+        self.host(format!(
+            "etc/systemd/system/{}",
+            super::service::systemd::unit_name(instance)
+        ))
     }
 
     /// The socket directory of an instance (systemd's `RuntimeDirectory`).
@@ -59,11 +62,16 @@ impl HostLayout {
     pub fn log_dir(&self, instance: &str) -> PathBuf {
         self.host(format!("var/log/pgoci/{instance}"))
     }
-}
 
-/// The systemd unit name of an instance.
-pub fn unit_name(instance: &str) -> String {
-    format!("pgoci-{instance}.service")
+    /// `instances/<name>/generations/`.
+    pub fn generations(&self, instance: &str) -> PathBuf {
+        self.instance(instance).join("generations")
+    }
+
+    /// One generation of an instance.
+    pub fn generation(&self, instance: &str, generation: &str) -> PathBuf {
+        self.generations(instance).join(generation)
+    }
 }
 
 /// `path` placed under `root` (absolute paths lose their leading `/`).

@@ -44,18 +44,33 @@ fn regular_files(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Hashes every regular file under `root`.
-pub fn hash_tree(root: &Path) -> Result<FileDigests> {
+/// The digest of every regular file under `root`: taken from `known`
+/// (by inode, recorded while the files were written) and hashed only for
+/// files it lacks, so a fresh unpack is not read a second time.
+pub fn hash_tree(root: &Path, known: &crate::unpack::InodeDigests) -> Result<FileDigests> {
     regular_files(root)?
         .into_iter()
-        .map(|rel| Ok((rel.clone(), Digest::of_file(&root.join(&rel))?.0)))
+        .map(|rel| {
+            let path = root.join(&rel);
+            let meta = fs::symlink_metadata(&path).with_path(&path, "stat")?;
+            let digest = match known.get(&(meta.dev(), meta.ino())) {
+                Some(d) => d.clone(),
+                None => Digest::of_file(&path)?.0,
+            };
+            Ok((rel, digest))
+        })
         .collect()
 }
 
 /// Writes a manifest as JSON.
 pub fn write(path: &Path, files: &FileDigests) -> Result<()> {
-    let bytes = serde_json::to_vec(files).map_err(|e| Error::internal(format!("manifest: {e}")))?;
-    super::state::write_atomic(path, &bytes)
+    // The only way this fails is a file name that is not UTF-8: bad input.
+    let bytes = serde_json::to_vec(files).map_err(|e| {
+        Error::integrity(format!(
+            "an artifact holds a file name that is not UTF-8 ({e}); pgoci records names as UTF-8"
+        ))
+    })?;
+    crate::fsutil::write_atomic(path, &bytes)
 }
 
 /// Reads a manifest.

@@ -26,15 +26,33 @@ fn run(mut cmd: Command, what: &str) -> Result<Output> {
         .map_err(|e| Error::service(format!("cannot run {what}: {e}")))
 }
 
-/// Options passed to initdb.
-pub struct InitdbOptions<'a> {
-    pub locale: &'a str,
-    pub encoding: &'a str,
-    pub auth_host: &'a str,
+/// How a new data directory is initialised (`initdb` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitdbSettings {
+    pub locale: String,
+    pub encoding: String,
+    /// Host (TCP) authentication method; local connections use peer.
+    pub auth_host: String,
+}
+
+impl InitdbSettings {
+    pub const DEFAULT_LOCALE: &'static str = "C.UTF-8";
+    pub const DEFAULT_ENCODING: &'static str = "UTF8";
+    pub const DEFAULT_AUTH_HOST: &'static str = "scram-sha-256";
+}
+
+impl Default for InitdbSettings {
+    fn default() -> Self {
+        InitdbSettings {
+            locale: Self::DEFAULT_LOCALE.into(),
+            encoding: Self::DEFAULT_ENCODING.into(),
+            auth_host: Self::DEFAULT_AUTH_HOST.into(),
+        }
+    }
 }
 
 /// Runs initdb on an empty data directory.
-pub fn initdb(bin: &Path, data: &Path, account: &Account, opts: &InitdbOptions) -> Result<()> {
+pub fn initdb(bin: &Path, data: &Path, account: &Account, opts: &InitdbSettings) -> Result<()> {
     let mut cmd = as_user(&bin.join("initdb"), account);
     cmd.arg("-D")
         .arg(data)
@@ -130,14 +148,19 @@ pub fn wait_ready(data: &Path, timeout: Duration) -> Result<()> {
     }
 }
 
-/// `postgres --version` → "17.10".
-pub fn probe_version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin.join("postgres"))
-        .arg("--version")
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().last().map(str::to_string)
+/// The version a `postgres` binary reports ("17.10"), read from the
+/// `postgres (PostgreSQL) 17.10` string in the file: nothing from an
+/// artifact is run to inspect it.
+pub fn version_of_binary(postgres: &Path) -> Option<String> {
+    const MARKER: &[u8] = b"(PostgreSQL) ";
+    let bytes = std::fs::read(postgres).ok()?;
+    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER)? + MARKER.len();
+    let version: String = bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
+        .map(|&b| b as char)
+        .collect();
+    (!version.is_empty() && version.as_bytes()[0].is_ascii_digit()).then_some(version)
 }
 
 /// Whether a server binary links libsystemd (then it sends sd_notify

@@ -4,7 +4,7 @@
 
 use super::generation::ServerDirs;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,13 +30,7 @@ pub struct GenerationState {
     pub store: Vec<String>,
 }
 
-/// How the server of an instance is run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServiceKind {
-    Systemd,
-    None,
-}
+pub use super::service::ServiceKind;
 
 /// Everything pgoci knows about an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,12 +41,22 @@ pub struct InstanceState {
     pub data_dir: PathBuf,
     /// Whether pgoci initialised the data directory (only then may `--purge` delete it).
     pub data_dir_created: bool,
+    /// Whether initdb finished in it (only then may `--purge` delete it,
+    /// and a missing `PG_VERSION` is an alarm rather than a fresh start).
+    #[serde(default = "initialised_before_this_field")]
+    pub data_dir_complete: bool,
     pub user: String,
     pub service: ServiceKind,
     pub socket_dir: PathBuf,
     pub settings: BTreeMap<String, String>,
     pub generations: Vec<GenerationState>,
     pub current: String,
+}
+
+/// States written before `data_dir_complete` existed were written after
+/// initdb succeeded.
+fn initialised_before_this_field() -> bool {
+    true
 }
 
 impl InstanceState {
@@ -77,35 +81,15 @@ impl InstanceState {
     /// Writes the state atomically.
     pub fn write(&self, instance_dir: &Path) -> Result<()> {
         let path = Self::path(instance_dir);
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::internal(format!("state.json: {e}")))?;
-        write_atomic(&path, &bytes)
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+            Error::usage(format!("cannot record instance {}: {e}", self.instance))
+                .hint("paths given to pgoci (--data-dir, --prefix, --root) must be UTF-8")
+        })?;
+        crate::fsutil::write_atomic(&path, &bytes)
     }
 
     /// The current generation.
     pub fn current_generation(&self) -> Option<&GenerationState> {
         self.generations.iter().find(|g| g.name == self.current)
     }
-}
-
-/// Writes a file by temp + fsync + rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = std::fs::File::create(&tmp).with_path(&tmp, "create")?;
-    f.write_all(bytes).with_path(&tmp, "write")?;
-    f.sync_all().with_path(&tmp, "sync")?;
-    std::fs::rename(&tmp, path).with_path(path, "write")
-}
-
-/// Points `link` at `target` atomically (new symlink, then rename over).
-pub fn switch_symlink(link: &Path, target: &Path) -> Result<()> {
-    let tmp = link.with_file_name(format!(".current.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).with_path(&tmp, "create symlink")?;
-    std::fs::rename(&tmp, link).with_path(link, "switch")
 }

@@ -4,24 +4,33 @@
 
 use super::layout::HostLayout;
 use crate::blobs::BlobSource;
+use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::lock::Pinned;
-use crate::unpack::{apply_layer, Select};
+use crate::progress::{Phase, Reporter, ReportingReader};
+use crate::unpack::{apply_layer, seal, Budget, Select};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// Whether an artifact is unpacked in the store (whole, with its manifest).
+pub fn has(layout: &HostLayout, digest: &Digest) -> bool {
+    let dest = layout.store().join(digest.hex());
+    dest.is_dir() && super::manifest::store_manifest_path(&dest).is_file()
+}
+
 /// Unpacks `pinned` into the store unless it is already there; returns the
-/// entry's directory and whether it was created now.
+/// entry's directory and whether it was created now. Each layer is
+/// verified against its digest while it is unpacked.
 pub fn ensure(
     layout: &HostLayout,
     pinned: &Pinned,
     source: &dyn BlobSource,
     select: Select,
+    reporter: &dyn Reporter,
 ) -> Result<(PathBuf, bool)> {
     let store = layout.store();
     let dest = store.join(pinned.digest.hex());
-    if dest.is_dir() && super::manifest::store_manifest_path(&dest).is_file() {
+    if has(layout, &pinned.digest) {
         return Ok((dest, false));
     }
     if dest.is_dir() {
@@ -39,38 +48,33 @@ pub fn ensure(
     }
     fs::create_dir(&tmp).with_path(&tmp, "create")?;
     let unpacked = (|| {
+        let mut budget = Budget::default();
         for layer in &pinned.layers {
-            apply_layer(source.open_raw(layer)?, layer, &tmp, select)?;
+            let raw = source.open_raw(layer)?;
+            let reader =
+                ReportingReader::new(raw, Phase::Unpack, &layer.digest, layer.size, reporter);
+            apply_layer(reader, layer, &tmp, select, &mut budget)?;
         }
-        make_read_only(&tmp)?;
+        // Read-only, no setuid/setgid/sticky or world-writable bits: hard
+        // links into generations cannot be used to change the store.
+        seal(&tmp)?;
         // Record every file's digest now, for `status --verify` later.
-        let files = super::manifest::hash_tree(&tmp)?;
+        let files = super::manifest::hash_tree(&tmp, budget.digests())?;
         super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)
     })();
     if let Err(e) = unpacked {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    fs::rename(&tmp, &dest).with_path(&dest, "move into store")?;
-    Ok((dest, true))
-}
-
-/// Removes write permission from every file so hard links into generations
-/// cannot be used to change the store.
-fn make_read_only(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).with_path(dir, "list")? {
-        let entry = entry.with_path(dir, "list")?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path).with_path(&path, "stat")?;
-        if meta.is_dir() {
-            make_read_only(&path)?;
-        } else if meta.is_file() {
-            let mode = meta.permissions().mode() & !0o222;
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .with_path(&path, "chmod")?;
+    if let Err(e) = fs::rename(&tmp, &dest) {
+        let _ = fs::remove_dir_all(&tmp);
+        // Another pgoci unpacked the same artifact meanwhile: theirs is as good.
+        if has(layout, &pinned.digest) {
+            return Ok((dest, false));
         }
+        return Err(e).with_path(&dest, "move into store");
     }
-    Ok(())
+    Ok((dest, true))
 }
 
 /// Removes `.tmp-*-<pid>` entries of `dir` left by killed runs (those

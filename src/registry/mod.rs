@@ -1,8 +1,14 @@
 //! The OCI distribution client: manifests and blobs from registries,
 //! through `oci-client`, with pgoci's TLS, insecure-registry and credential
 //! rules, and with every failure mapped to a registry error naming the URL.
+//! Registries that want bearer tokens (`WWW-Authenticate: Bearer realm=...`:
+//! ghcr.io, Docker Hub, quay.io, Harbor) get one token request per
+//! repository and operation, anonymous or with the credentials found, and
+//! a new token when a request is refused with 401.
 
 pub mod auth;
+mod errors;
+mod tokens;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -12,7 +18,8 @@ use oci_client::client::{
 };
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::token_cache::{RegistryToken, RegistryTokenType};
+use oci_client::{Client, Reference, RegistryOperation};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -56,6 +63,8 @@ pub struct Registry {
     options: RegistryOptions,
     /// Credentials already looked up, per registry host, with their source.
     auths: Mutex<HashMap<String, (RegistryAuth, auth::Source)>>,
+    /// Tokens asked for so far, per registry, repository and operation.
+    tokens: tokens::Tokens,
 }
 
 impl Registry {
@@ -85,6 +94,7 @@ impl Registry {
             client: Client::new(config),
             options,
             auths: Mutex::new(HashMap::new()),
+            tokens: tokens::Tokens::default(),
         })
     }
 
@@ -119,15 +129,103 @@ impl Registry {
         })
     }
 
-    /// Fetches a manifest (or index) by tag or digest.
-    pub async fn manifest(&self, reference: &Reference) -> Result<RawManifest> {
+    /// Makes sure the client holds a token for `op` on `reference`'s
+    /// repository, asking the registry's token service once per repository
+    /// and operation (concurrent requests wait for that one answer). With
+    /// `stale`, the token of that generation was refused: a new one is
+    /// asked for unless another request already did. Returns the
+    /// generation of the token now held. For registries without token
+    /// auth this costs one `GET /v2/` per repository and operation.
+    async fn authorize(
+        &self,
+        reference: &Reference,
+        op: RegistryOperation,
+        stale: Option<u64>,
+    ) -> Result<u64> {
         let registry = reference.resolve_registry().to_string();
         let (auth, source) = self.auth_for(&registry)?;
+        self.client.store_auth_if_needed(&registry, &auth).await;
+        let slot = self.tokens.slot(
+            &registry,
+            reference.repository(),
+            op == RegistryOperation::Push,
+        );
+        let mut generation = slot.lock().await;
+        let needed = match stale {
+            None => *generation == 0,
+            Some(seen) => *generation == seen,
+        };
+        if needed {
+            let push = op == RegistryOperation::Push;
+            let scope = format!(
+                "{} of {}",
+                if push { "push" } else { "pull" },
+                reference.repository()
+            );
+            let token = self.client.auth(reference, &auth, op).await.map_err(|e| {
+                errors::token_refused(e, &self.base_url(&registry), &scope, &source, push)
+            })?;
+            if let (true, Some(token)) = (push, token) {
+                // A push token's scope (pull,push) covers the pulls of a push
+                // too (`HEAD` of blobs, which the client sends with its pull
+                // token): as other clients do, use it for them, since a
+                // registry may not grant pull alone on a repository that
+                // does not exist yet.
+                let token = RegistryTokenType::Bearer(RegistryToken::Token { token });
+                self.client
+                    .tokens
+                    .insert(reference, RegistryOperation::Pull, token)
+                    .await;
+            }
+            *generation += 1;
+        }
+        Ok(*generation)
+    }
+
+    /// Runs one registry request with a token for `op`. A 401 gets one more
+    /// try with a new token: the registry, not pgoci, knows when a token ran
+    /// out (ghcr.io's tokens are opaque, and any token may be revoked).
+    async fn request<T, F, Fut>(
+        &self,
+        reference: &Reference,
+        op: RegistryOperation,
+        what: &str,
+        mut call: F,
+    ) -> Result<T>
+    where
+        F: FnMut(RegistryAuth) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        let registry = reference.resolve_registry().to_string();
+        let (auth, source) = self.auth_for(&registry)?;
+        let push = op == RegistryOperation::Push;
+        let map = |e| errors::map(e, &self.base_url(&registry), what, &source, push);
+        let generation = self.authorize(reference, op, None).await?;
+        match call(auth.clone()).await {
+            Err(e) if errors::is_unauthorized(&e) => {
+                tracing::info!("{what}: 401 with the current token; asking for a new one");
+                self.authorize(reference, op, Some(generation)).await?;
+                call(auth).await.map_err(map)
+            }
+            other => other.map_err(map),
+        }
+    }
+
+    /// Fetches a manifest (or index) by tag or digest.
+    pub async fn manifest(&self, reference: &Reference) -> Result<RawManifest> {
+        let what = reference.whole();
         let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
-            .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+            .request(
+                reference,
+                RegistryOperation::Pull,
+                &what,
+                |auth| async move {
+                    self.client
+                        .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
+                        .await
+                },
+            )
+            .await?;
         let digest: Digest = digest.parse()?;
         // oci-client has the bytes already; the cap keeps an oversized
         // document from going further (JSON parsing, the cache, bundles).
@@ -171,58 +269,65 @@ impl Registry {
         digest: &Digest,
         offset: u64,
     ) -> Result<(BoxStream<'static, std::io::Result<bytes::Bytes>>, bool)> {
-        let registry = reference.resolve_registry().to_string();
-        let (auth, source) = self.auth_for(&registry)?;
-        self.client.store_auth_if_needed(&registry, &auth).await;
+        let what = format!("blob {digest} of {}", reference.whole());
         let digest = digest.to_string();
-        let map = |e| self.map_error(e, &registry, &reference.whole(), &source);
-        if offset == 0 {
-            let sized = self
-                .client
-                .pull_blob_stream(reference, digest.as_str())
-                .await
-                .map_err(map)?;
-            return Ok((sized.stream, false));
-        }
-        match self
-            .client
-            .pull_blob_stream_partial(reference, digest.as_str(), offset, None)
-            .await
-            .map_err(map)?
-        {
-            BlobResponse::Partial(s) => Ok((s.stream, true)),
-            BlobResponse::Full(s) => Ok((s.stream, false)),
-        }
+        let digest = digest.as_str();
+        self.request(reference, RegistryOperation::Pull, &what, |_| async move {
+            if offset == 0 {
+                let sized = self.client.pull_blob_stream(reference, digest).await?;
+                return Ok((sized.stream, false));
+            }
+            Ok(
+                match self
+                    .client
+                    .pull_blob_stream_partial(reference, digest, offset, None)
+                    .await?
+                {
+                    BlobResponse::Partial(s) => (s.stream, true),
+                    BlobResponse::Full(s) => (s.stream, false),
+                },
+            )
+        })
+        .await
     }
 
-    /// Whether the registry already has a blob (so a push can skip it).
+    /// Whether the registry already has a blob (so a push can skip it);
+    /// asked with the push token.
     pub async fn has_blob(&self, reference: &Reference, digest: &Digest) -> Result<bool> {
-        let registry = reference.resolve_registry().to_string();
-        let (auth, source) = self.auth_for(&registry)?;
-        self.client
-            .auth(reference, &auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
-        self.client
-            .blob_exists(reference, &digest.to_string())
-            .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))
+        let what = format!("blob {digest} of {}", reference.whole());
+        let digest = digest.to_string();
+        let digest = digest.as_str();
+        self.request(reference, RegistryOperation::Push, &what, |_| async move {
+            self.client.blob_exists(reference, digest).await
+        })
+        .await
     }
 
-    /// Uploads a blob from a stream of chunks (chunked upload, never whole in memory).
+    /// Uploads a blob from a stream of chunks (chunked upload, never whole
+    /// in memory). `chunks` makes the stream, again if the upload must start
+    /// over with a new token.
     pub async fn push_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
         size: u64,
-        chunks: BoxStream<'static, std::result::Result<bytes::Bytes, OciDistributionError>>,
+        mut chunks: impl FnMut() -> BoxStream<
+            'static,
+            std::result::Result<bytes::Bytes, OciDistributionError>,
+        >,
     ) -> Result<()> {
-        let registry = reference.resolve_registry().to_string();
-        let (_, source) = self.auth_for(&registry)?;
-        self.client
-            .push_blob_stream(reference, chunks, &digest.to_string(), Some(size))
-            .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+        let what = format!("push of blob {digest} to {}", reference.whole());
+        let digest = digest.to_string();
+        let digest = digest.as_str();
+        self.request(reference, RegistryOperation::Push, &what, |_| {
+            let stream = chunks();
+            async move {
+                self.client
+                    .push_blob_stream(reference, stream, digest, Some(size))
+                    .await
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -233,96 +338,20 @@ impl Registry {
         bytes: Vec<u8>,
         media_type: &str,
     ) -> Result<()> {
-        let registry = reference.resolve_registry().to_string();
-        let (_, source) = self.auth_for(&registry)?;
+        let what = format!("push of {}", reference.whole());
         let content_type = reqwest_header(media_type)?;
-        self.client
-            .push_manifest_raw(reference, bytes, content_type)
-            .await
-            .map_err(|e| self.map_error(e, &registry, &reference.whole(), &source))?;
+        let bytes = bytes::Bytes::from(bytes);
+        self.request(reference, RegistryOperation::Push, &what, |_| {
+            let (bytes, content_type) = (bytes.clone(), content_type.clone());
+            async move {
+                self.client
+                    .push_manifest_raw(reference, bytes, content_type)
+                    .await
+            }
+        })
+        .await?;
         Ok(())
     }
-
-    /// Turns an `oci-client` error into a registry error that names the
-    /// URL and, for auth failures, where the credentials came from.
-    fn map_error(
-        &self,
-        err: OciDistributionError,
-        registry: &str,
-        what: &str,
-        source: &auth::Source,
-    ) -> Error {
-        let url = self.base_url(registry);
-        match &err {
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => Error::registry(format!(
-                "401 unauthorized at {url} for {what} (credentials from {source})"
-            ))
-            .hint("check the user and password, or pass --creds USER:PASSWORD"),
-            OciDistributionError::ImageManifestNotFoundError(_) => {
-                Error::registry(format!("{what} not found at {url}"))
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope.errors.iter().any(|e| {
-                    matches!(
-                        e.code,
-                        oci_client::errors::OciErrorCode::ManifestUnknown
-                            | oci_client::errors::OciErrorCode::NameUnknown
-                            | oci_client::errors::OciErrorCode::BlobUnknown
-                    )
-                }) =>
-            {
-                Error::registry(format!("{what} not found at {url}"))
-            }
-            OciDistributionError::RequestError(e) if error_chain(e).contains("certificate") => {
-                Error::registry(format!("TLS to {url} failed: {}", error_chain(e))).hint(
-                    "pass --ca-file with the PEM of the CA that signed the registry's certificate",
-                )
-            }
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-                Error::registry(format!("registry {url} unreachable: {}", error_chain(e)))
-                    .hint("check the address, or use a bundle for offline installs")
-                    .transient()
-            }
-            OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-                Error::registry(format!(
-                    "registry {url} failed for {what}: {}",
-                    error_chain(&err)
-                ))
-                .transient()
-            }
-            OciDistributionError::ServerError { code, .. } if *code >= 500 || *code == 429 => {
-                Error::registry(format!("registry {url} answered {code} for {what}")).transient()
-            }
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|e| e.code == oci_client::errors::OciErrorCode::Toomanyrequests) =>
-            {
-                Error::registry(format!("registry {url} answered 429 for {what}")).transient()
-            }
-            _ => Error::registry(format!(
-                "registry {url} failed for {what}: {}",
-                error_chain(&err)
-            )),
-        }
-    }
-}
-
-/// An error with its causes, on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// The media type a manifest declares, or the one its shape implies.

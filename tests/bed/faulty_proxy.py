@@ -11,6 +11,9 @@ passed through untouched):
     status C K  the first K blob GETs are answered with status C
     always C    every blob GET is answered with status C
     corrupt     one byte in the middle of every blob body is flipped
+    slow MS     every manifest and blob GET is answered MS milliseconds late
+                (the registry sees the request at once): a slow link, to
+                stretch a pull over a token's lifetime
 
 Prints "PORT=<port>" on stdout once listening; logs one line per request
 ("GET <path> range=<Range or ->  -> <what happened>") to LOG_FILE.
@@ -19,6 +22,7 @@ import http.client
 import http.server
 import sys
 import threading
+import time
 
 UPSTREAM, LOG, MODE = sys.argv[1], sys.argv[2], sys.argv[3:]
 lock = threading.Lock()
@@ -60,6 +64,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
         conn.request(method, self.path, headers=headers)
         resp = conn.getresponse()
+        if MODE[0] == "slow" and method == "GET" and ("/blobs/" in self.path or "/manifests/" in self.path):
+            time.sleep(int(MODE[1]) / 1000)
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "transfer-encoding"):

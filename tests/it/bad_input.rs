@@ -117,3 +117,55 @@ fn foreign_data_dir_is_exit_6_and_left_untouched() {
         "mine"
     );
 }
+
+#[test]
+fn hostile_instance_names_settings_and_data_dirs_are_refused_before_anything_is_written() {
+    let bed = bed();
+    let dir = scratch();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let run = |extra: &[&str]| {
+        pgoci(&bed.profile, &bed.registry, dir.path())
+            .arg("--root")
+            .arg(&root)
+            .args(["install", "--yes", "--major", "18", "--port"])
+            .arg(free_port().to_string())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for name in ["..", "../../etc", "a b", "a\nb", "Upper", "-x", ""] {
+        let out = run(&[&format!("--instance={name}")]);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("instance name"), "{}", stderr(&out));
+    }
+    for set in [
+        "work_mem\narchive_command=x",
+        "a b=1",
+        "work_mem=1\narchive_command = 'rm -rf /'",
+    ] {
+        let out = run(&["--instance", "ok", "--set", set]);
+        assert_eq!(out.status.code(), Some(2), "{set:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--set"), "{}", stderr(&out));
+    }
+    assert!(tree(&root).is_empty(), "wrote {:?}", tree(&root));
+    // A regular file as the data directory: refused in preflight (exit 6).
+    // (--data-dir is a host path: under --root it is placed in the root.)
+    std::fs::write(root.join("not-a-dir"), "x").unwrap();
+    let _servers = Servers::of(&root, "ok");
+    let out = run(&["--instance", "ok", "--data-dir", "/not-a-dir"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+    assert_eq!(tree(&root), [root.join("not-a-dir")]);
+    for name in ["..", "../x"] {
+        for cmd in ["rollback", "uninstall"] {
+            let out = pgoci(&bed.profile, &bed.registry, dir.path())
+                .arg("--root")
+                .arg(&root)
+                .args([cmd, "--yes", "--instance", name])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{cmd} {name}: {}", stderr(&out));
+        }
+    }
+}

@@ -56,3 +56,25 @@ fn completions_for_each_shell() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_went_away_is_a_clean_exit() {
+    // A pipe whose reading end is closed before pgoci starts: every write
+    // fails with EPIPE, deterministically (`pgoci completions bash | head -0`).
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    drop(read_end);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgoci"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::from(write_end))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "status {:?}: {stderr}",
+        out.status
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+}

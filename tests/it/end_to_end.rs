@@ -71,8 +71,12 @@ fn bundle_install_offline_then_a_second_major_beside_it() {
     );
     let conf = std::fs::read_to_string(data15.join("postgresql.conf")).unwrap();
     assert_eq!(conf.matches("include = 'pgoci.conf'").count(), 1);
-    let unit = std::fs::read_to_string(root.join("etc/systemd/system/pgoci-pg15.service")).unwrap();
-    assert!(unit.contains("ProtectSystem=strict"), "{unit}");
+    // --service none (the default under --root): no unit, nothing under /etc/systemd.
+    assert!(
+        !root.join("etc/systemd").exists(),
+        "{:?}",
+        tree(&root.join("etc"))
+    );
 
     // The same install again: nothing to do.
     let again = install(&root, &empty_cache, &bundle_arg, "pg15", port15);

@@ -83,7 +83,7 @@ fn snapshot(name: &str, mut doc: Value, dir: &Path) {
 }
 
 /// A hash of every file under `root` except a running server's data files.
-fn host_hash(root: &Path) -> String {
+pub fn host_hash(root: &Path) -> String {
     let mut h = pgoci::digest::Hasher::default();
     for p in tree(root) {
         let rel = p.strip_prefix(root).unwrap().display().to_string();
@@ -158,11 +158,21 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     assert_eq!(check["changed"], true);
     assert_eq!(check["check"], true);
     assert_eq!(host_hash(&root), before, "--check wrote to the host");
-    snapshot("install-check", check, d);
+    snapshot("install-check", check.clone(), d);
 
     let doc = run(&[&install[..], &["--bundle", bundle_s]].concat());
     let _servers = Servers::of(&root, "j");
     assert_eq!(doc["changed"], true);
+    // The plan --check printed is what the install then did, step by step.
+    let kinds = |d: &Value| -> Vec<Value> {
+        d["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].clone())
+            .collect()
+    };
+    assert_eq!(kinds(&check), kinds(&doc), "{check}\n{doc}");
     snapshot("install", doc, d);
     let again = run(&[&install[..], &["--bundle", bundle_s]].concat());
     assert_eq!(again["changed"], false);
@@ -188,10 +198,28 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     snapshot("status", run(&["status"]), d);
     let err = run(&["resolve", "--major", "99", "-o", "-"]);
     snapshot("error-resolve", err, d);
+    // --check of uninstall and gc: a plan, nothing changed; --purge
+    // without --yes and without a terminal is refused, nothing changed.
+    let before = host_hash(&root);
+    let doc = run(&["uninstall", "--check", "--instance", "j", "--purge"]);
+    assert_eq!(
+        (&doc["changed"], &doc["check"]),
+        (&true.into(), &true.into()),
+        "{doc}"
+    );
+    let doc = run(&["gc", "--check"]);
+    assert_eq!(doc["check"], true, "{doc}");
     let doc = run(&["uninstall", "--instance", "j", "--purge"]);
+    assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+    assert_eq!(
+        host_hash(&root),
+        before,
+        "uninstall/gc --check wrote to the host"
+    );
+    let doc = run(&["uninstall", "--yes", "--instance", "j", "--purge"]);
     assert_eq!(doc["changed"], true);
     snapshot("uninstall", doc, d);
-    let gc = run(&["gc"]);
+    let gc = run(&["gc", "--yes"]);
     assert_eq!(gc["changed"], true);
     snapshot("gc", gc, d);
 }

@@ -173,8 +173,25 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
         .unwrap()
         .contains("pg_upgrade"));
 
+    // rollback --check: the plan (back to 18.3's generation), host unchanged.
+    let before = crate::json::host_hash(&i.root);
+    let (code, doc) = i.run(&bed.profile, &["rollback", "--check", "--instance", "main"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(
+        (&doc["check"], &doc["changed"]),
+        (&true.into(), &true.into()),
+        "{doc}"
+    );
+    assert!(doc["actions"].to_string().contains("switch"), "{doc}");
+    assert_eq!(
+        crate::json::host_hash(&i.root),
+        before,
+        "rollback --check wrote"
+    );
+    assert!(i.sql("SELECT version()").contains("18.4"));
+
     // Rollback to 18.3.
-    let (code, doc) = i.run(&bed.profile, &["rollback", "--instance", "main"]);
+    let (code, doc) = i.run(&bed.profile, &["rollback", "--yes", "--instance", "main"]);
     assert_eq!(code, Some(0), "{doc}");
     assert!(i.sql("SELECT version()").contains("18.3"));
     assert_eq!(i.sql("SELECT v FROM kept"), "before upgrade");
@@ -216,7 +233,7 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
         .root
         .join("etc/systemd/system/pgoci-main.service")
         .exists());
-    let (code, doc) = i.run(&bed.profile, &["gc"]);
+    let (code, doc) = i.run(&bed.profile, &["gc", "--yes"]);
     assert_eq!(code, Some(0), "{doc}");
     assert!(doc["bytes_freed"].as_u64().unwrap() > 10_000_000, "{doc}");
     assert!(doc["store_entries"].as_u64().unwrap() >= 3, "{doc}");
@@ -299,7 +316,7 @@ fn killed_installs_and_upgrades_complete_when_run_again() {
         assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
         let (code, _) = i.run(
             &bed.profile,
-            &["uninstall", "--instance", "crash", "--purge"],
+            &["uninstall", "--yes", "--instance", "crash", "--purge"],
         );
         assert_eq!(code, Some(0));
         assert!(
@@ -370,14 +387,41 @@ fn extension_system_libraries_and_environment_reach_the_server() {
     assert!(Path::new(data_var.split_once('=').unwrap().1)
         .join("pg_cron.control")
         .is_file());
+    // With --service none nothing is written under /etc/systemd.
+    assert!(!i.root.join("etc/systemd").exists());
+    // The unit a systemd host would get carries both, quoted.
+    let (code, doc) = i.run(
+        &profile,
+        &[
+            "install",
+            "--yes",
+            "--major",
+            "15",
+            "--ext",
+            "pg_cron",
+            "--instance",
+            "sysd",
+            "--service",
+            "systemd",
+            "--no-start",
+            "--port",
+            &free_port().to_string(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{doc}");
+    let gen_sd = std::fs::canonicalize(i.root.join("opt/pgoci/instances/sysd/current")).unwrap();
     let unit =
-        std::fs::read_to_string(i.root.join("etc/systemd/system/pgoci-sys.service")).unwrap();
+        std::fs::read_to_string(i.root.join("etc/systemd/system/pgoci-sysd.service")).unwrap();
     assert!(
-        unit.contains(&format!("Environment=LD_LIBRARY_PATH={}\n", deps.display())),
+        unit.contains(&format!(
+            "Environment=\"LD_LIBRARY_PATH={}\"\n",
+            gen_sd.join("lib/pgoci-deps").display()
+        )),
         "{unit}"
     );
+    let data_var_sd = data_var.replace(&gen.display().to_string(), &gen_sd.display().to_string());
     assert!(
-        unit.contains(&format!("Environment=\"{data_var}\"\n")),
+        unit.contains(&format!("Environment=\"{data_var_sd}\"\n")),
         "{unit}"
     );
     // The running postmaster got both.
@@ -391,4 +435,134 @@ fn extension_system_libraries_and_environment_reach_the_server() {
         "{environ}"
     );
     assert!(environ.split('\0').any(|e| e == data_var), "{environ}");
+}
+
+/// The install command line of an instance from the shared registry.
+fn install_args(i: &Instance) -> Vec<String> {
+    [
+        "install",
+        "--yes",
+        "--major",
+        "18",
+        "--ext",
+        "pg_trgm",
+        "--instance",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([i.name.clone(), "--port".into(), i.port.to_string()])
+    .collect()
+}
+
+#[test]
+fn killed_rollback_uninstall_and_gc_complete_when_run_again() {
+    let bed = bed();
+    let dir = scratch();
+    let p184 = profile_with_18(dir.path(), "18.4");
+    let i = Instance::new(dir.path().join("root"), dir.path(), "k");
+    let _servers = Servers::of(&i.root, "k");
+    let args = install_args(&i);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, doc) = i.run(&bed.profile, &args);
+    assert_eq!(code, Some(0), "{doc}");
+    let upgrade = ["upgrade", "--yes", "--instance", "k", "--ext", "pg_trgm"];
+    let (code, doc) = i.run(&p184, &upgrade);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(i.sql("SELECT version()").contains("18.4"));
+
+    // A rollback killed after its switch: the re-run finishes it.
+    let rollback = ["rollback", "--yes", "--instance", "k"];
+    let killed = |profile: &Path, point: &str, args: &[&str]| {
+        let out = i
+            .pgoci(profile)
+            .env("PGOCI_CRASH_AT", point)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{point}: killed by a signal (built without --features failpoints?) {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    killed(&bed.profile, "after-switch", &rollback);
+    let (code, doc) = i.run(&bed.profile, &rollback);
+    assert_eq!(code, Some(0), "{doc}");
+    assert!(i.sql("SELECT version()").contains("18.3"), "rolled back");
+    let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
+    assert_eq!(code, Some(0), "{doc}");
+
+    // An uninstall killed after the stop, and one killed after the purge:
+    // each re-run finishes, and the data is gone only once asked for.
+    let uninstall = ["uninstall", "--yes", "--purge", "--instance", "k"];
+    killed(&bed.profile, "uninstall-after-stop", &uninstall);
+    assert!(i.data().join("PG_VERSION").exists());
+    killed(&bed.profile, "uninstall-after-purge", &uninstall);
+    assert!(!i.data().exists());
+    let (code, doc) = i.run(&bed.profile, &uninstall);
+    assert_eq!((code, &doc["changed"]), (Some(0), &true.into()), "{doc}");
+    assert!(!i.root.join("opt/pgoci/instances/k").exists());
+
+    // A gc killed after moving its first store entry aside: the re-run
+    // frees the rest and no half entry is left that looks whole.
+    killed(&bed.profile, "gc-after-rename", &["gc", "--yes"]);
+    let (code, doc) = i.run(&bed.profile, &["gc", "--yes"]);
+    assert_eq!(code, Some(0), "{doc}");
+    let store: Vec<_> = std::fs::read_dir(i.root.join("opt/pgoci/store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(store.is_empty(), "store after gc: {store:?}");
+}
+
+#[test]
+fn installs_sharing_artifacts_and_gc_run_side_by_side() {
+    let bed = bed();
+    let dir = scratch();
+    let root = dir.path().join("root");
+    let instances: Vec<Instance> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Instance::new(root.clone(), dir.path(), n))
+        .collect();
+    let _servers: Vec<Servers> = instances
+        .iter()
+        .map(|i| Servers::of(&root, &i.name))
+        .collect();
+    // Two installs of the same artifacts at once, and a gc racing a third.
+    let spawn = |i: &Instance, args: &[String]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgoci"))
+            .env_remove("PGOCI_PROFILE")
+            .env("PGOCI_CACHE_DIR", &i.cache)
+            .arg("--profile")
+            .arg(&bed.profile)
+            .arg("--insecure-registry")
+            .arg(&bed.registry)
+            .arg("--json")
+            .arg("--root")
+            .arg(&i.root)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn(&instances[0], &install_args(&instances[0]));
+    let b = spawn(&instances[1], &install_args(&instances[1]));
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    }
+    let c = spawn(&instances[2], &install_args(&instances[2]));
+    let gc = spawn(&instances[2], &["gc".into(), "--yes".into()]);
+    for child in [c, gc] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", json(&out));
+    }
+    for i in &instances {
+        assert_eq!(i.sql("SELECT 1"), "1", "instance {}", i.name);
+    }
+    let (code, doc) = instances[0].run(&bed.profile, &["status", "--verify"]);
+    assert_eq!(code, Some(0), "{doc}");
+    assert_eq!(doc["instances"].as_array().unwrap().len(), 3);
 }

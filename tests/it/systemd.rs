@@ -176,7 +176,15 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
     // Idempotent under systemd too; then uninstall stops and removes the unit.
     let again = json(&sd.run(&install));
     assert_eq!(again["changed"], false, "{again}");
-    let out = sd.run(&[bin, "--json", "uninstall", "--instance", "sd", "--purge"]);
+    let out = sd.run(&[
+        bin,
+        "--json",
+        "uninstall",
+        "--yes",
+        "--instance",
+        "sd",
+        "--purge",
+    ]);
     assert_success(&out);
     assert_ne!(
         sd.run(&["systemctl", "is-active", "pgoci-sd.service"])

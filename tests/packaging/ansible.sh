@@ -26,7 +26,7 @@ if [ -z "${PGOCI_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet)
   tdir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
-  PGOCI_BIN=$tdir/debug/pgoci
+  PGOCI_BIN=$tdir/x86_64-unknown-linux-gnu/debug/pgoci
 fi
 PGOCI_BIN=$(realpath "$PGOCI_BIN")
 [ -x "$PGOCI_BIN" ] || die "PGOCI_BIN=$PGOCI_BIN is not executable"
@@ -46,7 +46,7 @@ cleanup() {
   set +e
   for h in "${HOSTS[@]}"; do
     if [ -d "$T/$h/root/opt/pgoci/instances" ]; then
-      "$PGOCI_BIN" --root "$T/$h/root" -q uninstall --instance "ans_$h" --purge >&2 ||
+      "$PGOCI_BIN" --root "$T/$h/root" -q uninstall --instance "ans_$h" --purge --yes >&2 ||
         log "uninstall of ans_$h failed"
     fi
   done
@@ -159,8 +159,11 @@ snapshot() { # HOST
   local r=$T/$1/root
   (
     cd "$r"
-    find opt etc -printf '%y %m %u %p -> %l\n' 2>/dev/null | sort
-    find opt etc -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum
+    # etc/ exists only with --service systemd (a unit); none writes nothing there.
+    dirs=(opt)
+    [ -d etc ] && dirs+=(etc)
+    find "${dirs[@]}" -printf '%y %m %u %p -> %l\n' | sort
+    find "${dirs[@]}" -type f -print0 | sort -z | xargs -0 -r sha256sum
     sha256sum var/lib/pgoci/*/data/pgoci.conf var/lib/pgoci/*/data/postgresql.conf
   )
 }

@@ -1,0 +1,858 @@
+//! The applier: carries out a [`Plan`] step by step inside a
+//! [`Transaction`], so a step that fails (or a server that does not come
+//! up) puts back the previous `current`, config, service files and state,
+//! and restarts the previous server. Each step checks whether its result
+//! is already there, so a run killed midway completes when run again.
+
+use super::config;
+use super::facts::spec_of;
+use super::generation::{self, ExtensionInput};
+use super::layout::HostLayout;
+use super::plan::{self, InstallTarget, Plan, Step};
+use super::service::{self, ServiceManager, ServiceSpec};
+use super::state::{ExtensionState, GenerationState, InstanceState};
+use super::transaction::Transaction;
+use super::users::{self, Account};
+use super::{postgres, store, InstallOptions, InstallReport};
+use crate::blobs::BlobSource;
+use crate::cache::Cache;
+use crate::error::{Error, IoContext, Kind, Result};
+use crate::failpoint;
+use crate::fsutil;
+use crate::lock::Lock;
+use crate::progress::{Event, Reporter};
+use crate::unpack;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Fails unless running as root: applying changes users, owners, services.
+pub fn require_root(command: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(Error::host(format!(
+        "pgoci {command} must run as root (it creates users, chowns the data directory and runs services)"
+    ))
+    .hint("run it with sudo, or add --check to see the plan without changing anything"))
+}
+
+/// Runs steps, reporting each and collecting those that changed something.
+struct Runner<'a> {
+    reporter: &'a dyn Reporter,
+    done: Vec<Step>,
+}
+
+impl Runner<'_> {
+    fn run<T>(&mut self, step: &Step, f: impl FnOnce() -> Result<(T, bool)>) -> Result<T> {
+        let span = tracing::info_span!("step", kind = step.kind());
+        let _entered = span.enter();
+        self.reporter.event(&Event::StepStarted { step });
+        let started = Instant::now();
+        let (value, changed) = f()?;
+        self.reporter.event(&Event::StepFinished {
+            step,
+            changed,
+            elapsed: started.elapsed(),
+        });
+        tracing::debug!(
+            changed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "{}",
+            step.describe(true)
+        );
+        if changed {
+            self.done.push(step.clone());
+        }
+        Ok(value)
+    }
+}
+
+/// Applies an install (or upgrade) plan for `lock`, with blobs from `source`.
+pub fn install(
+    plan: &Plan,
+    lock: &Lock,
+    source: &dyn BlobSource,
+    opts: &InstallOptions,
+    reporter: &dyn Reporter,
+) -> Result<InstallReport> {
+    let target = plan
+        .install
+        .as_ref()
+        .ok_or_else(|| Error::internal("an install was asked to apply a plan that is not one"))?;
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    if plan.steps.is_empty() {
+        return Ok(report(plan, runner.done));
+    }
+    require_root("install")?;
+    let layout = &opts.layout;
+    let instance_dir = layout.instance(&opts.instance);
+    let previous = InstanceState::read(&instance_dir)?;
+    store::clean_temp(&layout.store());
+    store::clean_temp(&layout.generations(&opts.instance));
+
+    let mut tx = Transaction::new(layout);
+    if plan.steps.iter().any(|s| matches!(s, Step::Compose { .. })) {
+        // Made by this run: removed again if it fails, so a failed first
+        // install leaves nothing behind.
+        tx.create_dir(&layout.store())?;
+        tx.create_dir(&layout.generations(&opts.instance))?;
+    }
+    let mut applier = InstallApplier {
+        lock,
+        source,
+        opts,
+        target,
+        previous: previous.as_ref(),
+        gen: target.reuse_generation.clone(),
+        account: users::lookup(&opts.user),
+    };
+    for step in &plan.steps {
+        if let Err(e) = applier.step(step, &mut runner, &mut tx) {
+            return Err(undo(tx, e));
+        }
+    }
+    if let Err(e) = applier.record(&mut tx) {
+        return Err(undo(tx, e));
+    }
+    tx.commit();
+    let mut report = report(plan, runner.done);
+    if let Some(g) = &applier.gen {
+        report.instance.version = g.server_version.clone();
+    }
+    Ok(report)
+}
+
+/// Rolls back, saying in the error what became of the host.
+fn undo(tx: Transaction, err: Error) -> Error {
+    let message = match tx.rollback() {
+        Ok(Some(gen)) => format!(
+            "{}; switched back to generation {gen} and restarted it",
+            err.message
+        ),
+        Ok(None) => format!("{}; every change of this run was undone", err.message),
+        Err(e2) => format!(
+            "{}; undoing the run also failed: {}",
+            err.message, e2.message
+        ),
+    };
+    let mut err = err;
+    err.message = message;
+    err
+}
+
+fn report(plan: &Plan, done: Vec<Step>) -> InstallReport {
+    InstallReport {
+        changed: !done.is_empty(),
+        instance: plan.instance.clone(),
+        actions: done,
+        warnings: plan.warnings.clone(),
+    }
+}
+
+struct InstallApplier<'a> {
+    lock: &'a Lock,
+    source: &'a dyn BlobSource,
+    opts: &'a InstallOptions,
+    target: &'a InstallTarget,
+    previous: Option<&'a InstanceState>,
+    /// The generation being installed, once composed (or reused).
+    gen: Option<GenerationState>,
+    account: Option<Account>,
+}
+
+impl InstallApplier<'_> {
+    fn layout(&self) -> &HostLayout {
+        &self.opts.layout
+    }
+
+    fn step(&mut self, step: &Step, runner: &mut Runner, tx: &mut Transaction) -> Result<()> {
+        let reporter = runner.reporter;
+        match step {
+            Step::Unpack { digest, .. } => runner.run(step, || {
+                let pinned = self
+                    .lock
+                    .artifacts()
+                    .find(|a| &a.digest == digest)
+                    .ok_or_else(|| {
+                        Error::internal(format!("plan unpacks {digest}, not in the lock"))
+                    })?;
+                // The whole image root: rootfs paths are picked at compose,
+                // and the image's own libraries stay at hand.
+                let (_, created) = store::ensure(
+                    self.layout(),
+                    pinned,
+                    self.source,
+                    &unpack::keep_all,
+                    reporter,
+                )?;
+                failpoint::hit("after-unpack");
+                Ok(((), created))
+            }),
+            Step::Compose { generation: name } => runner.run(step, || {
+                let (gen, created) = self.compose(name, tx, reporter)?;
+                self.gen = Some(gen);
+                failpoint::hit("after-compose");
+                Ok(((), created))
+            }),
+            Step::CreateUser { user } => runner.run(step, || {
+                let (account, created) = users::ensure(user)?;
+                self.account = Some(account);
+                Ok(((), created))
+            }),
+            Step::InitDataDir { data_dir } => runner.run(step, || {
+                self.init_data_dir(data_dir, tx)?;
+                Ok(((), true))
+            }),
+            Step::WriteConfig { .. } => runner.run(step, || {
+                let gen_dir = self.gen_dir()?;
+                let changed = write_config(
+                    self.lock,
+                    &self.opts.instance,
+                    &gen_dir,
+                    self.target.port,
+                    &self.target.socket_dir,
+                    &self.opts.settings,
+                    &self.target.data_dir,
+                    tx,
+                )?;
+                Ok(((), changed))
+            }),
+            Step::WriteServiceFiles { service, .. } => runner.run(step, || {
+                let manager = service::manager(*service, self.layout());
+                let spec = self.spec()?;
+                let changed = write_service_files(manager.as_ref(), &spec, tx)?;
+                Ok(((), changed))
+            }),
+            Step::Switch { to, .. } => runner.run(step, || {
+                let changed = self.switch(to, tx)?;
+                Ok(((), changed))
+            }),
+            Step::Start { service } | Step::Restart { service } => runner.run(step, || {
+                let manager = service::manager(*service, self.layout());
+                let spec = self.spec()?;
+                let old = self.previous_spec();
+                tx.server_changing(*service, spec.clone(), old);
+                self.ensure_runtime_dirs()?;
+                match step {
+                    Step::Restart { .. } => manager.restart(&spec)?,
+                    _ => manager.start(&spec)?,
+                }
+                Ok(((), true))
+            }),
+            other => Err(Error::internal(format!(
+                "an install plan holds a {} step",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn gen(&self) -> Result<&GenerationState> {
+        self.gen
+            .as_ref()
+            .ok_or_else(|| Error::internal("install plan uses a generation before composing it"))
+    }
+
+    fn gen_dir(&self) -> Result<PathBuf> {
+        Ok(self
+            .layout()
+            .generation(&self.opts.instance, &self.gen()?.name))
+    }
+
+    fn account(&self) -> Result<&Account> {
+        self.account.as_ref().ok_or_else(|| {
+            Error::host(format!("service user {} does not exist", self.opts.user))
+                .hint("it is created by install; was it removed meanwhile?")
+        })
+    }
+
+    fn spec(&self) -> Result<ServiceSpec> {
+        let gen = self.gen()?;
+        let env = generation::read_runtime_env(&self.gen_dir()?);
+        Ok(plan::service_spec(
+            self.opts,
+            gen,
+            &env,
+            self.account()?,
+            &self.target.data_dir,
+            self.target.port,
+        ))
+    }
+
+    /// The server of the generation that was current before, to restart
+    /// on failure.
+    fn previous_spec(&self) -> Option<ServiceSpec> {
+        let prev = self.previous?;
+        let old = prev.current_generation()?;
+        if Some(&old.name) == self.gen.as_ref().map(|g| &g.name) {
+            return None;
+        }
+        let env =
+            generation::read_runtime_env(&self.layout().generation(&prev.instance, &old.name));
+        Some(spec_of(
+            self.layout(),
+            prev,
+            old,
+            self.account.as_ref()?,
+            &env,
+        ))
+    }
+
+    /// Unpacks what the store lacks and composes the generation.
+    fn compose(
+        &self,
+        name: &str,
+        tx: &mut Transaction,
+        reporter: &dyn Reporter,
+    ) -> Result<(GenerationState, bool)> {
+        let layout = self.layout();
+        let lock = self.lock;
+        let (server_dir, _) = store::ensure(
+            layout,
+            &lock.server.pinned,
+            self.source,
+            &unpack::keep_all,
+            reporter,
+        )?;
+        let mut ext_dirs = Vec::new();
+        for ext in &lock.extensions {
+            let (dir, _) = store::ensure(
+                layout,
+                &ext.pinned,
+                self.source,
+                &unpack::keep_all,
+                reporter,
+            )?;
+            ext_dirs.push(dir);
+        }
+        let dirs = generation::server_dirs(lock, &server_dir)?;
+        let dest = layout.generation(&self.opts.instance, name);
+        let inputs: Vec<ExtensionInput> = lock
+            .extensions
+            .iter()
+            .zip(&ext_dirs)
+            .map(|(e, d)| ExtensionInput {
+                name: &e.name,
+                store_dir: d,
+                ld_library_path: &e.ld_library_path,
+                env: &e.env,
+            })
+            .collect();
+        // A generation appears by rename, so one already there is whole: a
+        // run killed after composing it left it for us.
+        let created = !dest.is_dir();
+        if created {
+            generation::compose(lock, &dirs, &server_dir, &inputs, &dest)?;
+            tx.created(&dest);
+        }
+        let version = if lock.server.version == "unknown" {
+            postgres::version_of_binary(&dest.join(&dirs.bin).join("postgres"))
+                .unwrap_or_else(|| "unknown".into())
+        } else {
+            lock.server.version.clone()
+        };
+        let gen = GenerationState {
+            name: name.to_string(),
+            lock_digest: self.target.lock_digest.clone(),
+            server_version: version,
+            server_digest: lock.server.pinned.digest.clone(),
+            extensions: lock
+                .extensions
+                .iter()
+                .map(|e| ExtensionState {
+                    name: e.name.to_string(),
+                    version: e.version.clone(),
+                    digest: e.pinned.digest.clone(),
+                })
+                .collect(),
+            dirs,
+            store: lock
+                .artifacts()
+                .map(|a| a.digest.hex().to_string())
+                .collect(),
+        };
+        Ok((gen, true))
+    }
+
+    /// The instance's state as it will be recorded.
+    fn new_state(&self, data_dir_complete: bool) -> Result<InstanceState> {
+        let gen = self.gen()?;
+        let mut generations = self
+            .previous
+            .map(|p| p.generations.clone())
+            .unwrap_or_default();
+        if !generations.iter().any(|g| g.name == gen.name) {
+            generations.push(gen.clone());
+        }
+        Ok(InstanceState {
+            instance: self.opts.instance.clone(),
+            major: self.lock.major(),
+            port: self.target.port,
+            data_dir: self.target.data_dir.clone(),
+            data_dir_created: self.previous.is_none_or(|p| p.data_dir_created),
+            data_dir_complete,
+            user: self.opts.user.clone(),
+            service: self.target.service,
+            socket_dir: self.target.socket_dir.clone(),
+            settings: self.opts.settings.clone(),
+            generations,
+            current: self
+                .previous
+                .map(|p| p.current.clone())
+                .unwrap_or_else(|| gen.name.clone()),
+        })
+    }
+
+    /// Records the instance (so a run killed during initdb is known as
+    /// ours), creates the data directory and runs initdb, then marks the
+    /// data directory complete.
+    fn init_data_dir(&self, data_dir: &Path, tx: &mut Transaction) -> Result<()> {
+        let instance_dir = self.layout().instance(&self.opts.instance);
+        let account = self.account()?.clone();
+        if self.previous.is_none() {
+            tx.create_dir(&instance_dir)?;
+            let state_path = InstanceState::path(&instance_dir);
+            tx.save_file(&state_path)?;
+            self.new_state(false)?.write(&instance_dir)?;
+        }
+        tx.create_dir(data_dir)?;
+        chown_mode(data_dir, &account, 0o700)?;
+        let bin = self.gen_dir()?.join(&self.gen()?.dirs.bin);
+        postgres::initdb(&bin, data_dir, &account, &self.opts.initdb)?;
+        failpoint::hit("after-initdb");
+        Ok(())
+    }
+
+    /// Points `current` at the generation.
+    fn switch(&self, to: &str, tx: &mut Transaction) -> Result<bool> {
+        let instance_dir = self.layout().instance(&self.opts.instance);
+        tx.create_dir(&instance_dir)?;
+        let current_link = instance_dir.join("current");
+        let target = PathBuf::from("generations").join(to);
+        if fs::read_link(&current_link).ok() == Some(target.clone()) {
+            return Ok(false);
+        }
+        failpoint::hit("before-switch");
+        tx.save_link(&current_link);
+        fsutil::switch_symlink(&current_link, &target)?;
+        failpoint::hit("after-switch");
+        Ok(true)
+    }
+
+    /// Records the lock and the state, last: a run killed before this is
+    /// recognised by the next one (the state still names the old
+    /// generation) and completed.
+    fn record(&self, tx: &mut Transaction) -> Result<()> {
+        let instance_dir = self.layout().instance(&self.opts.instance);
+        let lock_copy = instance_dir.join("pgoci.lock");
+        tx.save_file(&lock_copy)?;
+        fsutil::write_if_changed(&lock_copy, self.lock.to_yaml()?.as_bytes(), 0o644)?;
+        let mut state = self.new_state(true)?;
+        state.current = self.target.generation.clone();
+        let state_path = InstanceState::path(&instance_dir);
+        tx.save_file(&state_path)?;
+        if self.previous != Some(&state) {
+            state.write(&instance_dir)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_runtime_dirs(&self) -> Result<()> {
+        let account = self.account()?;
+        for (dir, mode) in [
+            (&self.target.socket_dir, 0o755),
+            (&self.target.log_dir, 0o750),
+        ] {
+            fs::create_dir_all(dir).with_path(dir, "create")?;
+            chown_mode(dir, account, mode)?;
+        }
+        Ok(())
+    }
+}
+
+/// Gives a directory to the service user with `mode`.
+fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
+    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
+        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
+}
+
+/// Writes `pgoci.conf` and the include line; true when anything changed.
+#[allow(clippy::too_many_arguments)]
+fn write_config(
+    lock: &Lock,
+    instance: &str,
+    gen_dir: &Path,
+    port: u16,
+    socket_dir: &Path,
+    settings: &BTreeMap<String, String>,
+    data_dir: &Path,
+    tx: &mut Transaction,
+) -> Result<bool> {
+    let text = config::render(
+        lock,
+        &config::ConfigInput {
+            instance,
+            generation: gen_dir,
+            port,
+            socket_dir,
+            user_settings: settings,
+        },
+    )?;
+    let conf = data_dir.join("pgoci.conf");
+    tx.save_file(&conf)?;
+    let mut changed = fsutil::write_if_changed(&conf, text.as_bytes(), 0o644)?;
+    let main_conf = data_dir.join("postgresql.conf");
+    let current = fs::read_to_string(&main_conf).with_path(&main_conf, "read")?;
+    if !current.lines().any(|l| l.trim() == config::INCLUDE_LINE) {
+        tx.save_file(&main_conf)?;
+        let mut new = current;
+        if !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str("\n# Added once by pgoci: settings pgoci manages (see pgoci.conf)\n");
+        new.push_str(config::INCLUDE_LINE);
+        new.push('\n');
+        fsutil::write_atomic(&main_conf, new.as_bytes())?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Renders, checks and writes a manager's files; reloads it if any changed.
+fn write_service_files(
+    manager: &dyn ServiceManager,
+    spec: &ServiceSpec,
+    tx: &mut Transaction,
+) -> Result<bool> {
+    let mut changed = false;
+    for (path, text) in manager.render(spec)? {
+        if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
+            continue;
+        }
+        if let Some(warning) = manager.check_rendered(&path, &text)? {
+            tracing::warn!("{warning}");
+        }
+        tx.save_file(&path)?;
+        fsutil::write_if_changed(&path, text.as_bytes(), 0o644)?;
+        changed = true;
+    }
+    if changed {
+        tx.service_files_changed(manager.kind());
+        manager.reload()?;
+    }
+    Ok(changed)
+}
+
+/// What a lifecycle command (rollback, uninstall, gc) did.
+#[derive(Debug, Clone)]
+pub struct LifecycleReport {
+    pub changed: bool,
+    pub actions: Vec<Step>,
+}
+
+/// Applies a rollback plan: config and service files of the older
+/// generation, switch, restart; undone if the older server fails.
+pub fn rollback(
+    plan: &Plan,
+    layout: &HostLayout,
+    reporter: &dyn Reporter,
+) -> Result<LifecycleReport> {
+    require_root("rollback")?;
+    let instance = &plan.instance.name;
+    let instance_dir = layout.instance(instance);
+    let mut st = InstanceState::read(&instance_dir)?
+        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let target = st
+        .generations
+        .iter()
+        .find(|g| g.name == plan.instance.generation)
+        .cloned()
+        .ok_or_else(|| Error::internal("rollback target vanished from the state"))?;
+    let gen_dir = layout.generation(instance, &target.name);
+    let lock = Lock::read(&gen_dir.join(generation::GENERATION_LOCK))?;
+    let account = users::lookup(&st.user).ok_or_else(|| {
+        Error::host(format!(
+            "service user {} of instance {instance} is missing",
+            st.user
+        ))
+    })?;
+    let env = generation::read_runtime_env(&gen_dir);
+    let spec = spec_of(layout, &st, &target, &account, &env);
+    let old_spec = st.current_generation().map(|g| {
+        let env = generation::read_runtime_env(&layout.generation(instance, &g.name));
+        spec_of(layout, &st, g, &account, &env)
+    });
+    let manager = service::manager(st.service, layout);
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    let mut tx = Transaction::new(layout);
+    let result = (|| -> Result<()> {
+        for step in &plan.steps {
+            match step {
+                Step::WriteConfig { .. } => runner.run(step, || {
+                    let changed = write_config(
+                        &lock,
+                        instance,
+                        &gen_dir,
+                        st.port,
+                        &st.socket_dir,
+                        &st.settings,
+                        &st.data_dir,
+                        &mut tx,
+                    )?;
+                    Ok(((), changed))
+                })?,
+                Step::WriteServiceFiles { .. } => runner.run(step, || {
+                    Ok(((), write_service_files(manager.as_ref(), &spec, &mut tx)?))
+                })?,
+                Step::Switch { to, .. } => runner.run(step, || {
+                    let link = instance_dir.join("current");
+                    tx.save_link(&link);
+                    fsutil::switch_symlink(&link, &PathBuf::from("generations").join(to))?;
+                    failpoint::hit("after-switch");
+                    Ok(((), true))
+                })?,
+                Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
+                    tx.server_changing(st.service, spec.clone(), old_spec.clone());
+                    manager.restart(&spec)?;
+                    Ok(((), true))
+                })?,
+                other => {
+                    return Err(Error::internal(format!(
+                        "a rollback plan holds a {} step",
+                        other.kind()
+                    )))
+                }
+            }
+        }
+        // The state last: a rollback killed before this is repeated whole.
+        st.current = target.name.clone();
+        tx.save_file(&InstanceState::path(&instance_dir))?;
+        st.write(&instance_dir)?;
+        let lock_copy = instance_dir.join("pgoci.lock");
+        tx.save_file(&lock_copy)?;
+        fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            tx.commit();
+            Ok(LifecycleReport {
+                changed: !runner.done.is_empty(),
+                actions: runner.done,
+            })
+        }
+        Err(e) => Err(undo(tx, e)),
+    }
+}
+
+/// Applies an uninstall plan. Not a transaction: each step is final, and
+/// a run killed midway is completed by running it again (the state file
+/// goes last).
+pub fn uninstall(
+    plan: &Plan,
+    layout: &HostLayout,
+    reporter: &dyn Reporter,
+) -> Result<LifecycleReport> {
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    if plan.steps.is_empty() {
+        return Ok(LifecycleReport {
+            changed: false,
+            actions: Vec::new(),
+        });
+    }
+    require_root("uninstall")?;
+    let instance = &plan.instance.name;
+    let st = InstanceState::read(&layout.instance(instance))?
+        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let manager = service::manager(st.service, layout);
+    for step in &plan.steps {
+        match step {
+            Step::Stop { .. } => runner.run(step, || {
+                let Some(gen) = st.current_generation() else {
+                    return Ok(((), false));
+                };
+                let account = users::lookup(&st.user).ok_or_else(|| {
+                    Error::host(format!(
+                        "service user {} of instance {instance} is missing",
+                        st.user
+                    ))
+                })?;
+                let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
+                let stopped = manager.stop(&spec_of(layout, &st, gen, &account, &env))?;
+                failpoint::hit("uninstall-after-stop");
+                Ok(((), stopped))
+            })?,
+            Step::RemoveServiceFiles { files } => runner.run(step, || {
+                manager.forget(instance)?;
+                let mut removed = false;
+                for f in files {
+                    removed |= fsutil::remove_file_if_exists(f)?;
+                }
+                if removed {
+                    manager.reload()?;
+                }
+                Ok(((), removed))
+            })?,
+            Step::RemoveInstance { dir } => runner.run(step, || {
+                for d in [layout.socket_dir(instance), layout.log_dir(instance)] {
+                    fsutil::remove_dir_if_exists(&d)?;
+                }
+                // Generations first, the state last: a killed run can be repeated.
+                fsutil::remove_dir_if_exists(&dir.join("generations"))?;
+                Ok(((), fsutil::remove_dir_if_exists(dir)?))
+            })?,
+            Step::PurgeData { data_dir } => runner.run(step, || {
+                let removed = fsutil::remove_dir_if_exists(data_dir)?;
+                failpoint::hit("uninstall-after-purge");
+                Ok(((), removed))
+            })?,
+            other => {
+                return Err(Error::internal(format!(
+                    "an uninstall plan holds a {} step",
+                    other.kind()
+                )))
+            }
+        }
+    }
+    Ok(LifecycleReport {
+        changed: !runner.done.is_empty(),
+        actions: runner.done,
+    })
+}
+
+/// Plans gc: store entries no generation of any instance uses, and cache
+/// blobs that neither those generations' locks nor `keep` locks need.
+pub fn plan_gc(layout: &HostLayout, cache: Option<&Cache>, keep: &[Lock]) -> Result<Vec<Step>> {
+    let instances = super::facts::other_instances(layout, "")?;
+    let mut used_store = std::collections::BTreeSet::new();
+    let mut used_blobs = std::collections::BTreeSet::new();
+    for st in &instances {
+        for g in &st.generations {
+            used_store.extend(g.store.iter().cloned());
+            let lock_file = layout
+                .generation(&st.instance, &g.name)
+                .join(generation::GENERATION_LOCK);
+            if let Ok(lock) = Lock::read(&lock_file) {
+                used_blobs.extend(lock.blobs().into_iter().map(|b| b.digest));
+            }
+        }
+    }
+    for lock in keep {
+        used_blobs.extend(lock.blobs().into_iter().map(|b| b.digest));
+        used_store.extend(lock.artifacts().map(|a| a.digest.hex().to_string()));
+    }
+    let mut store_entries = BTreeMap::new();
+    if let Ok(entries) = fs::read_dir(layout.store()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || name.ends_with(".files.json") || used_store.contains(&name)
+            {
+                continue;
+            }
+            store_entries.insert(name, dir_size(&e.path()));
+        }
+    }
+    let mut blobs = BTreeMap::new();
+    if let Some(cache) = cache {
+        for d in cache.digests()? {
+            if !used_blobs.contains(&d) {
+                let size = fs::metadata(cache.path(&d)).map(|m| m.len()).unwrap_or(0);
+                blobs.insert(d, size);
+            }
+        }
+    }
+    Ok(plan::gc(store_entries, blobs))
+}
+
+/// Applies gc steps.
+pub fn gc(
+    steps: &[Step],
+    layout: &HostLayout,
+    cache: Option<&Cache>,
+    reporter: &dyn Reporter,
+) -> Result<LifecycleReport> {
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    // Entries a killed gc or install moved aside.
+    store::clean_temp(&layout.store());
+    for step in steps {
+        match step {
+            Step::RemoveStoreEntry { entry, .. } => runner.run(step, || {
+                // Out of sight first (a rename), then deleted: a gc killed
+                // midway never leaves a half entry that looks whole.
+                let dir = layout.store().join(entry);
+                fsutil::remove_file_if_exists(&super::manifest::store_manifest_path(&dir))?;
+                let doomed = layout
+                    .store()
+                    .join(format!(".tmp-gc-{entry}-{}", std::process::id()));
+                match fs::rename(&dir, &doomed) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(((), false)),
+                    Err(e) => return Err(e).with_path(&dir, "remove"),
+                }
+                failpoint::hit("gc-after-rename");
+                fsutil::remove_dir_if_exists(&doomed)?;
+                Ok(((), true))
+            })?,
+            Step::RemoveCacheBlob { digest, .. } => runner.run(step, || {
+                let Some(cache) = cache else {
+                    return Ok(((), false));
+                };
+                Ok(((), fsutil::remove_file_if_exists(&cache.path(digest))?))
+            })?,
+            other => {
+                return Err(Error::internal(format!(
+                    "a gc plan holds a {} step",
+                    other.kind()
+                )))
+            }
+        }
+    }
+    Ok(LifecycleReport {
+        changed: !runner.done.is_empty(),
+        actions: runner.done,
+    })
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|es| es.flatten().map(|e| dir_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Re-hashes the current generation of an instance.
+pub fn verify(layout: &HostLayout, st: &InstanceState) -> Result<super::manifest::Drift> {
+    super::manifest::verify_generation(&layout.generation(&st.instance, &st.current))
+}
+
+/// The error kind an unknown instance gets.
+pub fn unknown_instance(layout: &HostLayout, instance: &str) -> Error {
+    Error::new(
+        Kind::Usage,
+        format!(
+            "no instance named {instance} under {}",
+            layout.prefix.display()
+        ),
+    )
+    .hint("`pgoci status` lists the instances")
+}

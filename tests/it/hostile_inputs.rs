@@ -288,7 +288,7 @@ fn a_blob_symlinked_out_of_the_bundle_is_refused() {
     let lock = pgoci::lock::Lock::read(&bundle.join("pgoci.lock")).unwrap();
     let blob = bundle
         .join("blobs/sha256")
-        .join(lock.server.pinned.config.digest.hex());
+        .join(lock.server.pinned.layers[0].digest.hex());
     std::fs::remove_file(&blob).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", &blob).unwrap();
     assert_bundle_refused(dir.path(), &bundle, "symlink", true);

@@ -158,7 +158,7 @@ fn libraries(
     for e in &lock.extensions {
         ext_dirs.push(store::ensure(&layout, &e.pinned, source, keep, reporter)?.0);
     }
-    let extensions: Vec<(&Path, &[String])> = ext_dirs
+    let extensions: Vec<(&Path, &[crate::names::ImagePath])> = ext_dirs
         .iter()
         .zip(&lock.extensions)
         .map(|(d, e)| (d.as_path(), e.ld_library_path.as_slice()))

@@ -15,7 +15,7 @@ use pgoci::error::{Error, Result};
 use pgoci::install::facts::HostFacts;
 use pgoci::install::plan::{self, Plan, Step};
 use pgoci::install::postgres::InitdbSettings;
-use pgoci::install::{apply, config, InstallOptions, InstallReport};
+use pgoci::install::{apply, InstallOptions, InstallReport};
 use pgoci::lock::Lock;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -112,6 +112,8 @@ fn open_bundle(
     };
     let mut bundle = Bundle::open(path)?;
     bundle.choose(&choice)?;
+    // Every manifest must be one, matching the lock, before anything is written.
+    bundle.verify_manifests()?;
     Ok(bundle)
 }
 
@@ -254,39 +256,26 @@ fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
                 .map(|(k, val)| (k.trim(), val))
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))?;
-            if !config::is_parameter_name(k) {
-                return Err(
-                    Error::usage(format!("--set {k:?}: not a PostgreSQL setting name"))
-                        .hint("names are letters, digits and _, dotted for extension settings"),
-                );
-            }
-            if val.chars().any(char::is_control) {
-                return Err(Error::usage(format!(
-                    "--set {k}: the value holds a control character"
-                )));
-            }
-            Ok((k.to_string(), val.to_string()))
+            let key = pgoci::names::ConfigParam::parse(k).map_err(|e| {
+                Error::usage(format!("--set {e}"))
+                    .hint("names are letters, digits and _, dotted for extension settings")
+            })?;
+            pgoci::names::check_text(&format!("--set {k}"), val)
+                .map_err(|e| Error::usage(format!("--set: {e}")))?;
+            Ok((key.to_string(), val.to_string()))
         })
         .collect()
 }
 
-/// Instance names become paths, unit names and service names.
+/// Instance names become paths, unit names and service names: parsed as
+/// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
 pub fn check_instance_name(name: &str) -> Result<()> {
-    let ok = (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    match ok {
-        true => Ok(()),
-        false => Err(
-            Error::usage(format!("instance name {name:?} is not allowed"))
-                .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit"),
-        ),
-    }
+    pgoci::names::InstanceName::parse(name)
+        .map(drop)
+        .map_err(|e| {
+            Error::usage(format!("instance name: {e}"))
+                .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
+        })
 }
 
 /// `pgoci upgrade`: the install of a new lock onto an existing instance,

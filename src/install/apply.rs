@@ -322,7 +322,7 @@ impl InstallApplier<'_> {
             .iter()
             .map(|e| store(&e.pinned.digest))
             .collect();
-        let extensions: Vec<(&Path, &[String])> = self
+        let extensions: Vec<(&Path, &[crate::names::ImagePath])> = self
             .lock
             .extensions
             .iter()
@@ -458,7 +458,7 @@ impl InstallApplier<'_> {
                 .extensions
                 .iter()
                 .map(|e| ExtensionState {
-                    name: e.name.clone(),
+                    name: e.name.to_string(),
                     version: e.version.clone(),
                     digest: e.pinned.digest.clone(),
                 })

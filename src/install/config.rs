@@ -21,45 +21,19 @@ pub struct ConfigInput<'a> {
     pub user_settings: &'a BTreeMap<String, String>,
 }
 
-/// A setting value as a PostgreSQL string literal (guc-file.l: inside
-/// single quotes, `'` is doubled and `\\` starts an escape, so it is
-/// doubled too). A line break would end the setting: refused, with every
-/// other control character.
+/// A setting value as a PostgreSQL literal ([`crate::render::pg_quote`]);
+/// one that cannot be (a control character) is bad input, exit 5.
 fn quote(name: &str, value: &str) -> Result<String> {
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(Error::integrity(format!(
-            "the value of setting {name} holds the control character {c:?}"
-        ))
-        .hint("settings are one line of text"));
-    }
-    Ok(format!(
-        "'{}'",
-        value.replace('\\', "\\\\").replace('\'', "''")
-    ))
-}
-
-/// Whether `name` is a configuration parameter name PostgreSQL reads:
-/// an identifier, or dotted identifiers for extension settings.
-pub fn is_parameter_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63 * 2 + 1
-        && name.split('.').all(|part| {
-            let mut chars = part.chars();
-            chars
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        })
+    crate::render::pg_quote(value).map_err(|e| {
+        Error::integrity(format!("the value of setting {name} is refused: {e}"))
+            .hint("settings are one line of text")
+    })
 }
 
 fn check_name(name: &str) -> Result<()> {
-    match is_parameter_name(name) {
-        true => Ok(()),
-        false => Err(Error::integrity(format!(
-            "{name:?} is not a PostgreSQL setting name"
-        ))
-        .hint("names are letters, digits and _, dotted for extension settings (cron.database_name)")),
-    }
+    crate::names::ConfigParam::parse(name)
+        .map(drop)
+        .map_err(|e| e.integrity())
 }
 
 /// Renders the whole file. Every name is checked and every value quoted,

@@ -41,9 +41,9 @@ pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
             .ok_or_else(|| Error::integrity("lock: rootfs server without paths".to_string()))?;
         let rel = |p: &str| PathBuf::from(p.trim_start_matches('/'));
         return Ok(ServerDirs {
-            bin: rel(&paths.bin),
-            sharedir: rel(&paths.share),
-            pkglibdir: rel(&paths.lib),
+            bin: rel(paths.bin.as_str()),
+            sharedir: rel(paths.share.as_str()),
+            pkglibdir: rel(paths.lib.as_str()),
         });
     }
     let find = |marker: &str| -> Result<PathBuf> {
@@ -97,10 +97,10 @@ pub struct ExtensionInput<'a> {
     pub name: &'a str,
     pub store_dir: &'a Path,
     /// Image-relative directories of system libraries (`system` is implied when present).
-    pub ld_library_path: &'a [String],
+    pub ld_library_path: &'a [crate::names::ImagePath],
     /// Environment the server needs for this extension; `${image_root}` is
     /// the extension's tree in the generation.
-    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub env: &'a std::collections::BTreeMap<crate::names::EnvKey, String>,
 }
 
 /// The system-library directory of a generation, for `LD_LIBRARY_PATH`.
@@ -145,7 +145,7 @@ fn runtime_env(
     let mut env = RuntimeEnv::default();
     let mut host = None;
     for ext in extensions {
-        let mut dirs: Vec<String> = ext.ld_library_path.to_vec();
+        let mut dirs: Vec<String> = ext.ld_library_path.iter().map(|p| p.to_string()).collect();
         if ext.store_dir.join("system").is_dir() && !dirs.iter().any(|d| d == "system") {
             dirs.push("system".into());
         }
@@ -187,8 +187,20 @@ fn runtime_env(
                 )?;
             }
             for (k, v) in ext.env {
+                // The loader's and PostgreSQL's own variables are pgoci's to
+                // set: an extension may not redirect them (LD_PRELOAD, PGDATA…).
+                let key = k.to_string();
+                if key.starts_with("LD_")
+                    || ["PATH", "PGDATA", "PGPORT", "PGHOST"].contains(&key.as_str())
+                {
+                    return Err(Error::integrity(format!(
+                        "extension {} sets {key}, which only pgoci may set",
+                        ext.name
+                    ))
+                    .hint("drop that variable from the extension's env"));
+                }
                 env.vars.insert(
-                    k.clone(),
+                    k.to_string(),
                     v.replace("${image_root}", &image_root.display().to_string()),
                 );
             }

@@ -115,7 +115,7 @@ fn elf_files_in(dir: &Path) -> Vec<PathBuf> {
 pub fn check(
     lock: &Lock,
     server: &Path,
-    extensions: &[(&Path, &[String])],
+    extensions: &[(&Path, &[crate::names::ImagePath])],
     mode: LibraryMode,
     optional: bool,
 ) -> Result<LibraryReport> {
@@ -134,11 +134,7 @@ pub fn check(
         .iter()
         .map(|(dir, paths)| {
             let mut lib_path: Vec<PathBuf> = vec!["/system".into()];
-            lib_path.extend(
-                paths
-                    .iter()
-                    .map(|p| Path::new("/").join(p.trim_start_matches('/'))),
-            );
+            lib_path.extend(paths.iter().map(|p| Path::new("/").join(p.as_relative())));
             Root::image(*dir).with_library_path(lib_path)
         })
         .collect();

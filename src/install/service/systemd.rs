@@ -118,60 +118,39 @@ fn systemctl(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// A value for a unit setting, quoted as systemd.syntax(7) reads it:
-/// inside double quotes `\` and `"` are escaped, and `%` (a specifier) is
-/// doubled. Control characters cannot be represented safely: refused.
-pub fn quote(field: &str, value: &str) -> Result<String> {
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(Error::integrity(format!(
-            "{field} holds the control character {c:?}, which a systemd unit cannot carry"
-        )));
-    }
-    let escaped = value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('%', "%%");
-    Ok(format!("\"{escaped}\""))
-}
-
-/// A path for a unit setting, quoted; in a command line (`ExecStart=`)
-/// `$` is doubled too, so no variable is expanded.
-fn quote_path(field: &str, path: &Path, command_line: bool) -> Result<String> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| Error::usage(format!("{field} {} is not UTF-8", path.display())))?;
-    let quoted = quote(field, text)?;
-    Ok(match command_line {
-        true => quoted.replace('$', "$$"),
-        false => quoted,
-    })
+/// A unit value from a lock, profile or flag that cannot be quoted: bad
+/// input (exit 5), never a broken unit.
+fn refused(e: crate::names::Invalid) -> Error {
+    e.integrity()
 }
 
 /// Renders the unit file.
 pub fn render(spec: &ServiceSpec) -> Result<String> {
+    use crate::names::EnvKey;
+    use crate::render::{systemd_env, systemd_path};
     let mut env = String::new();
     if let Some(p) = &spec.env.ld_library_path {
-        let value = format!("LD_LIBRARY_PATH={}", p.display());
+        let key = EnvKey::parse("LD_LIBRARY_PATH").map_err(refused)?;
+        let value = p.to_string_lossy();
         env.push_str(&format!(
             "Environment={}\n",
-            quote("LD_LIBRARY_PATH", &value)?
+            systemd_env(&key, &value).map_err(refused)?
         ));
     }
     for (k, v) in &spec.env.vars {
-        // Keys are checked where the lock is read; a bad one here is refused too.
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(Error::integrity(format!(
-                "extension environment key {k:?} is not a variable name"
-            )));
-        }
+        // Keys are checked where the lock is read; a bad one is refused here too.
+        let key = EnvKey::parse(k).map_err(refused)?;
         env.push_str(&format!(
             "Environment={}\n",
-            quote(&format!("environment value of {k}"), &format!("{k}={v}"))?
+            systemd_env(&key, v).map_err(refused)?
         ));
     }
-    let postgres = quote_path("server binary", &spec.bin.join("postgres"), true)?;
-    let data_arg = quote_path("data directory", &spec.data_dir, true)?;
-    let data = quote_path("data directory", &spec.data_dir, false)?;
+    // Paths are refused with `$` in them, so the same word serves
+    // ExecStart= and ReadWritePaths=.
+    let postgres = systemd_path(&spec.bin.join("postgres")).map_err(refused)?;
+    let data = systemd_path(&spec.data_dir).map_err(refused)?;
+    // Names reach the unit unquoted: the instance name is checked where it
+    // is given; user and group come from /etc/passwd and are checked here.
     let name_ok = |s: &str| {
         !s.is_empty()
             && s.chars()
@@ -199,7 +178,7 @@ Type={kind}\n\
 User={user}\n\
 Group={group}\n\
 {env}\
-ExecStart={postgres} -D {data_arg}\n\
+ExecStart={postgres} -D {data}\n\
 ExecReload=/bin/kill -HUP $MAINPID\n\
 KillMode=mixed\n\
 KillSignal=SIGINT\n\

@@ -37,7 +37,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 med() { local -n _a=$1; printf '%s\n' "${_a[@]}" | median; }
 ratio() { echo "scale=4; $1 / $2" | bc -l; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-num() { case $1 in -) echo - ;; *) printf '%.3f' "$1" ;; esac; }
+# num UNIT VALUE: seconds to the ms, other units to one decimal.
+num() { case $2 in -) echo - ;; *) if [ "$1" = s ]; then printf '%.3f' "$2"; else printf '%.1f' "$2"; fi ;; esac; }
 mib() { echo "$(( $(du -sb "$1" | cut -f1) >> 20 ))"; }
 
 # result METRIC SIZE PGOCI UNIT PEER PEER_VALUE TARGET: one row for all.sh
@@ -46,7 +47,7 @@ result() {
   local r=-
   [ "$6" = - ] || r=$(printf '%.2f' "$(ratio "$3" "$6")")
   [ -z "${BENCH_RESULTS:-}" ] ||
-    printf '%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(num "$3")" "$4" "$5" "$(num "$6")" "$r" "$7" >>"$BENCH_RESULTS"
+    printf '%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(num "$4" "$3")" "$4" "$5" "$(num "$4" "$6")" "$r" "$7" >>"$BENCH_RESULTS"
 }
 
 # big_up: the generated image pushed to the bed registry (once per registry

@@ -17,7 +17,7 @@ for s in pull-vs-skopeo export-verify install-vs-tar noop-rerun peak-rss bytes; 
 done
 echo "== summary ($(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(( $(date +%s) - t0 )) s in all)"
 {
-  printf 'measurement\tsize\tpgoci\tpeer\tpeer value\tratio\ttarget\n'
+  printf 'measurement\tsize\tpgoci\tpeer\tpeer value\tratio\ttarget\tmet\n'
   cat "$results"
 } | column -t -s $'\t'
 echo "(ratio = pgoci / peer; for bytes: two bundles / one layout)"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the time arrays are filled through timeit's nameref
 # Benchmark: `pgoci bundle export` of a lock to a .tar (empty cache, so it
 # pulls) against `skopeo copy docker://… oci-archive:` of the same images;
 # and `pgoci bundle verify` of a bundle directory against `openssl dgst

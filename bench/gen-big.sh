@@ -19,7 +19,7 @@ if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$key" ]; then
   echo "$out/layout"; exit 0
 fi
 log() { printf '[gen-big] %s\n' "$*" >&2; }
-[ -s "$npm17" ] && [ -s "$npm18" ] || { log "run tests/bed/bed.sh prepare first"; exit 1; }
+if [ ! -s "$npm17" ] || [ ! -s "$npm18" ]; then log "run tests/bed/bed.sh prepare first"; exit 1; fi
 rm -rf "$out"; mkdir -p "$out"
 tmp=$out/tmp; mkdir -p "$tmp"
 

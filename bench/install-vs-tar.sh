@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the time arrays are filled through timeit's nameref
 # Benchmark: `pgoci install` from a bundle directory (--root into a scratch
 # dir, --service none, --no-start) without initdb, against
 #   the floor: `tar -x -I pigz` of the same layer blobs into a fresh dir, and

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # size_* and SIZES are read by the scripts
 # Shared set-up of the benchmark scripts (sourced): test bed up, release
 # binary built, a scratch dir, timing helpers, and the two sizes every
 # script measures:
@@ -9,7 +10,7 @@
 # BENCH_RESULTS=FILE appends one tab-separated row per measurement
 # (bench/all.sh collects them into a table).
 # Sets: registry, state, pgoci, work. Everything is torn down on exit.
-cd "$(dirname "${BASH_SOURCE[1]}")/.."
+cd "$(dirname "${BASH_SOURCE[1]}")/.." || exit 1
 RUNS=${RUNS:-5}
 BIG_RUNS=${BIG_RUNS:-3}
 SIZES=${BENCH_SIZES:-small big}
@@ -42,12 +43,18 @@ num() { case $2 in -) echo - ;; *) if [ "$1" = s ]; then printf '%.3f' "$2"; els
 mib() { echo "$(( $(du -sb "$1" | cut -f1) >> 20 ))"; }
 
 # result METRIC SIZE PGOCI UNIT PEER PEER_VALUE TARGET: one row for all.sh
-# (PEER "-" when the row has no peer; RATIO is PGOCI/PEER_VALUE).
+# (PEER "-" when the row has no peer; RATIO is PGOCI/PEER_VALUE; TARGET
+# "<= X", "< X" or "-" applies to the ratio, or to PGOCI without a peer).
 result() {
-  local r=-
-  [ "$6" = - ] || r=$(printf '%.2f' "$(ratio "$3" "$6")")
+  local r=- met=- v=$3
+  [ "$6" = - ] || { r=$(printf '%.2f' "$(ratio "$3" "$6")"); v=$r; }
+  case $7 in
+    "<= "*) met=$([ "$(echo "$v <= ${7#<= }" | bc)" = 1 ] && echo yes || echo NO) ;;
+    "< "*) met=$([ "$(echo "$v < ${7#< }" | bc)" = 1 ] && echo yes || echo NO) ;;
+  esac
   [ -z "${BENCH_RESULTS:-}" ] ||
-    printf '%s\t%s\t%s %s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(num "$4" "$3")" "$4" "$5" "$(num "$4" "$6")" "$r" "$7" >>"$BENCH_RESULTS"
+    printf '%s\t%s\t%s %s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(num "$4" "$3")" "$4" "$5" \
+      "$(num "$4" "$6")" "$r" "$7" "$met" >>"$BENCH_RESULTS"
 }
 
 # big_up: the generated image pushed to the bed registry (once per registry

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the time arrays are filled through timeit's nameref
 # Benchmark: the wall time of re-running an install that is already done
 # (same bundle, same flags: `--json` must say "changed": false) at both
 # sizes; median of RUNS (BIG_RUNS) re-runs. No peer: the target is absolute.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the time arrays are filled through timeit's nameref
 # Benchmark: `pgoci pull` (empty cache) against `skopeo copy` of the same
 # images (each into an empty OCI layout) from the loopback registry, once
 # one image after the other and once all images in parallel (the stronger

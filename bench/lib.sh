@@ -21,8 +21,12 @@ bench_tools() {
   for p in bc pigz skopeo umoci openssl time python3; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
-  [ "${#missing[@]}" -eq 0 ] ||
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  echo "[bench] apt-get install ${missing[*]}" >&2
+  # A fresh machine may have stale package lists: update once and retry.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
+    { apt-get update >/dev/null &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
 }
 bench_tools
 registry=$(tests/bed/bed.sh up "$state" | sed -n 's/^REGISTRY=//p' | tail -1)

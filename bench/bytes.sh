@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmark: bytes on disk for two PostgreSQL majors (17 and 18): two
+# bundles (one per lock) against one OCI layout holding both images, and
+# the store after installing both (two instances in one --root).
+#   small: the bed's pg17 and pg18 images (they share no layer)
+#   big:   the generated 17 and 18 images (they share 4 x 256 MiB layers)
+# pgoci cannot yet export two locks into one bundle, so the "one layout" is
+# made with `skopeo copy` of both images into one oci: directory.
+# Sizes are `du -sb`. Not a test: nothing asserts.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+for size in $SIZES; do
+  case $size in
+    small) profile=$state/profile.yaml ;;
+    big) [ -n "${big_profile:-}" ] || big_up; profile=$big_profile ;;
+  esac
+  rm -rf "$work/b17" "$work/b18" "$work/one" "$work/r"
+  for major in 17 18; do
+    "$pgoci" -q --profile "$profile" "--insecure-registry=$registry" --cache-dir "$work/rc" \
+      resolve --major "$major" -o "$work/$major.lock"
+    export_dir "$work/$major.lock" "$work/b$major"
+    ref=$(lock_refs "$work/$major.lock")
+    skopeo --insecure-policy copy --quiet --src-tls-verify=false "docker://$ref" "oci:$work/one:$major"
+  done
+  two=$(( $(du -sb "$work/b17" | cut -f1) + $(du -sb "$work/b18" | cut -f1) ))
+  one=$(du -sb "$work/one" | cut -f1)
+  for major in 17 18; do
+    "$pgoci" -q --root "$work/r" install --yes --bundle "$work/b$major" --no-start \
+      --port "$(free_port)" --instance "pg$major" --service none >/dev/null
+  done
+  store=$(du -sb "$work/r/opt/pgoci/store" | cut -f1)
+  m() { echo "scale=1; $1 / 1048576" | bc; }
+  printf 'bytes, %s: PostgreSQL 17 and 18 servers (no extensions)\n' "$size"
+  printf '  %-34s %10.1f MiB\n' "two bundles (one per major)" "$(m "$two")"
+  printf '  %-34s %10.1f MiB   ratio two bundles/this %.2f   (target <= 1.05)\n' \
+    "one OCI layout, both (skopeo)" "$(m "$one")" "$(ratio "$two" "$one")"
+  printf '  %-34s %10.1f MiB\n' "store after installing both" "$(m "$store")"
+  printf '  (one layout made by skopeo: pgoci cannot yet export two locks into one bundle)\n'
+  result "bytes: two bundles vs one layout" "$size" "$(m "$two")" MiB "skopeo layout" "$(m "$one")" "<= 1.05"
+  result "bytes: store with both installed" "$size" "$(m "$store")" MiB - - -
+  rm -rf "$work/b17" "$work/b18" "$work/one" "$work/r" "$work"/xc-*
+done

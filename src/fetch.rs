@@ -12,7 +12,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::lock::{Blob, Lock};
 use crate::progress::Reporter;
 use crate::registry::Registry;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,8 +81,13 @@ pub async fn pull(
         async move { fetch_one(&job, &registry, &cache, reporter.as_ref()).await }
     }))
     .buffer_unordered(jobs.max(1))
-    .try_collect()
-    .await;
+    // Every download runs to its end (each cleans up after itself when its
+    // bytes are wrong) rather than being dropped half-written when another
+    // fails; then the first failure is the answer.
+    .collect::<Vec<Result<u64>>>()
+    .await
+    .into_iter()
+    .collect();
     reporter.pull_finished();
     let results = results?;
     report.fetched = results.len();

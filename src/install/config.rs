@@ -51,7 +51,13 @@ pub fn render(lock: &Lock, input: &ConfigInput) -> Result<String> {
     ));
     let mut set = |key: &str, value: String| out.push_str(&format!("{key} = {value}\n"));
     set("port", input.port.to_string());
-    set("listen_addresses", quote("listen_addresses", "localhost")?);
+    // Addresses, not the name `localhost`: a bare host (a minimal root
+    // file system, a fresh container-less VM) may have no /etc/hosts, and
+    // the server then cannot bind at all.
+    set(
+        "listen_addresses",
+        quote("listen_addresses", "127.0.0.1,::1")?,
+    );
     set(
         "unix_socket_directories",
         quote(

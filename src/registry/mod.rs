@@ -57,6 +57,10 @@ impl RawManifest {
     }
 }
 
+/// A CA certificate that signed nothing and whose key no one has: the
+/// trust store of a host that has none, so plain-HTTP registries work.
+const NO_SYSTEM_ROOTS: &[u8] = include_bytes!("no-system-roots.pem");
+
 /// A connected registry client shared by every download of a run.
 pub struct Registry {
     client: Client,
@@ -81,17 +85,55 @@ impl Registry {
                 data,
             });
         }
-        let config = ClientConfig {
+        let config = |extra: Vec<Certificate>, only: Vec<Certificate>| ClientConfig {
             protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
-            extra_root_certificates,
+            extra_root_certificates: extra,
+            tls_certs_only: only,
             platform_resolver: None,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             read_timeout: Some(std::time::Duration::from_secs(60)),
             user_agent: concat!("pgoci/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
+        let given = || {
+            extra_root_certificates
+                .iter()
+                .map(|c| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: c.data.clone(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let client = match Client::try_from(config(given(), Vec::new())) {
+            Ok(c) => c,
+            // A bare host (a minimal root file system) has no CA bundle, and
+            // the TLS stack refuses to start without one. Plain-HTTP and
+            // --ca-file registries must still work: trust only what was
+            // given, or a placeholder CA whose key was thrown away, so TLS
+            // to anything else fails with a clear message instead.
+            Err(e) if e.to_string().contains("CA certificates") => {
+                let only = match extra_root_certificates.is_empty() {
+                    false => given(),
+                    true => vec![Certificate {
+                        encoding: CertificateEncoding::Pem,
+                        data: NO_SYSTEM_ROOTS.to_vec(),
+                    }],
+                };
+                tracing::warn!("this host has no CA certificates: TLS registries need --ca-file");
+                Client::try_from(config(Vec::new(), only)).map_err(|e| {
+                    Error::host(format!("cannot set up the registry client: {e}"))
+                        .hint("install the ca-certificates package, or pass --ca-file")
+                })?
+            }
+            Err(e) => {
+                return Err(
+                    Error::host(format!("cannot set up the registry client: {e}"))
+                        .hint("install the ca-certificates package, or pass --ca-file"),
+                )
+            }
+        };
         Ok(Registry {
-            client: Client::new(config),
+            client,
             options,
             auths: Mutex::new(HashMap::new()),
             tokens: tokens::Tokens::default(),

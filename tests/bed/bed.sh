@@ -9,6 +9,10 @@
 #   bed.sh clone SRC_STATE DST     a second registry on a copy of SRC's content
 #   bed.sh secure SRC_STATE DST    the same with TLS (DST/ca.pem) and basic auth
 #   bed.sh down STATE_DIR          stop the registry (data is kept)
+#   bed.sh prepare-cnpg            build/cache the CloudNativePG-style images
+#                                  (debootstrap hosts + Debian PG packages)
+#   bed.sh up-cnpg STATE_DIR       start registry (or reuse), push them, write
+#                                  STATE_DIR/env + STATE_DIR/cnpg-profile.yaml
 #
 # All progress output goes to stderr; `up`/`registry-only` print
 # `REGISTRY=127.0.0.1:PORT` as the last line on stdout.
@@ -693,7 +697,7 @@ cmd_secure() {
 }
 
 usage() {
-  sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -705,6 +709,17 @@ main() {
     up) [ $# -eq 1 ] || usage; cmd_up "$1" 1 ;;
     registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
     clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;
+    prepare-cnpg)
+      # shellcheck source=tests/bed/cnpg-images.sh
+      . "$BED_DIR/cnpg-images.sh"
+      with_lock "$CACHE/.lock-cnpg" cnpg_prepare
+      ;;
+    up-cnpg)
+      [ $# -eq 1 ] || usage
+      # shellcheck source=tests/bed/cnpg-images.sh
+      . "$BED_DIR/cnpg-images.sh"
+      cnpg_up "$1"
+      ;;
     secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
     down)
       [ $# -eq 1 ] || usage

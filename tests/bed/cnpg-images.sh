@@ -19,7 +19,7 @@
 # Extension images follow cloudnative-pg/postgres-extensions-containers
 # (see cnpg-gather.sh), built from the same builder root before layer 3.
 
-CNPG_REV=1
+CNPG_REV=2
 HOSTS_SH=$BED_DIR/hosts.sh
 # shellcheck source=tests/bed/hosts.sh
 . "$HOSTS_SH"
@@ -89,6 +89,9 @@ cnpg_build_suite() {
     apt-get install -y -q --no-install-recommends postgresql-common
     sed -ri 's/#(create_main_cluster) .*\$/\1 = false/' /etc/postgresql-common/createcluster.conf
     apt-get install -y -q --no-install-recommends libsasl2-modules libldap-common postgresql-$major
+    # the downloaded debs would only bloat this layer; the lists stay (the
+    # next layer whites them out, as CNPG's rm -rf does)
+    apt-get clean
   " >"$w/apt-server.log" 2>&1 || { tail -n 30 "$w/apt-server.log" >&2; die "cnpg: apt-get install postgresql-$major in $suite failed"; }
   local debver
   debver=$(chroot "$r" dpkg-query -W -f '${Version}' "postgresql-$major")

@@ -44,8 +44,8 @@ reg=$("$BED/bed.sh" up-cnpg "$STATE/bed" | sed -n 's/^REGISTRY=//p' | tail -n1)
 # default is another release's).
 exts_of() {
   case "$1" in
-    pg13-bullseye) echo "" ;;
-    pg15-bookworm) echo "postgis vector@$PGVECTOR_15_VERSION" ;;
+    pg13-bullseye) echo "postgis@$POSTGIS_13_VERSION" ;;
+    pg15-bookworm) echo "postgis" ;;
     pg17-trixie) echo "vector" ;;
     *) echo "unknown image $1" >&2; exit 2 ;;
   esac

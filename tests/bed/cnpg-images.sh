@@ -34,12 +34,12 @@ cnpg_ext_spec() {
       echo "bookworm|15|postgresql-15-postgis-3 postgresql-15-postgis-3-scripts|address_standardizer* postgis*|address_standardizer* postgis*|full|/usr/share/postgresql/15/contrib/postgis*:share/contrib/ /usr/share/gdal/*:share/gdal/ /usr/share/proj/*:share/proj/|postgresql-15-postgis-3|postgis" ;;
     pgvector-17-trixie)
       echo "trixie|17|postgresql-17-pgvector|vector*|vector*|vector*||postgresql-17-pgvector|vector" ;;
-    pgvector-15-bookworm)
-      echo "bookworm|15|postgresql-15-pgvector|vector*|vector*|vector*||postgresql-15-pgvector|vector" ;;
+    postgis-13-bullseye)
+      echo "bullseye|13|postgresql-13-postgis-3 postgresql-13-postgis-3-scripts|address_standardizer* postgis*|address_standardizer* postgis*|full|/usr/share/postgresql/13/contrib/postgis*:share/contrib/ /usr/share/gdal/*:share/gdal/ /usr/share/proj/*:share/proj/|postgresql-13-postgis-3|postgis" ;;
     *) return 1 ;;
   esac
 }
-CNPG_EXTS=(postgis-15-bookworm pgvector-15-bookworm pgvector-17-trixie)
+CNPG_EXTS=(postgis-13-bullseye postgis-15-bookworm pgvector-17-trixie)
 
 cnpg_exts_of() {
   local e
@@ -141,7 +141,9 @@ cnpg_build_suite() {
     local extver sqlver
     extver=$(upstream_version "$(cat "$r/root/out-$e.debversion")")
     extver=${extver%%+*}
-    sqlver=$(control_default_version "$r/root/out-$e/share/extension/$sqlname.control")
+    # Debian's postgis.control is an absolute symlink into /etc/alternatives
+    # (kept so in the image): read it through the builder root.
+    sqlver=$(control_default_version "$r$(chroot "$r" readlink -f "/root/out-$e/share/extension/$sqlname.control")")
     cnpg_ext_layout "cnpg-$e" "$r/root/out-$e" \
       io.cloudnativepg.image.base.pgmajor="$major" \
       "io.cloudnativepg.image.sql.version=$sqlver" \

@@ -12,7 +12,9 @@
 #   PGOCI_BIN=/path/to/static/pgoci tests/matrix.sh [IMAGE...] [--hosts "bullseye trixie"]
 #   IMAGE: pg13-bullseye pg15-bookworm pg17-trixie (default: all)
 # Env: MATRIX_STATE (default /tmp/pgoci-matrix), MATRIX_KEEP=1 keeps the
-# host copies (else each is removed once judged).
+# host copies (else each is removed once judged), MATRIX_CA_WORKAROUND=1
+# gives pgoci a CA bundle through SSL_CERT_FILE (a minbase host has no
+# ca-certificates; without it pgoci cannot even build its HTTP client).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -72,7 +74,14 @@ CACHE=${PGOCI_BED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgoci-testbed}
 unpack_image() {
   local layout=$1 dst=$2
   [ -d "$dst/rootfs" ] && return 0
-  umoci unpack --image "$CACHE/layouts/$layout:latest" "$dst" >/dev/null
+  # umoci 0.4.7 cannot read zstd layers: let skopeo write a gzip copy first.
+  if ! umoci unpack --image "$CACHE/layouts/$layout:latest" "$dst" >/dev/null 2>&1; then
+    rm -rf "$dst" "$dst.gz"
+    skopeo --insecure-policy copy --quiet --dest-compress --dest-compress-format gzip \
+      "oci:$CACHE/layouts/$layout:latest" "oci:$dst.gz:latest"
+    umoci unpack --image "$dst.gz:latest" "$dst" >/dev/null
+    rm -rf "$dst.gz"
+  fi
 }
 host_lacks() {
   local img=$1 major=$2 host=$3 dir=$4 e
@@ -107,6 +116,10 @@ for img in "${images[@]}"; do
     mkdir -p "$dir/etc/pgoci"
     cp "$STATE/bed/cnpg-profile.yaml" "$dir/etc/pgoci/cnpg-profile.yaml"
     install -m 0755 "$BED/matrix-cell.sh" "$dir/root/matrix-cell.sh"
+    if [ "${MATRIX_CA_WORKAROUND:-0}" = 1 ]; then
+      mkdir -p "$dir/etc/ssl"
+      cp /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/pgoci-matrix-ca.pem"
+    fi
     port=$(free_port)
     "$BED/hosts.sh" run --keep "$dir" "$host" -- /root/matrix-cell.sh /root/matrix "$major" "$port" \
       "$reg" /etc/pgoci/cnpg-profile.yaml "${exts[@]}" || true

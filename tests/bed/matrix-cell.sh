@@ -26,6 +26,12 @@ step() { # step NAME CMD...
   return "$(cat "$f.rc")"
 }
 
+# matrix.sh MATRIX_CA_WORKAROUND=1 puts a CA bundle here: a minbase host has
+# no ca-certificates, and pgoci's TLS client wants at least one system CA.
+if [ -f /etc/ssl/pgoci-matrix-ca.pem ]; then
+  export SSL_CERT_FILE=/etc/ssl/pgoci-matrix-ca.pem
+fi
+
 inst=pg$major
 data=/var/lib/pgoci/$inst/data
 bin=/opt/pgoci/instances/$inst/current/bin

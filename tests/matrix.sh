@@ -11,6 +11,7 @@
 #
 #   PGOCI_BIN=/path/to/static/pgoci tests/matrix.sh [IMAGE...] [--hosts "bullseye trixie"]
 #   IMAGE: pg13-bullseye pg15-bookworm pg17-trixie (default: all)
+#   --report-only: print the table of the last run in $MATRIX_STATE again
 # Env: MATRIX_STATE (default /tmp/pgoci-matrix), MATRIX_KEEP=1 keeps the
 # host copies (else each is removed once judged), MATRIX_CA_WORKAROUND=1
 # gives pgoci a CA bundle through SSL_CERT_FILE (a minbase host has no
@@ -25,9 +26,11 @@ STATE=${MATRIX_STATE:-/tmp/pgoci-matrix}
 
 hosts=(bullseye bookworm trixie)
 images=()
+report_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) read -r -a hosts <<<"$2"; shift 2 ;;
+    --report-only) report_only=1; shift ;;
     *) images+=("$1"); shift ;;
   esac
 done
@@ -37,6 +40,9 @@ log() { printf '[matrix] %s\n' "$*" >&2; }
 
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
+if [ "$report_only" = 1 ]; then
+  :
+else
 "$BED/hosts.sh" prepare "${hosts[@]}"
 reg=$("$BED/bed.sh" up-cnpg "$STATE/bed" | sed -n 's/^REGISTRY=//p' | tail -n1)
 # shellcheck disable=SC1091
@@ -134,14 +140,22 @@ for img in "${images[@]}"; do
   done
 done
 log "all cells in $((SECONDS - t_all)) s"
+fi
 
 python3 - "$STATE" "${images[*]}" "${hosts[*]}" <<'EOF'
-import json, os, sys
+import json, os, re, sys
 state, images, hosts = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 
 def last_line(text):
     lines = [l.strip() for l in text.splitlines() if l.strip()]
     return lines[-1] if lines else ""
+
+def short(why):
+    # Keep a table cell to one readable line: no digests, no undo note.
+    why = re.sub(r"sha256:([0-9a-f]{12})[0-9a-f]{52}", r"sha256:\1", why)
+    why = why.replace("; every change of this run was undone", "")
+    why = re.sub(r"/opt/pgoci/instances/[^ ]*/generations/[^/]*/", "<gen>/", why)
+    return why[:160]
 
 def judge(stepdir):
     if not os.path.isdir(stepdir):
@@ -152,7 +166,7 @@ def judge(stepdir):
         read = lambda ext: open(os.path.join(stepdir, f"{base}.{ext}"), errors="replace").read()
         rc, so, se = int(read("rc").strip() or 1), read("out"), read("err")
         doc = None
-        if name in ("install", "rerun"):
+        if name.startswith("install") or name == "rerun":
             try:
                 doc = json.loads(so)
             except ValueError:
@@ -188,7 +202,12 @@ for img in images:
                                  "host_lacks": missing, "seconds": secs}
         if fails:
             n, _, w = fails[0]
-            row.append(f"FAIL {n}: {w[:140]}")
+            cellv = f"FAIL {n}: {short(w)}"
+            if n == "install" and any(s[0] == "install-server-alone" for s in steps):
+                rest = [s for s in steps if s[0] not in ("install", "stop") and not s[1]]
+                cellv += "; without extensions: " + (
+                    "ok" if not rest else f"FAIL {rest[0][0]}: {short(rest[0][2])}")
+            row.append(cellv)
         else:
             row.append("ok")
         lacks.append(f"{img} on {h}: {missing or '-'}")
@@ -198,7 +217,8 @@ print("| image \\ host | " + " | ".join(hosts) + " |")
 print("|---" * (len(hosts) + 1) + "|")
 for row in table:
     print("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
-print("\nwhat the host lacks for the image's server binaries and extension modules (ldd):")
+print("\nwhat ldd on the host finds missing for the image's server binaries and extension")
+print("modules (the extension images' system/ dirs are not on ldd's path here):")
 for l in lacks:
     print("  " + l)
 bad = sum(1 for r in results.values() if any(not s["ok"] and s["step"] != "stop" for s in r["steps"]))

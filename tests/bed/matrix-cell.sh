@@ -9,7 +9,9 @@
 # (matrix.sh, outside the chroot, where python is) judges them. Steps:
 # install, ext-<name> (CREATE EXTENSION with the image's psql as the service
 # user), archive (pg_switch_wal, wait for a file), rerun (install --json
-# again; the caller wants "changed": false), stop.
+# again; the caller wants "changed": false), stop. When install with the
+# extensions fails, install-server-alone tries without them and the later
+# steps run against that (so one failure does not hide the next).
 set -u
 out=$1 major=$2 port=$3 reg=$4 profile=$5
 shift 5
@@ -44,7 +46,13 @@ args=(--json --profile "$profile" --insecure-registry "$reg" install --yes --ser
 for e in "${exts[@]}"; do args+=(--ext "$e"); done
 
 if ! step install pgoci "${args[@]}"; then
-  exit 0
+  # Is it the extensions? Try the server alone, and test what is left with it.
+  [ "${#exts[@]}" -gt 0 ] || exit 0
+  args=(--json --profile "$profile" --insecure-registry "$reg" install --yes --service none
+    --major "$major" --port "$port"
+    --set archive_mode=on --set "archive_command=cp %p /var/lib/pgoci/archive/%f")
+  step install-server-alone pgoci "${args[@]}" || exit 0
+  exts=()
 fi
 
 # The socket directory pgoci configured (first of the list), else TCP.

@@ -14,7 +14,8 @@
 # `run` copies the host (cp --reflink=auto, hard links are not safe: the
 # command may write into files) into a temp dir, then in a private mount
 # namespace binds /proc, a minimal /dev, /sys read-only, tmpfs /tmp and /run,
-# the host's resolv.conf, and chroots. The network namespace is shared, so
+# the host's resolv.conf, writes /etc/hosts (localhost) when the copy has
+# none, and chroots. The network namespace is shared, so
 # 127.0.0.1 services (the bed registry) are reachable. Each `--bin FILE` is
 # copied to /usr/local/bin/ in the copy. `--keep DIR` keeps the copy in DIR
 # (created if missing, reused if present) instead of deleting it: matrix.sh
@@ -124,6 +125,11 @@ chroot_in() {
     mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
     mount -t tmpfs -o mode=0755 tmpfs "$r/run"
     mkdir -p "$r/run/lock"
+    # What a container runtime or an installer gives every host: a
+    # localhost entry (debootstrap writes no /etc/hosts).
+    if [ ! -s "$r/etc/hosts" ]; then
+      printf "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" >"$r/etc/hosts"
+    fi
     if [ -f /etc/resolv.conf ]; then
       cp -L /etc/resolv.conf "$r/etc/resolv.conf" 2>/dev/null || true
     fi

@@ -23,7 +23,11 @@ step() { # step NAME CMD...
   n=$((n + 1))
   local f
   f=$out/$(printf '%02d' "$n")-$name
-  timeout 600 "$@" >"$f.out" 2>"$f.err"
+  if declare -F "$1" >/dev/null; then
+    "$@" >"$f.out" 2>"$f.err" # a function here: it bounds its own time
+  else
+    timeout 600 "$@" >"$f.out" 2>"$f.err"
+  fi
   echo $? >"$f.rc"
   return "$(cat "$f.rc")"
 }
@@ -55,12 +59,18 @@ if ! step install pgoci "${args[@]}"; then
   exts=()
 fi
 
+# The generation's bin dir: bin/ for a tree image, the image's own
+# /usr/lib/postgresql/N/bin for a rootfs one.
+for b in /opt/pgoci/instances/$inst/current/bin /opt/pgoci/instances/$inst/current/usr/lib/postgresql/$major/bin; do
+  if [ -x "$b/pg_ctl" ]; then bin=$b; break; fi
+done
+
 # The socket directory pgoci configured (first of the list), else TCP.
 sock=$(sed -n "s/^[[:space:]]*unix_socket_directories[[:space:]]*=[[:space:]]*'\([^',]*\).*/\1/p" \
   "$data/pgoci.conf" 2>/dev/null | tail -n1)
 host=${sock:-127.0.0.1}
 psql() {
-  runuser -u postgres -- "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$host" -p "$port" -d postgres "$@"
+  timeout 120 runuser -u postgres -- "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$host" -p "$port" -d postgres "$@"
 }
 
 for e in "${exts[@]}"; do

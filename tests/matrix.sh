@@ -147,7 +147,9 @@ import json, os, re, sys
 state, images, hosts = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 
 def last_line(text):
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    # A Rust panic ends with a "note: run with RUST_BACKTRACE" line: skip it.
+    lines = [l.strip() for l in text.splitlines()
+             if l.strip() and not l.startswith("note: run with")]
     return lines[-1] if lines else ""
 
 def short(why):

@@ -188,6 +188,8 @@ cnpg_prepare() {
   local suites=()
   for s in "${CNPG_SERVERS[@]}"; do suites+=("$(echo "$s" | cut -d' ' -f2)"); done
   hosts_prepare "${suites[@]}"
+  # a failed or killed earlier build leaves its builder roots here (GBs)
+  rm -rf "$CACHE/work-cnpg"
   mkdir -p "$LAY"
   for s in "${CNPG_SERVERS[@]}"; do
     # shellcheck disable=SC2086

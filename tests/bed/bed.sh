@@ -13,7 +13,11 @@
 #                                  a registry wanting bearer tokens from a token
 #                                  service of our own (token_server.py), seeded
 #                                  with the fixtures (a copy of SRC's, or pushed)
-#   bed.sh down STATE_DIR          stop the registry and its token service
+#   bed.sh down STATE_DIR          stop the registry and its token service (data is kept)
+#   bed.sh prepare-cnpg            build/cache the CloudNativePG-style images
+#                                  (debootstrap hosts + Debian PG packages)
+#   bed.sh up-cnpg STATE_DIR       start registry (or reuse), push them, write
+#                                  STATE_DIR/env + STATE_DIR/cnpg-profile.yaml
 #
 # All progress output goes to stderr; `up`/`registry-only` print
 # `REGISTRY=127.0.0.1:PORT` as the last line on stdout.
@@ -845,6 +849,17 @@ main() {
     up) [ $# -eq 1 ] || usage; cmd_up "$1" 1 ;;
     registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
     clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;
+    prepare-cnpg)
+      # shellcheck source=tests/bed/cnpg-images.sh
+      . "$BED_DIR/cnpg-images.sh"
+      with_lock "$CACHE/.lock-cnpg" cnpg_prepare
+      ;;
+    up-cnpg)
+      [ $# -eq 1 ] || usage
+      # shellcheck source=tests/bed/cnpg-images.sh
+      . "$BED_DIR/cnpg-images.sh"
+      cnpg_up "$1"
+      ;;
     secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
     token-registry) [ $# -ge 1 ] || usage; cmd_token_registry "$@" ;;
     down)

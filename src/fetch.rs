@@ -74,22 +74,32 @@ pub async fn pull(
         }
     }
     reporter.pull_started(todo.len(), todo.iter().map(|j| j.blob.size).sum());
-    let results: Result<Vec<u64>> = futures_util::stream::iter(todo.into_iter().map(|job| {
-        let registry = registry.clone();
-        let reporter = reporter.clone();
-        let cache = cache.clone();
-        async move { fetch_one(&job, &registry, &cache, reporter.as_ref()).await }
-    }))
-    .buffer_unordered(jobs.max(1))
-    // Every download runs to its end (each cleans up after itself when its
-    // bytes are wrong) rather than being dropped half-written when another
-    // fails; then the first failure is the answer.
-    .collect::<Vec<Result<u64>>>()
-    .await
-    .into_iter()
-    .collect();
+    // After a failure no new download starts; those under way run to
+    // their end (each removes its own wrong bytes) instead of being dropped
+    // half-written. The first failure is the answer.
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outcomes: Vec<Option<Result<u64>>> =
+        futures_util::stream::iter(todo.into_iter().map(|job| {
+            let registry = registry.clone();
+            let reporter = reporter.clone();
+            let cache = cache.clone();
+            let failed = failed.clone();
+            async move {
+                if failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                let r = fetch_one(&job, &registry, &cache, reporter.as_ref()).await;
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Some(r)
+            }
+        }))
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await;
     reporter.pull_finished();
-    let results = results?;
+    let results: Vec<u64> = outcomes.into_iter().flatten().collect::<Result<_>>()?;
     report.fetched = results.len();
     report.bytes_fetched = results.iter().sum();
     Ok(report)

@@ -13,6 +13,7 @@ mod hostile_inputs;
 mod hostile_layers;
 mod json;
 mod lifecycle;
+mod mutations;
 mod registries;
 mod resolve;
 mod systemd;

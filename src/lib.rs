@@ -28,6 +28,7 @@ pub mod progress;
 pub mod publish;
 pub mod registry;
 pub mod resolve;
+pub mod signature;
 pub mod unpack;
 
 pub use error::{Error, Kind, Result};

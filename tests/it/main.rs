@@ -13,6 +13,7 @@ mod json;
 mod lifecycle;
 mod registries;
 mod resolve;
+mod signatures;
 mod systemd;
 mod terminal;
 mod token_auth;

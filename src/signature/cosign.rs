@@ -18,7 +18,7 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// its chain, PEM.
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
 pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
-/// Layer annotation: the Rekor bundle (not verified yet, see the module doc).
+/// Layer annotation: the Rekor bundle (transparency-log entry and SET).
 pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 /// The payload's `critical.type`.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";

@@ -47,6 +47,9 @@ pub struct TrustRoot {
     pub origin: String,
     anchors: Vec<Vec<u8>>,
     intermediates: Vec<Vec<u8>>,
+    /// Transparency-log (Rekor) keys from a `trusted_root.json`: when
+    /// there are any, a keyless signature needs a bundle signed by one.
+    pub log_keys: Vec<PublicKey>,
 }
 
 /// The parts of a Sigstore `trusted_root.json` pgoci reads.
@@ -55,6 +58,14 @@ pub struct TrustRoot {
 struct TrustedRootJson {
     #[serde(default)]
     certificate_authorities: Vec<CertificateAuthority>,
+    #[serde(default)]
+    tlogs: Vec<Tlog>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Tlog {
+    public_key: RawCert,
 }
 
 #[derive(Deserialize)]
@@ -95,6 +106,7 @@ impl TrustRoot {
             origin: origin.to_string(),
             anchors: Vec::new(),
             intermediates: Vec::new(),
+            log_keys: Vec::new(),
         };
         if bytes.trim_ascii_start().starts_with(b"{") {
             let doc: TrustedRootJson =
@@ -114,6 +126,15 @@ impl TrustRoot {
                     root.anchors.push(anchor);
                     root.intermediates.extend(ders);
                 }
+            }
+            for tlog in doc.tlogs {
+                let der = base64::engine::general_purpose::STANDARD
+                    .decode(&tlog.public_key.raw_bytes)
+                    .map_err(|e| bad(format!("a tlog key is not base64: {e}")))?;
+                root.log_keys.push(PublicKey::from_spki_der(
+                    &der,
+                    &format!("a tlog key of {origin}"),
+                )?);
             }
         } else {
             let certs = Certificate::load_pem_chain(bytes).map_err(|e| bad(e.to_string()))?;
@@ -198,7 +219,7 @@ pub fn verify_certificate(
             )
         })?;
     let (subjects, issuer) = identity_of(&cert)?;
-    if !subjects.iter().any(|s| *s == identity.subject) {
+    if !subjects.contains(&identity.subject) {
         return Err(format!(
             "certificate is for {}, not {}",
             if subjects.is_empty() {

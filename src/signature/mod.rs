@@ -12,14 +12,18 @@
 //! its digest, list that manifest: that is what `cosign sign` of a
 //! multi-platform tag signs.
 //!
-//! Not verified: Rekor transparency-log entries (`dev.sigstore.cosign/bundle`
-//! is ignored) and RFC 3161 timestamps, so keyless certificates are checked
-//! at the current time, not at signing time; and signatures stored in
-//! another repository (`COSIGN_REPOSITORY`) are not looked for.
+//! Keyless policies whose trusted root (a Sigstore `trusted_root.json`)
+//! lists transparency logs require a Rekor bundle whose SET verifies
+//! ([`rekor`]) and check the certificate at the logged time; with a plain
+//! CA bundle, certificates are checked at the current time. Not verified:
+//! Rekor inclusion proofs, RFC 3161 timestamps, the tlog for key policies;
+//! signatures stored in another repository (`COSIGN_REPOSITORY`) are not
+//! looked for.
 
 pub mod cosign;
 pub mod key;
 pub mod keyless;
+pub mod rekor;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -292,6 +296,20 @@ fn check_layer(
                 .annotations
                 .get(cosign::CERTIFICATE_ANNOTATION)
                 .ok_or("signed with a key, not a certificate")?;
+            // With log keys configured, the certificate must have been
+            // valid when the log recorded the signature; without, now.
+            let time = if root.log_keys.is_empty() {
+                rustls_pki_types::UnixTime::now()
+            } else {
+                let bundle = layer
+                    .annotations
+                    .get(cosign::BUNDLE_ANNOTATION)
+                    .ok_or("no transparency-log bundle, and the trusted root has a log")?;
+                let der =
+                    rekor::pem_der(cert.as_bytes()).ok_or("certificate annotation is not PEM")?;
+                let secs = rekor::verify_bundle(bundle, &root.log_keys, payload, &signature, &der)?;
+                rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs))
+            };
             keyless::verify_certificate(
                 cert,
                 layer
@@ -300,7 +318,7 @@ fn check_layer(
                     .map(String::as_str),
                 root,
                 identity,
-                rustls_pki_types::UnixTime::now(),
+                time,
             )?
         }
     };
@@ -441,7 +459,7 @@ mod tests {
         let (pair, pem) = key::tests::p256_pair();
         let d = Digest::of_bytes(b"manifest");
         let set = signed_set(&pair, &d);
-        let v = verify(subject(&d), &[set.clone()], &key_policy(&pem)).unwrap();
+        let v = verify(subject(&d), std::slice::from_ref(&set), &key_policy(&pem)).unwrap();
         assert_eq!(v.signed, d);
         assert_eq!(v.signature, set.digest);
         assert!(v.signer.starts_with("key sha256:"), "{}", v.signer);

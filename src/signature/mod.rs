@@ -23,6 +23,8 @@
 pub mod cosign;
 pub mod key;
 pub mod keyless;
+pub mod policy;
+pub mod record;
 pub mod rekor;
 
 use crate::digest::Digest;

@@ -6,6 +6,7 @@
 use crate::digest::VerifyingReader;
 use crate::error::{Error, IoContext, Result};
 use crate::lock::Blob;
+use crate::progress::{Phase, Reporter, ReportingReader};
 use std::io::Read;
 
 /// A local store of blobs by digest.
@@ -31,9 +32,14 @@ pub trait BlobSource: Send + Sync {
         Ok(out)
     }
 
-    /// Reads every byte of a blob to check it, without keeping any.
-    fn verify(&self, blob: &Blob) -> Result<()> {
-        std::io::copy(&mut self.open(blob)?, &mut std::io::sink())
+    /// Reads every byte of a blob to check it, without keeping any,
+    /// reporting the bytes as `Verify` progress.
+    fn verify(&self, blob: &Blob, reporter: &dyn Reporter) -> Result<()> {
+        // The progress reader sees the end only once the digest matched.
+        let checked = self.open(blob)?;
+        let mut reading =
+            ReportingReader::new(checked, Phase::Verify, &blob.digest, blob.size, reporter);
+        std::io::copy(&mut reading, &mut std::io::sink())
             .map_err(|e| Error::integrity(format!("{e}")))?;
         Ok(())
     }

@@ -1,7 +1,13 @@
-//! Bundles: a lock and every blob it needs, as an OCI image layout
-//! (`oci-layout`, `index.json`, `blobs/sha256/…`, plus `pgoci.lock`), either
-//! a directory or one uncompressed `.tar` with entries in a fixed order so
-//! the same lock always gives the same bytes. skopeo and oras read both.
+//! Bundles: one or more locks and every blob they need, each blob once, as
+//! an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`, plus
+//! `pgoci.lock`), either a directory or one uncompressed `.tar` with entries
+//! in a fixed order so the same locks always give the same bytes. skopeo and
+//! oras read both.
+//!
+//! `pgoci.lock` is the first lock. A bundle for a whole site (say
+//! PostgreSQL 15 and 17) keeps every further lock as a blob named by its
+//! digest, listed in the index's `io.pgoci.locks` annotation; a one-lock
+//! bundle is byte-for-byte what it always was.
 
 use crate::blobs::BlobSource;
 use crate::digest::Digest;
@@ -19,6 +25,10 @@ const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LOCK_DIGEST: &str = "io.pgoci.lock.digest";
+/// The largest lock a bundle may carry (real ones are a few KiB).
+const MAX_LOCK_BYTES: u64 = 4 << 20;
+/// Every lock of a bundle holding more than one, comma-separated digests.
+const LOCKS: &str = "io.pgoci.locks";
 
 /// `index.json` of a bundle.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,39 +58,54 @@ pub struct Descriptor {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Builds the `index.json` for a lock: one descriptor per artifact.
-fn index_for(lock: &Lock, lock_digest: &Digest) -> IndexJson {
-    let major = lock.major().to_string();
-    let describe = |pinned: &crate::lock::Pinned, role: &str, ext: Option<(&str, &str)>| {
-        let mut annotations = BTreeMap::from([
-            (REF_NAME.to_string(), pinned.reference.clone()),
-            ("io.pgoci.role".to_string(), role.to_string()),
-            ("io.pgoci.major".to_string(), major.clone()),
-        ]);
-        if let Some((name, version)) = ext {
-            annotations.insert("io.pgoci.extension".into(), name.into());
-            annotations.insert("io.pgoci.version".into(), version.into());
+/// Builds the `index.json` for locks: one descriptor per artifact (each
+/// once, described by the first lock that uses it).
+fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
+    let describe =
+        |lock: &Lock, pinned: &crate::lock::Pinned, role: &str, ext: Option<(&str, &str)>| {
+            let mut annotations = BTreeMap::from([
+                (REF_NAME.to_string(), pinned.reference.clone()),
+                ("io.pgoci.role".to_string(), role.to_string()),
+                ("io.pgoci.major".to_string(), lock.major().to_string()),
+            ]);
+            if let Some((name, version)) = ext {
+                annotations.insert("io.pgoci.extension".into(), name.into());
+                annotations.insert("io.pgoci.version".into(), version.into());
+            }
+            Descriptor {
+                media_type: pinned.media_type.clone(),
+                digest: pinned.digest.clone(),
+                size: pinned.size,
+                annotations,
+            }
+        };
+    let mut manifests: Vec<Descriptor> = Vec::new();
+    for (lock, _) in locks {
+        let mut add = |d: Descriptor| {
+            if !manifests.iter().any(|m| m.digest == d.digest) {
+                manifests.push(d);
+            }
+        };
+        add(describe(lock, &lock.server.pinned, "server", None));
+        for ext in &lock.extensions {
+            add(describe(
+                lock,
+                &ext.pinned,
+                "extension",
+                Some((&ext.name, &ext.version)),
+            ));
         }
-        Descriptor {
-            media_type: pinned.media_type.clone(),
-            digest: pinned.digest.clone(),
-            size: pinned.size,
-            annotations,
-        }
-    };
-    let mut manifests = vec![describe(&lock.server.pinned, "server", None)];
-    for ext in &lock.extensions {
-        manifests.push(describe(
-            &ext.pinned,
-            "extension",
-            Some((&ext.name, &ext.version)),
-        ));
+    }
+    let mut annotations = BTreeMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
+    if locks.len() > 1 {
+        let all: Vec<String> = locks.iter().map(|(_, d)| d.to_string()).collect();
+        annotations.insert(LOCKS.to_string(), all.join(","));
     }
     IndexJson {
         schema_version: 2,
         media_type: OCI_INDEX.into(),
         manifests,
-        annotations: BTreeMap::from([(LOCK_DIGEST.to_string(), lock_digest.to_string())]),
+        annotations,
     }
 }
 
@@ -91,18 +116,68 @@ pub struct ExportReport {
     pub format: &'static str,
     pub size: u64,
     pub blobs: usize,
+    /// The first lock's digest (the one in `pgoci.lock`).
     pub lock_digest: Digest,
+    /// Every lock's digest.
+    pub locks: Vec<Digest>,
 }
 
-/// Writes a bundle of `lock` with blobs from `source` to `path`: a `.tar`
-/// file if the name ends so, else a directory. Written under a temporary
+/// A lock as it is stored in a bundle: a blob of its canonical text.
+fn lock_blob(text: &str, digest: &Digest) -> Blob {
+    Blob {
+        digest: digest.clone(),
+        size: text.len() as u64,
+        media_type: LOCK_MEDIA_TYPE.into(),
+    }
+}
+
+/// The media type of lock blobs (further locks of a bundle).
+pub const LOCK_MEDIA_TYPE: &str = "application/vnd.pgoci.lock.v1+yaml";
+
+/// Writes a bundle of `locks` (at least one) with blobs from `source` to
+/// `path`: a `.tar` file if the name ends so, else a directory. Each blob
+/// is written once however many locks need it. Written under a temporary
 /// name and renamed, so a bundle at `path` is always complete.
-pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<ExportReport> {
+pub fn export(locks: &[Lock], source: &dyn BlobSource, path: &Path) -> Result<ExportReport> {
+    let lock = locks
+        .first()
+        .ok_or_else(|| Error::usage("bundle export needs at least one lock"))?;
     let lock_text = lock.to_yaml()?;
     let lock_digest = Digest::of_bytes(lock_text.as_bytes());
-    let index = serde_json::to_vec(&index_for(lock, &lock_digest))
+    let mut texts = Vec::new();
+    for l in locks {
+        let text = l.to_yaml()?;
+        let digest = Digest::of_bytes(text.as_bytes());
+        if !texts.iter().any(|(_, d)| *d == digest) {
+            texts.push((text, digest));
+        }
+    }
+    let described: Vec<(Lock, Digest)> = locks
+        .iter()
+        .cloned()
+        .zip(texts.iter().map(|(_, d)| d.clone()))
+        .collect();
+    let index = serde_json::to_vec(&index_for(&described))
         .map_err(|e| Error::internal(format!("index.json: {e}")))?;
-    let blobs = lock.blobs();
+    let mut blobs: Vec<Blob> = Vec::new();
+    for l in locks {
+        for b in l.blobs() {
+            if !blobs.iter().any(|x| x.digest == b.digest) {
+                blobs.push(b);
+            }
+        }
+    }
+    // Further locks travel as blobs named by their digest.
+    let extra_locks: Vec<(Blob, &str)> = texts
+        .iter()
+        .skip(1)
+        .map(|(t, d)| (lock_blob(t, d), t.as_str()))
+        .collect();
+    let source = WithLocks {
+        source,
+        locks: &extra_locks,
+    };
+    blobs.extend(extra_locks.iter().map(|(b, _)| b.clone()));
     let tmp = path.with_file_name(format!(
         ".{}.tmp-{}",
         path.file_name()
@@ -112,9 +187,9 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
     ));
     let is_tar = path.extension().is_some_and(|e| e == "tar");
     let result = if is_tar {
-        write_tar(&tmp, &index, lock_text.as_bytes(), &blobs, source)
+        write_tar(&tmp, &index, lock_text.as_bytes(), &blobs, &source)
     } else {
-        write_dir(&tmp, &index, lock_text.as_bytes(), &blobs, source)
+        write_dir(&tmp, &index, lock_text.as_bytes(), &blobs, &source)
     };
     if let Err(e) = result {
         let _ = fs::remove_dir_all(&tmp).or_else(|_| fs::remove_file(&tmp));
@@ -146,7 +221,23 @@ pub fn export(lock: &Lock, source: &dyn BlobSource, path: &Path) -> Result<Expor
         size,
         blobs: blobs.len(),
         lock_digest,
+        locks: texts.into_iter().map(|(_, d)| d).collect(),
     })
+}
+
+/// A blob source that also serves the lock blobs of an export.
+struct WithLocks<'a> {
+    source: &'a dyn BlobSource,
+    locks: &'a [(Blob, &'a str)],
+}
+
+impl BlobSource for WithLocks<'_> {
+    fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>> {
+        match self.locks.iter().find(|(b, _)| b.digest == blob.digest) {
+            Some((_, text)) => Ok(Box::new(text.as_bytes())),
+            None => self.source.open_raw(blob),
+        }
+    }
 }
 
 fn write_dir(
@@ -233,13 +324,27 @@ fn write_tar(
     Ok(())
 }
 
-/// An opened bundle: its lock, index and blob source.
+/// An opened bundle: its locks (one of them chosen), index and blob source.
 pub struct Bundle {
     pub path: PathBuf,
+    /// The chosen lock ([`Bundle::choose`]); the first one until then.
     pub lock: Lock,
     pub lock_digest: Digest,
+    /// Every lock of the bundle, the first one first.
+    pub locks: Vec<(Lock, Digest)>,
     pub index: IndexJson,
     storage: Storage,
+}
+
+/// Which lock of a bundle to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockChoice {
+    /// The only one (refused when there are several).
+    Only,
+    /// The one for this PostgreSQL major.
+    Major(u32),
+    /// The one whose digest starts with this (`sha256:` optional).
+    Digest(String),
 }
 
 enum Storage {
@@ -324,9 +429,11 @@ impl Bundle {
     /// has to hold those blobs (each verified when read).
     pub fn open_with_lock(path: &Path, lock: Lock) -> Result<Self> {
         let (storage, index, _) = Self::open_indexed(path)?;
+        let lock_digest = lock.digest()?;
         Ok(Bundle {
             path: path.to_path_buf(),
-            lock_digest: lock.digest()?,
+            locks: vec![(lock.clone(), lock_digest.clone())],
+            lock_digest,
             lock,
             index,
             storage,
@@ -351,40 +458,138 @@ impl Bundle {
             String::from_utf8(lock_text).map_err(|_| bad("pgoci.lock is not UTF-8".into()))?;
         let lock = Lock::parse(&text, &format!("{}/pgoci.lock", path.display()))
             .map_err(|e| bad(e.message))?;
-        for pinned in lock.artifacts() {
-            if !index.manifests.iter().any(|d| d.digest == pinned.digest) {
-                return Err(bad(format!("index.json does not list {}", pinned.digest)));
+        let mut locks = vec![(lock.clone(), lock_digest.clone())];
+        let more = index.annotations.get(LOCKS).cloned().unwrap_or_default();
+        for want in more.split(',').filter(|d| !d.is_empty()).skip(1) {
+            let digest: Digest = want
+                .parse()
+                .map_err(|_| bad(format!("{LOCKS} lists {want:?}, not a digest")))?;
+            // Bounded read, then the digest: a swapped lock is refused.
+            let mut text = Vec::new();
+            storage
+                .open_name(&format!("blobs/sha256/{}", digest.hex()))
+                .map_err(|_| bad(format!("lock {digest} is missing")))?
+                .take(MAX_LOCK_BYTES + 1)
+                .read_to_end(&mut text)
+                .map_err(|e| bad(format!("lock {digest}: {e}")))?;
+            if text.len() as u64 > MAX_LOCK_BYTES || Digest::of_bytes(&text) != digest {
+                return Err(bad(format!("lock {digest} does not match its digest")));
+            }
+            let text =
+                String::from_utf8(text).map_err(|_| bad(format!("lock {digest} is not UTF-8")))?;
+            let origin = format!("{} lock {}", path.display(), digest.short());
+            let parsed = Lock::parse(&text, &origin).map_err(|e| bad(e.message))?;
+            locks.push((parsed, digest));
+        }
+        for (lock, _) in &locks {
+            for pinned in lock.artifacts() {
+                if !index.manifests.iter().any(|d| d.digest == pinned.digest) {
+                    return Err(bad(format!("index.json does not list {}", pinned.digest)));
+                }
             }
         }
         Ok(Bundle {
             path: path.to_path_buf(),
             lock,
             lock_digest,
+            locks,
             index,
             storage,
         })
     }
 
+    /// Picks the lock to install; several locks need a choice.
+    pub fn choose(&mut self, choice: &LockChoice) -> Result<()> {
+        let list = || {
+            self.locks
+                .iter()
+                .map(|(l, d)| format!("PostgreSQL {} ({})", l.major(), d.short()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let matching: Vec<&(Lock, Digest)> = self
+            .locks
+            .iter()
+            .filter(|(l, d)| match choice {
+                LockChoice::Only => true,
+                LockChoice::Major(m) => l.major() == *m,
+                LockChoice::Digest(p) => {
+                    let p = p.trim_start_matches("sha256:");
+                    !p.is_empty() && d.hex().starts_with(p)
+                }
+            })
+            .collect();
+        match matching.as_slice() {
+            [(lock, digest)] => {
+                self.lock = lock.clone();
+                self.lock_digest = digest.clone();
+                Ok(())
+            }
+            [] => Err(Error::usage(format!(
+                "bundle {} holds no lock for {}; it holds {}",
+                self.path.display(),
+                match choice {
+                    LockChoice::Major(m) => format!("PostgreSQL {m}"),
+                    LockChoice::Digest(p) => format!("digest {p}"),
+                    LockChoice::Only => "this install".into(),
+                },
+                list()
+            ))),
+            _ => Err(Error::usage(format!(
+                "bundle {} holds several locks: {}",
+                self.path.display(),
+                list()
+            ))
+            .hint("pick one with --major N or --lock DIGEST")),
+        }
+    }
+
+    /// Every artifact of every lock, each once.
+    pub fn artifacts(&self) -> Vec<crate::lock::Pinned> {
+        let mut out: Vec<crate::lock::Pinned> = Vec::new();
+        for (lock, _) in &self.locks {
+            for p in lock.artifacts() {
+                if !out.iter().any(|o| o.digest == p.digest) {
+                    out.push(p.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Every blob of every lock, each once.
+    fn all_blobs(&self) -> Vec<Blob> {
+        let mut out: Vec<Blob> = Vec::new();
+        for (lock, _) in &self.locks {
+            for b in lock.blobs() {
+                if !out.iter().any(|o| o.digest == b.digest) {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+
     /// Checks every blob of the lock: present, right size, right digest.
     /// Fails on the first bad one, naming it.
-    pub fn verify(&self) -> Result<usize> {
-        let blobs = self.lock.blobs();
+    pub fn verify(&self, reporter: &dyn crate::progress::Reporter) -> Result<usize> {
+        let blobs = self.all_blobs();
         for blob in &blobs {
-            self.verify_blob(blob)?;
+            self.verify_blob(blob, reporter)?;
         }
         Ok(blobs.len())
     }
 
-    fn verify_blob(&self, blob: &Blob) -> Result<()> {
-        BlobSource::verify(self, blob).map_err(|e| {
+    fn verify_blob(&self, blob: &Blob, reporter: &dyn crate::progress::Reporter) -> Result<()> {
+        BlobSource::verify(self, blob, reporter).map_err(|e| {
             Error::integrity(format!("bundle {}: {}", self.path.display(), e.message))
                 .hint("export the bundle again from a good cache")
         })
     }
 
-    /// Total size of the blobs of the lock.
+    /// Total size of the blobs of every lock, each counted once.
     pub fn blob_bytes(&self) -> u64 {
-        self.lock.download_size()
+        self.all_blobs().iter().map(|b| b.size).sum()
     }
 }
 

@@ -224,18 +224,22 @@ pub struct RequestArgs {
 /// Where a lock comes from: a file, or a request resolved now.
 #[derive(Debug, Args, Clone)]
 pub struct LockSource {
-    /// A lock file written by `pgoci resolve`.
-    #[arg(long, conflicts_with_all = ["major", "ext"])]
-    pub lock: Option<PathBuf>,
+    /// A lock file written by `pgoci resolve` (`bundle export` and `pull`
+    /// take several: one bundle for a whole site). With `install --bundle`,
+    /// the digest (or its start) of one of the bundle's locks.
+    #[arg(long, conflicts_with_all = ["major", "ext"], value_name = "FILE|DIGEST")]
+    pub lock: Vec<PathBuf>,
     #[command(flatten)]
     pub request: RequestArgs,
 }
 
 #[derive(Debug, Args, Clone)]
 pub struct InstallArgs {
-    /// Install from a bundle (directory or .tar); needs no network. With
-    /// --lock, any OCI image layout holding the lock's blobs will do.
-    #[arg(long, conflicts_with_all = ["major", "ext"])]
+    /// Install from a bundle (directory or .tar); needs no network. A
+    /// bundle holding several locks needs --major N or --lock DIGEST to
+    /// pick one. With --lock FILE, any OCI image layout holding that lock's
+    /// blobs will do.
+    #[arg(long, conflicts_with = "ext")]
     pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub source: LockSource,

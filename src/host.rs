@@ -7,25 +7,13 @@ use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::install::layout::HostLayout;
 use crate::lock::Lock;
-use crate::platform::Platform;
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One check and its verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
+pub use crate::install::preflight::Check;
 
 fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
-    Check {
-        name: name.into(),
-        ok,
-        detail: detail.into(),
-    }
+    Check::new(name, ok, detail)
 }
 
 /// The host's glibc version, as `getconf` reports it.
@@ -55,9 +43,9 @@ pub fn doctor(
     layout: &HostLayout,
     lock: Option<(&Lock, &dyn BlobSource)>,
     port: Option<u16>,
+    reporter: &dyn crate::progress::Reporter,
 ) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
-    let host = Platform::host();
     checks.push(check(
         "root",
         nix::unistd::geteuid().is_root(),
@@ -80,17 +68,20 @@ pub fn doctor(
             .map(|v| format!("glibc {v}"))
             .unwrap_or_else(|| "no glibc found (getconf)".into()),
     ));
-    let free = free_bytes(&layout.prefix).unwrap_or(0);
-    checks.push(check(
-        "disk",
-        free > 512 << 20,
-        format!("{} MiB free under {}", free >> 20, layout.prefix.display()),
-    ));
-    checks.push(check(
-        "useradd",
-        which("useradd").is_some() || crate::install::users::lookup("postgres").is_some(),
-        "can create the service user (or it exists)",
-    ));
+    let preflight = crate::install::preflight::PreflightFacts::gather(&layout.prefix, "postgres");
+    if lock.is_none() {
+        let free = preflight.free_bytes.unwrap_or(0);
+        checks.push(check(
+            "disk",
+            free > 512 << 20,
+            format!("{} MiB free under {}", free >> 20, layout.prefix.display()),
+        ));
+        checks.push(check(
+            "useradd",
+            preflight.useradd || preflight.user_exists,
+            "can create the service user (or it exists)",
+        ));
+    }
     if let Some(p) = port {
         let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
         checks.push(check(
@@ -100,14 +91,12 @@ pub fn doctor(
         ));
     }
     if let Some((lock, source)) = lock {
-        let ok = lock.platform == host.to_string();
-        checks.push(check(
-            "platform",
-            ok,
-            format!("artifacts are {}, host is {host}", lock.platform),
-        ));
+        // The same checks install runs before it changes anything.
+        let preflight = crate::install::preflight::checks(lock, &preflight);
+        let ok = preflight.iter().all(|c| c.name != "platform" || c.ok);
+        checks.extend(preflight);
         for blob in lock.blobs() {
-            if let Err(e) = source.verify(&blob) {
+            if let Err(e) = source.verify(&blob, reporter) {
                 checks.push(check("integrity", false, e.message));
                 return Ok(checks);
             }
@@ -124,7 +113,8 @@ pub fn doctor(
     Ok(checks)
 }
 
-fn which(program: &str) -> Option<PathBuf> {
+/// A program on `PATH`.
+pub fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_string_lossy()
         .split(':')

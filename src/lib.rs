@@ -28,6 +28,7 @@ pub mod progress;
 pub mod publish;
 pub mod registry;
 pub mod resolve;
+pub mod rootfs;
 pub mod signature;
 pub mod unpack;
 

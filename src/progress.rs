@@ -49,8 +49,14 @@ pub enum Event<'a> {
         digest: &'a Digest,
         bytes: u64,
     },
-    /// That blob is done.
-    BlobFinished { phase: Phase, digest: &'a Digest },
+    /// That blob is done: `complete` when every byte was read (for a
+    /// verifying reader, that means its digest matched), false when the
+    /// work stopped early.
+    BlobFinished {
+        phase: Phase,
+        digest: &'a Digest,
+        complete: bool,
+    },
 }
 
 /// Receives progress events from the library. Implementations must be
@@ -81,9 +87,10 @@ pub struct ReportingReader<'a, R> {
     phase: Phase,
     digest: &'a Digest,
     reporter: &'a dyn Reporter,
+    finished: bool,
 }
 
-impl<'a, R: Read> ReportingReader<'a, R> {
+impl<'a, R> ReportingReader<'a, R> {
     /// Starts reporting a blob of `size` bytes.
     pub fn new(
         inner: R,
@@ -102,6 +109,18 @@ impl<'a, R: Read> ReportingReader<'a, R> {
             phase,
             digest,
             reporter,
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if !self.finished {
+            self.finished = true;
+            self.reporter.event(&Event::BlobFinished {
+                phase: self.phase,
+                digest: self.digest,
+                complete,
+            });
         }
     }
 }
@@ -115,6 +134,8 @@ impl<R: Read> Read for ReportingReader<'_, R> {
                 digest: self.digest,
                 bytes: n as u64,
             });
+        } else if !buf.is_empty() {
+            self.finish(true);
         }
         Ok(n)
     }
@@ -122,9 +143,14 @@ impl<R: Read> Read for ReportingReader<'_, R> {
 
 impl<R> Drop for ReportingReader<'_, R> {
     fn drop(&mut self) {
-        self.reporter.event(&Event::BlobFinished {
-            phase: self.phase,
-            digest: self.digest,
-        });
+        // Stopped before the end: say so, so bars are cleared.
+        if !self.finished {
+            self.finished = true;
+            self.reporter.event(&Event::BlobFinished {
+                phase: self.phase,
+                digest: self.digest,
+                complete: false,
+            });
+        }
     }
 }

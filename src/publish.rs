@@ -44,7 +44,7 @@ pub fn retarget(reference: &str, target: &str) -> Result<String> {
 /// Pushes every artifact of `bundle` to `target`.
 pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Result<PushReport> {
     let mut report = PushReport::default();
-    let artifacts: Vec<Pinned> = bundle.lock.artifacts().cloned().collect();
+    let artifacts: Vec<Pinned> = bundle.artifacts();
     for pinned in artifacts {
         let to = retarget(&pinned.reference, target)?;
         let reference = Registry::parse_reference(&to)?;

@@ -13,27 +13,42 @@ use serde_json::json;
 pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
         BundleCommand::Export { source, output } => {
-            let lock = ctx.lock(&source)?;
-            let (cache, _) = pull_lock(ctx, &lock)?;
-            let report = bundle::export(&lock, &cache, &output)?;
+            let locks = ctx.locks(&source)?;
+            let mut cache = None;
+            for lock in &locks {
+                cache = Some(pull_lock(ctx, lock)?.0);
+            }
+            let cache = cache.ok_or_else(|| pgoci::Error::usage("no lock to export"))?;
+            let report = bundle::export(&locks, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)
                 .field("format", report.format)
                 .field("size", report.size)
                 .field("blobs", report.blobs)
                 .field("lock_digest", report.lock_digest.to_string())
+                .field(
+                    "locks",
+                    report
+                        .locks
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>(),
+                )
                 .note(format!(
-                    "wrote bundle {} ({}, {}, {} blobs, lock {})",
+                    "wrote bundle {} ({}, {}, {} blobs, {})",
                     report.path.display(),
                     report.format,
                     human_bytes(report.size),
                     report.blobs,
-                    report.lock_digest
+                    match report.locks.as_slice() {
+                        [one] => format!("lock {one}"),
+                        all => format!("{} locks", all.len()),
+                    }
                 )))
         }
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
-            let blobs = bundle.verify()?;
+            let blobs = bundle.verify(ctx.reporter.as_ref())?;
             Ok(Outcome::new("bundle verify", false)
                 .field("path", &path)
                 .field("blobs", blobs)
@@ -71,38 +86,51 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         }
         BundleCommand::Inspect { path } => {
             let bundle = Bundle::open(&path)?;
-            let lock = &bundle.lock;
-            let mut text = format!(
-                "bundle {}\n  lock {}\n  platform {}\n  PostgreSQL {} ({}) {}\n",
-                path.display(),
-                bundle.lock_digest,
-                lock.platform,
-                lock.major(),
-                lock.server.version,
-                human_bytes(lock.server.pinned.download_size())
-            );
-            for e in &lock.extensions {
+            let mut text = format!("bundle {}\n", path.display());
+            let mut locks = Vec::new();
+            for (lock, digest) in &bundle.locks {
                 text.push_str(&format!(
-                    "  extension {} {} {}\n",
-                    e.name,
-                    e.version,
-                    human_bytes(e.pinned.download_size())
+                    "  lock {}\n  platform {}\n  PostgreSQL {} ({}) {}\n",
+                    digest,
+                    lock.platform,
+                    lock.major(),
+                    lock.server.version,
+                    human_bytes(lock.server.pinned.download_size())
                 ));
+                for e in &lock.extensions {
+                    text.push_str(&format!(
+                        "  extension {} {} {}\n",
+                        e.name,
+                        e.version,
+                        human_bytes(e.pinned.download_size())
+                    ));
+                }
+                let extensions: Vec<_> = lock
+                    .extensions
+                    .iter()
+                    .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest, "size": e.pinned.download_size()}))
+                    .collect();
+                locks.push(json!({
+                    "lock_digest": digest.to_string(),
+                    "platform": lock.platform,
+                    "server": {"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()},
+                    "extensions": extensions,
+                }));
             }
             text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
-            let extensions: Vec<_> = lock
-                .extensions
-                .iter()
-                .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest, "size": e.pinned.download_size()}))
-                .collect();
-            Ok(Outcome::new("bundle inspect", false)
+            // The first lock's fields at the top, as for one-lock bundles.
+            let first = locks[0].clone();
+            let mut outcome = Outcome::new("bundle inspect", false)
                 .field("path", &path)
-                .field("lock_digest", bundle.lock_digest.to_string())
-                .field("platform", &lock.platform)
-                .field("server", json!({"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()}))
-                .field("extensions", extensions)
-                .field("size", bundle.blob_bytes())
-                .stdout(text))
+                .field("lock_digest", &first["lock_digest"])
+                .field("platform", &first["platform"])
+                .field("server", &first["server"])
+                .field("extensions", &first["extensions"])
+                .field("size", bundle.blob_bytes());
+            if locks.len() > 1 {
+                outcome = outcome.field("locks", locks);
+            }
+            Ok(outcome.stdout(text))
         }
     }
 }

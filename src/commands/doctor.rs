@@ -10,7 +10,7 @@ pub fn run(ctx: &Context, bundle: Option<&Path>, port: Option<u16>) -> Result<Ou
     let lock = opened
         .as_ref()
         .map(|b| (&b.lock, b as &dyn pgoci::blobs::BlobSource));
-    let checks = pgoci::host::doctor(&ctx.layout(), lock, port)?;
+    let checks = pgoci::host::doctor(&ctx.layout(), lock, port, ctx.reporter.as_ref())?;
     let mut text = String::new();
     for c in &checks {
         text.push_str(&format!(

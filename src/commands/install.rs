@@ -32,13 +32,10 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let settings = parse_settings(&args.set)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {
-        let bundle = match &args.source.lock {
-            Some(lock) => Bundle::open_with_lock(path, Lock::read(lock)?)?,
-            None => Bundle::open(path)?,
-        };
+        let bundle = open_bundle(path, &args.source.lock, args.source.request.major)?;
         (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
     } else {
-        if args.source.lock.is_none() && args.source.request.major.is_none() {
+        if args.source.lock.is_empty() && args.source.request.major.is_none() {
             if !interactive {
                 return Err(Error::usage("install needs a source and none was given")
                     .hint("pass --bundle PATH, --lock FILE or --major N [--ext NAME,…]"));
@@ -94,6 +91,27 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         &args.change,
         interactive,
     )
+}
+
+/// Opens a bundle and picks its lock: `--lock FILE` takes any layout
+/// holding that lock's blobs; `--lock DIGEST` or `--major N` picks one of
+/// the bundle's own locks; with neither, the bundle must hold only one.
+fn open_bundle(
+    path: &std::path::Path,
+    lock: &[std::path::PathBuf],
+    major: Option<u32>,
+) -> Result<Bundle> {
+    use pgoci::bundle::LockChoice;
+    let choice = match (lock, major) {
+        ([file], _) if file.is_file() => return Bundle::open_with_lock(path, Lock::read(file)?),
+        ([digest], _) => LockChoice::Digest(digest.to_string_lossy().into_owned()),
+        ([], Some(m)) => LockChoice::Major(m),
+        ([], None) => LockChoice::Only,
+        _ => return Err(Error::usage("install takes one --lock")),
+    };
+    let mut bundle = Bundle::open(path)?;
+    bundle.choose(&choice)?;
+    Ok(bundle)
 }
 
 /// Plans, shows, confirms and applies an install or upgrade.
@@ -275,13 +293,14 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
         .ok_or_else(|| pgoci::install::apply::unknown_instance(&layout, &args.instance))?;
     let (lock, source) = match (&args.bundle, &args.lock) {
         (Some(path), _) => {
-            let bundle = Bundle::open(path)?;
+            // A site bundle holds a lock per major: the instance's is meant.
+            let bundle = open_bundle(path, &[], Some(state.major))?;
             (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
         }
         (None, Some(lock)) => (Lock::read(lock)?, Source::Registry),
         (None, None) if !args.ext.is_empty() => {
             let request = crate::cli::LockSource {
-                lock: None,
+                lock: Vec::new(),
                 request: crate::cli::RequestArgs {
                     major: Some(state.major),
                     ext: args.ext.clone(),

@@ -93,10 +93,24 @@ impl Context {
         runtime.block_on(work)
     }
 
-    /// A lock from `--lock`, or resolved now from `--major/--ext`.
+    /// The locks from `--lock` (one or more), or one resolved now from
+    /// `--major/--ext`.
+    pub fn locks(&self, source: &LockSource) -> Result<Vec<Lock>> {
+        match source.lock.is_empty() {
+            true => Ok(vec![self.lock(source)?]),
+            false => source.lock.iter().map(|p| Lock::read(p)).collect(),
+        }
+    }
+
+    /// One lock from `--lock`, or resolved now from `--major/--ext`.
     pub fn lock(&self, source: &LockSource) -> Result<Lock> {
-        if let Some(path) = &source.lock {
-            return Lock::read(path);
+        match source.lock.as_slice() {
+            [] => {}
+            [path] => return Lock::read(path),
+            _ => {
+                return Err(Error::usage("this command takes one --lock")
+                    .hint("several locks go into one bundle with `pgoci bundle export`"))
+            }
         }
         let major = source.request.major.ok_or_else(|| {
             Error::usage("no lock and no major given").hint("pass --lock FILE or --major N")

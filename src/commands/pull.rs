@@ -25,19 +25,25 @@ pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
 }
 
 pub fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
-    let lock = ctx.lock(source)?;
-    let (cache, report) = pull_lock(ctx, &lock)?;
-    Ok(Outcome::new("pull", report.fetched > 0)
-        .field("fetched", report.fetched)
-        .field("cached", report.cached)
-        .field("bytes_fetched", report.bytes_fetched)
-        .field("cache_dir", cache.root())
-        .field("lock_digest", lock.digest()?.to_string())
+    let locks = ctx.locks(source)?;
+    let (mut fetched, mut cached, mut bytes, mut cache_dir) = (0, 0, 0, None);
+    for lock in &locks {
+        let (cache, report) = pull_lock(ctx, lock)?;
+        fetched += report.fetched;
+        cached += report.cached;
+        bytes += report.bytes_fetched;
+        cache_dir = Some(cache.root().to_path_buf());
+    }
+    let cache_dir = cache_dir.unwrap_or_default();
+    Ok(Outcome::new("pull", fetched > 0)
+        .field("fetched", fetched)
+        .field("cached", cached)
+        .field("bytes_fetched", bytes)
+        .field("cache_dir", &cache_dir)
+        .field("lock_digest", locks[0].digest()?.to_string())
         .note(format!(
-            "pulled {} blob(s) ({}), {} already cached, into {}",
-            report.fetched,
-            human_bytes(report.bytes_fetched),
-            report.cached,
-            cache.root().display()
+            "pulled {fetched} blob(s) ({}), {cached} already cached, into {}",
+            human_bytes(bytes),
+            cache_dir.display()
         )))
 }

@@ -56,6 +56,7 @@ impl Reporter for Lines {
             Event::BlobFinished {
                 phase: phase @ Phase::Verify,
                 digest,
+                complete: true,
             } => {
                 let size = self.sizes.lock().expect("poisoned").remove(*digest);
                 eprintln!(

@@ -7,7 +7,7 @@ use std::path::Path;
 
 pub fn run(ctx: &Context, request: &RequestArgs, output: &Path) -> Result<Outcome> {
     let lock = ctx.lock(&LockSource {
-        lock: None,
+        lock: Vec::new(),
         request: request.clone(),
     })?;
     let text = lock.to_yaml()?;

@@ -182,9 +182,15 @@ impl InstallApplier<'_> {
                     .ok_or_else(|| {
                         Error::internal(format!("plan unpacks {digest}, not in the lock"))
                     })?;
-                let select = generation::selector_for(self.lock, pinned);
-                let (_, created) =
-                    store::ensure(self.layout(), pinned, self.source, &*select, reporter)?;
+                // The whole image root: rootfs paths are picked at compose,
+                // and the image's own libraries stay at hand.
+                let (_, created) = store::ensure(
+                    self.layout(),
+                    pinned,
+                    self.source,
+                    &unpack::keep_all,
+                    reporter,
+                )?;
                 failpoint::hit("after-unpack");
                 Ok(((), created))
             }),
@@ -306,12 +312,11 @@ impl InstallApplier<'_> {
     ) -> Result<(GenerationState, bool)> {
         let layout = self.layout();
         let lock = self.lock;
-        let server_select = generation::server_selector(lock);
         let (server_dir, _) = store::ensure(
             layout,
             &lock.server.pinned,
             self.source,
-            &*server_select,
+            &unpack::keep_all,
             reporter,
         )?;
         let mut ext_dirs = Vec::new();

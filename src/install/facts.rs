@@ -88,6 +88,8 @@ pub struct HostFacts {
     pub server_running: bool,
     /// The generation the running server was started from, if known.
     pub running_generation: Option<String>,
+    /// What the preflight checks look at.
+    pub preflight: super::preflight::PreflightFacts,
 }
 
 impl HostFacts {
@@ -158,6 +160,7 @@ impl HostFacts {
                 .and_then(|t| Some(t.file_name()?.to_string_lossy().into_owned())),
             server_running,
             running_generation,
+            preflight: super::preflight::PreflightFacts::gather(&layout.prefix, &opts.user),
             previous,
             others,
         })

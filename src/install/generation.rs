@@ -50,15 +50,6 @@ pub fn server_selector(lock: &Lock) -> crate::unpack::Selector {
     }
 }
 
-/// The selector for one artifact of a lock: the server's, or all of an
-/// extension.
-pub fn selector_for(lock: &Lock, pinned: &crate::lock::Pinned) -> crate::unpack::Selector {
-    match pinned.digest == lock.server.pinned.digest {
-        true => server_selector(lock),
-        false => Box::new(|p: &Path| Some(p.to_path_buf())),
-    }
-}
-
 /// Finds bin, sharedir and pkglibdir in an unpacked server artifact.
 pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
     if lock.server.layout == Layout::Rootfs {
@@ -208,7 +199,11 @@ fn runtime_env(
             let image_root = gen_final.join("extensions").join(ext.name);
             if major < FIRST_MAJOR_WITH_EXTENSION_PATHS {
                 // ${image_root} must exist before 18 too, where files are merged.
-                link_tree(ext.store_dir, &tmp.join("extensions").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    ext.store_dir,
+                    &tmp.join("extensions").join(ext.name),
+                )?;
             }
             for (k, v) in ext.env {
                 env.vars.insert(
@@ -242,7 +237,7 @@ pub fn compose(
         fs::remove_dir_all(&tmp).with_path(&tmp, "remove stale")?;
     }
     let built = (|| {
-        link_tree(server_store, &tmp)?;
+        link_server(lock, dirs, server_store, &tmp)?;
         // The lock travels with its generation, so rollback can re-render config.
         fs::write(tmp.join(GENERATION_LOCK), lock.to_yaml()?)
             .with_path(&tmp.join(GENERATION_LOCK), "write")?;
@@ -254,13 +249,21 @@ pub fn compose(
         }
         for ext in extensions {
             if lock.major() >= FIRST_MAJOR_WITH_EXTENSION_PATHS {
-                link_tree(ext.store_dir, &tmp.join("extensions").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    ext.store_dir,
+                    &tmp.join("extensions").join(ext.name),
+                )?;
             } else {
                 link_into_server(ext, dirs, &tmp)?;
             }
             let licenses = ext.store_dir.join("licenses");
             if licenses.is_dir() {
-                link_tree(&licenses, &tmp.join("licenses").join(ext.name))?;
+                link_tree(
+                    ext.store_dir,
+                    &licenses,
+                    &tmp.join("licenses").join(ext.name),
+                )?;
             }
         }
         let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
@@ -305,15 +308,50 @@ fn link_into_server(ext: &ExtensionInput, dirs: &ServerDirs, gen: &Path) -> Resu
     ];
     for (from, to) in pairs {
         if from.is_dir() {
-            link_tree(&from, &to)?;
+            link_tree(ext.store_dir, &from, &to)?;
         }
     }
     Ok(())
 }
 
-/// Mirrors `from` into `to` with hard links for files (a copy where the
-/// filesystem refuses), the same symlinks, and new directories.
-pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
+/// The server's part of a generation: the whole tree for `tree` images;
+/// for `rootfs` images only the profile's `paths` (bin, lib, share), at
+/// their positions — the store keeps the whole image root.
+fn link_server(lock: &Lock, dirs: &ServerDirs, store: &Path, gen: &Path) -> Result<()> {
+    if lock.server.layout != Layout::Rootfs {
+        return link_tree(store, store, gen);
+    }
+    for rel in [&dirs.bin, &dirs.pkglibdir, &dirs.sharedir] {
+        let from = store.join(rel);
+        if from.is_dir() {
+            link_tree(store, &from, &gen.join(rel))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mirrors `from` (a directory of the image whose root is `image`) into
+/// `to`: hard links for files (a copy where the filesystem refuses), new
+/// directories, and symlinks as they are when they stay inside `from`.
+/// A symlink that leaves `from` — absolute, or up and out — is resolved
+/// inside the image, as a container would see it (Debian's
+/// `postgis.control -> /etc/alternatives/…`), and its target's content is
+/// installed; one that resolves to nothing is left out, never pointed at
+/// the host.
+pub fn link_tree(image: &Path, from: &Path, to: &Path) -> Result<()> {
+    link_tree_at(image, from, to, 0)
+}
+
+/// How deep symlinked directories may nest while being materialised.
+const MAX_LINKED_DEPTH: usize = 32;
+
+fn link_tree_at(image: &Path, from: &Path, to: &Path, depth: usize) -> Result<()> {
+    if depth > MAX_LINKED_DEPTH {
+        return Err(Error::integrity(format!(
+            "{}: symlinked directories nest deeper than {MAX_LINKED_DEPTH} (a loop?)",
+            from.display()
+        )));
+    }
     fs::create_dir_all(to).with_path(to, "create")?;
     for entry in fs::read_dir(from).with_path(from, "list")? {
         let entry = entry.with_path(from, "list")?;
@@ -321,23 +359,81 @@ pub fn link_tree(from: &Path, to: &Path) -> Result<()> {
         let dst = to.join(entry.file_name());
         let meta = fs::symlink_metadata(&src).with_path(&src, "stat")?;
         if meta.is_dir() {
-            link_tree(&src, &dst)?;
-        } else if fs::symlink_metadata(&dst).is_ok() {
+            link_tree_at(image, &src, &dst, depth)?;
+            continue;
+        }
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&src).with_path(&src, "read link")?;
+            if !stays_inside(&src, &target, from) {
+                link_resolved(image, &src, &dst, depth)?;
+                continue;
+            }
+        }
+        if fs::symlink_metadata(&dst).is_ok() {
             if same_content(&src, &dst) {
                 continue;
             }
-            return Err(Error::integrity(format!(
-                "{} would replace {} from another artifact",
-                src.display(),
-                dst.display()
-            ))
-            .hint("two artifacts of this lock ship the same path with different content; remove one of them"));
-        } else if meta.file_type().is_symlink() {
+            return Err(conflict(&src, &dst));
+        }
+        if meta.file_type().is_symlink() {
             let target = fs::read_link(&src).with_path(&src, "read link")?;
             std::os::unix::fs::symlink(&target, &dst).with_path(&dst, "create symlink")?;
         } else if fs::hard_link(&src, &dst).is_err() {
             fs::copy(&src, &dst).with_path(&dst, "copy")?;
         }
+    }
+    Ok(())
+}
+
+fn conflict(src: &Path, dst: &Path) -> Error {
+    Error::integrity(format!(
+        "{} would replace {} from another artifact",
+        src.display(),
+        dst.display()
+    ))
+    .hint(
+        "two artifacts of this lock ship the same path with different content; remove one of them",
+    )
+}
+
+/// Whether a relative symlink at `link` stays inside `dir` (lexically).
+fn stays_inside(link: &Path, target: &Path, dir: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut at = link.parent().unwrap_or(dir).to_path_buf();
+    for c in target.components() {
+        match c {
+            std::path::Component::ParentDir if at == dir || !at.pop() => return false,
+            std::path::Component::Normal(n) => at.push(n),
+            _ => {}
+        }
+    }
+    at.starts_with(dir)
+}
+
+/// Installs what the symlink `src` points to inside `image` at `dst`.
+fn link_resolved(image: &Path, src: &Path, dst: &Path, depth: usize) -> Result<()> {
+    let rel = src.strip_prefix(image).unwrap_or(src);
+    let Ok(real) = crate::rootfs::resolve_in_root(image, rel) else {
+        tracing::warn!(
+            "{} points at nothing inside its image: left out",
+            src.display()
+        );
+        return Ok(());
+    };
+    let meta = fs::metadata(&real).with_path(&real, "stat")?;
+    if meta.is_dir() {
+        return link_tree_at(image, &real, dst, depth + 1);
+    }
+    if fs::symlink_metadata(dst).is_ok() {
+        return match same_content(&real, dst) {
+            true => Ok(()),
+            false => Err(conflict(src, dst)),
+        };
+    }
+    if fs::hard_link(&real, dst).is_err() {
+        fs::copy(&real, dst).with_path(dst, "copy")?;
     }
     Ok(())
 }
@@ -382,13 +478,48 @@ mod tests {
             fs::write(root.join("lib/bitcode/x.bc"), text).unwrap();
             std::os::unix::fs::symlink("x.bc", root.join("lib/bitcode/l")).unwrap();
         }
-        link_tree(&a, &gen).unwrap();
-        link_tree(&b, &gen).unwrap();
+        link_tree(&a, &a, &gen).unwrap();
+        link_tree(&b, &b, &gen).unwrap();
         let c = d.path().join("cc");
         fs::create_dir_all(c.join("lib/bitcode")).unwrap();
         fs::write(c.join("lib/bitcode/x.bc"), "other").unwrap();
-        let e = link_tree(&c, &gen).unwrap_err();
+        let e = link_tree(&c, &c, &gen).unwrap_err();
         assert_eq!(e.kind, crate::Kind::Integrity);
         assert!(e.message.contains("would replace"), "{}", e.message);
+    }
+
+    #[test]
+    fn symlinks_leaving_the_tree_install_what_they_point_to_inside_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        let image = d.path().join("image");
+        let ext = image.join("share/extension");
+        fs::create_dir_all(&ext).unwrap();
+        fs::create_dir_all(image.join("etc/alternatives")).unwrap();
+        fs::create_dir_all(image.join("usr/share/postgis")).unwrap();
+        fs::write(image.join("usr/share/postgis/postgis.control"), "control").unwrap();
+        let link = |target: &str, at: &Path| std::os::unix::fs::symlink(target, at).unwrap();
+        // Debian: control -> /etc/alternatives/… -> /usr/share/…
+        link(
+            "/usr/share/postgis/postgis.control",
+            &image.join("etc/alternatives/pc"),
+        );
+        link("/etc/alternatives/pc", &ext.join("postgis.control"));
+        link("postgis.control", &ext.join("inside.control"));
+        link("/nowhere", &ext.join("dangling.control"));
+        link("../../../../../etc/passwd", &ext.join("up.control"));
+        let gen = d.path().join("gen");
+        link_tree(&image, &ext, &gen).unwrap();
+        assert_eq!(
+            fs::read_to_string(gen.join("postgis.control")).unwrap(),
+            "control"
+        );
+        assert!(!gen.join("postgis.control").is_symlink());
+        assert_eq!(
+            fs::read_link(gen.join("inside.control")).unwrap(),
+            Path::new("postgis.control")
+        );
+        // Never pointed at the host: what resolves to nothing is left out.
+        assert!(fs::symlink_metadata(gen.join("dangling.control")).is_err());
+        assert!(fs::symlink_metadata(gen.join("up.control")).is_err());
     }
 }

@@ -44,11 +44,21 @@ fn regular_files(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Hashes every regular file under `root`.
-pub fn hash_tree(root: &Path) -> Result<FileDigests> {
+/// The digest of every regular file under `root`: taken from `known`
+/// (by inode, recorded while the files were written) and hashed only for
+/// files it lacks, so a fresh unpack is not read a second time.
+pub fn hash_tree(root: &Path, known: &crate::unpack::InodeDigests) -> Result<FileDigests> {
     regular_files(root)?
         .into_iter()
-        .map(|rel| Ok((rel.clone(), Digest::of_file(&root.join(&rel))?.0)))
+        .map(|rel| {
+            let path = root.join(&rel);
+            let meta = fs::symlink_metadata(&path).with_path(&path, "stat")?;
+            let digest = match known.get(&(meta.dev(), meta.ino())) {
+                Some(d) => d.clone(),
+                None => Digest::of_file(&path)?.0,
+            };
+            Ok((rel, digest))
+        })
         .collect()
 }
 

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod manifest;
 pub mod plan;
 pub mod postgres;
+pub mod preflight;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -259,6 +259,7 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
             .hint("install the new major as another --instance and use pg_upgrade between them"));
         }
     }
+    super::preflight::refuse_failed(&super::preflight::checks(lock, &facts.preflight))?;
     let data_dir = facts.data_dir.path.clone();
     if let (Some(asked), Some(prev)) = (&opts.data_dir, previous) {
         if layout.host(asked) != prev.data_dir {
@@ -742,6 +743,12 @@ mod tests {
             current_link: None,
             server_running: false,
             running_generation: None,
+            preflight: crate::install::preflight::PreflightFacts {
+                host_platform: "linux/amd64".parse().unwrap(),
+                free_bytes: Some(10 << 30),
+                useradd: true,
+                user_exists: true,
+            },
         }
     }
 

@@ -8,9 +8,8 @@ use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::lock::Pinned;
 use crate::progress::{Phase, Reporter, ReportingReader};
-use crate::unpack::{apply_layer, Select};
+use crate::unpack::{apply_layer, seal, Budget, Select};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Whether an artifact is unpacked in the store (whole, with its manifest).
@@ -49,15 +48,18 @@ pub fn ensure(
     }
     fs::create_dir(&tmp).with_path(&tmp, "create")?;
     let unpacked = (|| {
+        let mut budget = Budget::default();
         for layer in &pinned.layers {
             let raw = source.open_raw(layer)?;
             let reader =
                 ReportingReader::new(raw, Phase::Unpack, &layer.digest, layer.size, reporter);
-            apply_layer(reader, layer, &tmp, select)?;
+            apply_layer(reader, layer, &tmp, select, &mut budget)?;
         }
-        make_read_only(&tmp)?;
+        // Read-only, no setuid/setgid/sticky or world-writable bits: hard
+        // links into generations cannot be used to change the store.
+        seal(&tmp)?;
         // Record every file's digest now, for `status --verify` later.
-        let files = super::manifest::hash_tree(&tmp)?;
+        let files = super::manifest::hash_tree(&tmp, budget.digests())?;
         super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)
     })();
     if let Err(e) = unpacked {
@@ -73,24 +75,6 @@ pub fn ensure(
         return Err(e).with_path(&dest, "move into store");
     }
     Ok((dest, true))
-}
-
-/// Removes write permission from every file so hard links into generations
-/// cannot be used to change the store.
-fn make_read_only(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).with_path(dir, "list")? {
-        let entry = entry.with_path(dir, "list")?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path).with_path(&path, "stat")?;
-        if meta.is_dir() {
-            make_read_only(&path)?;
-        } else if meta.is_file() {
-            let mode = meta.permissions().mode() & !0o222;
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .with_path(&path, "chmod")?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes `.tmp-*-<pid>` entries of `dir` left by killed runs (those

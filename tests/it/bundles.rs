@@ -234,3 +234,130 @@ fn skopeo_copies_a_bundle_into_a_registry_and_pgoci_installs_from_a_layout_skope
     let _servers = Servers::of(&root, "sk");
     psql(&root.join("run/pgoci/sk"), port, "CREATE EXTENSION pg_cron").unwrap();
 }
+
+#[test]
+fn one_bundle_holds_a_whole_site_each_blob_once() {
+    let dir = scratch();
+    let bed = bed();
+    let cache = dir.path().join("cache");
+    let run = |args: &[&str]| {
+        pgoci(&bed.profile, &bed.registry, &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut locks = Vec::new();
+    for (major, ext) in [("17", "hstore"), ("18", "pg_trgm")] {
+        let lock = dir.path().join(format!("{major}.lock"));
+        let out = run(&[
+            "resolve",
+            "--major",
+            major,
+            "--ext",
+            ext,
+            "-o",
+            lock.to_str().unwrap(),
+        ]);
+        assert_success(&out);
+        locks.push(lock);
+    }
+    let (l17, l18) = (locks[0].to_str().unwrap(), locks[1].to_str().unwrap());
+    let site = dir.path().join("site.tar");
+    let out = run(&[
+        "--json",
+        "bundle",
+        "export",
+        "--lock",
+        l17,
+        "--lock",
+        l18,
+        "-o",
+        site.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert_eq!(json(&out)["locks"].as_array().unwrap().len(), 2);
+    // Each blob once: the site bundle is no bigger than the two bundles apart.
+    let mut apart = 0;
+    for (i, lock) in [l17, l18].iter().enumerate() {
+        let one = dir.path().join(format!("one{i}.tar"));
+        assert_success(&run(&[
+            "bundle",
+            "export",
+            "--lock",
+            lock,
+            "-o",
+            one.to_str().unwrap(),
+        ]));
+        apart += std::fs::metadata(&one).unwrap().len();
+    }
+    assert!(std::fs::metadata(&site).unwrap().len() <= apart);
+
+    let out = run(&["--json", "bundle", "inspect", site.to_str().unwrap()]);
+    assert_success(&out);
+    let majors: Vec<_> = json(&out)["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["server"]["major"].as_u64().unwrap())
+        .collect();
+    assert_eq!(majors, [17, 18]);
+    assert_success(&run(&["bundle", "verify", site.to_str().unwrap()]));
+
+    // Installing needs a choice; --major picks one, offline.
+    let root = dir.path().join("root");
+    let install = |extra: &[&str]| {
+        pgoci(&bed.profile, "127.0.0.1:9", &dir.path().join("empty-cache"))
+            .arg("--json")
+            .arg("--root")
+            .arg(&root)
+            .args([
+                "install",
+                "--yes",
+                "--no-start",
+                "--bundle",
+                site.to_str().unwrap(),
+            ])
+            .args(["--port", &free_port().to_string()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = install(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("several locks"));
+    for (major, ext) in [(17, "hstore"), (18, "pg_trgm")] {
+        let out = install(&[
+            "--major",
+            &major.to_string(),
+            "--instance",
+            &format!("pg{major}"),
+        ]);
+        assert_success(&out);
+        let doc = json(&out);
+        assert_eq!(doc["server"]["major"], major);
+        assert_eq!(doc["extensions"][0]["name"], ext);
+    }
+    // skopeo reads an artifact of the second lock out of it.
+    let lock18 = std::fs::read_to_string(l18).unwrap();
+    let reference = lock18
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("reference: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}:{reference}", site.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,539 @@
+//! Applying OCI layers to a directory the way a container runtime does,
+//! confined by construction.
+//!
+//! Names are read as containerd and GNU tar read them: a leading `/` or `./`
+//! is relative to the layer root; `..` that would climb above it is refused.
+//! Every file operation goes through [`crate::rootfs::Root`], which resolves
+//! parents beneath the root in the kernel, so a symlink from an earlier entry
+//! or layer (`x -> /etc`, `up -> ../../..`) is followed *inside* the root and
+//! never leads a write, link or removal out of it. Symlinks themselves are
+//! data and may point anywhere, as in an image.
+//!
+//! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) remove what lower layers put
+//! there and are never written; a whiteout of `.`, `..` or an empty name is
+//! refused. Other `.wh..wh.*` names (aufs metadata) are skipped. Device
+//! nodes and fifos are skipped (root file systems made by debootstrap carry
+//! `/dev` nodes; the host has its own); sparse files and unknown entry kinds
+//! are refused (integrity error). No file or directory keeps setuid, setgid,
+//! sticky or world-writable bits. The decompressed bytes of one artifact are
+//! capped ([`Budget`]); a full file system is a host error naming it.
+
+use crate::digest::{Digest, Hasher, VerifyingReader};
+use crate::error::{Error, Kind, Result};
+use crate::lock::Blob;
+use crate::rootfs::{remove_all_at, Root};
+use rustix::fd::AsFd;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+pub use crate::rootfs::{resolve_in_root, seal};
+
+/// How a layer is compressed, from its media type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The compression a layer media type implies; `None` if not a layer type pgoci reads.
+    pub fn from_media_type(media_type: &str) -> Option<Self> {
+        match media_type {
+            "application/vnd.oci.image.layer.v1.tar"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Compression::Gzip),
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Decides which entries of a layer are kept, and where: `None` skips.
+pub type Select<'a> = &'a dyn Fn(&Path) -> Option<PathBuf>;
+
+/// An owned [`Select`].
+pub type Selector = Box<dyn Fn(&Path) -> Option<PathBuf>>;
+
+/// Keeps every entry where it is.
+pub fn keep_all(path: &Path) -> Option<PathBuf> {
+    Some(path.to_path_buf())
+}
+
+/// The default cap on decompressed bytes for one artifact: 16 GiB.
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 16 << 30;
+
+/// Bounds on what unpacking one artifact may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Decompressed tar bytes (headers, data, padding) over all layers.
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
+        }
+    }
+}
+
+/// The sha256 of regular files as they were written, by (device, inode):
+/// a later walk of the finished tree finds each file's digest without
+/// reading it again (overwritten or whited-out files are simply not found).
+pub type InodeDigests = HashMap<(u64, u64), Digest>;
+
+/// What the layers of one artifact have used of their [`Limits`] so far,
+/// and the digests of the files they wrote: make one per artifact and pass
+/// it to each of its layers in turn.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: Limits,
+    used: u64,
+    digests: InodeDigests,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Self {
+        Budget {
+            limits,
+            used: 0,
+            digests: InodeDigests::new(),
+        }
+    }
+
+    /// Decompressed bytes read so far.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The digests of the files written, by inode.
+    pub fn digests(&self) -> &InodeDigests {
+        &self.digests
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(Limits::default())
+    }
+}
+
+/// Counts decompressed bytes against the budget and stops at the cap.
+struct Counting<'b, R> {
+    inner: R,
+    used: &'b mut u64,
+    cap: u64,
+    exceeded: bool,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.exceeded {
+            return Err(io::Error::other("unpack cap exceeded"));
+        }
+        let n = self.inner.read(buf)?;
+        *self.used += n as u64;
+        if *self.used > self.cap {
+            self.exceeded = true;
+            return Err(io::Error::other("unpack cap exceeded"));
+        }
+        Ok(n)
+    }
+}
+
+/// Applies one layer blob (read from `reader`, verified against `blob` as it
+/// streams, and read to its end) on top of `dest`, counting its decompressed
+/// bytes against `budget`.
+pub fn apply_layer(
+    reader: impl Read,
+    blob: &Blob,
+    dest: &Path,
+    select: Select,
+    budget: &mut Budget,
+) -> Result<()> {
+    let compression = Compression::from_media_type(&blob.media_type).ok_or_else(|| {
+        Error::integrity(format!(
+            "layer {} has unsupported media type {}",
+            blob.digest, blob.media_type
+        ))
+    })?;
+    std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
+    let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
+    let layer_err = |e: io::Error| Error::integrity(format!("layer {}: {e}", blob.digest));
+    let mut verifying = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
+    let decoder: Box<dyn Read + '_> = match compression {
+        Compression::None => Box::new(&mut verifying),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verifying)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(&mut verifying)
+                .map_err(|e| Error::integrity(format!("layer {}: {e}", blob.digest)))?,
+        ),
+    };
+    let cap = budget.limits.max_unpacked_bytes;
+    let mut archive = tar::Archive::new(Counting {
+        inner: decoder,
+        used: &mut budget.used,
+        cap,
+        exceeded: false,
+    });
+    let applied = apply_entries(&mut archive, &root, select, &mut budget.digests);
+    // Read to the very end so the digest check runs on every byte (and the
+    // cap bounds what hides behind the end-of-archive marker).
+    let mut rest = archive.into_inner();
+    let drained = match applied {
+        Ok(()) => io::copy(&mut rest, &mut io::sink()).map(drop),
+        Err(_) => Ok(()),
+    };
+    if rest.exceeded {
+        return Err(Error::integrity(format!(
+            "layer {} unpacks to more than {cap} bytes, the cap for one artifact",
+            blob.digest
+        ))
+        .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
+    }
+    drop(rest);
+    applied.map_err(|e| match e.kind {
+        Kind::Integrity => e.context(format!("layer {}", blob.digest)),
+        _ => e,
+    })?;
+    drained.map_err(layer_err)?;
+    io::copy(&mut verifying, &mut io::sink()).map_err(layer_err)?;
+    Ok(())
+}
+
+fn apply_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    root: &Root,
+    select: Select,
+    digests: &mut InodeDigests,
+) -> Result<()> {
+    let bad = |e: io::Error| Error::integrity(e.to_string());
+    // What this layer wrote, so its own opaque marker never removes it.
+    let mut written = HashSet::new();
+    for entry in archive.entries().map_err(bad)? {
+        apply_entry(entry.map_err(bad)?, root, select, &mut written, digests)?;
+    }
+    Ok(())
+}
+
+/// Turns an archive name into a clean relative path (no `.`, `..` or root
+/// left): a leading `/` or `./` is relative to the layer root, `..` steps
+/// back lexically, and `..` past the root is refused.
+pub fn safe_relative(name: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in name.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err(Error::integrity(format!(
+                        "unsafe archive entry {}: `..` leaves the layer root",
+                        name.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Strips what no unpacked file may keep: setuid, setgid, sticky, o+w.
+fn sanitize(mode: u32) -> u32 {
+    mode & 0o775
+}
+
+/// Maps a file-system failure on `rel` beneath `root` to an error: a full
+/// file system or quota is the host's, a path the archive shaped wrongly
+/// (a file where a directory must be, a loop) is the archive's.
+fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
+    let full = root.join(rel);
+    let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+    match errno {
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => Error::host(format!(
+            "cannot {action} {}: the file system mounted at {} is full ({e})",
+            full.display(),
+            mount_point(root).display()
+        ))
+        .hint("free space (or raise the quota) there, then run again"),
+        // The root exists and parents are made as needed: a missing path
+        // means a dangling link of the archive's own making.
+        Some(Errno::NOENT)
+        | Some(Errno::NOTDIR)
+        | Some(Errno::LOOP)
+        | Some(Errno::EXIST)
+        | Some(Errno::ISDIR)
+        | Some(Errno::NAMETOOLONG)
+        | Some(Errno::XDEV) => Error::integrity(format!(
+            "unsafe archive entry {}: cannot {action} it: {e}",
+            rel.display()
+        )),
+        _ => Error::host(format!("cannot {action} {}: {e}", full.display())),
+    }
+}
+
+/// A failure on the target directory itself: the host's, never the archive's.
+fn dest_error(dest: &Path, action: &str, e: io::Error) -> Error {
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => fs_error(dest, Path::new(""), action, e),
+        _ => Error::host(format!("cannot {action} {}: {e}", dest.display())),
+    }
+}
+
+/// The mount point holding `path`: the last ancestor on the same device.
+fn mount_point(path: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(dev) = std::fs::metadata(path).map(|m| m.dev()) else {
+        return path.to_path_buf();
+    };
+    let mut top = path.to_path_buf();
+    for a in path.ancestors().skip(1) {
+        match std::fs::metadata(a) {
+            Ok(m) if m.dev() == dev => top = a.to_path_buf(),
+            _ => break,
+        }
+    }
+    top
+}
+
+/// The target a symlink or hardlink entry names.
+fn link_target<R: Read>(entry: &tar::Entry<R>, rel: &Path) -> Result<PathBuf> {
+    entry
+        .link_name()
+        .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
+        .map(|t| t.into_owned())
+        .ok_or_else(|| Error::integrity(format!("link {} has no target", rel.display())))
+}
+
+fn apply_entry<R: Read>(
+    mut entry: tar::Entry<R>,
+    root: &Root,
+    select: Select,
+    written: &mut HashSet<PathBuf>,
+    digests: &mut InodeDigests,
+) -> Result<()> {
+    let name = entry
+        .path()
+        .map_err(|e| Error::integrity(format!("bad entry name: {e}")))?
+        .into_owned();
+    let rel = safe_relative(&name)?;
+    let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
+        // The layer root itself (`/`, `./`): our directory keeps its mode.
+        return Ok(());
+    };
+    if let Some(hidden) = file_name.as_bytes().strip_prefix(b".wh.") {
+        let hidden = OsStr::from_bytes(hidden);
+        return apply_whiteout(root, &name, &rel, hidden, select, written);
+    }
+    let Some(out) = select(&rel) else {
+        return Ok(());
+    };
+    let out = safe_relative(&out)?;
+    if out.file_name().is_none() {
+        return Ok(());
+    }
+    let err = |action: &str| {
+        let out = out.clone();
+        let action = action.to_string();
+        move |e: io::Error| fs_error(root.path(), &out, &action, e)
+    };
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o644);
+    let kind = header.entry_type();
+    match kind {
+        tar::EntryType::Directory => {
+            let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
+            let st = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW);
+            let is_dir =
+                matches!(&st, Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+            if !is_dir {
+                remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
+                rustix::fs::mkdirat(&parent, &name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| err("create directory")(e.into()))?;
+            }
+            let dir = rustix::fs::openat(
+                &parent,
+                &name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| err("open directory")(e.into()))?;
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(sanitize(mode) | 0o700))
+                .map_err(|e| err("set mode of")(e.into()))?;
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
+            remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
+            let fd = rustix::fs::openat(
+                &parent,
+                &name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| err("create")(e.into()))?;
+            let mut file = std::fs::File::from(fd);
+            let expected = entry.size();
+            let (copied, digest) = copy_data(&mut entry, &mut file, &rel, err("write"))?;
+            if copied != expected {
+                return Err(Error::integrity(format!(
+                    "archive entry {} is truncated ({copied} of {expected} bytes)",
+                    rel.display()
+                )));
+            }
+            let st = rustix::fs::fstat(&file).map_err(|e| err("stat")(e.into()))?;
+            digests.insert((st.st_dev, st.st_ino), digest);
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(sanitize(mode)))
+                .map_err(|e| err("set mode of")(e.into()))?;
+        }
+        tar::EntryType::Symlink => {
+            let target = link_target(&entry, &rel)?;
+            let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
+            remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
+            rustix::fs::symlinkat(&target, &parent, &name)
+                .map_err(|e| err("create symlink")(e.into()))?;
+        }
+        tar::EntryType::Link => {
+            let target = link_target(&entry, &rel)?;
+            let target_rel = safe_relative(&target)?;
+            let Some(source) = select(&target_rel) else {
+                return Err(Error::integrity(format!(
+                    "hardlink {} points at {}, outside what is extracted",
+                    rel.display(),
+                    target.display()
+                )));
+            };
+            let source = safe_relative(&source)?;
+            let not_regular = || {
+                Error::integrity(format!(
+                    "unsafe archive entry {}: hardlink target {} is not a regular file of this layer set",
+                    rel.display(),
+                    target.display()
+                ))
+            };
+            let (src_parent, src_name) =
+                root.parent_of(&source, false).map_err(|_| not_regular())?;
+            let src = rustix::fs::statat(&src_parent, &src_name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|_| not_regular())?;
+            if FileType::from_raw_mode(src.st_mode) != FileType::RegularFile {
+                return Err(not_regular());
+            }
+            let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
+            if let Ok(cur) = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                if cur.st_dev == src.st_dev && cur.st_ino == src.st_ino {
+                    note_written(written, &out);
+                    return Ok(()); // already that very file
+                }
+            }
+            remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
+            rustix::fs::linkat(&src_parent, &src_name, &parent, &name, AtFlags::empty())
+                .map_err(|e| err("create hardlink")(e.into()))?;
+        }
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
+        // Device nodes and fifos are never created: the host has its own.
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => return Ok(()),
+        other => {
+            return Err(Error::integrity(format!(
+            "unsafe archive entry {}: {other:?} entries (sparse files and other kinds) are refused",
+            rel.display()
+        )))
+        }
+    }
+    note_written(written, &out);
+    Ok(())
+}
+
+/// Records `out` and the directories above it as this layer's own.
+fn note_written(written: &mut HashSet<PathBuf>, out: &Path) {
+    for a in out.ancestors() {
+        if a.as_os_str().is_empty() || !written.insert(a.to_path_buf()) {
+            break;
+        }
+    }
+}
+
+/// Copies an entry's data, telling a bad archive (integrity) from a failing
+/// disk (`write_err`).
+/// Copies an entry's data into the file, hashing it on the way.
+fn copy_data(
+    entry: &mut impl Read,
+    file: &mut std::fs::File,
+    rel: &Path,
+    write_err: impl Fn(io::Error) -> Error,
+) -> Result<(u64, Digest)> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let mut hasher = Hasher::default();
+    loop {
+        let n = match entry.read(&mut buf) {
+            Ok(0) => return Ok((total, hasher.finish())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::integrity(format!("reading {}: {e}", rel.display()))),
+        };
+        file.write_all(&buf[..n]).map_err(&write_err)?;
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// Applies `.wh.NAME` (remove NAME below) or `.wh..wh..opq` (empty the
+/// directory of what lower layers put there).
+fn apply_whiteout(
+    root: &Root,
+    name: &Path,
+    rel: &Path,
+    hidden: &OsStr,
+    select: Select,
+    written: &HashSet<PathBuf>,
+) -> Result<()> {
+    let opaque = hidden == ".wh..opq";
+    if !opaque && hidden.as_bytes().starts_with(b".wh.") {
+        return Ok(()); // aufs metadata (`.wh..wh.plnk`, …): nothing to do
+    }
+    if !opaque && (hidden.is_empty() || hidden == "." || hidden == "..") {
+        return Err(Error::integrity(format!(
+            "unsafe archive entry {}: a whiteout must name a file",
+            name.display()
+        )));
+    }
+    let Some(out) = select(rel) else {
+        return Ok(());
+    };
+    let out = safe_relative(&out)?;
+    let dir = out.parent().unwrap_or(Path::new("")).to_path_buf();
+    let err = |e: io::Error| fs_error(root.path(), &dir, "apply whiteout in", e);
+    // Nothing below to hide when the directory is not there (or not one).
+    let Ok(parent) = root.open_dir(&dir) else {
+        return Ok(());
+    };
+    if opaque {
+        let Ok(readable) = rustix::fs::openat(
+            &parent,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            return Ok(());
+        };
+        crate::rootfs::empty_dir(readable.as_fd(), &|child| {
+            !written.contains(&dir.join(child))
+        })
+        .map_err(err)
+    } else {
+        remove_all_at(parent.as_fd(), hidden).map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

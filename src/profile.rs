@@ -6,6 +6,7 @@
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::signature::policy::SignatureSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +64,9 @@ pub struct ServerSpec {
     pub layout: PerMajor<Layout>,
     #[serde(default)]
     pub paths: Option<PerMajor<RootfsPaths>>,
+    /// Who must have signed the server image (overrides the profile's).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
 }
 
 fn default_layout() -> PerMajor<Layout> {
@@ -89,6 +93,9 @@ pub struct ExtensionSpec {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub bin_path: Vec<String>,
+    /// Who must have signed this extension's image (overrides the profile's).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
 }
 
 /// A parsed profile, with the digest of the bytes it was read from.
@@ -103,8 +110,16 @@ pub struct Profile {
     pub server: ServerSpec,
     #[serde(default)]
     pub extensions: BTreeMap<String, ExtensionSpec>,
+    /// Who must have signed every image (`signatures: {key: PATH}` or
+    /// `{keyless: {issuer, subject, trusted_root}}`).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
     #[serde(skip)]
     pub digest: Option<Digest>,
+    /// The directory of the profile file, for its relative paths (none
+    /// for embedded profiles).
+    #[serde(skip)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 fn default_platforms() -> Vec<String> {
@@ -138,7 +153,8 @@ impl Profile {
         let as_path = Path::new(name_or_path);
         if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || as_path.is_file() {
             let text = std::fs::read_to_string(as_path).with_path(as_path, "read profile")?;
-            return Self::parse(&text, &as_path.display().to_string());
+            return Self::parse(&text, &as_path.display().to_string())
+                .map(|p| p.in_dir(as_path.parent()));
         }
         if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
             return Self::parse(text, name_or_path);
@@ -148,7 +164,7 @@ impl Profile {
             .join(format!("{name_or_path}.yaml"));
         if etc.is_file() {
             let text = std::fs::read_to_string(&etc).with_path(&etc, "read profile")?;
-            return Self::parse(&text, &etc.display().to_string());
+            return Self::parse(&text, &etc.display().to_string()).map(|p| p.in_dir(etc.parent()));
         }
         let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
         Err(Error::usage(format!(
@@ -157,6 +173,19 @@ impl Profile {
             etc.display()
         ))
         .hint("pass --profile PATH to a profile YAML file"))
+    }
+
+    fn in_dir(self, dir: Option<&Path>) -> Self {
+        Profile {
+            dir: dir.map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".").to_path_buf()
+                } else {
+                    d.to_path_buf()
+                }
+            }),
+            ..self
+        }
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
@@ -319,6 +348,7 @@ mod cnpg {
                             .map(|e| (e.name.clone(), e.value.clone()))
                             .collect(),
                         bin_path: ext.bin_path.clone(),
+                        signatures: None,
                     });
                 if let PerMajor::PerMajor(map) = &mut spec.image {
                     map.insert(image.major, reference);
@@ -339,9 +369,12 @@ mod cnpg {
                     lib: "/usr/lib/postgresql/{major}/lib".into(),
                     share: "/usr/share/postgresql/{major}".into(),
                 })),
+                signatures: None,
             },
             extensions,
+            signatures: None,
             digest: Some(Digest::of_bytes(text.as_bytes())),
+            dir: None,
         };
         // Majors in ascending order, as in hand-written profiles.
         for spec in profile.extensions.values_mut() {

@@ -49,13 +49,22 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
             let blobs = bundle.verify(ctx.reporter.as_ref())?;
+            let mut signatures = 0;
+            for (lock, _) in &bundle.locks {
+                signatures += ctx.check_signatures(lock, &bundle)?;
+            }
             Ok(Outcome::new("bundle verify", false)
                 .field("path", &path)
                 .field("blobs", blobs)
+                .field("signatures", signatures)
                 .field("lock_digest", bundle.lock_digest.to_string())
                 .note(format!(
-                    "bundle {} is intact: {blobs} blobs verified",
-                    path.display()
+                    "bundle {} is intact: {blobs} blobs verified{}",
+                    path.display(),
+                    match signatures {
+                        0 => String::new(),
+                        n => format!(", {n} signature(s) checked"),
+                    }
                 )))
         }
         BundleCommand::Push { path, to } => {
@@ -105,6 +114,16 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                         human_bytes(e.pinned.download_size())
                     ));
                 }
+                let mut signatures = Vec::new();
+                for p in lock.artifacts() {
+                    if let Some(sig) = &p.signature {
+                        text.push_str(&format!(
+                            "  signature {} of {} by {}\n",
+                            sig.manifest.digest, p.reference, sig.signer
+                        ));
+                        signatures.push(json!({"image": p.reference, "manifest": sig.manifest.digest, "signs": sig.signed, "signer": sig.signer}));
+                    }
+                }
                 let extensions: Vec<_> = lock
                     .extensions
                     .iter()
@@ -115,6 +134,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     "platform": lock.platform,
                     "server": {"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()},
                     "extensions": extensions,
+                    "signatures": signatures,
                 }));
             }
             text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
@@ -126,6 +146,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 .field("platform", &first["platform"])
                 .field("server", &first["server"])
                 .field("extensions", &first["extensions"])
+                .field("signatures", &first["signatures"])
                 .field("size", bundle.blob_bytes());
             if locks.len() > 1 {
                 outcome = outcome.field("locks", locks);

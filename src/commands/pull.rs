@@ -21,6 +21,9 @@ pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
         ctx.reporter.clone(),
         ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
     ))?;
+    // The signatures came down with the blobs; what the policy requires
+    // is checked on the local copies before anything uses them.
+    ctx.check_signatures(lock, &cache)?;
     Ok((cache, report))
 }
 

@@ -116,16 +116,26 @@ impl Policies {
     }
 }
 
-/// Checks that a profile's relative paths make sense before use: an
-/// embedded profile has no directory to be relative to.
-pub fn base_dir(profile_path: Option<&Path>) -> Result<PathBuf> {
-    match profile_path {
-        Some(p) => Ok(p
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))),
-        None => std::env::current_dir()
-            .map_err(|e| Error::host(format!("cannot read the current directory: {e}"))),
+impl Policies {
+    /// A profile's `signatures:` entries; relative paths are relative to
+    /// the profile file's directory (the current one for an embedded
+    /// profile).
+    pub fn from_profile(profile: &crate::profile::Profile) -> Result<Self> {
+        let base = match &profile.dir {
+            Some(d) => d.clone(),
+            None => std::env::current_dir()
+                .map_err(|e| Error::host(format!("cannot read the current directory: {e}")))?,
+        };
+        Policies::from_specs(
+            profile.signatures.as_ref(),
+            profile.server.signatures.as_ref(),
+            profile
+                .extensions
+                .iter()
+                .map(|(n, e)| (n, e.signatures.as_ref())),
+            &base,
+        )
+        .map_err(|e| e.context(format!("profile {}", profile.name)))
     }
 }
 

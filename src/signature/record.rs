@@ -125,3 +125,31 @@ pub fn verify_local(
         policy,
     )
 }
+
+/// Checks every artifact of `lock` that `policies` name, offline, from
+/// `source`; returns (image, what verified) per checked artifact.
+pub fn verify_lock(
+    lock: &crate::lock::Lock,
+    source: &dyn BlobSource,
+    policies: &super::policy::Policies,
+) -> Result<Vec<(String, Verified)>> {
+    let mut checked = Vec::new();
+    let mut check = |pinned: &crate::lock::Pinned, policy: Option<&Policy>| -> Result<()> {
+        if let Some(policy) = policy {
+            let v = verify_local(
+                &pinned.reference,
+                &pinned.digest,
+                pinned.signature.as_ref(),
+                source,
+                policy,
+            )?;
+            checked.push((pinned.reference.clone(), v));
+        }
+        Ok(())
+    };
+    check(&lock.server.pinned, policies.for_server())?;
+    for ext in &lock.extensions {
+        check(&ext.pinned, policies.for_extension(&ext.name))?;
+    }
+    Ok(checked)
+}

@@ -53,10 +53,14 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
             for (lock, _) in &bundle.locks {
                 signatures += ctx.check_signatures(lock, &bundle)?;
             }
-            Ok(Outcome::new("bundle verify", false)
+            let mut outcome = Outcome::new("bundle verify", false);
+            if signatures > 0 {
+                // Only when a policy asked: the document's shape is unchanged otherwise.
+                outcome = outcome.field("signatures", signatures);
+            }
+            Ok(outcome
                 .field("path", &path)
                 .field("blobs", blobs)
-                .field("signatures", signatures)
                 .field("lock_digest", bundle.lock_digest.to_string())
                 .note(format!(
                     "bundle {} is intact: {blobs} blobs verified{}",
@@ -129,13 +133,16 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     .iter()
                     .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest, "size": e.pinned.download_size()}))
                     .collect();
-                locks.push(json!({
+                let mut entry = json!({
                     "lock_digest": digest.to_string(),
                     "platform": lock.platform,
                     "server": {"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()},
                     "extensions": extensions,
-                    "signatures": signatures,
-                }));
+                });
+                if !signatures.is_empty() {
+                    entry["signatures"] = signatures.into();
+                }
+                locks.push(entry);
             }
             text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
             // The first lock's fields at the top, as for one-lock bundles.
@@ -146,8 +153,10 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 .field("platform", &first["platform"])
                 .field("server", &first["server"])
                 .field("extensions", &first["extensions"])
-                .field("signatures", &first["signatures"])
                 .field("size", bundle.blob_bytes());
+            if let Some(signatures) = first.get("signatures") {
+                outcome = outcome.field("signatures", signatures);
+            }
             if locks.len() > 1 {
                 outcome = outcome.field("locks", locks);
             }

@@ -44,9 +44,11 @@ struct Job {
     is_manifest: bool,
 }
 
-/// Fetches every blob of `lock` that is not yet in `cache`.
+/// Fetches every blob of `locks` that is not yet in `cache`: all images'
+/// manifests, configs and layers at once (bounded by `jobs`), each blob
+/// once however many locks share it, over the registry's one client.
 pub async fn pull(
-    lock: &Lock,
+    locks: &[Lock],
     registry: Arc<Registry>,
     cache: &Cache,
     reporter: Arc<dyn Reporter>,
@@ -55,7 +57,7 @@ pub async fn pull(
     let mut report = PullReport::default();
     let mut todo = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    for artifact in lock.artifacts() {
+    for artifact in locks.iter().flat_map(Lock::artifacts) {
         for (i, blob) in artifact.blobs().into_iter().enumerate() {
             if !seen.insert(blob.digest.clone()) {
                 continue;

@@ -15,6 +15,7 @@ pub mod blobs;
 pub mod bundle;
 pub mod cache;
 pub mod digest;
+pub mod elf;
 pub mod error;
 pub mod failpoint;
 pub mod fetch;

@@ -2,7 +2,7 @@
 
 use super::{
     output::{human_bytes, Outcome},
-    pull::pull_lock,
+    pull::pull_locks,
     Context,
 };
 use crate::cli::BundleCommand;
@@ -14,11 +14,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
         BundleCommand::Export { source, output } => {
             let locks = ctx.locks(&source)?;
-            let mut cache = None;
-            for lock in &locks {
-                cache = Some(pull_lock(ctx, lock)?.0);
-            }
-            let cache = cache.ok_or_else(|| pgoci::Error::usage("no lock to export"))?;
+            let (cache, _) = pull_locks(ctx, &locks)?;
             let report = bundle::export(&locks, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)

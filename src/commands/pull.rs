@@ -10,12 +10,17 @@ use pgoci::error::Result;
 use pgoci::fetch::{self, PullReport};
 use pgoci::lock::Lock;
 
-/// Pulls a lock; shared by `pull`, `bundle export` and `install`.
+/// Pulls a lock; shared by `install` and `upgrade`.
 pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
+    pull_locks(ctx, std::slice::from_ref(lock))
+}
+
+/// Pulls several locks at once; shared by `pull` and `bundle export`.
+pub fn pull_locks(ctx: &Context, locks: &[Lock]) -> Result<(Cache, PullReport)> {
     let cache = ctx.cache()?;
-    let _span = tracing::info_span!("pull", blobs = lock.blobs().len()).entered();
+    let _span = tracing::info_span!("pull", locks = locks.len()).entered();
     let report = ctx.block_on(fetch::pull(
-        lock,
+        locks,
         ctx.registry()?,
         &cache,
         ctx.reporter.clone(),
@@ -29,24 +34,18 @@ pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
 
 pub fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
     let locks = ctx.locks(source)?;
-    let (mut fetched, mut cached, mut bytes, mut cache_dir) = (0, 0, 0, None);
-    for lock in &locks {
-        let (cache, report) = pull_lock(ctx, lock)?;
-        fetched += report.fetched;
-        cached += report.cached;
-        bytes += report.bytes_fetched;
-        cache_dir = Some(cache.root().to_path_buf());
-    }
-    let cache_dir = cache_dir.unwrap_or_default();
-    Ok(Outcome::new("pull", fetched > 0)
-        .field("fetched", fetched)
-        .field("cached", cached)
-        .field("bytes_fetched", bytes)
-        .field("cache_dir", &cache_dir)
+    let (cache, report) = pull_locks(ctx, &locks)?;
+    Ok(Outcome::new("pull", report.fetched > 0)
+        .field("fetched", report.fetched)
+        .field("cached", report.cached)
+        .field("bytes_fetched", report.bytes_fetched)
+        .field("cache_dir", cache.root())
         .field("lock_digest", locks[0].digest()?.to_string())
         .note(format!(
-            "pulled {fetched} blob(s) ({}), {cached} already cached, into {}",
-            human_bytes(bytes),
-            cache_dir.display()
+            "pulled {} blob(s) ({}), {} already cached, into {}",
+            report.fetched,
+            human_bytes(report.bytes_fetched),
+            report.cached,
+            cache.root().display()
         )))
 }

@@ -112,7 +112,15 @@ pub fn install(
         gen: target.reuse_generation.clone(),
         account: users::lookup(&opts.user),
     };
-    for step in &plan.steps {
+    // Artifacts are independent: unpack them side by side.
+    let (unpacks, rest): (Vec<&Step>, Vec<&Step>) = plan
+        .steps
+        .iter()
+        .partition(|s| matches!(s, Step::Unpack { .. }));
+    if let Err(e) = applier.unpack_all(&unpacks, &mut runner) {
+        return Err(undo(tx, e));
+    }
+    for step in rest {
         if let Err(e) = applier.step(step, &mut runner, &mut tx) {
             return Err(undo(tx, e));
         }
@@ -174,26 +182,6 @@ impl InstallApplier<'_> {
     fn step(&mut self, step: &Step, runner: &mut Runner, tx: &mut Transaction) -> Result<()> {
         let reporter = runner.reporter;
         match step {
-            Step::Unpack { digest, .. } => runner.run(step, || {
-                let pinned = self
-                    .lock
-                    .artifacts()
-                    .find(|a| &a.digest == digest)
-                    .ok_or_else(|| {
-                        Error::internal(format!("plan unpacks {digest}, not in the lock"))
-                    })?;
-                // The whole image root: rootfs paths are picked at compose,
-                // and the image's own libraries stay at hand.
-                let (_, created) = store::ensure(
-                    self.layout(),
-                    pinned,
-                    self.source,
-                    &unpack::keep_all,
-                    reporter,
-                )?;
-                failpoint::hit("after-unpack");
-                Ok(((), created))
-            }),
             Step::Compose { generation: name } => runner.run(step, || {
                 let (gen, created) = self.compose(name, tx, reporter)?;
                 self.gen = Some(gen);
@@ -250,6 +238,66 @@ impl InstallApplier<'_> {
                 other.kind()
             ))),
         }
+    }
+
+    /// Unpacks artifacts into the store, each on its own thread; reports
+    /// each step, and fails with the first error (in plan order).
+    fn unpack_all(&self, steps: &[&Step], runner: &mut Runner) -> Result<()> {
+        let reporter = runner.reporter;
+        let results: Vec<Result<bool>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = steps
+                .iter()
+                .map(|step| {
+                    scope.spawn(move || {
+                        let Step::Unpack { digest, .. } = step else {
+                            return Err(Error::internal("unpack_all was given another step"));
+                        };
+                        let mut runner = Runner {
+                            reporter,
+                            done: Vec::new(),
+                        };
+                        runner.run(step, || {
+                            let pinned = self
+                                .lock
+                                .artifacts()
+                                .find(|a| &a.digest == digest)
+                                .ok_or_else(|| {
+                                    Error::internal(format!(
+                                        "plan unpacks {digest}, not in the lock"
+                                    ))
+                                })?;
+                            // The whole image root: rootfs paths are picked at
+                            // compose, and the image's own libraries stay at hand.
+                            let (_, created) = store::ensure(
+                                self.layout(),
+                                pinned,
+                                self.source,
+                                &unpack::keep_all,
+                                reporter,
+                            )?;
+                            Ok(((), created))
+                        })?;
+                        Ok(!runner.done.is_empty())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::internal("an unpack thread panicked")))
+                })
+                .collect()
+        });
+        for (step, result) in steps.iter().zip(results) {
+            if result? {
+                runner.done.push((*step).clone());
+            }
+        }
+        if !steps.is_empty() {
+            failpoint::hit("after-unpack");
+        }
+        Ok(())
     }
 
     fn gen(&self) -> Result<&GenerationState> {

@@ -155,8 +155,12 @@ impl<R: Read> Read for Counting<'_, R> {
 /// Applies one layer blob (read from `reader`, verified against `blob` as it
 /// streams, and read to its end) on top of `dest`, counting its decompressed
 /// bytes against `budget`.
+///
+/// Two threads share the work: one reads the blob, hashes it and inflates
+/// it; the other parses the tar, writes the files and hashes them. Each
+/// byte is read once.
 pub fn apply_layer(
-    reader: impl Read,
+    reader: impl Read + Send,
     blob: &Blob,
     dest: &Path,
     select: Select,
@@ -171,45 +175,112 @@ pub fn apply_layer(
     std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
     let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
     let layer_err = |e: io::Error| Error::integrity(format!("layer {}: {e}", blob.digest));
-    let mut verifying = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
-    let decoder: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(&mut verifying),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verifying)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(&mut verifying)
-                .map_err(|e| Error::integrity(format!("layer {}: {e}", blob.digest)))?,
-        ),
-    };
     let cap = budget.limits.max_unpacked_bytes;
-    let mut archive = tar::Archive::new(Counting {
-        inner: decoder,
-        used: &mut budget.used,
-        cap,
-        exceeded: false,
-    });
-    let applied = apply_entries(&mut archive, &root, select, &mut budget.digests);
-    // Read to the very end so the digest check runs on every byte (and the
-    // cap bounds what hides behind the end-of-archive marker).
-    let mut rest = archive.into_inner();
-    let drained = match applied {
-        Ok(()) => io::copy(&mut rest, &mut io::sink()).map(drop),
-        Err(_) => Ok(()),
-    };
-    if rest.exceeded {
-        return Err(Error::integrity(format!(
-            "layer {} unpacks to more than {cap} bytes, the cap for one artifact",
-            blob.digest
-        ))
-        .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS);
+        scope.spawn(move || inflate(reader, blob, compression, tx));
+        let mut archive = tar::Archive::new(Counting {
+            inner: Piped {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+            used: &mut budget.used,
+            cap,
+            exceeded: false,
+        });
+        let applied = apply_entries(&mut archive, &root, select, &mut budget.digests);
+        // Read to the very end so the digest check runs on every byte (and
+        // the cap bounds what hides behind the end-of-archive marker).
+        let mut rest = archive.into_inner();
+        let drained = match applied {
+            Ok(()) => io::copy(&mut rest, &mut io::sink()).map(drop),
+            Err(_) => Ok(()),
+        };
+        if rest.exceeded {
+            return Err(Error::integrity(format!(
+                "layer {} unpacks to more than {cap} bytes, the cap for one artifact",
+                blob.digest
+            ))
+            .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
+        }
+        // Dropping the pipe stops the inflating thread if we stopped early.
+        drop(rest);
+        applied.map_err(|e| match e.kind {
+            Kind::Integrity => e.context(format!("layer {}", blob.digest)),
+            _ => e,
+        })?;
+        drained.map_err(layer_err)
+    })
+}
+
+/// Chunks of inflated bytes in flight between the two threads of a layer.
+const PIPE_CHUNKS: usize = 8;
+const PIPE_CHUNK_BYTES: usize = 256 << 10;
+
+/// The first thread of a layer: reads the blob, verifies its digest,
+/// inflates it and hands the bytes over. A digest mismatch, found when the
+/// blob ends, is the last thing sent.
+fn inflate(
+    reader: impl Read,
+    blob: &Blob,
+    compression: Compression,
+    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+) {
+    let mut verifying = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
+    let result = (|| -> io::Result<()> {
+        {
+            let mut decoder: Box<dyn Read + '_> = match compression {
+                Compression::None => Box::new(&mut verifying),
+                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verifying)),
+                Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut verifying)?),
+            };
+            loop {
+                let mut chunk = vec![0u8; PIPE_CHUNK_BYTES];
+                let n = match decoder.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                chunk.truncate(n);
+                if tx.send(Ok(chunk)).is_err() {
+                    return Ok(()); // the tar side stopped: it reports why
+                }
+            }
+        }
+        // Trailing bytes after the compressed stream still count.
+        io::copy(&mut verifying, &mut io::sink()).map(drop)
+    })();
+    if let Err(e) = result {
+        let _ = tx.send(Err(e));
     }
-    drop(rest);
-    applied.map_err(|e| match e.kind {
-        Kind::Integrity => e.context(format!("layer {}", blob.digest)),
-        _ => e,
-    })?;
-    drained.map_err(layer_err)?;
-    io::copy(&mut verifying, &mut io::sink()).map_err(layer_err)?;
-    Ok(())
+}
+
+/// The second thread's view of the inflated bytes.
+struct Piped {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Piped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the blob is whole and verified
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn apply_entries<R: Read>(

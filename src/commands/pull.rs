@@ -28,7 +28,9 @@ pub fn pull_locks(ctx: &Context, locks: &[Lock]) -> Result<(Cache, PullReport)> 
     ))?;
     // The signatures came down with the blobs; what the policy requires
     // is checked on the local copies before anything uses them.
-    ctx.check_signatures(lock, &cache)?;
+    for lock in locks {
+        ctx.check_signatures(lock, &cache)?;
+    }
     Ok((cache, report))
 }
 

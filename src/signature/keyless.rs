@@ -293,7 +293,7 @@ impl FromPemStr for Certificate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ring::rand::SystemRandom;
     use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
@@ -314,12 +314,12 @@ mod tests {
 
     /// A CA and a code-signing leaf with `extensions` (openssl x509v3
     /// config lines), made with openssl in a temp dir.
-    struct Fixture {
-        dir: tempfile::TempDir,
+    pub(crate) struct Fixture {
+        pub(crate) dir: tempfile::TempDir,
     }
 
     impl Fixture {
-        fn new(leaf_extensions: &str) -> Self {
+        pub(crate) fn new(leaf_extensions: &str) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path();
             for ca in ["ca", "other-ca"] {
@@ -395,7 +395,7 @@ mod tests {
             Fixture { dir }
         }
 
-        fn read(&self, name: &str) -> String {
+        pub(crate) fn read(&self, name: &str) -> String {
             std::fs::read_to_string(self.dir.path().join(name)).unwrap()
         }
 
@@ -422,7 +422,7 @@ mod tests {
         }
     }
 
-    const FULCIO_LIKE: &str = "extendedKeyUsage=codeSigning\nsubjectAltName=critical,email:signer@pgoci.test\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:https://issuer.pgoci.test";
+    pub(crate) const FULCIO_LIKE: &str = "extendedKeyUsage=codeSigning\nsubjectAltName=critical,email:signer@pgoci.test\n1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:https://issuer.pgoci.test";
 
     #[test]
     fn the_required_identity_under_the_root_gives_the_leaf_key() {

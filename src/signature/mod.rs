@@ -541,4 +541,43 @@ mod tests {
         let err = verify(s, &[set], &key_policy(&pem)).unwrap_err();
         assert!(err.message.contains("does not list"), "{}", err.message);
     }
+
+    #[test]
+    fn a_trusted_root_with_a_log_requires_a_rekor_bundle() {
+        let f = keyless::tests::Fixture::new(keyless::tests::FULCIO_LIKE);
+        let ca = f.read("ca.pem");
+        let ca_der = rekor::pem_der(ca.as_bytes()).unwrap();
+        let (_, log_pem) = key::tests::p256_pair();
+        let log_der = rekor::pem_der(log_pem.as_bytes()).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let json = serde_json::json!({
+            "certificateAuthorities": [{"certChain": {"certificates": [{"rawBytes": b64.encode(&ca_der)}]}}],
+            "tlogs": [{"baseUrl": "https://rekor.example", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": b64.encode(&log_der), "keyDetails": "PKIX_ECDSA_P256_SHA_256"}}]
+        });
+        let root = TrustRoot::parse(json.to_string().as_bytes(), "trusted_root.json").unwrap();
+        assert_eq!(root.log_keys.len(), 1);
+        let policy = Policy::Keyless {
+            identity: Identity {
+                issuer: "https://issuer.pgoci.test".into(),
+                subject: "signer@pgoci.test".into(),
+            },
+            root,
+        };
+        // A certificate-carrying signature without a bundle.
+        let (pair, _) = key::tests::p256_pair();
+        let d = Digest::of_bytes(b"manifest");
+        let mut set = signed_set(&pair, &d);
+        let mut manifest: serde_json::Value = serde_json::from_slice(&set.manifest).unwrap();
+        manifest["layers"][0]["annotations"][cosign::CERTIFICATE_ANNOTATION] =
+            f.read("leaf.pem").into();
+        set.manifest = serde_json::to_vec(&manifest).unwrap();
+        set.digest = Digest::of_bytes(&set.manifest);
+        let err = verify(subject(&d), &[set], &policy).unwrap_err();
+        assert!(
+            err.message.contains("no transparency-log bundle"),
+            "{}",
+            err.message
+        );
+    }
 }

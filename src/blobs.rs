@@ -5,6 +5,7 @@
 
 use crate::digest::VerifyingReader;
 use crate::error::{Error, IoContext, Result};
+use crate::limits::DOCUMENT_CAP;
 use crate::lock::Blob;
 use crate::progress::{Phase, Reporter, ReportingReader};
 use std::io::Read;
@@ -23,8 +24,16 @@ pub trait BlobSource: Send + Sync {
         ))
     }
 
-    /// Reads a whole (small) blob into memory, verified.
+    /// Reads a whole (small) blob into memory, verified: a manifest or a
+    /// config, so one declared larger than [`DOCUMENT_CAP`] is refused
+    /// before anything is allocated or read.
     fn read_small(&self, blob: &Blob) -> Result<Vec<u8>> {
+        if blob.size > DOCUMENT_CAP {
+            return Err(Error::integrity(format!(
+                "blob {} is declared as {} bytes, more than the {DOCUMENT_CAP}-byte limit for a manifest or config",
+                blob.digest, blob.size
+            )));
+        }
         let mut out = Vec::with_capacity(blob.size as usize);
         self.open(blob)?
             .read_to_end(&mut out)

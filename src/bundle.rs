@@ -12,6 +12,7 @@
 use crate::blobs::BlobSource;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::limits::{read_capped, ReadError, DOCUMENT_CAP};
 use crate::lock::{Blob, Lock};
 use crate::registry::OCI_INDEX;
 use serde::{Deserialize, Serialize};
@@ -391,17 +392,21 @@ enum Storage {
 }
 
 impl Storage {
+    /// Reads a small document of the layout, refusing one over [`DOCUMENT_CAP`].
     fn read_file(&self, name: &str) -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.open_name(name)?.read_to_end(&mut out)?;
-        Ok(out)
+        read_capped(self.open_name(name)?, DOCUMENT_CAP).map_err(|e| match e {
+            ReadError::Io(e) => e,
+            ReadError::TooLarge(_) => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{name} is {e}"))
+            }
+        })
     }
 
     fn open_name(&self, name: &str) -> std::io::Result<Box<dyn Read + Send + '_>> {
         match self {
             Storage::Dir(dir) => Ok(Box::new(std::io::BufReader::with_capacity(
                 256 << 10,
-                fs::File::open(dir.join(name))?,
+                open_regular(&dir.join(name))?,
             ))),
             Storage::Tar(file, entries) => {
                 let &(offset, size) = entries.get(name).ok_or_else(|| {
@@ -441,7 +446,7 @@ impl Bundle {
         };
         let layout = storage
             .read_file(LAYOUT_FILE)
-            .map_err(|_| bad("no oci-layout file".into()))?;
+            .map_err(|e| bad(format!("oci-layout: {e}")))?;
         let layout: serde_json::Value =
             serde_json::from_slice(&layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
         if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
@@ -455,7 +460,7 @@ impl Bundle {
         let (storage, bad) = Self::open_layout(path)?;
         let index = storage
             .read_file("index.json")
-            .map_err(|_| bad("no index.json".into()))?;
+            .map_err(|e| bad(format!("index.json: {e}")))?;
         let index: IndexJson =
             serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
         Ok((storage, index, bad))
@@ -482,7 +487,7 @@ impl Bundle {
         let (storage, index, bad) = Self::open_indexed(path)?;
         let lock_text = storage
             .read_file(LOCK_FILE)
-            .map_err(|_| bad("no pgoci.lock".into()))?;
+            .map_err(|e| bad(format!("{LOCK_FILE}: {e}")))?;
         let lock_digest = Digest::of_bytes(&lock_text);
         if let Some(want) = index.annotations.get(LOCK_DIGEST) {
             if *want != lock_digest.to_string() {
@@ -614,7 +619,62 @@ impl Bundle {
         for blob in &blobs {
             self.verify_blob(blob, reporter)?;
         }
+        self.verify_manifests()?;
         Ok(blobs.len())
+    }
+
+    /// Checks that every manifest blob of the lock is an image manifest
+    /// listing the lock's config and layers (its hash alone is not enough).
+    pub fn verify_manifests(&self) -> Result<()> {
+        for pinned in self.artifacts() {
+            self.verify_manifest(&pinned)?;
+        }
+        Ok(())
+    }
+
+    /// A manifest blob must be an OCI or Docker image manifest, not just
+    /// bytes with the right hash: its `config` and `layers` descriptors.
+    fn verify_manifest(&self, pinned: &crate::lock::Pinned) -> Result<()> {
+        #[derive(Deserialize)]
+        struct ManifestProbe {
+            #[serde(rename = "schemaVersion")]
+            schema_version: u32,
+            config: Descriptor,
+            layers: Vec<Descriptor>,
+        }
+        let blob = Blob {
+            digest: pinned.digest.clone(),
+            size: pinned.size,
+            media_type: pinned.media_type.clone(),
+        };
+        let bytes = self.read_small(&blob).map_err(|e| {
+            Error::integrity(format!("bundle {}: {}", self.path.display(), e.message))
+        })?;
+        let probe: ManifestProbe = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::integrity(format!(
+                "bundle {}: manifest blob {} is not an image manifest: {e}",
+                self.path.display(),
+                pinned.digest
+            ))
+        })?;
+        if probe.schema_version != 2 {
+            return Err(Error::integrity(format!(
+                "bundle {}: manifest blob {} has schemaVersion {}, not 2",
+                self.path.display(),
+                pinned.digest,
+                probe.schema_version
+            )));
+        }
+        let listed: Vec<&Digest> = probe.layers.iter().map(|d| &d.digest).collect();
+        let locked: Vec<&Digest> = pinned.layers.iter().map(|b| &b.digest).collect();
+        if probe.config.digest != pinned.config.digest || listed != locked {
+            return Err(Error::integrity(format!(
+                "bundle {}: manifest blob {} lists other blobs than the lock",
+                self.path.display(),
+                pinned.digest
+            )));
+        }
+        Ok(())
     }
 
     fn verify_blob(&self, blob: &Blob, reporter: &dyn crate::progress::Reporter) -> Result<()> {
@@ -633,14 +693,46 @@ impl Bundle {
 impl BlobSource for Bundle {
     fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>> {
         let name = format!("blobs/sha256/{}", blob.digest.hex());
-        self.storage.open_name(&name).map_err(|_| {
+        self.storage.open_name(&name).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::InvalidData {
+                e.to_string()
+            } else {
+                "missing".to_string()
+            };
             Error::integrity(format!(
-                "bundle {} is missing blob {}",
+                "bundle {}: blob {}: {why}",
                 self.path.display(),
                 blob.digest
             ))
         })
     }
+}
+
+/// Opens a file of a bundle directory: a regular file only, never
+/// following a symlink (it could point out of the bundle).
+fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is a symlink", path.display()),
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
 }
 
 /// Maps each regular file of a tar to its data offset and size.

@@ -4,7 +4,11 @@
 //! bytes (the "lock digest"), which names generations and bundles.
 
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
+use crate::names::{
+    check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
+};
 use crate::profile::{Layout, RootfsPaths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -79,20 +83,20 @@ pub struct ServerLock {
 /// One extension artifact of a lock, with what install needs to know.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionLock {
-    pub name: String,
+    pub name: ExtensionName,
     pub version: String,
     #[serde(flatten)]
     pub pinned: Pinned,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preload: Option<String>,
+    pub preload: Option<LibraryName>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<ConfigParam, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ld_library_path: Vec<String>,
+    pub ld_library_path: Vec<ImagePath>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvKey, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bin_path: Vec<String>,
+    pub bin_path: Vec<ImagePath>,
 }
 
 /// Which profile a lock was resolved against.
@@ -106,7 +110,7 @@ pub struct ProfileRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub major: u32,
-    pub extensions: Vec<String>,
+    pub extensions: Vec<ExtensionName>,
 }
 
 /// A resolved request.
@@ -136,10 +140,12 @@ impl Lock {
         Ok(Digest::of_bytes(self.to_yaml()?.as_bytes()))
     }
 
-    /// Parses a lock; `origin` names it in errors.
+    /// Parses a lock; `origin` names it in errors. Names and paths are
+    /// checked as they are read (see [`crate::names`]), free text after;
+    /// a lock that breaks a rule is exit 5 naming the field.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let lock: Lock = serde_saphyr::from_str(text).map_err(|e| {
-            Error::usage(format!(
+            Error::integrity(format!(
                 "{origin} is not a pgoci lock: {}",
                 e.to_string()
                     .split_whitespace()
@@ -154,14 +160,47 @@ impl Lock {
             ))
             .hint("re-create it with `pgoci resolve`"));
         }
+        lock.check_text()
+            .map_err(|e| Error::integrity(format!("{origin}: {e}")))?;
         Ok(lock)
     }
 
-    /// Reads and parses a lock file.
+    /// Refuses control characters in every free-text field, naming it.
+    fn check_text(&self) -> Result<(), Invalid> {
+        check_text("platform", &self.platform)?;
+        check_text("profile.name", &self.profile.name)?;
+        let pinned = |at: &str, p: &Pinned| -> Result<(), Invalid> {
+            check_text(&format!("{at}.reference"), &p.reference)?;
+            check_text(&format!("{at}.media_type"), &p.media_type)?;
+            for b in std::iter::once(&p.config).chain(&p.layers) {
+                check_text(&format!("{at}.layers.media_type"), &b.media_type)?;
+            }
+            Ok(())
+        };
+        pinned("server", &self.server.pinned)?;
+        check_text("server.version", &self.server.version)?;
+        for e in &self.extensions {
+            let at = format!("extensions.{}", e.name);
+            pinned(&at, &e.pinned)?;
+            check_text(&format!("{at}.version"), &e.version)?;
+            for (k, v) in &e.settings {
+                check_text(&format!("{at}.settings.{k}"), v)?;
+            }
+            for (k, v) in &e.env {
+                check_text(&format!("{at}.env.{k}"), v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and parses a lock file (at most [`DOCUMENT_CAP`] bytes).
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_path(path, "read lock")
-            .map_err(|e| Error::usage(e.message))?;
+        let bytes = read_file_capped(path, DOCUMENT_CAP).map_err(|e| match e {
+            ReadError::Io(e) => Error::usage(format!("cannot read lock {}: {e}", path.display())),
+            ReadError::TooLarge(_) => Error::integrity(format!("lock {} is {e}", path.display())),
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::integrity(format!("lock {} is not UTF-8", path.display())))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -222,24 +261,28 @@ pub(crate) mod tests {
             },
             request: Request {
                 major: 15,
-                extensions: vec!["pg_cron".into()],
+                extensions: vec![ExtensionName::parse("pg_cron").unwrap()],
             },
             server: ServerLock {
                 pinned: pinned(1),
                 version: "15.18".into(),
                 layout: Layout::Rootfs,
                 paths: Some(RootfsPaths {
-                    bin: "/usr/lib/postgresql/15/bin".into(),
-                    lib: "/usr/lib/postgresql/15/lib".into(),
-                    share: "/usr/share/postgresql/15".into(),
+                    bin: ImagePath::parse("/usr/lib/postgresql/15/bin").unwrap(),
+                    lib: ImagePath::parse("/usr/lib/postgresql/15/lib").unwrap(),
+                    share: ImagePath::parse("/usr/share/postgresql/15").unwrap(),
                 }),
             },
             extensions: vec![ExtensionLock {
-                name: "pg_cron".into(),
+                name: ExtensionName::parse("pg_cron").unwrap(),
                 version: "1.4.2".into(),
                 pinned: pinned(2),
-                preload: Some("pg_cron".into()),
-                settings: [("cron.database_name".to_string(), "postgres".to_string())].into(),
+                preload: Some(LibraryName::parse("pg_cron").unwrap()),
+                settings: [(
+                    ConfigParam::parse("cron.database_name").unwrap(),
+                    "postgres".to_string(),
+                )]
+                .into(),
                 ld_library_path: vec![],
                 env: BTreeMap::new(),
                 bin_path: vec![],
@@ -254,6 +297,61 @@ pub(crate) mod tests {
         let again = Lock::parse(&text, "test").unwrap();
         assert_eq!(again, lock);
         assert_eq!(again.to_yaml().unwrap(), text);
+    }
+
+    /// Each hostile edit of a good lock is refused with exit 5, naming the field.
+    #[test]
+    fn hostile_fields_are_refused_naming_them() {
+        let good = sample().to_yaml().unwrap();
+        let cases = [
+            ("name: pg_cron", "name: ../../x", "extension name"),
+            ("name: pg_cron", "name: /abs", "extension name"),
+            (
+                "cron.database_name: postgres",
+                "\"a\\narchive_command\": x",
+                "settings key",
+            ),
+            (
+                "cron.database_name: postgres",
+                "cron.database_name: \"a\\nb\"",
+                "settings.cron.database_name",
+            ),
+            (
+                "bin: /usr/lib/postgresql/15/bin",
+                "bin: /usr/../../etc",
+                "image path",
+            ),
+            ("preload: pg_cron", "preload: \"a,b\"", "preload library"),
+            (
+                "platform: linux/amd64",
+                "platform: \"linux\\ramd64\"",
+                "platform",
+            ),
+        ];
+        for (from, to, names) in cases {
+            assert!(good.contains(from), "{from}");
+            let bad = good.replacen(from, to, 1);
+            let err = Lock::parse(&bad, "t").unwrap_err();
+            assert_eq!(err.kind.exit_code(), 5, "{to}: {}", err.message);
+            assert!(err.message.contains(names), "{to}: {}", err.message);
+        }
+        let mut lock = sample();
+        lock.extensions[0]
+            .env
+            .insert(EnvKey::parse("X").unwrap(), "a\"\nUser=root".to_string());
+        let err = Lock::parse(&lock.to_yaml().unwrap(), "t").unwrap_err();
+        assert!(err.message.contains("env.X"), "{}", err.message);
+        let bad = good.replacen(
+            "settings:",
+            "env:\n    \"A\\\"\\nUser=root\": x\n  settings:",
+            1,
+        );
+        let err = Lock::parse(&bad, "t").unwrap_err();
+        assert!(
+            err.message.contains("environment variable name"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

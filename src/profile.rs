@@ -5,9 +5,13 @@
 //! `/etc/pgoci/profiles` or a path.
 
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
+use crate::names::{
+    check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
+};
 use crate::signature::policy::SignatureSpec;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -18,11 +22,41 @@ const EMBEDDED: &[(&str, &str)] = &[("cnpg-trixie", include_str!("../profiles/cn
 pub const DEFAULT_PROFILE: &str = "cnpg-trixie";
 
 /// A value given once for all majors, or per major (`{17: a, 18: b}`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum PerMajor<T> {
     PerMajor(BTreeMap<u32, T>),
     All(T),
+}
+
+/// A map whose keys are all majors is per major; anything else is one
+/// value for all. Decided by hand (not `untagged`) so that an error inside
+/// the value (a bad path, an unknown key) keeps its message.
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for PerMajor<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let per_major = match &value {
+            serde_json::Value::Object(map) if !map.is_empty() => map
+                .keys()
+                .map(|k| k.parse::<u32>().ok())
+                .collect::<Option<Vec<u32>>>(),
+            _ => None,
+        };
+        match (per_major, value) {
+            (Some(majors), serde_json::Value::Object(map)) => {
+                let mut out = BTreeMap::new();
+                for (major, (_, v)) in majors.into_iter().zip(map) {
+                    let v = T::deserialize(v)
+                        .map_err(|e| D::Error::custom(format!("major {major}: {e}")))?;
+                    out.insert(major, v);
+                }
+                Ok(PerMajor::PerMajor(out))
+            }
+            (_, value) => T::deserialize(value)
+                .map(PerMajor::All)
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 impl<T> PerMajor<T> {
@@ -49,9 +83,9 @@ pub enum Layout {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RootfsPaths {
-    pub bin: String,
-    pub lib: String,
-    pub share: String,
+    pub bin: ImagePath,
+    pub lib: ImagePath,
+    pub share: ImagePath,
 }
 
 /// The `server:` stanza.
@@ -82,17 +116,17 @@ pub struct ExtensionSpec {
     pub versions: Vec<String>,
     pub majors: Vec<u32>,
     #[serde(default)]
-    pub preload: Option<String>,
+    pub preload: Option<LibraryName>,
     #[serde(default)]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<ConfigParam, String>,
     #[serde(default)]
-    pub requires: Vec<String>,
+    pub requires: Vec<ExtensionName>,
     #[serde(default)]
-    pub ld_library_path: Vec<String>,
+    pub ld_library_path: Vec<ImagePath>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<EnvKey, String>,
     #[serde(default)]
-    pub bin_path: Vec<String>,
+    pub bin_path: Vec<ImagePath>,
     /// Who must have signed this extension's image (overrides the profile's).
     #[serde(default)]
     pub signatures: Option<SignatureSpec>,
@@ -109,7 +143,7 @@ pub struct Profile {
     pub platforms: Vec<String>,
     pub server: ServerSpec,
     #[serde(default)]
-    pub extensions: BTreeMap<String, ExtensionSpec>,
+    pub extensions: BTreeMap<ExtensionName, ExtensionSpec>,
     /// Who must have signed every image (`signatures: {key: PATH}` or
     /// `{keyless: {issuer, subject, trusted_root}}`).
     #[serde(default)]
@@ -137,7 +171,7 @@ impl Profile {
             return cnpg::parse(text, origin);
         }
         let mut profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
-            Error::usage(format!(
+            Error::resolve(format!(
                 "profile {origin} is not valid: {}",
                 one_line(&e.to_string())
             ))
@@ -152,8 +186,7 @@ impl Profile {
     pub fn load(name_or_path: &str, root: &Path) -> Result<Self> {
         let as_path = Path::new(name_or_path);
         if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || as_path.is_file() {
-            let text = std::fs::read_to_string(as_path).with_path(as_path, "read profile")?;
-            return Self::parse(&text, &as_path.display().to_string())
+            return Self::parse(&read_profile(as_path)?, &as_path.display().to_string())
                 .map(|p| p.in_dir(as_path.parent()));
         }
         if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
@@ -163,8 +196,8 @@ impl Profile {
             .join("etc/pgoci/profiles")
             .join(format!("{name_or_path}.yaml"));
         if etc.is_file() {
-            let text = std::fs::read_to_string(&etc).with_path(&etc, "read profile")?;
-            return Self::parse(&text, &etc.display().to_string()).map(|p| p.in_dir(etc.parent()));
+            return Self::parse(&read_profile(&etc)?, &etc.display().to_string())
+                .map(|p| p.in_dir(etc.parent()));
         }
         let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
         Err(Error::usage(format!(
@@ -189,30 +222,62 @@ impl Profile {
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
+        self.check_text()
+            .map_err(|e| Error::resolve(format!("profile {origin}: {e}")))?;
         for &major in &self.server.majors {
             if self.server.image.get(major).is_none() {
-                return Err(Error::usage(format!(
+                return Err(Error::resolve(format!(
                     "profile {origin}: server.image has no entry for major {major}"
                 )));
             }
             if self.server_layout(major) == Layout::Rootfs && self.server_paths(major).is_none() {
-                return Err(Error::usage(format!(
+                return Err(Error::resolve(format!(
                     "profile {origin}: major {major} has layout rootfs but no server.paths"
                 )));
             }
         }
         for (name, ext) in &self.extensions {
             if ext.versions.is_empty() {
-                return Err(Error::usage(format!(
+                return Err(Error::resolve(format!(
                     "profile {origin}: extension {name} lists no versions"
                 )));
             }
             for req in &ext.requires {
                 if !self.extensions.contains_key(req) {
-                    return Err(Error::usage(format!(
+                    return Err(Error::resolve(format!(
                         "profile {origin}: extension {name} requires unknown extension {req}"
                     )));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses control characters in every free-text field, naming it.
+    fn check_text(&self) -> Result<(), Invalid> {
+        check_text("name", &self.name)?;
+        check_text("description", &self.description)?;
+        for p in &self.platforms {
+            check_text("platforms", p)?;
+        }
+        let images = |at: &str, image: &PerMajor<String>| -> Result<(), Invalid> {
+            match image {
+                PerMajor::All(i) => check_text(at, i),
+                PerMajor::PerMajor(m) => m.values().try_for_each(|i| check_text(at, i)),
+            }
+        };
+        images("server.image", &self.server.image)?;
+        for (name, e) in &self.extensions {
+            let at = format!("extensions.{name}");
+            images(&format!("{at}.image"), &e.image)?;
+            for v in &e.versions {
+                check_text(&format!("{at}.versions"), v)?;
+            }
+            for (k, v) in &e.settings {
+                check_text(&format!("{at}.settings.{k}"), v)?;
+            }
+            for (k, v) in &e.env {
+                check_text(&format!("{at}.env.{k}"), v)?;
             }
         }
         Ok(())
@@ -230,16 +295,20 @@ impl Profile {
     /// The rootfs paths for a major, with `{major}` substituted.
     pub fn server_paths(&self, major: u32) -> Option<RootfsPaths> {
         let p = self.server.paths.as_ref()?.get(major)?;
-        let sub = |s: &str| substitute(s, major, "");
+        // `{major}` becomes digits, so a valid template stays valid.
+        let sub = |s: &ImagePath| ImagePath::parse(&substitute(s.as_str(), major, "")).ok();
         Some(RootfsPaths {
-            bin: sub(&p.bin),
-            lib: sub(&p.lib),
-            share: sub(&p.share),
+            bin: sub(&p.bin)?,
+            lib: sub(&p.lib)?,
+            share: sub(&p.share)?,
         })
     }
 
     /// Extensions built for a major, by name.
-    pub fn extensions_for(&self, major: u32) -> impl Iterator<Item = (&String, &ExtensionSpec)> {
+    pub fn extensions_for(
+        &self,
+        major: u32,
+    ) -> impl Iterator<Item = (&ExtensionName, &ExtensionSpec)> {
         self.extensions
             .iter()
             .filter(move |(_, e)| e.majors.contains(&major))
@@ -279,14 +348,14 @@ mod cnpg {
 
     #[derive(Deserialize)]
     struct Extension {
-        name: String,
+        name: ExtensionName,
         image: ImageRef,
         #[serde(default)]
-        ld_library_path: Vec<String>,
+        ld_library_path: Vec<ImagePath>,
         #[serde(default)]
         env: Vec<EnvVar>,
         #[serde(default)]
-        bin_path: Vec<String>,
+        bin_path: Vec<ImagePath>,
     }
 
     /// `image: {reference: …}` (the Kubernetes ImageVolumeSource) or a plain string.
@@ -299,7 +368,7 @@ mod cnpg {
 
     #[derive(Deserialize)]
     struct EnvVar {
-        name: String,
+        name: EnvKey,
         value: String,
     }
 
@@ -317,13 +386,13 @@ mod cnpg {
 
     pub(super) fn parse(text: &str, origin: &str) -> Result<Profile> {
         let catalog: Catalog = serde_saphyr::from_str(text).map_err(|e| {
-            Error::usage(format!(
+            Error::resolve(format!(
                 "image catalog {origin} is not valid: {}",
                 one_line(&e.to_string())
             ))
         })?;
         let mut images = BTreeMap::new();
-        let mut extensions: BTreeMap<String, ExtensionSpec> = BTreeMap::new();
+        let mut extensions: BTreeMap<ExtensionName, ExtensionSpec> = BTreeMap::new();
         for image in &catalog.spec.images {
             images.insert(image.major, image.image.clone());
             for ext in &image.extensions {
@@ -365,9 +434,9 @@ mod cnpg {
                 image: PerMajor::PerMajor(images),
                 layout: PerMajor::All(Layout::Rootfs),
                 paths: Some(PerMajor::All(RootfsPaths {
-                    bin: "/usr/lib/postgresql/{major}/bin".into(),
-                    lib: "/usr/lib/postgresql/{major}/lib".into(),
-                    share: "/usr/share/postgresql/{major}".into(),
+                    bin: ImagePath::parse("/usr/lib/postgresql/{major}/bin").expect("valid"),
+                    lib: ImagePath::parse("/usr/lib/postgresql/{major}/lib").expect("valid"),
+                    share: ImagePath::parse("/usr/share/postgresql/{major}").expect("valid"),
                 })),
                 signatures: None,
             },
@@ -383,6 +452,16 @@ mod cnpg {
         profile.validate(origin)?;
         Ok(profile)
     }
+}
+
+/// Reads a profile file of at most [`DOCUMENT_CAP`] bytes (exit 3 beyond).
+fn read_profile(path: &Path) -> Result<String> {
+    let bytes = read_file_capped(path, DOCUMENT_CAP).map_err(|e| match e {
+        ReadError::Io(e) => Error::usage(format!("cannot read profile {}: {e}", path.display())),
+        ReadError::TooLarge(_) => Error::resolve(format!("profile {} is {e}", path.display())),
+    })?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::resolve(format!("profile {} is not UTF-8", path.display())))
 }
 
 /// Substitutes `{major}` and `{version}` in a profile string.
@@ -510,9 +589,50 @@ spec:
         let postgis = &p.extensions["postgis"];
         assert_eq!(postgis.majors, vec![18]);
         assert_eq!(postgis.versions, vec!["3.6.1"]);
-        assert_eq!(postgis.ld_library_path, vec!["system"]);
+        assert_eq!(postgis.ld_library_path[0].as_str(), "system");
         assert_eq!(postgis.env["PROJ_DATA"], "${image_root}/share/proj");
         assert!(postgis.image.get(17).is_none());
+    }
+
+    /// Each hostile edit of a good profile is refused with exit 3, naming the field.
+    #[test]
+    fn hostile_fields_are_refused_naming_them() {
+        let cases = [
+            ("  pg_cron:\n", "  ../../x:\n", "extension name"),
+            (
+                "settings: {cron.database_name: postgres}",
+                "settings: {\"a\\narchive_command\": x}",
+                "settings key",
+            ),
+            (
+                "settings: {cron.database_name: postgres}",
+                "settings: {cron.database_name: \"a'\\nb\"}",
+                "settings.cron.database_name",
+            ),
+            (
+                "settings: {cron.database_name: postgres}",
+                "env: {\"A\\\"\\nUser=root\": x}",
+                "environment variable name",
+            ),
+            (
+                "settings: {cron.database_name: postgres}",
+                "ld_library_path: [\"../..\"]",
+                "image path",
+            ),
+            (
+                "lib: /usr/lib/postgresql/15/lib",
+                "lib: /usr/lib/../../../etc",
+                "image path",
+            ),
+            ("preload: pg_cron", "preload: \"a,b\"", "preload library"),
+        ];
+        for (from, to, names) in cases {
+            assert!(SAMPLE.contains(from), "{from}");
+            let bad = SAMPLE.replacen(from, to, 1);
+            let err = Profile::parse(&bad, "t").unwrap_err();
+            assert_eq!(err.kind.exit_code(), 3, "{to}: {}", err.message);
+            assert!(err.message.contains(names), "{to}: {}", err.message);
+        }
     }
 
     #[test]

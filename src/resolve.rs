@@ -83,7 +83,7 @@ pub fn plan(
     let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut queue: Vec<ExtRequest> = exts.to_vec();
     while let Some(req) = queue.pop() {
-        let Some(spec) = profile.extensions.get(&req.name) else {
+        let Some(spec) = profile.extensions.get(req.name.as_str()) else {
             let names: Vec<&str> = profile
                 .extensions_for(major)
                 .map(|(n, _)| n.as_str())
@@ -122,9 +122,9 @@ pub fn plan(
             *entry = req.version.clone();
         }
         for dep in &spec.requires {
-            if !wanted.contains_key(dep) {
+            if !wanted.contains_key(dep.as_str()) {
                 queue.push(ExtRequest {
-                    name: dep.clone(),
+                    name: dep.to_string(),
                     version: None,
                 });
             }
@@ -138,7 +138,7 @@ pub fn plan(
     let extensions = wanted
         .into_iter()
         .map(|(name, version)| {
-            let spec = &profile.extensions[&name];
+            let spec = &profile.extensions[name.as_str()];
             let version = version.unwrap_or_else(|| spec.versions[0].clone());
             let template = spec.image.get(major).ok_or_else(|| {
                 Error::resolve(format!(
@@ -209,7 +209,10 @@ pub async fn resolve_signed(
         .iter()
         .zip(ext_pins)
         .map(|((name, version, _), (pinned, _))| {
-            let spec = &profile.extensions[name];
+            let (name, spec) = profile
+                .extensions
+                .get_key_value(name.as_str())
+                .expect("planned from the profile");
             ExtensionLock {
                 name: name.clone(),
                 version: version.clone(),
@@ -234,7 +237,18 @@ pub async fn resolve_signed(
         },
         request: Request {
             major,
-            extensions: plan.extensions.iter().map(|(n, _, _)| n.clone()).collect(),
+            extensions: plan
+                .extensions
+                .iter()
+                .map(|(n, _, _)| {
+                    profile
+                        .extensions
+                        .get_key_value(n.as_str())
+                        .expect("planned from the profile")
+                        .0
+                        .clone()
+                })
+                .collect(),
         },
         server: ServerLock {
             pinned: server,

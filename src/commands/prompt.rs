@@ -36,7 +36,7 @@ pub fn major(profile: &Profile) -> Result<u32> {
 
 /// Asks for extensions (multi-select of those built for `major`).
 pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
-    let offered: Vec<(&String, String)> = profile
+    let offered: Vec<(&pgoci::names::ExtensionName, String)> = profile
         .extensions_for(major)
         .map(|(name, e)| (name, format!("{name} {}", e.versions[0])))
         .collect();
@@ -49,7 +49,10 @@ pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
         .items(&labels)
         .interact()
         .map_err(failed)?;
-    Ok(picks.into_iter().map(|i| offered[i].0.clone()).collect())
+    Ok(picks
+        .into_iter()
+        .map(|i| offered[i].0.to_string())
+        .collect())
 }
 
 /// Asks for a text value with a default.

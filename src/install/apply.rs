@@ -413,7 +413,7 @@ impl InstallApplier<'_> {
                 .extensions
                 .iter()
                 .map(|e| ExtensionState {
-                    name: e.name.clone(),
+                    name: e.name.to_string(),
                     version: e.version.clone(),
                     digest: e.pinned.digest.clone(),
                 })

@@ -38,7 +38,7 @@ pub fn server_selector(lock: &Lock) -> crate::unpack::Selector {
         Some(paths) if lock.server.layout == Layout::Rootfs => {
             let keep: Vec<PathBuf> = [&paths.bin, &paths.lib, &paths.share]
                 .iter()
-                .map(|p| PathBuf::from(p.trim_start_matches('/')))
+                .map(|p| PathBuf::from(p.as_str().trim_start_matches('/')))
                 .collect();
             Box::new(move |p: &Path| {
                 keep.iter()
@@ -60,9 +60,9 @@ pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
             .ok_or_else(|| Error::integrity("lock: rootfs server without paths".to_string()))?;
         let rel = |p: &str| PathBuf::from(p.trim_start_matches('/'));
         return Ok(ServerDirs {
-            bin: rel(&paths.bin),
-            sharedir: rel(&paths.share),
-            pkglibdir: rel(&paths.lib),
+            bin: rel(paths.bin.as_str()),
+            sharedir: rel(paths.share.as_str()),
+            pkglibdir: rel(paths.lib.as_str()),
         });
     }
     let find = |marker: &str| -> Result<PathBuf> {
@@ -116,10 +116,10 @@ pub struct ExtensionInput<'a> {
     pub name: &'a str,
     pub store_dir: &'a Path,
     /// Image-relative directories of system libraries (`system` is implied when present).
-    pub ld_library_path: &'a [String],
+    pub ld_library_path: &'a [crate::names::ImagePath],
     /// Environment the server needs for this extension; `${image_root}` is
     /// the extension's tree in the generation.
-    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub env: &'a std::collections::BTreeMap<crate::names::EnvKey, String>,
 }
 
 /// The system-library directory of a generation, for `LD_LIBRARY_PATH`.
@@ -164,7 +164,7 @@ fn runtime_env(
     let mut env = RuntimeEnv::default();
     let mut host = None;
     for ext in extensions {
-        let mut dirs: Vec<String> = ext.ld_library_path.to_vec();
+        let mut dirs: Vec<String> = ext.ld_library_path.iter().map(|p| p.to_string()).collect();
         if ext.store_dir.join("system").is_dir() && !dirs.iter().any(|d| d == "system") {
             dirs.push("system".into());
         }
@@ -207,7 +207,7 @@ fn runtime_env(
             }
             for (k, v) in ext.env {
                 env.vars.insert(
-                    k.clone(),
+                    k.to_string(),
                     v.replace("${image_root}", &image_root.display().to_string()),
                 );
             }

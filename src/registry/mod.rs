@@ -227,6 +227,16 @@ impl Registry {
             )
             .await?;
         let digest: Digest = digest.parse()?;
+        // oci-client has the bytes already; the cap keeps an oversized
+        // document from going further (JSON parsing, the cache, bundles).
+        if bytes.len() as u64 > crate::limits::DOCUMENT_CAP {
+            return Err(Error::integrity(format!(
+                "manifest of {} is {} bytes, more than the {}-byte limit",
+                reference.whole(),
+                bytes.len(),
+                crate::limits::DOCUMENT_CAP
+            )));
+        }
         if Digest::of_bytes(&bytes) != digest {
             return Err(Error::integrity(format!(
                 "manifest of {} does not match its digest {digest}",

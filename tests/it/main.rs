@@ -9,6 +9,7 @@ mod bundles;
 mod docs;
 mod end_to_end;
 mod faults;
+mod hostile_inputs;
 mod hostile_layers;
 mod json;
 mod lifecycle;

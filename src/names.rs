@@ -1,0 +1,492 @@
+//! The trust boundary for strings. pgoci runs as root and acts on what a
+//! lock, bundle, profile or flag says; every name that becomes a path
+//! component, a config key or an environment variable goes through one of
+//! these types, which cannot hold a bad value. Free text that is rendered
+//! into a file goes through [`check_text`].
+//!
+//! Parsing returns [`Invalid`]; the caller picks the exit code by where the
+//! string came from: [`Invalid::resolve`] for profiles (3),
+//! [`Invalid::integrity`] for locks and bundles (5), [`Invalid::usage`] for
+//! flags (2).
+
+use crate::error::{Error, Kind};
+use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
+use std::fmt;
+use std::path::Path;
+
+/// A string refused by one of the rules of this module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// What the string was meant to be (`extension name`, `settings key`…).
+    pub what: String,
+    /// The refused value (shown escaped, shortened when long).
+    pub value: String,
+    /// The rule it breaks.
+    pub rule: &'static str,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 80;
+        let shown: String = self.value.chars().take(SHOWN).collect();
+        let more = if self.value.chars().count() > SHOWN {
+            "…"
+        } else {
+            ""
+        };
+        write!(f, "invalid {} {:?}{more}: {}", self.what, shown, self.rule)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl Invalid {
+    fn new(what: impl Into<String>, value: &str, rule: &'static str) -> Self {
+        Invalid {
+            what: what.into(),
+            value: value.to_string(),
+            rule,
+        }
+    }
+
+    /// The error with the kind for its origin.
+    pub fn into_error(self, kind: Kind) -> Error {
+        Error::new(kind, self.to_string())
+    }
+    /// From a flag: exit 2.
+    pub fn usage(self) -> Error {
+        self.into_error(Kind::Usage)
+    }
+    /// From a profile: exit 3.
+    pub fn resolve(self) -> Error {
+        self.into_error(Kind::Resolve)
+    }
+    /// From a lock or bundle: exit 5.
+    pub fn integrity(self) -> Error {
+        self.into_error(Kind::Integrity)
+    }
+}
+
+/// Refuses control characters (newline, CR, NUL, tab, DEL, C1) in a value
+/// rendered into a config file, a unit or a terminal; `field` names it.
+pub fn check_text(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            field,
+            value,
+            "control characters (newline, CR, NUL, tab, DEL) are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// `[a-z0-9][a-z0-9_-]{0,62}`: safe as a path component, a unit name part
+/// and a PostgreSQL name (63 = NAMEDATALEN - 1).
+fn is_short_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_identifier(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn is_env_key(s: &str) -> bool {
+    s.len() <= 255 && is_identifier(s)
+}
+
+/// PostgreSQL's configuration-file lexer (guc-file.l) reads a parameter
+/// name as `ID` or `QUALIFIED_ID` = `ID "." ID`, with `ID` =
+/// `{LETTER}{LETTER_OR_DIGIT}*` and no `$`: SET accepts more (several dots,
+/// `$`) but such a name written into pgoci.conf would stop the server.
+fn is_config_param(s: &str) -> bool {
+    if s.len() > 255 {
+        return false;
+    }
+    match s.split_once('.') {
+        None => is_identifier(s),
+        Some((a, b)) => is_identifier(a) && is_identifier(b),
+    }
+}
+
+/// A library name for `shared_preload_libraries`: no separators, no path.
+fn is_library(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+}
+
+/// A path inside an image: `/` in front is allowed (and ignored), one `/`
+/// at the end too; every component is a plain name (no `.`, `..`, empty).
+fn is_image_path(s: &str) -> bool {
+    if s.len() > 4096 || s.chars().any(char::is_control) {
+        return false;
+    }
+    let rel = image_relative(s);
+    !rel.is_empty()
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn image_relative(s: &str) -> &str {
+    let s = s.trim_start_matches('/');
+    s.strip_suffix('/').unwrap_or(s)
+}
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $rule:literal, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// What this is, in error messages.
+            pub const WHAT: &'static str = $what;
+            /// The rule a value must follow.
+            pub const RULE: &'static str = $rule;
+
+            /// Checks and wraps `value`.
+            pub fn parse(value: &str) -> Result<Self, Invalid> {
+                Self::try_from(value.to_string())
+            }
+
+            /// The value as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = Invalid;
+            fn try_from(value: String) -> Result<Self, Invalid> {
+                let check: fn(&str) -> bool = $check;
+                if check(&value) {
+                    Ok($name(value))
+                } else {
+                    Err(Invalid::new($what, &value, $rule))
+                }
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = Invalid;
+            fn try_from(value: &str) -> Result<Self, Invalid> {
+                Self::try_from(value.to_string())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Invalid;
+            fn from_str(value: &str) -> Result<Self, Invalid> {
+                Self::parse(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+/// Adds `Deref<Target=str>`, `AsRef<str>`, `AsRef<Path>`, `Borrow<str>`:
+/// for names whose string is safe to use as is (one path component).
+macro_rules! str_like {
+    ($name:ident) => {
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl AsRef<Path> for $name {
+            fn as_ref(&self) -> &Path {
+                Path::new(&self.0)
+            }
+        }
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+checked_string!(
+    /// An instance name: `[a-z0-9][a-z0-9_-]{0,62}`. It names a directory
+    /// under `/var/lib/pgoci`, the unit and the socket directory.
+    InstanceName,
+    "instance name",
+    "must match [a-z0-9][a-z0-9_-]{0,62}",
+    is_short_name
+);
+str_like!(InstanceName);
+
+checked_string!(
+    /// An extension name: `[a-z0-9][a-z0-9_-]{0,62}` (pg_cron, vector,
+    /// postgis, postgis_topology, pg_stat_statements, hstore, pg_trgm,
+    /// pgaudit, uuid-ossp all fit). It names directories of a generation.
+    ExtensionName,
+    "extension name",
+    "must match [a-z0-9][a-z0-9_-]{0,62}",
+    is_short_name
+);
+str_like!(ExtensionName);
+
+checked_string!(
+    /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`, at most 255.
+    EnvKey,
+    "environment variable name",
+    "must match [A-Za-z_][A-Za-z0-9_]* (at most 255 characters)",
+    is_env_key
+);
+str_like!(EnvKey);
+
+checked_string!(
+    /// A PostgreSQL parameter name as the config file reads it:
+    /// `ID` or `ID.ID` with `ID` = `[A-Za-z_][A-Za-z0-9_]*` (guc-file.l;
+    /// `cron.database_name` is an extension-qualified custom option).
+    ConfigParam,
+    "settings key",
+    "must be a PostgreSQL parameter name: [A-Za-z_][A-Za-z0-9_]* with at most one `.`",
+    is_config_param
+);
+str_like!(ConfigParam);
+
+checked_string!(
+    /// A library for `shared_preload_libraries`: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}`
+    /// (no `,`, quote, space or `/`, so one entry loads one library from
+    /// the server's own library path).
+    LibraryName,
+    "preload library",
+    "must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,62}",
+    is_library
+);
+str_like!(LibraryName);
+
+checked_string!(
+    /// A path inside an image (`/usr/lib/postgresql/17/bin`, `system`): a
+    /// leading `/` is allowed and means the image root, every component
+    /// is a plain name (no `.`, `..` or empty one), no control characters.
+    /// It keeps the text as given (so documents keep their bytes); use
+    /// [`ImagePath::as_relative`] (also `AsRef<Path>`) to join it under a
+    /// directory. There is deliberately no `Deref<Target=str>`: joining the
+    /// string form with a leading `/` would replace the base path.
+    ImagePath,
+    "image path",
+    "must be a path inside the image: no `..`, `.` or empty components, no control characters",
+    is_image_path
+);
+
+impl ImagePath {
+    /// The path relative to the image root, safe to `join` under it.
+    pub fn as_relative(&self) -> &Path {
+        Path::new(image_relative(&self.0))
+    }
+}
+
+impl AsRef<Path> for ImagePath {
+    fn as_ref(&self) -> &Path {
+        self.as_relative()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_and_instance_names() {
+        for good in [
+            "pg_cron",
+            "vector",
+            "postgis",
+            "postgis_topology",
+            "pg_stat_statements",
+            "hstore",
+            "pg_trgm",
+            "pgaudit",
+            "uuid-ossp",
+            "pg17",
+            &"a".repeat(63),
+        ] {
+            ExtensionName::parse(good).unwrap();
+            InstanceName::parse(good).unwrap();
+        }
+        for bad in [
+            "",
+            "..",
+            "../../x",
+            "/etc",
+            "a/b",
+            "Pg",
+            "-x",
+            "_x",
+            "a.b",
+            "a b",
+            "a\n",
+            &"a".repeat(64),
+        ] {
+            let err = ExtensionName::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("extension name"), "{err}");
+            assert!(InstanceName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn env_keys() {
+        for good in ["PROJ_DATA", "_x", "a1", &"A".repeat(255)] {
+            EnvKey::parse(good).unwrap();
+        }
+        for bad in [
+            "",
+            "1A",
+            "A=B",
+            "A\"\nUser=root\nX",
+            "A B",
+            "A-B",
+            &"A".repeat(256),
+        ] {
+            assert!(EnvKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_params() {
+        for good in [
+            "work_mem",
+            "cron.database_name",
+            "pg_stat_statements.max",
+            "A1",
+        ] {
+            ConfigParam::parse(good).unwrap();
+        }
+        for bad in [
+            "",
+            "a.b.c",
+            ".a",
+            "a.",
+            "1a",
+            "a$b",
+            "a = 1\narchive_command",
+            "work_mem\n",
+            "a-b",
+        ] {
+            assert!(ConfigParam::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn library_names() {
+        for good in [
+            "pg_cron",
+            "pg_stat_statements",
+            "auto_explain",
+            "vectors.so",
+        ] {
+            LibraryName::parse(good).unwrap();
+        }
+        for bad in ["", "a,b", "a'b", "/tmp/x", "a b", "$libdir/x"] {
+            assert!(LibraryName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_paths() {
+        let p = ImagePath::parse("/usr/lib/postgresql/17/bin").unwrap();
+        assert_eq!(p.as_relative(), Path::new("usr/lib/postgresql/17/bin"));
+        assert_eq!(p.to_string(), "/usr/lib/postgresql/17/bin");
+        assert_eq!(
+            Path::new("/store").join(&p),
+            Path::new("/store/usr/lib/postgresql/17/bin")
+        );
+        assert_eq!(
+            ImagePath::parse("system/").unwrap().as_relative(),
+            Path::new("system")
+        );
+        ImagePath::parse("/usr/lib/postgresql/{major}/bin").unwrap();
+        for bad in [
+            "", "/", "..", "../..", "/a/../b", "a/./b", "./a", "a//b", "a\nb", "a\0b", "a//",
+        ] {
+            let err = ImagePath::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("image path"), "{err}");
+        }
+    }
+
+    #[test]
+    fn serde_validates_and_keeps_bytes() {
+        let v: Vec<ImagePath> = serde_json::from_str(r#"["/usr/lib", "system"]"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            r#"["/usr/lib","system"]"#
+        );
+        let err = serde_json::from_str::<ExtensionName>(r#""../../x""#).unwrap_err();
+        assert!(err.to_string().contains("invalid extension name"), "{err}");
+    }
+
+    #[test]
+    fn text_refuses_control_characters() {
+        check_text("v", "${image_root}/share/proj ok").unwrap();
+        for bad in ["a\nb", "a\rb", "a\0b", "a\u{7f}", "a\tb", "a\u{85}"] {
+            let err = check_text("settings value", bad).unwrap_err();
+            assert!(
+                err.to_string().starts_with("invalid settings value"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_map_to_their_exit_codes() {
+        let e = || ExtensionName::parse("..").unwrap_err();
+        assert_eq!(e().usage().kind.exit_code(), 2);
+        assert_eq!(e().resolve().kind.exit_code(), 3);
+        assert_eq!(e().integrity().kind.exit_code(), 5);
+        assert_eq!(
+            e().to_string(),
+            r#"invalid extension name "..": must match [a-z0-9][a-z0-9_-]{0,62}"#
+        );
+    }
+}

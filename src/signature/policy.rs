@@ -82,7 +82,7 @@ impl Policies {
     pub fn from_specs<'a>(
         all: Option<&SignatureSpec>,
         server: Option<&SignatureSpec>,
-        extensions: impl IntoIterator<Item = (&'a String, Option<&'a SignatureSpec>)>,
+        extensions: impl IntoIterator<Item = (String, Option<&'a SignatureSpec>)>,
         base: &Path,
     ) -> Result<Self> {
         let mut policies = Policies {
@@ -132,7 +132,7 @@ impl Policies {
             profile
                 .extensions
                 .iter()
-                .map(|(n, e)| (n, e.signatures.as_ref())),
+                .map(|(n, e)| (n.to_string(), e.signatures.as_ref())),
             &base,
         )
         .map_err(|e| e.context(format!("profile {}", profile.name)))

@@ -96,6 +96,11 @@ fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
                 Some((&ext.name, &ext.version)),
             ));
         }
+        for pinned in lock.artifacts() {
+            if let Some(d) = signature_descriptor(pinned) {
+                add(d);
+            }
+        }
     }
     let mut annotations = BTreeMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
     if locks.len() > 1 {
@@ -108,6 +113,38 @@ fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
         manifests,
         annotations,
     }
+}
+
+/// The cosign signature manifest of an artifact, named as cosign tags it
+/// (`REPO:sha256-<hex>.sig`), with what it signs and who signed.
+fn signature_descriptor(pinned: &crate::lock::Pinned) -> Option<Descriptor> {
+    let sig = pinned.signature.as_ref()?;
+    let repo = pinned
+        .reference
+        .rsplit_once('@')
+        .map(|(r, _)| r)
+        .unwrap_or(&pinned.reference);
+    let repo = match repo.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repo,
+    };
+    Some(Descriptor {
+        media_type: sig.manifest.media_type.clone(),
+        digest: sig.manifest.digest.clone(),
+        size: sig.manifest.size,
+        annotations: BTreeMap::from([
+            (
+                REF_NAME.to_string(),
+                format!(
+                    "{repo}:{}",
+                    crate::signature::cosign::signature_tag(&sig.signed)
+                ),
+            ),
+            ("io.pgoci.role".to_string(), "signature".to_string()),
+            ("io.pgoci.signs".to_string(), sig.signed.to_string()),
+            ("io.pgoci.signer".to_string(), sig.signer.clone()),
+        ]),
+    })
 }
 
 /// What an export wrote.

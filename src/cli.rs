@@ -47,6 +47,11 @@ pub struct Global {
     /// Registry credentials USER:PASSWORD (else env, REGISTRY_AUTH_FILE, ~/.docker/config.json).
     #[arg(long, global = true, value_name = "USER:PASS", hide_env_values = true)]
     pub creds: Option<String>,
+    /// Require a cosign signature by this public key (PEM) on every image:
+    /// checked at resolve, pull, export, bundle verify and install (overrides
+    /// the profile's `signatures:`).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub require_signature_key: Option<PathBuf>,
     /// Parallel downloads [default: twice the CPUs, between 4 and 8].
     #[arg(long, global = true, value_name = "N")]
     pub jobs: Option<usize>,

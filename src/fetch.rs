@@ -66,10 +66,14 @@ pub async fn pull(
                 report.cached += 1;
                 continue;
             }
+            // The platform manifest, and a signature's manifest and
+            // signed index, come from the manifest endpoint.
+            let is_manifest =
+                i == 0 || crate::registry::MANIFEST_TYPES.contains(&blob.media_type.as_str());
             todo.push(Job {
                 reference: artifact.reference.clone(),
                 blob,
-                is_manifest: i == 0,
+                is_manifest,
             });
         }
     }

@@ -33,6 +33,7 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod rootfs;
+pub mod signature;
 pub mod unpack;
 
 pub use error::{Error, Kind, Result};

@@ -40,6 +40,11 @@ pub struct Pinned {
     pub index: Option<Digest>,
     pub config: Blob,
     pub layers: Vec<Blob>,
+    /// The cosign signature verified at resolve time, when one was
+    /// required: its blobs travel with the artifact so an offline host
+    /// can check it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::record::SignatureRecord>,
 }
 
 impl Pinned {
@@ -52,6 +57,9 @@ impl Pinned {
         }];
         all.push(self.config.clone());
         all.extend(self.layers.iter().cloned());
+        if let Some(signature) = &self.signature {
+            all.extend(signature.blobs());
+        }
         all
     }
 
@@ -242,6 +250,7 @@ pub(crate) mod tests {
             index: None,
             config: blob(b + 100, 10),
             layers: vec![blob(b, 1000)],
+            signature: None,
         };
         Lock {
             version: LOCK_VERSION,

@@ -10,6 +10,7 @@ use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
 use crate::names::{
     check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
 };
+use crate::signature::policy::SignatureSpec;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -97,6 +98,9 @@ pub struct ServerSpec {
     pub layout: PerMajor<Layout>,
     #[serde(default)]
     pub paths: Option<PerMajor<RootfsPaths>>,
+    /// Who must have signed the server image (overrides the profile's).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
 }
 
 fn default_layout() -> PerMajor<Layout> {
@@ -123,6 +127,9 @@ pub struct ExtensionSpec {
     pub env: BTreeMap<EnvKey, String>,
     #[serde(default)]
     pub bin_path: Vec<ImagePath>,
+    /// Who must have signed this extension's image (overrides the profile's).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
 }
 
 /// A parsed profile, with the digest of the bytes it was read from.
@@ -137,8 +144,16 @@ pub struct Profile {
     pub server: ServerSpec,
     #[serde(default)]
     pub extensions: BTreeMap<ExtensionName, ExtensionSpec>,
+    /// Who must have signed every image (`signatures: {key: PATH}` or
+    /// `{keyless: {issuer, subject, trusted_root}}`).
+    #[serde(default)]
+    pub signatures: Option<SignatureSpec>,
     #[serde(skip)]
     pub digest: Option<Digest>,
+    /// The directory of the profile file, for its relative paths (none
+    /// for embedded profiles).
+    #[serde(skip)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 fn default_platforms() -> Vec<String> {
@@ -171,7 +186,8 @@ impl Profile {
     pub fn load(name_or_path: &str, root: &Path) -> Result<Self> {
         let as_path = Path::new(name_or_path);
         if name_or_path.contains('/') || name_or_path.ends_with(".yaml") || as_path.is_file() {
-            return Self::parse(&read_profile(as_path)?, &as_path.display().to_string());
+            return Self::parse(&read_profile(as_path)?, &as_path.display().to_string())
+                .map(|p| p.in_dir(as_path.parent()));
         }
         if let Some((_, text)) = EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
             return Self::parse(text, name_or_path);
@@ -180,7 +196,8 @@ impl Profile {
             .join("etc/pgoci/profiles")
             .join(format!("{name_or_path}.yaml"));
         if etc.is_file() {
-            return Self::parse(&read_profile(&etc)?, &etc.display().to_string());
+            return Self::parse(&read_profile(&etc)?, &etc.display().to_string())
+                .map(|p| p.in_dir(etc.parent()));
         }
         let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
         Err(Error::usage(format!(
@@ -189,6 +206,19 @@ impl Profile {
             etc.display()
         ))
         .hint("pass --profile PATH to a profile YAML file"))
+    }
+
+    fn in_dir(self, dir: Option<&Path>) -> Self {
+        Profile {
+            dir: dir.map(|d| {
+                if d.as_os_str().is_empty() {
+                    Path::new(".").to_path_buf()
+                } else {
+                    d.to_path_buf()
+                }
+            }),
+            ..self
+        }
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
@@ -387,6 +417,7 @@ mod cnpg {
                             .map(|e| (e.name.clone(), e.value.clone()))
                             .collect(),
                         bin_path: ext.bin_path.clone(),
+                        signatures: None,
                     });
                 if let PerMajor::PerMajor(map) = &mut spec.image {
                     map.insert(image.major, reference);
@@ -407,9 +438,12 @@ mod cnpg {
                     lib: ImagePath::parse("/usr/lib/postgresql/{major}/lib").expect("valid"),
                     share: ImagePath::parse("/usr/share/postgresql/{major}").expect("valid"),
                 })),
+                signatures: None,
             },
             extensions,
+            signatures: None,
             digest: Some(Digest::of_bytes(text.as_bytes())),
+            dir: None,
         };
         // Majors in ascending order, as in hand-written profiles.
         for spec in profile.extensions.values_mut() {

@@ -11,6 +11,7 @@ use crate::lock::{
 use crate::platform::{self, IndexEntry, Platform};
 use crate::profile::{nearest, substitute, Layout, Profile};
 use crate::registry::Registry;
+use crate::signature::{self, policy::Policies, record::SignatureRecord, Policy};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -164,13 +165,39 @@ pub async fn resolve(
     platform: &Platform,
     registry: &Registry,
 ) -> Result<Lock> {
+    resolve_signed(
+        profile,
+        major,
+        exts,
+        platform,
+        registry,
+        &Policies::default(),
+    )
+    .await
+}
+
+/// Resolves a request into a lock, requiring each artifact's signature
+/// where `policies` say so (checked against the digest pinned, recorded
+/// in the lock).
+pub async fn resolve_signed(
+    profile: &Profile,
+    major: u32,
+    exts: &[ExtRequest],
+    platform: &Platform,
+    registry: &Registry,
+    policies: &Policies,
+) -> Result<Lock> {
     let plan = plan(profile, major, exts, platform)?;
-    let server_pin = pin(registry, &plan.server_reference, platform);
-    let ext_pins = futures_util::future::try_join_all(
-        plan.extensions
-            .iter()
-            .map(|(_, _, reference)| pin(registry, reference, platform)),
+    let server_pin = pin(
+        registry,
+        &plan.server_reference,
+        platform,
+        policies.for_server(),
     );
+    let ext_pins =
+        futures_util::future::try_join_all(plan.extensions.iter().map(|(name, _, reference)| {
+            pin(registry, reference, platform, policies.for_extension(name))
+        }));
     let ((server, labels), ext_pins) = futures_util::try_join!(server_pin, ext_pins)?;
     let version = labels
         .get("org.opencontainers.image.version")
@@ -287,10 +314,12 @@ async fn pin(
     registry: &Registry,
     reference: &str,
     platform: &Platform,
+    policy: Option<&Policy>,
 ) -> Result<(Pinned, BTreeMap<String, String>)> {
     let parsed = Registry::parse_reference(reference)?;
     let mut manifest = registry.manifest(&parsed).await?;
     let mut index = None;
+    let mut index_manifest = None;
     if manifest.is_index() {
         let doc: IndexDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
             Error::integrity(format!("image index of {reference} is malformed: {e}"))
@@ -298,7 +327,10 @@ async fn pin(
         let entry = platform::pick(&doc.manifests, platform, reference)?;
         let by_digest = parsed.clone_with_digest(entry.digest.clone());
         index = Some(manifest.digest.clone());
-        manifest = registry.manifest(&by_digest).await?;
+        index_manifest = Some(std::mem::replace(
+            &mut manifest,
+            registry.manifest(&by_digest).await?,
+        ));
         if manifest.is_index() {
             return Err(Error::resolve(format!(
                 "{reference}: nested image indexes are not supported"
@@ -329,8 +361,38 @@ async fn pin(
             .iter()
             .map(Descriptor::to_blob)
             .collect::<Result<_>>()?,
+        signature: None,
     };
-    Ok((pinned, labels))
+    let Some(policy) = policy else {
+        return Ok((pinned, labels));
+    };
+    let subject = signature::Subject {
+        image: reference,
+        digest: &pinned.digest,
+        index: index_manifest
+            .as_ref()
+            .map(|m| (&m.digest, m.bytes.as_slice())),
+    };
+    let (verified, set) = signature::verify_remote(registry, subject, policy).await?;
+    tracing::info!(
+        "{reference}: signature {} by {} over {}",
+        verified.signature,
+        verified.signer,
+        verified.signed
+    );
+    let index_blob = index_manifest.map(|m| Blob {
+        size: m.bytes.len() as u64,
+        digest: m.digest,
+        media_type: m.media_type,
+    });
+    let record = SignatureRecord::new(&verified, &set, index_blob);
+    Ok((
+        Pinned {
+            signature: Some(record),
+            ..pinned
+        },
+        labels,
+    ))
 }
 
 /// Fetches a (small) config blob, verifies it and returns its labels.

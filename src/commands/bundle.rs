@@ -45,13 +45,26 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
             let blobs = bundle.verify(ctx.reporter.as_ref())?;
-            Ok(Outcome::new("bundle verify", false)
+            let mut signatures = 0;
+            for (lock, _) in &bundle.locks {
+                signatures += ctx.check_signatures(lock, &bundle)?;
+            }
+            let mut outcome = Outcome::new("bundle verify", false);
+            if signatures > 0 {
+                // Only when a policy asked: the document's shape is unchanged otherwise.
+                outcome = outcome.field("signatures", signatures);
+            }
+            Ok(outcome
                 .field("path", &path)
                 .field("blobs", blobs)
                 .field("lock_digest", bundle.lock_digest.to_string())
                 .note(format!(
-                    "bundle {} is intact: {blobs} blobs verified",
-                    path.display()
+                    "bundle {} is intact: {blobs} blobs verified{}",
+                    path.display(),
+                    match signatures {
+                        0 => String::new(),
+                        n => format!(", {n} signature(s) checked"),
+                    }
                 )))
         }
         BundleCommand::Push { path, to } => {
@@ -101,17 +114,31 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                         human_bytes(e.pinned.download_size())
                     ));
                 }
+                let mut signatures = Vec::new();
+                for p in lock.artifacts() {
+                    if let Some(sig) = &p.signature {
+                        text.push_str(&format!(
+                            "  signature {} of {} by {}\n",
+                            sig.manifest.digest, p.reference, sig.signer
+                        ));
+                        signatures.push(json!({"image": p.reference, "manifest": sig.manifest.digest, "signs": sig.signed, "signer": sig.signer}));
+                    }
+                }
                 let extensions: Vec<_> = lock
                     .extensions
                     .iter()
                     .map(|e| json!({"name": e.name, "version": e.version, "digest": e.pinned.digest, "size": e.pinned.download_size()}))
                     .collect();
-                locks.push(json!({
+                let mut entry = json!({
                     "lock_digest": digest.to_string(),
                     "platform": lock.platform,
                     "server": {"major": lock.major(), "version": lock.server.version, "digest": lock.server.pinned.digest, "size": lock.server.pinned.download_size()},
                     "extensions": extensions,
-                }));
+                });
+                if !signatures.is_empty() {
+                    entry["signatures"] = signatures.into();
+                }
+                locks.push(entry);
             }
             text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
             // The first lock's fields at the top, as for one-lock bundles.
@@ -123,6 +150,9 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 .field("server", &first["server"])
                 .field("extensions", &first["extensions"])
                 .field("size", bundle.blob_bytes());
+            if let Some(signatures) = first.get("signatures") {
+                outcome = outcome.field("signatures", signatures);
+            }
             if locks.len() > 1 {
                 outcome = outcome.field("locks", locks);
             }

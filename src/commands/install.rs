@@ -149,7 +149,13 @@ fn execute(
     // touches neither the registry nor the bundle's blobs.
     let unpacks = plan.steps.iter().any(|s| matches!(s, Step::Unpack { .. }));
     let blobs: Box<dyn BlobSource> = match source {
-        Source::Bundle(b) => b,
+        Source::Bundle(b) => {
+            // Offline: the signatures the bundle carries, checked against
+            // this host's policy (a carrier cannot re-sign what it swapped).
+            ctx.check_signatures(lock, b.as_ref())?;
+            b
+        }
+        // pull_lock checks the signatures.
         Source::Registry if unpacks => Box::new(pull_lock(ctx, lock)?.0),
         Source::Registry => Box::new(NoBlobs),
     };

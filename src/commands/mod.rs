@@ -17,6 +17,7 @@ pub mod status;
 
 use crate::cli::{ChangeArgs, Cli, Command, Global, LockSource};
 use output::Outcome;
+use pgoci::blobs::BlobSource;
 use pgoci::cache::Cache;
 use pgoci::error::{Error, Result};
 use pgoci::install::layout::HostLayout;
@@ -26,6 +27,7 @@ use pgoci::profile::{Profile, DEFAULT_PROFILE};
 use pgoci::progress::Reporter;
 use pgoci::registry::{Registry, RegistryOptions};
 use pgoci::resolve::ExtRequest;
+use pgoci::signature::{policy::Policies, Policy};
 use std::sync::Arc;
 
 /// What every command may need, built lazily from the global flags.
@@ -119,9 +121,38 @@ impl Context {
         let registry = self.registry()?;
         let (profile, platform) = (self.profile()?, self.platform()?);
         let _span = tracing::info_span!("resolve", major).entered();
-        self.block_on(pgoci::resolve::resolve(
-            &profile, major, &exts, &platform, &registry,
+        let policies = self.policies()?;
+        self.block_on(pgoci::resolve::resolve_signed(
+            &profile, major, &exts, &platform, &registry, &policies,
         ))
+    }
+
+    /// Who must have signed which image: `--require-signature-key` for
+    /// every image, else the `signatures:` of a profile named with
+    /// `--profile` (the embedded default requires none).
+    pub fn policies(&self) -> Result<Policies> {
+        if let Some(key) = &self.global.require_signature_key {
+            return Ok(Policies::every(Policy::key_file(key)?));
+        }
+        match &self.global.profile {
+            Some(_) => Policies::from_profile(&self.profile()?),
+            None => Ok(Policies::default()),
+        }
+    }
+
+    /// Checks the signatures `policies` require on a lock's artifacts,
+    /// offline, from local blobs (cache or bundle); returns how many.
+    pub fn check_signatures(&self, lock: &Lock, source: &dyn BlobSource) -> Result<usize> {
+        let policies = self.policies()?;
+        if policies.is_empty() {
+            return Ok(0);
+        }
+        let _span = tracing::info_span!("signatures").entered();
+        let checked = pgoci::signature::record::verify_lock(lock, source, &policies)?;
+        for (image, v) in &checked {
+            tracing::info!("{image}: signed by {} ({})", v.signer, v.signature);
+        }
+        Ok(checked.len())
     }
 
     /// Holds the prefix for a command that changes it (not for `--check`,

@@ -26,6 +26,11 @@ pub fn pull_locks(ctx: &Context, locks: &[Lock]) -> Result<(Cache, PullReport)> 
         ctx.reporter.clone(),
         ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
     ))?;
+    // The signatures came down with the blobs; what the policy requires
+    // is checked on the local copies before anything uses them.
+    for lock in locks {
+        ctx.check_signatures(lock, &cache)?;
+    }
     Ok((cache, report))
 }
 

@@ -33,6 +33,20 @@ pub fn status_of(err: &OciDistributionError) -> Option<u16> {
     }
 }
 
+/// Whether the registry says the thing asked for does not exist (as
+/// opposed to refusing or failing): optional content such as signatures.
+pub fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => {
+            has_code(envelope, &OciErrorCode::ManifestUnknown)
+                || has_code(envelope, &OciErrorCode::NameUnknown)
+                || has_code(envelope, &OciErrorCode::BlobUnknown)
+        }
+        _ => status_of(err) == Some(404),
+    }
+}
+
 /// Whether a request was refused for want of a (valid) token or credentials:
 /// the one case where asking the token service again may help.
 pub fn is_unauthorized(err: &OciDistributionError) -> bool {

@@ -293,6 +293,102 @@ impl Registry {
         })
     }
 
+    /// Fetches a manifest that may not exist (a signature tag): `None`
+    /// when the registry says it is unknown, an error for anything else.
+    pub async fn manifest_if_exists(&self, reference: &Reference) -> Result<Option<RawManifest>> {
+        let what = reference.whole();
+        let found = self
+            .request(
+                reference,
+                RegistryOperation::Pull,
+                &what,
+                |auth| async move {
+                    match self
+                        .client
+                        .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
+                        .await
+                    {
+                        Ok(found) => Ok(Some(found)),
+                        Err(e) if errors::is_not_found(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                },
+            )
+            .await?;
+        let Some((bytes, digest)) = found else {
+            return Ok(None);
+        };
+        let digest: Digest = digest.parse()?;
+        if Digest::of_bytes(&bytes) != digest {
+            return Err(Error::integrity(format!(
+                "manifest of {} does not match its digest {digest}",
+                reference.whole()
+            )));
+        }
+        let media_type = media_type_of(&bytes);
+        Ok(Some(RawManifest {
+            bytes: bytes.to_vec(),
+            digest,
+            media_type,
+        }))
+    }
+
+    /// The manifests that refer to `reference`'s digest (OCI 1.1
+    /// referrers API; on a registry without it, the `sha256-<hex>`
+    /// referrers tag), filtered by artifact type. None is an empty list.
+    pub async fn referrers(
+        &self,
+        reference: &Reference,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<oci_client::manifest::ImageIndexEntry>> {
+        let what = format!("referrers of {}", reference.whole());
+        self.request(reference, RegistryOperation::Pull, &what, |_| async move {
+            match self.client.pull_referrers(reference, artifact_type).await {
+                Ok(index) => Ok(index.manifests),
+                Err(e) if errors::is_not_found(&e) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Fetches a small blob whole, verified against its digest; a blob
+    /// longer than `max` bytes is an integrity error (no registry may make
+    /// pgoci buffer without bound).
+    pub async fn small_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>> {
+        use futures_util::StreamExt;
+        let mut stream = self.blob_stream(reference, digest).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Error::registry(format!(
+                    "reading blob {digest} of {}: {e}",
+                    reference.whole()
+                ))
+                .transient()
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > max {
+                return Err(Error::integrity(format!(
+                    "blob {digest} of {} is longer than {max} bytes",
+                    reference.whole()
+                )));
+            }
+        }
+        if Digest::of_bytes(&bytes) != *digest {
+            return Err(Error::integrity(format!(
+                "blob {digest} of {} does not match its digest",
+                reference.whole()
+            )));
+        }
+        Ok(bytes)
+    }
+
     /// Opens a blob as a byte stream (not yet verified: the caller hashes).
     pub async fn blob_stream(
         &self,

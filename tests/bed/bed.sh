@@ -13,6 +13,10 @@
 #                                  a registry wanting bearer tokens from a token
 #                                  service of our own (token_server.py), seeded
 #                                  with the fixtures (a copy of SRC's, or pushed)
+#   bed.sh cosign-sign SRC_STATE DST  a copy of SRC's registry with cosign
+#                                  signatures (trixie's cosign): keys, a test CA
+#                                  and a keyless-style certificate in DST/keys;
+#                                  which image is signed how in DST/signed.env
 #   bed.sh down STATE_DIR          stop the registry and its token service (data is kept)
 #   bed.sh prepare-cnpg            build/cache the CloudNativePG-style images
 #                                  (debootstrap hosts + Debian PG packages)
@@ -836,8 +840,125 @@ cmd_token_registry() {
   echo "REGISTRY=$new"
 }
 
+# ---------------------------------------------------------------- cosign --
+
+COSIGN_ROOT=$CACHE/cosign
+COSIGN=$COSIGN_ROOT/root/usr/bin/cosign
+# The shared tool that fetches trixie's .debs (the repository sits beside
+# /work/shared in this workspace); PGOCI_DEBIAN_FETCH overrides.
+DEBIAN_FETCH=${PGOCI_DEBIAN_FETCH:-$BED_DIR/../../../shared/tools/debian-fetch}
+
+ensure_cosign() {
+  [ -x "$COSIGN" ] && return 0
+  [ -x "$DEBIAN_FETCH" ] || die "cosign: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
+  log "fetching trixie's cosign"
+  "$DEBIAN_FETCH" -x trixie "$COSIGN_ROOT" cosign >&2
+  [ -x "$COSIGN" ] || die "cosign: not found at $COSIGN after debian-fetch"
+}
+
+# cosign with no way off the machine: a dead proxy for anything not on
+# loopback, its TUF and config state inside STATE.
+run_cosign() {
+  local state=$1; shift
+  HOME=$state/cosign-home TUF_ROOT=$state/cosign-home/tuf COSIGN_PASSWORD= \
+    HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1 \
+    SIGSTORE_NO_CACHE=1 "$COSIGN" "$@"
+}
+
+# Keys and certificates: two cosign key pairs (the signer's and a wrong
+# one), and a test CA (P-256) with a leaf for code signing whose SAN is an
+# email and which carries Fulcio's OIDC issuer extension
+# (1.3.6.1.4.1.57264.1.8), like the certificates Fulcio issues; a second CA
+# that signed nothing stands for a wrong trusted root.
+make_signing_material() {
+  local state=$1 k=$1/keys
+  [ -f "$k/done" ] && return 0
+  rm -rf "$k" && mkdir -p "$k" "$state/cosign-home"
+  (cd "$k" && run_cosign "$state" generate-key-pair >/dev/null 2>&1) ||
+    die "cosign generate-key-pair failed"
+  mkdir -p "$k/wrong"
+  (cd "$k/wrong" && run_cosign "$state" generate-key-pair >/dev/null 2>&1) ||
+    die "cosign generate-key-pair (wrong) failed"
+  mv "$k/wrong/cosign.key" "$k/wrong.key" && mv "$k/wrong/cosign.pub" "$k/wrong.pub"
+  rmdir "$k/wrong"
+  local ca
+  for ca in ca other-ca; do
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/O=pgoci test/CN=pgoci bed $ca" -keyout "$k/$ca.key" -out "$k/$ca.pem" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      2>/dev/null || die "openssl: $ca failed"
+  done
+  # The leaf's key is a cosign key pair (cosign 2.5 cannot import an
+  # openssl EC key); the CSR's own key is thrown away (-force_pubkey).
+  mkdir -p "$k/leafpair"
+  (cd "$k/leafpair" && run_cosign "$state" generate-key-pair >/dev/null 2>&1) ||
+    die "cosign generate-key-pair (leaf) failed"
+  mv "$k/leafpair/cosign.key" "$k/leaf.key" && mv "$k/leafpair/cosign.pub" "$k/leaf.pub"
+  rmdir "$k/leafpair"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/" \
+    -keyout "$k/csr.key" -out "$k/leaf.csr" 2>/dev/null || die "openssl: leaf CSR failed"
+  cat >"$k/leaf.cnf" <<CNF
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=codeSigning
+subjectAltName=critical,email:signer@pgoci.test
+1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:https://issuer.pgoci.test
+CNF
+  openssl x509 -req -in "$k/leaf.csr" -force_pubkey "$k/leaf.pub" -CA "$k/ca.pem" \
+    -CAkey "$k/ca.key" -CAcreateserial -days 3650 -extfile "$k/leaf.cnf" -out "$k/leaf.pem" \
+    2>/dev/null || die "openssl: leaf certificate failed"
+  : >"$k/done"
+}
+
+cosign_sign() {
+  local state=$1; shift
+  run_cosign "$state" sign -y --tlog-upload=false --allow-http-registry \
+    --allow-insecure-registry "$@" >>"$state/cosign.log" 2>&1 ||
+    { tail -n 20 "$state/cosign.log" >&2; die "cosign sign $* failed"; }
+}
+
+# A copy of SRC's registry (like clone) with signatures, by tag as a user
+# would sign (a multi-platform tag signs its index):
+#   postgresql:17, hstore:1.8-17          the key (keys/cosign.pub)
+#   pg_trgm:1.6-18                        the key, as an OCI 1.1 referrer
+#   postgresql:18                         the key and the certificate
+#   pg_stat_statements:1.12-18            the certificate only (keyless)
+#   postgresql-debian:15                  the wrong key only (keys/wrong.pub)
+#   pg_cron:1.4.2-15                      nothing
+cmd_cosign_sign() {
+  local src=$1 dst=$2 out reg k
+  ensure_cosign
+  mkdir -p "$dst"
+  dst=$(cd "$dst" && pwd)
+  out=$(cmd_clone "$src" "$dst")
+  reg=${out#REGISTRY=}
+  k=$dst/keys
+  make_signing_material "$dst"
+  : >"$dst/cosign.log"
+  log "signing images on $reg with cosign $("$COSIGN" version 2>/dev/null | sed -n 's/^GitVersion: *//p')"
+  cosign_sign "$dst" --key "$k/cosign.key" "$reg/pgoci/postgresql:17"
+  cosign_sign "$dst" --key "$k/cosign.key" "$reg/pgoci/hstore:1.8-17"
+  COSIGN_EXPERIMENTAL=1 cosign_sign "$dst" --key "$k/cosign.key" \
+    --registry-referrers-mode=oci-1-1 "$reg/pgoci/pg_trgm:1.6-18"
+  cosign_sign "$dst" --key "$k/cosign.key" "$reg/pgoci/postgresql:18"
+  cosign_sign "$dst" --key "$k/leaf.key" --certificate "$k/leaf.pem" \
+    --certificate-chain "$k/ca.pem" "$reg/pgoci/postgresql:18"
+  cosign_sign "$dst" --key "$k/leaf.key" --certificate "$k/leaf.pem" \
+    --certificate-chain "$k/ca.pem" "$reg/pgoci/pg_stat_statements:1.12-18"
+  cosign_sign "$dst" --key "$k/wrong.key" "$reg/pgoci/postgresql-debian:15"
+  cat >"$dst/signed.env" <<ENV
+KEY=$k/cosign.pub
+WRONG_KEY=$k/wrong.pub
+CA=$k/ca.pem
+OTHER_CA=$k/other-ca.pem
+SUBJECT=signer@pgoci.test
+ISSUER=https://issuer.pgoci.test
+ENV
+  echo "REGISTRY=$reg"
+}
+
 usage() {
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -862,6 +983,7 @@ main() {
       ;;
     secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
     token-registry) [ $# -ge 1 ] || usage; cmd_token_registry "$@" ;;
+    cosign-sign) [ $# -eq 2 ] || usage; cmd_cosign_sign "$1" "$2" ;;
     down)
       [ $# -eq 1 ] || usage
       [ -d "$1" ] || exit 0

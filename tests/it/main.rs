@@ -16,6 +16,7 @@ mod lifecycle;
 mod mutations;
 mod registries;
 mod resolve;
+mod signatures;
 mod systemd;
 mod terminal;
 mod token_auth;

@@ -1,0 +1,129 @@
+//! cosign's on-registry formats: where signatures live (`sha256-<hex>.sig`
+//! tags, OCI 1.1 referrers), what a signature manifest looks like, and the
+//! "simple signing" payload a signature covers. Pure parsing: no crypto and
+//! no network here.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Media type of a cosign signature layer (its blob is the payload).
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// Artifact type of a signature manifest pushed as an OCI 1.1 referrer.
+pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// Layer annotation: base64 signature over the layer's blob.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// Layer annotations of keyless signatures: the signing certificate and
+/// its chain, PEM.
+pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";
+pub const CHAIN_ANNOTATION: &str = "dev.sigstore.cosign/chain";
+/// Layer annotation: the Rekor bundle (transparency-log entry and SET).
+pub const BUNDLE_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
+/// The payload's `critical.type`.
+pub const PAYLOAD_TYPE: &str = "cosign container image signature";
+
+/// The tag cosign pushes the signatures of `digest` under.
+pub fn signature_tag(digest: &Digest) -> String {
+    format!("sha256-{}.sig", digest.hex())
+}
+
+/// A signature manifest: the parts pgoci reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureManifest {
+    #[serde(default)]
+    pub layers: Vec<Layer>,
+}
+
+/// One layer of a signature manifest: one signature.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Layer {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl SignatureManifest {
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::integrity(format!("signature manifest {origin} is malformed: {e}")))
+    }
+
+    /// The layers that are cosign signatures.
+    pub fn signatures(&self) -> impl Iterator<Item = &Layer> {
+        self.layers
+            .iter()
+            .filter(|l| l.media_type == SIMPLE_SIGNING)
+    }
+}
+
+/// The simple-signing payload: what a cosign signature says.
+#[derive(Debug, Deserialize)]
+pub struct Payload {
+    pub critical: Critical,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Critical {
+    pub image: PayloadImage,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PayloadImage {
+    #[serde(rename = "docker-manifest-digest")]
+    pub docker_manifest_digest: String,
+}
+
+impl Payload {
+    /// Parses a payload and returns the digest it signs.
+    pub fn signed_digest(bytes: &[u8]) -> std::result::Result<Digest, String> {
+        let payload: Payload =
+            serde_json::from_slice(bytes).map_err(|e| format!("payload is malformed: {e}"))?;
+        if payload.critical.kind != PAYLOAD_TYPE {
+            return Err(format!(
+                "payload type is `{}`, not `{PAYLOAD_TYPE}`",
+                payload.critical.kind
+            ));
+        }
+        payload
+            .critical
+            .image
+            .docker_manifest_digest
+            .parse()
+            .map_err(|_| {
+                format!(
+                    "payload names `{}`, not a sha256 digest",
+                    payload.critical.image.docker_manifest_digest
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_names_its_digest() {
+        let d = Digest::of_bytes(b"m");
+        let p = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"r/x"}},"image":{{"docker-manifest-digest":"{d}"}},"type":"{PAYLOAD_TYPE}"}},"optional":null}}"#
+        );
+        assert_eq!(Payload::signed_digest(p.as_bytes()).unwrap(), d);
+        let wrong = p.replace(PAYLOAD_TYPE, "something else");
+        assert!(Payload::signed_digest(wrong.as_bytes()).is_err());
+        assert!(Payload::signed_digest(b"{}").is_err());
+    }
+
+    #[test]
+    fn tag_scheme() {
+        let d = Digest::of_bytes(b"m");
+        assert_eq!(signature_tag(&d), format!("sha256-{}.sig", d.hex()));
+    }
+}

@@ -1,0 +1,155 @@
+//! Signatures as a lock records them and a bundle carries them: the
+//! signature manifest, its payloads and (for a signed index) the index,
+//! all by digest, so an offline host can check the same signature again
+//! from local blobs. The record is a pointer, never a proof: what counts
+//! is the verification against the host's own policy.
+
+use super::{verify, Policy, SignatureSet, Subject, Verified};
+use crate::blobs::BlobSource;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::lock::Blob;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The signature of one artifact, in a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    /// Who signed, as resolve's policy named it (`key sha256:…` or
+    /// `keyless SUBJECT issuer ISSUER`).
+    pub signer: String,
+    /// The digest the signature covers: the platform manifest's or the
+    /// index's it was picked from.
+    pub signed: Digest,
+    /// The cosign signature manifest.
+    pub manifest: Blob,
+    /// Its simple-signing payloads.
+    pub payloads: Vec<Blob>,
+    /// The image index, when the signature covers it (its bytes prove the
+    /// platform manifest is one of its entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Blob>,
+}
+
+impl SignatureRecord {
+    /// The record of a signature just verified online.
+    pub fn new(verified: &Verified, set: &SignatureSet, index: Option<Blob>) -> Self {
+        SignatureRecord {
+            signer: verified.signer.clone(),
+            signed: verified.signed.clone(),
+            manifest: Blob {
+                digest: set.digest.clone(),
+                size: set.manifest.len() as u64,
+                media_type: set.media_type.clone(),
+            },
+            payloads: set
+                .blobs
+                .iter()
+                .map(|(d, b)| Blob {
+                    digest: d.clone(),
+                    size: b.len() as u64,
+                    media_type: super::cosign::SIMPLE_SIGNING.into(),
+                })
+                .collect(),
+            // The index is only needed when it is what was signed.
+            index: index.filter(|i| i.digest == verified.signed),
+        }
+    }
+
+    /// Every blob to carry: index, signature manifest, payloads.
+    pub fn blobs(&self) -> Vec<Blob> {
+        self.index
+            .iter()
+            .cloned()
+            .chain(std::iter::once(self.manifest.clone()))
+            .chain(self.payloads.iter().cloned())
+            .collect()
+    }
+}
+
+/// Checks an artifact's signature offline, from the blobs `source` holds
+/// (cache or bundle), against `policy`. `record` is what the lock says;
+/// none, or one whose blobs do not verify under the policy, is an
+/// integrity error naming the image and the required signer.
+pub fn verify_local(
+    image: &str,
+    digest: &Digest,
+    record: Option<&SignatureRecord>,
+    source: &dyn BlobSource,
+    policy: &Policy,
+) -> Result<Verified> {
+    let Some(record) = record else {
+        return verify(
+            Subject {
+                image,
+                digest,
+                index: None,
+            },
+            &[],
+            policy,
+        )
+        .map_err(|e| {
+            e.hint("the lock records no signature: resolve it again with the signature requirement")
+        });
+    };
+    let bad = |e: Error| {
+        Error::integrity(format!(
+            "signature of {image} ({digest}) cannot be read: {}",
+            e.message
+        ))
+    };
+    let manifest = source.read_small(&record.manifest).map_err(bad)?;
+    let mut blobs = BTreeMap::new();
+    for p in &record.payloads {
+        blobs.insert(p.digest.clone(), source.read_small(p).map_err(bad)?);
+    }
+    let index = record
+        .index
+        .as_ref()
+        .map(|i| source.read_small(i).map(|b| (i.digest.clone(), b)))
+        .transpose()
+        .map_err(bad)?;
+    let set = SignatureSet {
+        digest: record.manifest.digest.clone(),
+        media_type: record.manifest.media_type.clone(),
+        manifest,
+        blobs,
+    };
+    verify(
+        Subject {
+            image,
+            digest,
+            index: index.as_ref().map(|(d, b)| (d, b.as_slice())),
+        },
+        &[set],
+        policy,
+    )
+}
+
+/// Checks every artifact of `lock` that `policies` name, offline, from
+/// `source`; returns (image, what verified) per checked artifact.
+pub fn verify_lock(
+    lock: &crate::lock::Lock,
+    source: &dyn BlobSource,
+    policies: &super::policy::Policies,
+) -> Result<Vec<(String, Verified)>> {
+    let mut checked = Vec::new();
+    let mut check = |pinned: &crate::lock::Pinned, policy: Option<&Policy>| -> Result<()> {
+        if let Some(policy) = policy {
+            let v = verify_local(
+                &pinned.reference,
+                &pinned.digest,
+                pinned.signature.as_ref(),
+                source,
+                policy,
+            )?;
+            checked.push((pinned.reference.clone(), v));
+        }
+        Ok(())
+    };
+    check(&lock.server.pinned, policies.for_server())?;
+    for ext in &lock.extensions {
+        check(&ext.pinned, policies.for_extension(&ext.name))?;
+    }
+    Ok(checked)
+}

@@ -116,14 +116,8 @@ impl HostFacts {
             .as_deref()
             .map(generation::read_runtime_env)
             .unwrap_or_default();
-        let service_files = service::manager(service_kind, layout)
-            .files(instance)
-            .into_iter()
-            .map(|p| {
-                let content = fs::read_to_string(&p).ok();
-                (p, content)
-            })
-            .collect();
+        let service_files =
+            service_files(service::manager(service_kind, layout).as_ref(), instance);
         let server_running = match (&previous, current, &account) {
             (Some(prev), Some(g), Some(acc)) => {
                 let spec = spec_of(layout, prev, g, acc, &generation_env);
@@ -190,14 +184,7 @@ impl LifecycleFacts {
         };
         if let Some(st) = &state {
             let manager = service::manager(st.service, layout);
-            facts.service_files = manager
-                .files(instance)
-                .into_iter()
-                .map(|p| {
-                    let content = fs::read_to_string(&p).ok();
-                    (p, content)
-                })
-                .collect();
+            facts.service_files = service_files(manager.as_ref(), instance);
             if let (Some(g), Some(acc)) = (st.current_generation(), users::lookup(&st.user)) {
                 let env = generation::read_runtime_env(&layout.generation(instance, &g.name));
                 facts.server_running = manager.is_active(&spec_of(layout, st, g, &acc, &env));
@@ -206,6 +193,21 @@ impl LifecycleFacts {
         facts.state = state;
         Ok(facts)
     }
+}
+
+/// A manager's files for an instance, with their content as it is now.
+fn service_files(
+    manager: &dyn service::ServiceManager,
+    instance: &str,
+) -> BTreeMap<PathBuf, Option<String>> {
+    manager
+        .files(instance)
+        .into_iter()
+        .map(|p| {
+            let content = fs::read_to_string(&p).ok();
+            (p, content)
+        })
+        .collect()
 }
 
 /// The generation whose `postgres` the postmaster of `data_dir` runs: its

@@ -516,7 +516,8 @@ impl InstallApplier<'_> {
         tx.create_dir(data_dir)?;
         chown_mode(data_dir, &account, 0o700)?;
         let bin = self.gen_dir()?.join(&self.gen()?.dirs.bin);
-        postgres::initdb(&bin, data_dir, &account, &self.opts.initdb)?;
+        let env = generation::read_runtime_env(&self.gen_dir()?);
+        postgres::initdb(&bin, data_dir, &account, &self.opts.initdb, &env)?;
         failpoint::hit("after-initdb");
         Ok(())
     }

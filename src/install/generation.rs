@@ -416,10 +416,42 @@ fn stays_inside(link: &Path, target: &Path, dir: &Path) -> bool {
     at.starts_with(dir)
 }
 
+/// Debian installs versioned control files (`postgis-3.control`) and points
+/// `postgis.control` at one through `/etc/alternatives`, which an extension
+/// image does not carry. With the alternative gone, the one versioned file
+/// beside the link is what it meant.
+fn debian_alternative(link: &Path) -> Option<PathBuf> {
+    let name = link.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".control")?;
+    let prefix = format!("{stem}-");
+    let candidates: Vec<PathBuf> = fs::read_dir(link.parent()?)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".control"))
+                    .is_some_and(|v| {
+                        !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.')
+                    })
+            })
+        })
+        .map(|e| e.path())
+        .collect();
+    match candidates.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// Installs what the symlink `src` points to inside `image` at `dst`.
 fn link_resolved(image: &Path, src: &Path, dst: &Path, depth: usize) -> Result<()> {
     let rel = src.strip_prefix(image).unwrap_or(src);
-    let Ok(real) = crate::rootfs::resolve_in_root(image, rel) else {
+    let Some(real) = crate::rootfs::resolve_in_root(image, rel)
+        .ok()
+        .or_else(|| debian_alternative(src))
+    else {
         tracing::warn!(
             "{} points at nothing inside its image: left out",
             src.display()
@@ -521,6 +553,17 @@ mod tests {
         assert_eq!(
             fs::read_link(gen.join("inside.control")).unwrap(),
             Path::new("postgis.control")
+        );
+        // Debian's alternative gone from the image: its versioned file.
+        fs::write(ext.join("address_standardizer-3.control"), "as3").unwrap();
+        link(
+            "/etc/alternatives/as",
+            &ext.join("address_standardizer.control"),
+        );
+        link_tree(&image, &ext, &d.path().join("gen2")).unwrap();
+        assert_eq!(
+            fs::read_to_string(d.path().join("gen2/address_standardizer.control")).unwrap(),
+            "as3"
         );
         // Never pointed at the host: what resolves to nothing is left out.
         assert!(fs::symlink_metadata(gen.join("dangling.control")).is_err());

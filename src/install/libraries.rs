@@ -164,7 +164,11 @@ pub fn check(
         .iter()
         .map(|p| shorten(&p.to_string(), server))
         .collect();
-    if plan.image_loader.is_some() {
+    // glibc libraries of the very same release as the host's mix safely with
+    // the host's loader; only a newer image glibc needs the image's loader.
+    let same_glibc =
+        image.glibc_available.is_some() && image.glibc_available == host.glibc_available;
+    if plan.image_loader.is_some() && !same_glibc {
         // Running on the image's own loader needs its binaries patched
         // (interpreter and RPATH): not done yet, so refused before install.
         failures.push(format!(

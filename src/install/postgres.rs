@@ -52,8 +52,19 @@ impl Default for InitdbSettings {
 }
 
 /// Runs initdb on an empty data directory.
-pub fn initdb(bin: &Path, data: &Path, account: &Account, opts: &InitdbSettings) -> Result<()> {
+pub fn initdb(
+    bin: &Path,
+    data: &Path,
+    account: &Account,
+    opts: &InitdbSettings,
+    env: &super::generation::RuntimeEnv,
+) -> Result<()> {
     let mut cmd = as_user(&bin.join("initdb"), account);
+    // initdb runs the server binary too: the same libraries as the server.
+    if let Some(p) = &env.ld_library_path {
+        cmd.env("LD_LIBRARY_PATH", p);
+    }
+    cmd.envs(&env.vars);
     cmd.arg("-D")
         .arg(data)
         .arg(format!("--locale={}", opts.locale))

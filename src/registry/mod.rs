@@ -111,25 +111,40 @@ impl Registry {
             // --ca-file registries must still work: trust only what was
             // given, or a placeholder CA whose key was thrown away, so TLS
             // to anything else fails with a clear message instead.
-            Err(e) if e.to_string().contains("CA certificates") => {
-                let only = match extra_root_certificates.is_empty() {
-                    false => given(),
-                    true => vec![Certificate {
-                        encoding: CertificateEncoding::Pem,
-                        data: NO_SYSTEM_ROOTS.to_vec(),
-                    }],
-                };
+            Err(e) if errors::error_chain(&e).contains("CA certificates") => {
+                // A bare host (a minimal root file system) has no CA bundle,
+                // and the TLS stack will not start without one. It reads
+                // its roots while the client is built and takes
+                // SSL_CERT_FILE: point it, for that moment, at --ca-file or
+                // at a placeholder CA whose key was thrown away, so plain
+                // HTTP and --ca-file registries work and TLS to anything else
+                // fails with a clear message.
                 tracing::warn!("this host has no CA certificates: TLS registries need --ca-file");
-                Client::try_from(config(Vec::new(), only)).map_err(|e| {
-                    Error::host(format!("cannot set up the registry client: {e}"))
-                        .hint("install the ca-certificates package, or pass --ca-file")
+                let roots = match &options.ca_file {
+                    Some(ca) => std::fs::read(ca).unwrap_or_default(),
+                    None => NO_SYSTEM_ROOTS.to_vec(),
+                };
+                let file = tempfile::NamedTempFile::new()
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &roots).map(|_| f))
+                    .map_err(|e| Error::host(format!("cannot write a temporary CA file: {e}")))?;
+                // Still one thread here: the async runtime starts later.
+                std::env::set_var("SSL_CERT_FILE", file.path());
+                let built = Client::try_from(config(given(), Vec::new()));
+                std::env::remove_var("SSL_CERT_FILE");
+                built.map_err(|e| {
+                    Error::host(format!(
+                        "cannot set up the registry client: {}",
+                        errors::error_chain(&e)
+                    ))
+                    .hint("install the ca-certificates package, or pass --ca-file")
                 })?
             }
             Err(e) => {
-                return Err(
-                    Error::host(format!("cannot set up the registry client: {e}"))
-                        .hint("install the ca-certificates package, or pass --ca-file"),
-                )
+                return Err(Error::host(format!(
+                    "cannot set up the registry client: {}",
+                    errors::error_chain(&e)
+                ))
+                .hint("install the ca-certificates package, or pass --ca-file"))
             }
         };
         Ok(Registry {

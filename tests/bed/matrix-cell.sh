@@ -70,7 +70,12 @@ sock=$(sed -n "s/^[[:space:]]*unix_socket_directories[[:space:]]*=[[:space:]]*'\
   "$data/pgoci.conf" 2>/dev/null | tail -n1)
 host=${sock:-127.0.0.1}
 psql() {
-  timeout 120 runuser -u postgres -- "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$host" -p "$port" -d postgres "$@"
+  # The image's psql needs what pgoci placed for the server (lib/pgoci-deps).
+  local deps
+  deps=$(echo /opt/pgoci/instances/*/current/lib/pgoci-deps)
+  [ -d "$deps" ] || deps=
+  timeout 120 runuser -u postgres -- env ${deps:+LD_LIBRARY_PATH=$deps} \
+    "$bin/psql" -X -v ON_ERROR_STOP=1 -h "$host" -p "$port" -d postgres "$@"
 }
 
 for e in "${exts[@]}"; do

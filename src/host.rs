@@ -153,17 +153,10 @@ fn libraries(
         tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")).caused_by(e))?;
     let layout = HostLayout::new(scratch.path(), Path::new("/"));
     let keep = &crate::unpack::keep_all;
-    let (server, _) = store::ensure(&layout, &lock.server.pinned, source, keep, reporter)?;
-    let mut ext_dirs = Vec::new();
-    for e in &lock.extensions {
-        ext_dirs.push(store::ensure(&layout, &e.pinned, source, keep, reporter)?.0);
+    for pinned in lock.artifacts() {
+        store::ensure(&layout, pinned, source, keep, reporter)?;
     }
-    let extensions: Vec<(&Path, &[crate::names::ImagePath])> = ext_dirs
-        .iter()
-        .zip(&lock.extensions)
-        .map(|(d, e)| (d.as_path(), e.ld_library_path.as_slice()))
-        .collect();
-    let report = crate::install::libraries::check(lock, &server, &extensions, mode, true)?;
+    let report = crate::install::libraries::check(lock, &layout.store(), mode, true)?;
     let check = match report.failures.is_empty() {
         true => Check::new(
             "libraries",

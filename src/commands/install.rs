@@ -54,6 +54,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         None => format!("pg{}", lock.major()),
     };
     check_instance_name(&instance)?;
+    pgoci::install::users::check_name(&args.user)?;
     let mut opts = InstallOptions {
         port: args.port,
         data_dir: args.data_dir.clone(),
@@ -290,7 +291,7 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
     check_instance_name(&args.instance)?;
     let layout = ctx.layout();
     let state = pgoci::install::state::InstanceState::read(&layout.instance(&args.instance))?
-        .ok_or_else(|| pgoci::install::apply::unknown_instance(&layout, &args.instance))?;
+        .ok_or_else(|| pgoci::install::plan::unknown_instance(&layout, &args.instance))?;
     let (lock, source) = match (&args.bundle, &args.lock) {
         (Some(path), _) => {
             // A site bundle holds a lock per major: the instance's is meant.

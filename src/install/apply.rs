@@ -16,7 +16,7 @@ use super::users::{self, Account};
 use super::{postgres, store, InstallOptions, InstallReport};
 use crate::blobs::BlobSource;
 use crate::cache::Cache;
-use crate::error::{Error, IoContext, Kind, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fsutil;
 use crate::lock::Lock;
@@ -315,24 +315,9 @@ impl InstallApplier<'_> {
     /// The `--libraries` check of the unpacked artifacts: exit 6 if the
     /// server could not run, before any other change.
     fn check_libraries(&self) -> Result<super::libraries::LibraryReport> {
-        let store = |d: &crate::digest::Digest| self.layout().store().join(d.hex());
-        let ext_stores: Vec<PathBuf> = self
-            .lock
-            .extensions
-            .iter()
-            .map(|e| store(&e.pinned.digest))
-            .collect();
-        let extensions: Vec<(&Path, &[crate::names::ImagePath])> = self
-            .lock
-            .extensions
-            .iter()
-            .zip(&ext_stores)
-            .map(|(e, d)| (d.as_path(), e.ld_library_path.as_slice()))
-            .collect();
         let report = super::libraries::check(
             self.lock,
-            &store(&self.lock.server.pinned.digest),
-            &extensions,
+            &self.layout().store(),
             self.opts.libraries,
             false,
         )?;
@@ -937,16 +922,4 @@ fn dir_size(path: &Path) -> u64 {
 /// Re-hashes the current generation of an instance.
 pub fn verify(layout: &HostLayout, st: &InstanceState) -> Result<super::manifest::Drift> {
     super::manifest::verify_generation(&layout.generation(&st.instance, &st.current))
-}
-
-/// The error kind an unknown instance gets.
-pub fn unknown_instance(layout: &HostLayout, instance: &str) -> Error {
-    Error::new(
-        Kind::Usage,
-        format!(
-            "no instance named {instance} under {}",
-            layout.prefix.display()
-        ),
-    )
-    .hint("`pgoci status` lists the instances")
 }

@@ -235,18 +235,15 @@ pub fn spec_of(
     account: &Account,
     env: &RuntimeEnv,
 ) -> ServiceSpec {
-    ServiceSpec {
-        instance: st.instance.clone(),
-        account: account.clone(),
-        bin: layout
-            .generation(&st.instance, &gen.name)
-            .join(&gen.dirs.bin),
-        data_dir: st.data_dir.clone(),
-        port: st.port,
-        env: env.clone(),
-        notify: env.notify,
-        log_file: layout.log_dir(&st.instance).join("postgresql.log"),
-    }
+    ServiceSpec::on_generation(
+        layout,
+        &st.instance,
+        gen,
+        account,
+        env,
+        &st.data_dir,
+        st.port,
+    )
 }
 
 /// States of every other instance under the prefix (all with `except` "").

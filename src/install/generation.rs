@@ -145,12 +145,17 @@ fn runtime_env(
     let mut env = RuntimeEnv::default();
     let mut host = None;
     for ext in extensions {
-        let mut dirs: Vec<String> = ext.ld_library_path.iter().map(|p| p.to_string()).collect();
-        if ext.store_dir.join("system").is_dir() && !dirs.iter().any(|d| d == "system") {
-            dirs.push("system".into());
+        let mut dirs: Vec<&Path> = ext
+            .ld_library_path
+            .iter()
+            .map(|p| p.as_relative())
+            .collect();
+        let system = Path::new("system");
+        if ext.store_dir.join(system).is_dir() && !dirs.contains(&system) {
+            dirs.push(system);
         }
         for dir in dirs {
-            let from = ext.store_dir.join(dir.trim_start_matches('/'));
+            let from = ext.store_dir.join(dir);
             let Ok(entries) = fs::read_dir(&from) else {
                 continue;
             };
@@ -263,6 +268,19 @@ pub fn compose(
         let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
         // Libraries of the server image the host lacks, under their sonames.
         for (soname, path) in image_libs {
+            // The soname is a DT_NEEDED string from the image: one plain
+            // file name, or refused (it becomes a path under the generation).
+            let plain = Path::new(soname).components().count() == 1
+                && matches!(
+                    Path::new(soname).components().next(),
+                    Some(std::path::Component::Normal(_))
+                )
+                && !soname.chars().any(char::is_control);
+            if !plain {
+                return Err(Error::integrity(format!(
+                    "the server image needs a library named {soname:?}, which is not a file name"
+                )));
+            }
             let deps = tmp.join(DEPS_DIR);
             fs::create_dir_all(&deps).with_path(&deps, "create")?;
             let dst = deps.join(soname);

@@ -110,18 +110,28 @@ fn elf_files_in(dir: &Path) -> Vec<PathBuf> {
 /// Checks the libraries of a lock's unpacked artifacts under `mode`: the
 /// server's programs and the requested extensions' modules must load
 /// (failures); with `optional`, the server's own other modules are read
-/// too and what they lack is listed apart. `extensions` are (store dir,
-/// `ld_library_path` entries) per extension.
+/// too and what they lack is listed apart. Every artifact of the lock
+/// must be unpacked in `store` (`<store>/<manifest hex>/`).
 pub fn check(
     lock: &Lock,
-    server: &Path,
-    extensions: &[(&Path, &[crate::names::ImagePath])],
+    store: &Path,
     mode: LibraryMode,
     optional: bool,
 ) -> Result<LibraryReport> {
+    let server = &store.join(lock.server.pinned.digest.hex());
+    let ext_dirs: Vec<PathBuf> = lock
+        .extensions
+        .iter()
+        .map(|e| store.join(e.pinned.digest.hex()))
+        .collect();
+    let extensions: Vec<(&Path, &[crate::names::ImagePath])> = ext_dirs
+        .iter()
+        .zip(&lock.extensions)
+        .map(|(d, e)| (d.as_path(), e.ld_library_path.as_slice()))
+        .collect();
     let dirs = server_dirs(lock, server)?;
     let mut files = elf_files_in(&server.join(&dirs.bin));
-    for (ext, _) in extensions {
+    for (ext, _) in &extensions {
         files.extend(elf_files_in(&ext.join("lib")));
     }
     let optional_files = match optional {

@@ -433,17 +433,15 @@ pub fn service_spec(
     data_dir: &std::path::Path,
     port: u16,
 ) -> ServiceSpec {
-    let gen_dir = opts.layout.generation(&opts.instance, &gen.name);
-    ServiceSpec {
-        instance: opts.instance.clone(),
-        account: account.clone(),
-        bin: gen_dir.join(&gen.dirs.bin),
-        data_dir: data_dir.to_path_buf(),
+    ServiceSpec::on_generation(
+        &opts.layout,
+        &opts.instance,
+        gen,
+        account,
+        env,
+        data_dir,
         port,
-        env: env.clone(),
-        notify: env.notify,
-        log_file: opts.layout.log_dir(&opts.instance).join("postgresql.log"),
-    }
+    )
 }
 
 /// `<n>-<lock12>`, n one more than any generation so far.
@@ -660,10 +658,14 @@ pub fn uninstall(facts: &LifecycleFacts, purge: bool) -> Result<Plan> {
 }
 
 fn no_instance(facts: &LifecycleFacts) -> Error {
+    unknown_instance(&facts.layout, &facts.instance)
+}
+
+/// The refusal for an instance that is not installed (exit 2).
+pub fn unknown_instance(layout: &super::layout::HostLayout, instance: &str) -> Error {
     Error::usage(format!(
-        "no instance named {} under {}",
-        facts.instance,
-        facts.layout.prefix.display()
+        "no instance named {instance} under {}",
+        layout.prefix.display()
     ))
     .hint("`pgoci status` lists the instances")
 }

@@ -38,12 +38,34 @@ pub fn lookup(name: &str) -> Option<Account> {
     })
 }
 
+/// Refuses a service user name `useradd` could read as an option or that
+/// could not stand in `/etc/passwd` and a unit (Debian's default
+/// NAME_REGEX: `[a-z_][a-z0-9_-]*`, at most 32).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    match ok {
+        true => Ok(()),
+        false => Err(
+            Error::usage(format!("service user name {name:?} is not allowed"))
+                .hint("use up to 32 of a-z, 0-9, _ and -, starting with a letter or _"),
+        ),
+    }
+}
+
 /// Returns the user, creating it as a system user if missing; the bool
 /// says whether it was created.
 pub fn ensure(name: &str) -> Result<(Account, bool)> {
     if let Some(a) = lookup(name) {
         return Ok((a, false));
     }
+    check_name(name)?;
     let status = Command::new("useradd")
         .args(["--system", "--user-group", "--no-create-home"])
         .args([

@@ -148,6 +148,12 @@ fn hostile_instance_names_settings_and_data_dirs_are_refused_before_anything_is_
         assert_eq!(out.status.code(), Some(2), "{set:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("--set"), "{}", stderr(&out));
     }
+    // A service user name useradd would read as an option.
+    for user in ["-ofoo", "a b", "root\nx"] {
+        let out = run(&["--instance", "ok", &format!("--user={user}")]);
+        assert_eq!(out.status.code(), Some(2), "{user:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("service user"), "{}", stderr(&out));
+    }
     assert!(tree(&root).is_empty(), "wrote {:?}", tree(&root));
     // A regular file as the data directory: refused in preflight (exit 6).
     // (--data-dir is a host path: under --root it is placed in the root.)

@@ -65,6 +65,30 @@ pub struct ServiceSpec {
     pub log_file: PathBuf,
 }
 
+impl ServiceSpec {
+    /// The spec of `instance`'s server on generation `gen`.
+    pub fn on_generation(
+        layout: &HostLayout,
+        instance: &str,
+        gen: &super::state::GenerationState,
+        account: &Account,
+        env: &RuntimeEnv,
+        data_dir: &Path,
+        port: u16,
+    ) -> Self {
+        ServiceSpec {
+            instance: instance.to_string(),
+            account: account.clone(),
+            bin: layout.generation(instance, &gen.name).join(&gen.dirs.bin),
+            data_dir: data_dir.to_path_buf(),
+            port,
+            env: env.clone(),
+            notify: env.notify,
+            log_file: layout.log_dir(instance).join("postgresql.log"),
+        }
+    }
+}
+
 /// What a service manager does for an instance. Every method is
 /// idempotent: starting a running server or removing absent files is fine.
 pub trait ServiceManager {

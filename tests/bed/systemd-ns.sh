@@ -6,7 +6,10 @@
 # namespace, and every unit of the host's boot targets is masked there, so
 # nothing but the unit under test runs and nothing reaches the host.
 #
-#   systemd-ns.sh boot LOG      boots it; prints its host PID on stdout
+#   systemd-ns.sh boot LOG [KEEP…]  boots it; prints its host PID on stdout.
+#                               KEEP dirs stay visible inside even when they
+#                               lie under a path made tmpfs there (a clone
+#                               or target dir under /tmp)
 #   systemd-ns.sh run PID CMD…  runs CMD inside the namespace
 #   systemd-ns.sh halt PID      ends the namespace (all its processes)
 set -euo pipefail
@@ -14,6 +17,8 @@ set -euo pipefail
 case "${1:-}" in
   boot)
     log=$2
+    shift 2
+    keep=$(IFS=:; echo "$*")
     inner=$(mktemp)
     cat >"$inner" <<'INNER'
 #!/bin/bash
@@ -27,11 +32,26 @@ masks=$(
     ls /lib/systemd/system/$t.target.wants /etc/systemd/system/$t.target.wants 2>/dev/null
   done | grep -v ':$' | sort -u
 )
+# Directories to keep visible: held open now, bound back after the tmpfs
+# mounts (nothing is created on the host's file system for it).
+keep_fds=()
+IFS=: read -r -a keep <<<"${PGOCI_NS_KEEP:-}"
+for k in "${keep[@]}"; do
+  [ -d "$k" ] || continue
+  exec {fd}<"$k"
+  keep_fds+=("$fd:$k")
+done
 for d in /run /tmp /var/tmp /etc/systemd/system /opt/pgoci /var/lib/pgoci /var/log/pgoci /var/cache/pgoci; do
   mkdir -p "$d"
   mount -t tmpfs -o mode=755 tmpfs "$d"
 done
 chmod 1777 /tmp /var/tmp
+for entry in "${keep_fds[@]}"; do
+  k=${entry#*:}
+  [ -d "$k" ] && continue
+  mkdir -p "$k"
+  mount --no-canonicalize --bind "/proc/self/fd/${entry%%:*}" "$k"
+done
 for unit in $masks local-fs.target swap.target tmp.mount cryptsetup.target systemd-journald.service \
   systemd-journald.socket systemd-journald-dev-log.socket systemd-udevd.service; do
   ln -sf /dev/null "/etc/systemd/system/$unit"
@@ -46,7 +66,7 @@ exec /lib/systemd/systemd --system --unit=pgoci-test.target --log-target=console
 INNER
     chmod +x "$inner"
     setsid unshare --fork --pid --mount --mount-proc --propagation private \
-      env container=pgoci-test "$inner" >"$log" 2>&1 </dev/null &
+      env container=pgoci-test PGOCI_NS_KEEP="$keep" "$inner" >"$log" 2>&1 </dev/null &
     unshare_pid=$!
     for _ in $(seq 1 100); do
       pid=$(pgrep -P "$unshare_pid" -f 'systemd --system' || true)

@@ -17,9 +17,16 @@ fn script() -> PathBuf {
 
 impl Systemd {
     fn boot(log: &Path) -> Self {
+        // The target dir (the binary, the bundle) may lie under /tmp,
+        // which is tmpfs inside: keep it visible.
+        let target = Path::new(env!("CARGO_BIN_EXE_pgoci"))
+            .ancestors()
+            .nth(3)
+            .expect("the binary lies in <target>/<triple>/<profile>/");
         let out = Command::new(script())
             .arg("boot")
             .arg(log)
+            .arg(target)
             .output()
             .unwrap();
         assert_success(&out);

@@ -67,6 +67,20 @@ impl<T> PerMajor<T> {
             PerMajor::PerMajor(map) => map.get(&major),
         }
     }
+
+    /// Every value given, for checks that apply to all majors.
+    pub fn values(&self) -> Box<dyn Iterator<Item = &T> + '_> {
+        match self {
+            PerMajor::All(v) => Box::new(std::iter::once(v)),
+            PerMajor::PerMajor(map) => Box::new(map.values()),
+        }
+    }
+}
+
+impl<T: Default> Default for PerMajor<T> {
+    fn default() -> Self {
+        PerMajor::All(T::default())
+    }
 }
 
 /// How a server artifact lays out its files.
@@ -112,8 +126,9 @@ fn default_layout() -> PerMajor<Layout> {
 #[serde(deny_unknown_fields)]
 pub struct ExtensionSpec {
     pub image: PerMajor<String>,
-    /// Versions offered; the first is the default.
-    pub versions: Vec<String>,
+    /// Versions offered (for all majors or per major); the first is the
+    /// default.
+    pub versions: PerMajor<Vec<String>>,
     pub majors: Vec<u32>,
     #[serde(default)]
     pub preload: Option<LibraryName>,
@@ -122,14 +137,36 @@ pub struct ExtensionSpec {
     #[serde(default)]
     pub requires: Vec<ExtensionName>,
     #[serde(default)]
-    pub ld_library_path: Vec<ImagePath>,
+    pub ld_library_path: PerMajor<Vec<ImagePath>>,
     #[serde(default)]
-    pub env: BTreeMap<EnvKey, String>,
+    pub env: PerMajor<BTreeMap<EnvKey, String>>,
     #[serde(default)]
-    pub bin_path: Vec<ImagePath>,
+    pub bin_path: PerMajor<Vec<ImagePath>>,
     /// Who must have signed this extension's image (overrides the profile's).
     #[serde(default)]
     pub signatures: Option<SignatureSpec>,
+}
+
+impl ExtensionSpec {
+    /// The versions offered for `major`, the default first.
+    pub fn versions(&self, major: u32) -> &[String] {
+        self.versions.get(major).map_or(&[], Vec::as_slice)
+    }
+
+    /// The library directories of the image built for `major`.
+    pub fn ld_library_path(&self, major: u32) -> Vec<ImagePath> {
+        self.ld_library_path.get(major).cloned().unwrap_or_default()
+    }
+
+    /// The environment the image built for `major` needs.
+    pub fn env(&self, major: u32) -> BTreeMap<EnvKey, String> {
+        self.env.get(major).cloned().unwrap_or_default()
+    }
+
+    /// The program directories of the image built for `major`.
+    pub fn bin_path(&self, major: u32) -> Vec<ImagePath> {
+        self.bin_path.get(major).cloned().unwrap_or_default()
+    }
 }
 
 /// A parsed profile, with the digest of the bytes it was read from.
@@ -237,9 +274,9 @@ impl Profile {
             }
         }
         for (name, ext) in &self.extensions {
-            if ext.versions.is_empty() {
+            if let Some(major) = ext.majors.iter().find(|m| ext.versions(**m).is_empty()) {
                 return Err(Error::resolve(format!(
-                    "profile {origin}: extension {name} lists no versions"
+                    "profile {origin}: extension {name} lists no versions for major {major}"
                 )));
             }
             for req in &ext.requires {
@@ -270,13 +307,13 @@ impl Profile {
         for (name, e) in &self.extensions {
             let at = format!("extensions.{name}");
             images(&format!("{at}.image"), &e.image)?;
-            for v in &e.versions {
+            for v in e.versions.values().flatten() {
                 check_text(&format!("{at}.versions"), v)?;
             }
             for (k, v) in &e.settings {
                 check_text(&format!("{at}.settings.{k}"), v)?;
             }
-            for (k, v) in &e.env {
+            for (k, v) in e.env.values().flatten() {
                 check_text(&format!("{at}.env.{k}"), v)?;
             }
         }
@@ -372,6 +409,13 @@ mod cnpg {
         value: String,
     }
 
+    /// Sets a per-major field's value for `major`.
+    fn set_for<T>(field: &mut PerMajor<T>, major: u32, value: T) {
+        if let PerMajor::PerMajor(map) = field {
+            map.insert(major, value);
+        }
+    }
+
     /// The extension version in a CloudNativePG tag `<extver>-<pgmajor>-<distro>`.
     fn version_of(reference: &str) -> String {
         let tag = reference
@@ -401,28 +445,30 @@ mod cnpg {
                         reference.clone()
                     }
                 };
+                // Each major's entry says its own version, library path
+                // and environment: CloudNativePG builds one image per major.
                 let spec = extensions
                     .entry(ext.name.clone())
                     .or_insert_with(|| ExtensionSpec {
                         image: PerMajor::PerMajor(BTreeMap::new()),
-                        versions: vec![version_of(&reference)],
+                        versions: PerMajor::PerMajor(BTreeMap::new()),
                         majors: Vec::new(),
                         preload: None,
                         settings: BTreeMap::new(),
                         requires: Vec::new(),
-                        ld_library_path: ext.ld_library_path.clone(),
-                        env: ext
-                            .env
-                            .iter()
-                            .map(|e| (e.name.clone(), e.value.clone()))
-                            .collect(),
-                        bin_path: ext.bin_path.clone(),
+                        ld_library_path: PerMajor::PerMajor(BTreeMap::new()),
+                        env: PerMajor::PerMajor(BTreeMap::new()),
+                        bin_path: PerMajor::PerMajor(BTreeMap::new()),
                         signatures: None,
                     });
-                if let PerMajor::PerMajor(map) = &mut spec.image {
-                    map.insert(image.major, reference);
-                }
-                spec.majors.push(image.major);
+                let major = image.major;
+                set_for(&mut spec.versions, major, vec![version_of(&reference)]);
+                set_for(&mut spec.ld_library_path, major, ext.ld_library_path.clone());
+                let env = ext.env.iter().map(|e| (e.name.clone(), e.value.clone()));
+                set_for(&mut spec.env, major, env.collect());
+                set_for(&mut spec.bin_path, major, ext.bin_path.clone());
+                set_for(&mut spec.image, major, reference);
+                spec.majors.push(major);
             }
         }
         let mut profile = Profile {
@@ -567,6 +613,14 @@ spec:
   images:
     - major: 17
       image: ghcr.io/cloudnative-pg/postgresql:17.6-minimal-trixie@sha256:aaaa
+      extensions:
+        - name: postgis
+          image:
+            reference: ghcr.io/cloudnative-pg/postgis-extension:3.5.4-17-trixie
+          ld_library_path: [system, lib17]
+          env:
+            - name: PROJ_DATA
+              value: ${image_root}/share/proj17
     - major: 18
       image: ghcr.io/cloudnative-pg/postgresql:18.1-minimal-trixie
       extensions:
@@ -586,12 +640,43 @@ spec:
             p.server_paths(18).unwrap().share,
             "/usr/share/postgresql/18"
         );
+        // Each major keeps its own version, library path and environment.
         let postgis = &p.extensions["postgis"];
-        assert_eq!(postgis.majors, vec![18]);
-        assert_eq!(postgis.versions, vec!["3.6.1"]);
-        assert_eq!(postgis.ld_library_path[0].as_str(), "system");
-        assert_eq!(postgis.env["PROJ_DATA"], "${image_root}/share/proj");
-        assert!(postgis.image.get(17).is_none());
+        assert_eq!(postgis.majors, vec![17, 18]);
+        assert_eq!(postgis.versions(18), ["3.6.1"]);
+        assert_eq!(postgis.versions(17), ["3.5.4"]);
+        let paths = |m| -> Vec<String> {
+            let paths = postgis.ld_library_path(m);
+            paths.iter().map(|p| p.as_str().to_string()).collect()
+        };
+        assert_eq!(paths(18), ["system"]);
+        assert_eq!(paths(17), ["system", "lib17"]);
+        assert_eq!(postgis.env(18)["PROJ_DATA"], "${image_root}/share/proj");
+        assert_eq!(postgis.env(17)["PROJ_DATA"], "${image_root}/share/proj17");
+        assert!(postgis.image.get(17).unwrap().contains("3.5.4-17"));
+    }
+
+    #[test]
+    fn versions_and_paths_may_be_given_per_major() {
+        let text = SAMPLE
+            .replace("majors: [15]
+    preload", "majors: [15, 17]
+    preload")
+            .replace(
+                r#"versions: ["1.4.2"]"#,
+                r#"versions: {15: ["1.4.2"], 17: ["1.6.4", "1.6.2"]}
+    ld_library_path: {17: [system]}"#,
+            );
+        let p = Profile::parse(&text, "sample").unwrap();
+        let cron = &p.extensions["pg_cron"];
+        assert_eq!(cron.versions(15), ["1.4.2"]);
+        assert_eq!(cron.versions(17), ["1.6.4", "1.6.2"]);
+        assert!(cron.ld_library_path(15).is_empty());
+        assert_eq!(cron.ld_library_path(17)[0].as_str(), "system");
+        // A major the extension is built for needs a version.
+        let missing = text.replace(r#"15: ["1.4.2"], "#, "");
+        let err = Profile::parse(&missing, "sample").unwrap_err();
+        assert!(err.message.contains("no versions for major 15"), "{}", err.message);
     }
 
     /// Each hostile edit of a good profile is refused with exit 3, naming the field.

@@ -109,11 +109,11 @@ pub fn plan(
             )));
         }
         if let Some(v) = &req.version {
-            if !spec.versions.contains(v) {
+            if !spec.versions(major).contains(v) {
                 return Err(Error::resolve(format!(
-                    "extension {} has no version {v}; versions: {}",
+                    "extension {} has no version {v} for PostgreSQL {major}; versions: {}",
                     req.name,
-                    spec.versions.join(", ")
+                    spec.versions(major).join(", ")
                 )));
             }
         }
@@ -139,7 +139,7 @@ pub fn plan(
         .into_iter()
         .map(|(name, version)| {
             let spec = &profile.extensions[name.as_str()];
-            let version = version.unwrap_or_else(|| spec.versions[0].clone());
+            let version = version.unwrap_or_else(|| spec.versions(major)[0].clone());
             let template = spec.image.get(major).ok_or_else(|| {
                 Error::resolve(format!(
                     "profile gives no image of {name} for major {major}"
@@ -219,9 +219,9 @@ pub async fn resolve_signed(
                 pinned,
                 preload: spec.preload.clone(),
                 settings: spec.settings.clone(),
-                ld_library_path: spec.ld_library_path.clone(),
-                env: spec.env.clone(),
-                bin_path: spec.bin_path.clone(),
+                ld_library_path: spec.ld_library_path(major),
+                env: spec.env(major),
+                bin_path: spec.bin_path(major),
             }
         })
         .collect();

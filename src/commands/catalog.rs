@@ -24,11 +24,11 @@ pub fn run(ctx: &Context, only: Option<u32>) -> Result<Outcome> {
     {
         let exts: Vec<_> = profile
             .extensions_for(major)
-            .map(|(name, e)| json!({"name": name, "versions": e.versions, "preload": e.preload}))
+            .map(|(name, e)| json!({"name": name, "versions": e.versions(major), "preload": e.preload}))
             .collect();
         text.push_str(&format!("PostgreSQL {major}\n"));
         for (name, e) in profile.extensions_for(major) {
-            text.push_str(&format!("  {name} {}\n", e.versions.join(", ")));
+            text.push_str(&format!("  {name} {}\n", e.versions(major).join(", ")));
         }
         majors.push(json!({"major": major, "extensions": exts}));
     }

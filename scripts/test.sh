@@ -34,6 +34,9 @@ step "unit and integration tests"
 # failpoints: the kill -9 tests crash pgoci at named points (never in release builds).
 cargo test --all-targets --features failpoints -- --test-threads "${PGOCI_TEST_THREADS:-4}"
 
+step "fuzz smoke: every cargo-fuzz target, ${FUZZ_SECONDS:-20} s each from its committed corpus"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} fuzz/smoke.sh
+
 step "static release binary (plain cargo build --release, see .cargo/config.toml)"
 cargo build --release
 bin="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"

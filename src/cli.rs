@@ -58,8 +58,10 @@ pub struct Global {
     /// No progress bars, even on a terminal.
     #[arg(long, global = true)]
     pub no_progress: bool,
-    /// Where instances live.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/opt/pgoci")]
+    /// Where instances live (absolute; no `:` or `;`, which would split
+    /// the path lists it goes into).
+    #[arg(long, global = true, value_name = "DIR", default_value = "/opt/pgoci",
+          value_parser = pgoci::names::host_prefix)]
     pub prefix: PathBuf,
     /// Treat DIR as / for every host path (tests, image builds).
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]

@@ -42,7 +42,7 @@ impl fmt::Display for Invalid {
 impl std::error::Error for Invalid {}
 
 impl Invalid {
-    fn new(what: impl Into<String>, value: &str, rule: &'static str) -> Self {
+    pub(crate) fn new(what: impl Into<String>, value: &str, rule: &'static str) -> Self {
         Invalid {
             what: what.into(),
             value: value.to_string(),
@@ -79,6 +79,34 @@ pub fn check_text(field: &str, value: &str) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// The `--prefix` directory: absolute, without `..`, and without the
+/// characters that separate path lists (`:` in `extension_control_path`,
+/// `dynamic_library_path` and `LD_LIBRARY_PATH`; `;` in the last too) or
+/// control characters, since generation paths under it are written into
+/// such lists. Used as clap's value parser (a bad prefix is exit 2).
+pub fn host_prefix(value: &str) -> Result<std::path::PathBuf, Invalid> {
+    let path = Path::new(value);
+    let bad = |rule| Err(Invalid::new("--prefix", value, rule));
+    if !path.is_absolute() {
+        return bad("must be an absolute directory");
+    }
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return bad("must not contain `..`");
+    }
+    if value
+        .chars()
+        .any(|c| c == ':' || c == ';' || c.is_control())
+    {
+        return bad(
+            "must not contain `:`, `;` or control characters (paths under it go into path lists)",
+        );
+    }
+    Ok(path.to_path_buf())
 }
 
 /// `[a-z0-9][a-z0-9_-]{0,62}`: safe as a path component, a unit name part

@@ -463,7 +463,11 @@ mod cnpg {
                     });
                 let major = image.major;
                 set_for(&mut spec.versions, major, vec![version_of(&reference)]);
-                set_for(&mut spec.ld_library_path, major, ext.ld_library_path.clone());
+                set_for(
+                    &mut spec.ld_library_path,
+                    major,
+                    ext.ld_library_path.clone(),
+                );
                 let env = ext.env.iter().map(|e| (e.name.clone(), e.value.clone()));
                 set_for(&mut spec.env, major, env.collect());
                 set_for(&mut spec.bin_path, major, ext.bin_path.clone());
@@ -659,9 +663,12 @@ spec:
     #[test]
     fn versions_and_paths_may_be_given_per_major() {
         let text = SAMPLE
-            .replace("majors: [15]
-    preload", "majors: [15, 17]
-    preload")
+            .replace(
+                "majors: [15]
+    preload",
+                "majors: [15, 17]
+    preload",
+            )
             .replace(
                 r#"versions: ["1.4.2"]"#,
                 r#"versions: {15: ["1.4.2"], 17: ["1.6.4", "1.6.2"]}
@@ -676,7 +683,11 @@ spec:
         // A major the extension is built for needs a version.
         let missing = text.replace(r#"15: ["1.4.2"], "#, "");
         let err = Profile::parse(&missing, "sample").unwrap_err();
-        assert!(err.message.contains("no versions for major 15"), "{}", err.message);
+        assert!(
+            err.message.contains("no versions for major 15"),
+            "{}",
+            err.message
+        );
     }
 
     /// Each hostile edit of a good profile is refused with exit 3, naming the field.

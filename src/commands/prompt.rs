@@ -38,7 +38,7 @@ pub fn major(profile: &Profile) -> Result<u32> {
 pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
     let offered: Vec<(&pgoci::names::ExtensionName, String)> = profile
         .extensions_for(major)
-        .map(|(name, e)| (name, format!("{name} {}", e.versions[0])))
+        .map(|(name, e)| (name, format!("{name} {}", e.versions(major)[0])))
         .collect();
     if offered.is_empty() {
         return Ok(Vec::new());

@@ -154,6 +154,18 @@ fn hostile_instance_names_settings_and_data_dirs_are_refused_before_anything_is_
         assert_eq!(out.status.code(), Some(2), "{user:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("service user"), "{}", stderr(&out));
     }
+    // A prefix that would split the path lists it goes into.
+    for prefix in [
+        "/opt/a:b",
+        "/opt/a;b",
+        "relative",
+        "/opt/../etc",
+        "/opt/a\nb",
+    ] {
+        let out = run(&["--instance", "ok", &format!("--prefix={prefix}")]);
+        assert_eq!(out.status.code(), Some(2), "{prefix:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--prefix"), "{}", stderr(&out));
+    }
     assert!(tree(&root).is_empty(), "wrote {:?}", tree(&root));
     // A regular file as the data directory: refused in preflight (exit 6).
     // (--data-dir is a host path: under --root it is placed in the root.)

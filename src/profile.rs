@@ -16,7 +16,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Profiles compiled into the binary: (name, YAML text).
-const EMBEDDED: &[(&str, &str)] = &[("cnpg-trixie", include_str!("../profiles/cnpg-trixie.yaml"))];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("cnpg-trixie", include_str!("../profiles/cnpg-trixie.yaml")),
+    (
+        "cnpg-bookworm",
+        include_str!("../profiles/cnpg-bookworm.yaml"),
+    ),
+];
 
 /// The profile used when none is named.
 pub const DEFAULT_PROFILE: &str = "cnpg-trixie";

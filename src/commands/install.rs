@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         None if interactive => prompt::text("Instance name", format!("pg{}", lock.major()))?,
         None => format!("pg{}", lock.major()),
     };
-    check_instance_name(&instance)?;
+    let instance = parse_instance_name(&instance)?;
     pgoci::install::users::check_name(&args.user)?;
     let mut opts = InstallOptions {
         port: args.port,
@@ -276,22 +276,20 @@ fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
 
 /// Instance names become paths, unit names and service names: parsed as
 /// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
-pub fn check_instance_name(name: &str) -> Result<()> {
-    pgoci::names::InstanceName::parse(name)
-        .map(drop)
-        .map_err(|e| {
-            Error::usage(format!("instance name: {e}"))
-                .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
-        })
+pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
+    pgoci::names::InstanceName::parse(name).map_err(|e| {
+        Error::usage(format!("instance name: {e}"))
+            .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
+    })
 }
 
 /// `pgoci upgrade`: the install of a new lock onto an existing instance,
 /// keeping everything the instance recorded.
 pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
-    check_instance_name(&args.instance)?;
+    let instance = parse_instance_name(&args.instance)?;
     let layout = ctx.layout();
-    let state = pgoci::install::state::InstanceState::read(&layout.instance(&args.instance))?
-        .ok_or_else(|| pgoci::install::plan::unknown_instance(&layout, &args.instance))?;
+    let state = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?
+        .ok_or_else(|| pgoci::install::plan::unknown_instance(&layout, &instance))?;
     let (lock, source) = match (&args.bundle, &args.lock) {
         (Some(path), _) => {
             // A site bundle holds a lock per major: the instance's is meant.

@@ -2,7 +2,7 @@
 //! question at a terminal), apply — the same shape as install.
 
 use super::{
-    install::check_instance_name,
+    install::parse_instance_name,
     output::{human_bytes, Outcome},
     prompt, Context,
 };
@@ -12,6 +12,7 @@ use pgoci::install::apply::{self, LifecycleReport};
 use pgoci::install::facts::LifecycleFacts;
 use pgoci::install::plan::{self, Plan, Step};
 use pgoci::lock::Lock;
+use pgoci::names::InstanceName;
 use std::path::PathBuf;
 
 /// The actions of a report or plan for `--json`.
@@ -58,7 +59,7 @@ fn done(command: &str, report: &LifecycleReport) -> Outcome {
 }
 
 pub fn rollback(ctx: &Context, instance: &str, change: &ChangeArgs) -> Result<Outcome> {
-    check_instance_name(instance)?;
+    let instance = &parse_instance_name(instance)?;
     let _guard = ctx.exclusive(change)?;
     let layout = ctx.layout();
     let plan: Plan = plan::rollback(&LifecycleFacts::gather(&layout, instance)?)?;
@@ -80,7 +81,7 @@ pub fn uninstall(
     purge: bool,
     change: &ChangeArgs,
 ) -> Result<Outcome> {
-    check_instance_name(instance)?;
+    let instance = &parse_instance_name(instance)?;
     let _guard = ctx.exclusive(change)?;
     let layout = ctx.layout();
     let plan = plan::uninstall(&LifecycleFacts::gather(&layout, instance)?, purge)?;
@@ -117,12 +118,17 @@ pub fn uninstall(
 
 /// Deleting data asks for the instance name at a terminal, and needs
 /// `--yes` without one.
-fn confirm_purge(ctx: &Context, instance: &str, plan: &Plan, change: &ChangeArgs) -> Result<()> {
+fn confirm_purge(
+    ctx: &Context,
+    instance: &InstanceName,
+    plan: &Plan,
+    change: &ChangeArgs,
+) -> Result<()> {
     let data = plan.instance.data_dir.display();
     if prompt::interactive(change.yes, ctx.global.json) {
         eprintln!("--purge deletes the data directory {data} of instance {instance}.");
         let typed = prompt::text("Type the instance name to delete its data", String::new())?;
-        if typed != instance {
+        if typed != instance.as_str() {
             return Err(Error::usage(format!(
                 "typed {typed:?}, not {instance:?}: nothing changed"
             )));

@@ -20,6 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
 use crate::fsutil;
 use crate::lock::Lock;
+use crate::names::InstanceName;
 use crate::progress::{Event, Reporter};
 use crate::unpack;
 use std::collections::BTreeMap;
@@ -565,7 +566,7 @@ fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn write_config(
     lock: &Lock,
-    instance: &str,
+    instance: &InstanceName,
     gen_dir: &Path,
     port: u16,
     socket_dir: &Path,

@@ -11,6 +11,7 @@ use super::users::{self, Account};
 use super::{config, postgres, InstallOptions};
 use crate::error::Result;
 use crate::lock::Lock;
+use crate::names::InstanceName;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,7 @@ impl HostFacts {
     /// Looks at the host for an install of `lock` with `opts`.
     pub fn gather(lock: &Lock, opts: &InstallOptions) -> Result<Self> {
         let layout = &opts.layout;
-        let instance = opts.instance.as_str();
+        let instance = &opts.instance;
         let previous = InstanceState::read(&layout.instance(instance))?;
         let others = other_instances(layout, instance)?;
         let data_path = match (&previous, &opts.data_dir) {
@@ -165,7 +166,7 @@ impl HostFacts {
 #[derive(Debug, Clone)]
 pub struct LifecycleFacts {
     pub layout: HostLayout,
-    pub instance: String,
+    pub instance: InstanceName,
     pub state: Option<InstanceState>,
     pub server_running: bool,
     pub service_files: BTreeMap<PathBuf, Option<String>>,
@@ -173,11 +174,11 @@ pub struct LifecycleFacts {
 
 impl LifecycleFacts {
     /// Looks at one instance.
-    pub fn gather(layout: &HostLayout, instance: &str) -> Result<Self> {
+    pub fn gather(layout: &HostLayout, instance: &InstanceName) -> Result<Self> {
         let state = InstanceState::read(&layout.instance(instance))?;
         let mut facts = LifecycleFacts {
             layout: layout.clone(),
-            instance: instance.to_string(),
+            instance: instance.clone(),
             server_running: false,
             service_files: BTreeMap::new(),
             state: None,
@@ -198,7 +199,7 @@ impl LifecycleFacts {
 /// A manager's files for an instance, with their content as it is now.
 fn service_files(
     manager: &dyn service::ServiceManager,
-    instance: &str,
+    instance: &InstanceName,
 ) -> BTreeMap<PathBuf, Option<String>> {
     manager
         .files(instance)
@@ -212,7 +213,11 @@ fn service_files(
 
 /// The generation whose `postgres` the postmaster of `data_dir` runs: its
 /// executable's path, read from /proc, lies in `generations/<name>/`.
-pub fn running_generation(layout: &HostLayout, instance: &str, data_dir: &Path) -> Option<String> {
+pub fn running_generation(
+    layout: &HostLayout,
+    instance: &InstanceName,
+    data_dir: &Path,
+) -> Option<String> {
     let pid_file = fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
     let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
     let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
@@ -265,7 +270,7 @@ pub fn other_instances(layout: &HostLayout, except: &str) -> Result<Vec<Instance
 }
 
 /// The port an install without `--port` would get (for prompts).
-pub fn suggested_port(layout: &HostLayout, instance: &str) -> Result<u16> {
+pub fn suggested_port(layout: &HostLayout, instance: &InstanceName) -> Result<u16> {
     if let Some(prev) = InstanceState::read(&layout.instance(instance))? {
         return Ok(prev.port);
     }

@@ -1,6 +1,7 @@
 //! Where things live on the host (spec/host.md), in one place. Every host
 //! path goes through here so `--root` and `--prefix` move all of them.
 
+use crate::names::InstanceName;
 use std::path::{Path, PathBuf};
 
 /// Host locations for one run: a root (normally `/`) and the prefix.
@@ -36,17 +37,17 @@ impl HostLayout {
     }
 
     /// `instances/<name>/`.
-    pub fn instance(&self, name: &str) -> PathBuf {
+    pub fn instance(&self, name: &InstanceName) -> PathBuf {
         self.instances().join(name)
     }
 
     /// The default data directory of an instance.
-    pub fn default_data_dir(&self, instance: &str) -> PathBuf {
+    pub fn default_data_dir(&self, instance: &InstanceName) -> PathBuf {
         self.host(format!("var/lib/pgoci/{instance}/data"))
     }
 
     /// The systemd unit file of an instance.
-    pub fn unit_file(&self, instance: &str) -> PathBuf {
+    pub fn unit_file(&self, instance: &InstanceName) -> PathBuf {
         self.host(format!(
             "etc/systemd/system/{}",
             super::service::systemd::unit_name(instance)
@@ -54,22 +55,22 @@ impl HostLayout {
     }
 
     /// The socket directory of an instance (systemd's `RuntimeDirectory`).
-    pub fn socket_dir(&self, instance: &str) -> PathBuf {
+    pub fn socket_dir(&self, instance: &InstanceName) -> PathBuf {
         self.host(format!("run/pgoci/{instance}"))
     }
 
     /// Where pgoci-started servers log.
-    pub fn log_dir(&self, instance: &str) -> PathBuf {
+    pub fn log_dir(&self, instance: &InstanceName) -> PathBuf {
         self.host(format!("var/log/pgoci/{instance}"))
     }
 
     /// `instances/<name>/generations/`.
-    pub fn generations(&self, instance: &str) -> PathBuf {
+    pub fn generations(&self, instance: &InstanceName) -> PathBuf {
         self.instance(instance).join("generations")
     }
 
     /// One generation of an instance.
-    pub fn generation(&self, instance: &str, generation: &str) -> PathBuf {
+    pub fn generation(&self, instance: &InstanceName, generation: &str) -> PathBuf {
         self.generations(instance).join(generation)
     }
 }

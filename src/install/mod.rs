@@ -30,6 +30,7 @@ pub mod store;
 pub mod transaction;
 pub mod users;
 
+use crate::names::InstanceName;
 use layout::HostLayout;
 use plan::{InstanceSummary, Step};
 use postgres::InitdbSettings;
@@ -45,7 +46,7 @@ pub use facts::{other_instances, suggested_port};
 #[derive(Debug, Clone)]
 pub struct InstallOptions {
     pub layout: HostLayout,
-    pub instance: String,
+    pub instance: InstanceName,
     pub port: Option<u16>,
     /// Host view (placed under the root).
     pub data_dir: Option<PathBuf>,
@@ -61,10 +62,10 @@ pub struct InstallOptions {
 
 impl InstallOptions {
     /// Defaults for a new instance.
-    pub fn new(layout: HostLayout, instance: &str) -> Self {
+    pub fn new(layout: HostLayout, instance: &InstanceName) -> Self {
         InstallOptions {
             layout,
-            instance: instance.to_string(),
+            instance: instance.clone(),
             port: None,
             data_dir: None,
             user: "postgres".into(),

@@ -15,6 +15,7 @@ use super::InstallOptions;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::Lock;
+use crate::names::InstanceName;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -201,7 +202,7 @@ fn join_paths(files: &[PathBuf]) -> String {
 /// The instance part of reports and plans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceSummary {
-    pub name: String,
+    pub name: InstanceName,
     pub major: u32,
     pub version: String,
     pub port: u16,
@@ -247,7 +248,7 @@ impl Plan {
 pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<Plan> {
     let lock_digest = lock.digest()?;
     let layout = &opts.layout;
-    let instance = opts.instance.as_str();
+    let instance = &opts.instance;
     let previous = facts.previous.as_ref();
     if let Some(prev) = previous {
         if prev.major != lock.major() {
@@ -396,7 +397,7 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
     }
     Ok(Plan {
         instance: InstanceSummary {
-            name: instance.to_string(),
+            name: instance.clone(),
             major: lock.major(),
             version: reuse
                 .as_ref()
@@ -462,7 +463,7 @@ fn next_generation_name(previous: Option<&InstanceState>, lock_digest: &Digest) 
 /// Decides whether initdb must run, or refuses a data directory that is
 /// not ours to touch. Data is sacred: a directory that looks wrong stops
 /// the command; nothing is ever removed to start over.
-fn check_data_dir(lock: &Lock, instance: &str, facts: &HostFacts) -> Result<bool> {
+fn check_data_dir(lock: &Lock, instance: &InstanceName, facts: &HostFacts) -> Result<bool> {
     let dd = &facts.data_dir;
     let shown = dd.path.display();
     if let Some(o) = facts.others.iter().find(|o| o.data_dir == dd.path) {
@@ -662,7 +663,7 @@ fn no_instance(facts: &LifecycleFacts) -> Error {
 }
 
 /// The refusal for an instance that is not installed (exit 2).
-pub fn unknown_instance(layout: &super::layout::HostLayout, instance: &str) -> Error {
+pub fn unknown_instance(layout: &super::layout::HostLayout, instance: &InstanceName) -> Error {
     Error::usage(format!(
         "no instance named {instance} under {}",
         layout.prefix.display()
@@ -710,6 +711,10 @@ pub fn gc(unused_store: BTreeMap<String, u64>, unused_blobs: BTreeMap<Digest, u6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn main() -> InstanceName {
+        InstanceName::parse("main").unwrap()
+    }
     use crate::install::facts::DataDirFacts;
     use crate::install::layout::HostLayout;
     use std::collections::BTreeSet;
@@ -718,7 +723,7 @@ mod tests {
     fn opts() -> InstallOptions {
         InstallOptions::new(
             HostLayout::new(Path::new("/r"), Path::new("/opt/pgoci")),
-            "main",
+            &main(),
         )
     }
 
@@ -878,9 +883,9 @@ mod tests {
                 &lock,
                 &config::ConfigInput {
                     instance: "main",
-                    generation: &o.layout.generation("main", &gen.name),
+                    generation: &o.layout.generation(&main(), &gen.name),
                     port: 5432,
-                    socket_dir: &o.layout.socket_dir("main"),
+                    socket_dir: &o.layout.socket_dir(&main()),
                     user_settings: &BTreeMap::new(),
                 },
             )
@@ -924,7 +929,7 @@ mod tests {
         let mut st = sample_state(&lock);
         let mut facts = LifecycleFacts {
             layout: layout.clone(),
-            instance: "main".into(),
+            instance: main(),
             state: None,
             server_running: true,
             service_files: BTreeMap::new(),
@@ -970,7 +975,7 @@ mod tests {
         let digest = lock.digest().unwrap();
         let name = format!("1-{}", &digest.hex()[..12]);
         InstanceState {
-            instance: "main".into(),
+            instance: main(),
             major: lock.major(),
             port: 5432,
             data_dir: "/r/var/lib/pgoci/main/data".into(),

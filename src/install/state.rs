@@ -5,6 +5,7 @@
 use super::generation::ServerDirs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::names::InstanceName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ pub use super::service::ServiceKind;
 /// Everything pgoci knows about an instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceState {
-    pub instance: String,
+    pub instance: InstanceName,
     pub major: u32,
     pub port: u16,
     pub data_dir: PathBuf,

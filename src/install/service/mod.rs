@@ -15,6 +15,7 @@ use super::generation::RuntimeEnv;
 use super::layout::HostLayout;
 use super::users::Account;
 use crate::error::{Classify, Kind, Result};
+use crate::names::InstanceName;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ impl ServiceKind {
 /// Everything a manager needs to run one instance's server.
 #[derive(Debug, Clone)]
 pub struct ServiceSpec {
-    pub instance: String,
+    pub instance: InstanceName,
     pub account: Account,
     /// The generation's `bin/` (absolute host path).
     pub bin: PathBuf,
@@ -69,7 +70,7 @@ impl ServiceSpec {
     /// The spec of `instance`'s server on generation `gen`.
     pub fn on_generation(
         layout: &HostLayout,
-        instance: &str,
+        instance: &InstanceName,
         gen: &super::state::GenerationState,
         account: &Account,
         env: &RuntimeEnv,
@@ -77,7 +78,7 @@ impl ServiceSpec {
         port: u16,
     ) -> Self {
         ServiceSpec {
-            instance: instance.to_string(),
+            instance: instance.clone(),
             account: account.clone(),
             bin: layout.generation(instance, &gen.name).join(&gen.dirs.bin),
             data_dir: data_dir.to_path_buf(),
@@ -99,7 +100,7 @@ pub trait ServiceManager {
     fn render(&self, spec: &ServiceSpec) -> Result<Vec<(PathBuf, String)>>;
 
     /// The files it keeps for an instance, present or not.
-    fn files(&self, instance: &str) -> Vec<PathBuf>;
+    fn files(&self, instance: &InstanceName) -> Vec<PathBuf>;
 
     /// Checks rendered files before they are written (e.g. systemd-analyze).
     /// Returns a warning when the check could not run.
@@ -125,7 +126,7 @@ pub trait ServiceManager {
     fn is_active(&self, spec: &ServiceSpec) -> bool;
 
     /// Removes what the manager knows of the instance (after a stop).
-    fn forget(&self, _instance: &str) -> Result<()> {
+    fn forget(&self, _instance: &InstanceName) -> Result<()> {
         Ok(())
     }
 }

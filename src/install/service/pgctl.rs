@@ -4,6 +4,7 @@
 use super::{ServiceKind, ServiceManager, ServiceSpec};
 use crate::error::Result;
 use crate::install::postgres;
+use crate::names::InstanceName;
 use std::path::PathBuf;
 
 /// Runs servers with `pg_ctl`.
@@ -18,7 +19,7 @@ impl ServiceManager for PgCtl {
         Ok(Vec::new())
     }
 
-    fn files(&self, _instance: &str) -> Vec<PathBuf> {
+    fn files(&self, _instance: &InstanceName) -> Vec<PathBuf> {
         Vec::new()
     }
 

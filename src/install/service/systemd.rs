@@ -6,6 +6,7 @@
 use super::{ServiceError, ServiceKind, ServiceManager, ServiceSpec};
 use crate::error::{Error, Result};
 use crate::install::{layout::HostLayout, postgres};
+use crate::names::InstanceName;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -22,7 +23,7 @@ impl Systemd {
 }
 
 /// The unit name of an instance.
-pub fn unit_name(instance: &str) -> String {
+pub fn unit_name(instance: &InstanceName) -> String {
     format!("pgoci-{instance}.service")
 }
 
@@ -40,7 +41,7 @@ impl ServiceManager for Systemd {
         Ok(vec![(self.layout.unit_file(&spec.instance), render(spec)?)])
     }
 
-    fn files(&self, instance: &str) -> Vec<PathBuf> {
+    fn files(&self, instance: &InstanceName) -> Vec<PathBuf> {
         vec![self.layout.unit_file(instance)]
     }
 
@@ -93,7 +94,7 @@ impl ServiceManager for Systemd {
             .is_ok_and(|s| s.success())
     }
 
-    fn forget(&self, instance: &str) -> Result<()> {
+    fn forget(&self, instance: &InstanceName) -> Result<()> {
         // Disabling a unit whose file is already gone fails harmlessly.
         let _ = systemctl(&["disable", &unit_name(instance)]);
         Ok(())
@@ -256,7 +257,7 @@ mod tests {
 
     fn spec(notify: bool, vars: &[(&str, &str)]) -> ServiceSpec {
         ServiceSpec {
-            instance: "main".into(),
+            instance: InstanceName::parse("main").unwrap(),
             account: Account {
                 name: "postgres".into(),
                 uid: 1,

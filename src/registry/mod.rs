@@ -425,11 +425,11 @@ impl Registry {
         let what = format!("blob {digest} of {}", reference.whole());
         let digest = digest.to_string();
         let digest = digest.as_str();
+        // Always as a range (`bytes=0-` included): the client hashes a
+        // whole-blob response itself, and the caller hashes every byte as
+        // it writes it anyway (it must, to resume), so asking for a range
+        // saves a second SHA-256 pass over every blob.
         self.request(reference, RegistryOperation::Pull, &what, |_| async move {
-            if offset == 0 {
-                let sized = self.client.pull_blob_stream(reference, digest).await?;
-                return Ok((sized.stream, false));
-            }
             Ok(
                 match self
                     .client

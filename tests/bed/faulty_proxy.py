@@ -6,8 +6,9 @@ purpose, for faults a real registry will not produce on demand.
 
 MODE (applies to blob GETs, /v2/<name>/blobs/<digest>; everything else is
 passed through untouched):
-    cut N       a GET without Range gets the right headers but only N body
-                bytes, then the connection drops (once per blob)
+    cut N       a GET from the start (no Range, or `bytes=0-`) gets the right
+                headers but only N body bytes, then the connection drops
+                (once per blob)
     status C K  the first K blob GETs are answered with status C
     always C    every blob GET is answered with status C
     corrupt     one byte in the middle of every blob body is flipped
@@ -76,7 +77,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if method == "HEAD":
             log(f"{method} {self.path} range={rng} -> {resp.status}")
             return
-        if is_blob and resp.status == 200 and MODE[0] == "cut" and rng == "-":
+        from_start = rng in ("-", "bytes=0-")
+        if is_blob and resp.status in (200, 206) and MODE[0] == "cut" and from_start:
             n = int(MODE[1])
             with lock:
                 first = self.path not in state["cut"]

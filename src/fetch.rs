@@ -259,9 +259,10 @@ async fn fetch_one(
             blob.digest, job.reference
         )));
     }
-    file.sync_all().with_path(&partial, "sync")?;
     let c = cache.clone();
     let d = blob.digest.clone();
+    // commit_verified fsyncs, which waits for the disk (seconds for a large
+    // layer): off the async workers, so other downloads keep streaming.
     tokio::task::spawn_blocking(move || {
         let result = c.commit_verified(&partial, &d);
         drop(file); // the lock goes with the file, after the rename

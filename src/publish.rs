@@ -5,6 +5,7 @@
 
 use crate::blobs::BlobSource;
 use crate::bundle::Bundle;
+use crate::companions::Role;
 use crate::error::{Error, Result};
 use crate::lock::Pinned;
 use crate::registry::Registry;
@@ -21,10 +22,25 @@ pub struct Published {
     pub digest: String,
 }
 
+/// One manifest published beside the artifacts (index, referrer).
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedCompanion {
+    pub role: &'static str,
+    pub to: String,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refers: Option<String>,
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushReport {
     pub artifacts: Vec<Published>,
+    /// Indexes, the manifests they list, signatures, attestations, SBOMs:
+    /// published after the artifacts, each after what it lists.
+    pub companions: Vec<PublishedCompanion>,
     pub blobs_pushed: usize,
     pub blobs_present: usize,
 }
@@ -41,33 +57,38 @@ pub fn retarget(reference: &str, target: &str) -> Result<String> {
     })
 }
 
-/// Pushes every artifact of `bundle` to `target`.
+/// Pushes every artifact of `bundle` to `target`, then what travels
+/// beside them: the indexes their tags named (so the tags name them
+/// again), and their signatures, attestations and SBOMs under the same
+/// tags or as the same referrers. Every digest stays what it was.
 pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Result<PushReport> {
     let mut report = PushReport::default();
+    let companions = bundle.companions()?;
     let artifacts: Vec<Pinned> = bundle.artifacts();
     for pinned in artifacts {
         let to = retarget(&pinned.reference, target)?;
         let reference = Registry::parse_reference(&to)?;
         let mut blobs = vec![pinned.config.clone()];
         blobs.extend(pinned.layers.iter().cloned());
-        for blob in blobs {
-            if registry.has_blob(&reference, &blob.digest).await? {
-                report.blobs_present += 1;
-                continue;
-            }
-            let chunks = || stream_blob(bundle.clone(), blob.clone());
-            registry
-                .push_blob(&reference, &blob.digest, blob.size, chunks)
-                .await?;
-            report.blobs_pushed += 1;
-        }
+        push_blobs(&bundle, registry, &reference, &blobs, &mut report).await?;
         let manifest = bundle.read_small(&crate::lock::Blob {
             digest: pinned.digest.clone(),
             size: pinned.size,
             media_type: pinned.media_type.clone(),
         })?;
+        // When the tag named an index that travels, the index takes the
+        // tag (below) and the platform manifest goes in by digest.
+        let tagged_index = pinned.index.as_ref().is_some_and(|i| {
+            companions
+                .iter()
+                .any(|c| c.role == Role::Index && c.manifest.digest == *i && c.tag.is_some())
+        });
+        let at = match tagged_index {
+            true => reference.clone_with_digest(pinned.digest.to_string()),
+            false => reference,
+        };
         registry
-            .push_manifest(&reference, manifest, &pinned.media_type)
+            .push_manifest(&at, manifest, &pinned.media_type)
             .await?;
         report.artifacts.push(Published {
             from: pinned.reference.clone(),
@@ -75,7 +96,45 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
             digest: pinned.digest.to_string(),
         });
     }
+    for c in &companions {
+        let to = retarget(&c.reference(), target)?;
+        let reference = Registry::parse_reference(&to)?;
+        push_blobs(&bundle, registry, &reference, &c.blobs, &mut report).await?;
+        let manifest = bundle.read_small(&c.manifest)?;
+        registry
+            .push_manifest(&reference, manifest, &c.manifest.media_type)
+            .await?;
+        report.companions.push(PublishedCompanion {
+            role: c.role.as_str(),
+            to,
+            digest: c.manifest.digest.to_string(),
+            artifact_type: c.artifact_type.clone(),
+            refers: c.subject.as_ref().map(|d| d.to_string()),
+        });
+    }
     Ok(report)
+}
+
+/// Uploads the blobs the target lacks, streamed from the bundle.
+async fn push_blobs(
+    bundle: &Arc<Bundle>,
+    registry: &Registry,
+    reference: &oci_client::Reference,
+    blobs: &[crate::lock::Blob],
+    report: &mut PushReport,
+) -> Result<()> {
+    for blob in blobs {
+        if registry.has_blob(reference, &blob.digest).await? {
+            report.blobs_present += 1;
+            continue;
+        }
+        let chunks = || stream_blob(bundle.clone(), blob.clone());
+        registry
+            .push_blob(reference, &blob.digest, blob.size, chunks)
+            .await?;
+        report.blobs_pushed += 1;
+    }
+    Ok(())
 }
 
 /// A blob of the bundle as a stream of 1 MiB chunks, read (and verified)

@@ -31,6 +31,8 @@ const LOCK_DIGEST: &str = "io.pgoci.lock.digest";
 const MAX_LOCK_BYTES: u64 = 4 << 20;
 /// Every lock of a bundle holding more than one, comma-separated digests.
 const LOCKS: &str = "io.pgoci.locks";
+/// The role of a descriptor that only gives a short name.
+const ALIAS: &str = "alias";
 /// The repository a companion manifest is published in.
 const REPOSITORY: &str = "io.pgoci.repository";
 /// The manifest a referrer is about.
@@ -145,6 +147,37 @@ fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> IndexJson {
             annotations,
         });
     }
+    // Short names for tools that take `LAYOUT:TAG` and split it at the last
+    // colon (oras): `postgresql-17` for `reg/pgoci/postgresql:17`, naming
+    // what the tag names (the index, when it travels).
+    let mut aliases: Vec<Descriptor> = Vec::new();
+    for (lock, _) in locks {
+        for pinned in lock.artifacts() {
+            let Some(alias) = alias_of(&pinned.reference) else {
+                continue;
+            };
+            let target = manifests.iter().find(|m| {
+                m.annotations.get(REF_NAME) == Some(&pinned.reference)
+                    && m.annotations.get("io.pgoci.role").map(String::as_str) != Some(ALIAS)
+            });
+            let taken = aliases
+                .iter()
+                .any(|a| a.annotations.get(REF_NAME) == Some(&alias));
+            if let (Some(target), false) = (target, taken) {
+                aliases.push(Descriptor {
+                    media_type: target.media_type.clone(),
+                    digest: target.digest.clone(),
+                    size: target.size,
+                    artifact_type: None,
+                    annotations: BTreeMap::from([
+                        (REF_NAME.to_string(), alias),
+                        ("io.pgoci.role".to_string(), ALIAS.to_string()),
+                    ]),
+                });
+            }
+        }
+    }
+    manifests.extend(aliases);
     let mut annotations = BTreeMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
     if locks.len() > 1 {
         let all: Vec<String> = locks.iter().map(|(_, d)| d.to_string()).collect();
@@ -156,6 +189,23 @@ fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> IndexJson {
         manifests,
         annotations,
     }
+}
+
+/// The short name of a reference in a bundle: the repository's last
+/// component and the tag, as a valid tag (`pg_cron-1.4.2-15`).
+fn alias_of(reference: &str) -> Option<String> {
+    let parsed = crate::registry::Registry::parse_reference(reference).ok()?;
+    let tag = parsed.tag()?;
+    let name = parsed.repository().rsplit('/').next()?;
+    let alias: String = format!("{name}-{tag}")
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => c,
+            _ => '_',
+        })
+        .take(128)
+        .collect();
+    Some(alias)
 }
 
 /// The cosign signature manifest of an artifact, named as cosign tags it

@@ -112,6 +112,16 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
             .collect()
     };
     assert_eq!(digests(&lock_a), digests(&lock_b));
+    // More: the whole lock is the origin's, byte for byte, but for the
+    // names the site gave (its registry, hence its profile's digest).
+    let profile_digest = |p: &std::path::Path| {
+        pgoci::digest::Digest::of_bytes(&std::fs::read(p).unwrap()).to_string()
+    };
+    let renamed = std::fs::read_to_string(&lock_a)
+        .unwrap()
+        .replace(&a.registry, &format!("{b}/site"))
+        .replace(&profile_digest(&a.profile), &profile_digest(&profile_b));
+    assert_eq!(renamed, std::fs::read_to_string(&lock_b).unwrap());
 
     let port_b = free_port();
     let out = pgoci(&profile_b, &b, &d.join("cache-b"))

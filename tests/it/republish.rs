@@ -216,3 +216,128 @@ fn a_bundle_pushed_to_a_site_registry_resolves_to_the_same_locks_and_bundle() {
         "the bundle exported from the site registry differs"
     );
 }
+
+/// Runs trixie's oras (fetched once by the bed), its config kept inside `home`.
+fn oras(home: &Path, args: &[&str]) {
+    let bin = bed_sh(&["oras"]).trim().to_string();
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "oras {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn oras_copies_a_bundle_into_a_registry_and_back_and_pgoci_installs_what_it_wrote() {
+    let bed = bed();
+    let dir = scratch();
+    let d = dir.path();
+    let cache = d.join("cache");
+    let lock = d.join("17.lock");
+    let bundle = d.join("17.tar");
+    pgoci(&bed.profile, &bed.registry, &cache)
+        .args(["resolve", "--major", "17", "--ext", "hstore", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    pgoci(&bed.profile, &bed.registry, &cache)
+        .args(["bundle", "export", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+
+    // oras: the bundle's short names into an empty registry C.
+    let c_state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bed-oras-c");
+    let _c = Down(c_state.clone());
+    let c = empty_registry(&c_state, None);
+    let home = d.join("oras-home");
+    std::fs::create_dir(&home).unwrap();
+    let b = bundle.display().to_string();
+    for (alias, repo) in [
+        ("postgresql-17", "pgoci/postgresql:17"),
+        ("hstore-1.8-17", "pgoci/hstore:1.8-17"),
+    ] {
+        oras(
+            &home,
+            &[
+                "cp",
+                "--from-oci-layout",
+                &format!("{b}:{alias}"),
+                "--to-plain-http",
+                &format!("{c}/{repo}"),
+            ],
+        );
+    }
+
+    // Resolved at C: the lock is the origin's but for C's name.
+    let profile_c = d.join("c.yaml");
+    let text = std::fs::read_to_string(&bed.profile)
+        .unwrap()
+        .replace(&bed.registry, &c);
+    std::fs::write(&profile_c, &text).unwrap();
+    let lock_c = d.join("c.lock");
+    pgoci(&profile_c, &c, &d.join("cache-c"))
+        .args(["resolve", "--major", "17", "--ext", "hstore", "-o"])
+        .arg(&lock_c)
+        .assert()
+        .success();
+    let digest_of = |p: &Path| pgoci::digest::Digest::of_bytes(&std::fs::read(p).unwrap());
+    let renamed = std::fs::read_to_string(&lock)
+        .unwrap()
+        .replace(&bed.registry, &c)
+        .replace(
+            &digest_of(&bed.profile).to_string(),
+            &digest_of(&profile_c).to_string(),
+        );
+    assert!(renamed.contains("\n  index: sha256:"), "{renamed}");
+    assert_eq!(renamed, std::fs::read_to_string(&lock_c).unwrap());
+
+    // oras: back out of C into a layout of its own; pgoci installs from it.
+    let layout = d.join("oras-layout");
+    let l = layout.display().to_string();
+    for (tag, repo) in [
+        ("pg17", "pgoci/postgresql:17"),
+        ("hstore", "pgoci/hstore:1.8-17"),
+    ] {
+        oras(
+            &home,
+            &[
+                "cp",
+                "--from-plain-http",
+                &format!("{c}/{repo}"),
+                "--to-oci-layout",
+                &format!("{l}:{tag}"),
+            ],
+        );
+    }
+    let root = d.join("root");
+    let port = free_port();
+    let out = pgoci(&profile_c, &c, &d.join("cache-install"))
+        .args(["--json", "install", "--yes", "--instance", "oras", "--port"])
+        .arg(port.to_string())
+        .arg("--root")
+        .arg(&root)
+        .arg("--bundle")
+        .arg(&layout)
+        .arg("--lock")
+        .arg(&lock_c)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let _servers = Servers::of(&root, "oras");
+    psql(
+        &root.join("run/pgoci/oras"),
+        port,
+        "CREATE EXTENSION hstore",
+    )
+    .unwrap();
+}

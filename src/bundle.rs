@@ -126,7 +126,11 @@ fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> IndexJson {
         }
     }
     for c in companions {
-        if manifests.iter().any(|m| m.digest == c.manifest.digest) {
+        if let Some(known) = manifests.iter_mut().find(|m| m.digest == c.manifest.digest) {
+            // A signature the lock records: also where it is published.
+            known
+                .annotations
+                .insert(REPOSITORY.to_string(), c.repository.clone());
             continue;
         }
         let mut annotations = BTreeMap::from([
@@ -759,8 +763,12 @@ impl Bundle {
         for d in &self.index.manifests {
             let role = d.annotations.get("io.pgoci.role").map(String::as_str);
             let (role, subject) = match role {
-                // What an older pgoci wrote: a signature by its tag.
-                Some("signature") => (Role::Referrer, d.annotations.get("io.pgoci.signs")),
+                // A signature the lock records, found beside its image at
+                // export (an older pgoci carried only its payloads, and
+                // did not publish it).
+                Some("signature") if d.annotations.contains_key(REPOSITORY) => {
+                    (Role::Referrer, d.annotations.get("io.pgoci.signs"))
+                }
                 Some(r) => match Role::parse(r) {
                     Some(role) => (role, d.annotations.get(REFERS)),
                     None => continue,

@@ -20,7 +20,15 @@ fn companions(
     let registry = ctx.registry()?;
     let _span = tracing::info_span!("referrers").entered();
     ctx.block_on(async {
-        let found = pgoci::companions::discover(&registry, locks, cache).await?;
+        let found = pgoci::companions::discover(&registry, locks, cache)
+            .await
+            .map_err(|e| match e.kind {
+                pgoci::Kind::Registry => e.hint(
+                    "the images' indexes and referrers come from their registry; \
+                     --images-only exports without them",
+                ),
+                _ => e,
+            })?;
         let blobs = found
             .iter()
             .flat_map(|c| c.blobs.iter().map(|b| (c.reference(), b.clone())))
@@ -39,10 +47,17 @@ fn companions(
 
 pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
-        BundleCommand::Export { source, output } => {
+        BundleCommand::Export {
+            source,
+            output,
+            images_only,
+        } => {
             let locks = ctx.locks(&source)?;
             let (cache, _) = pull_locks(ctx, &locks)?;
-            let companions = companions(ctx, &locks, &cache)?;
+            let companions = match images_only {
+                true => Vec::new(),
+                false => companions(ctx, &locks, &cache)?,
+            };
             let report = bundle::export_with(&locks, &companions, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)

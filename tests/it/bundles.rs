@@ -362,3 +362,58 @@ fn one_bundle_holds_a_whole_site_each_blob_once() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn without_the_registry_only_an_images_only_export_works() {
+    let dir = scratch();
+    let d = dir.path();
+    let bed = bed();
+    export(d, &d.join("warm"));
+    // The cache holds every blob; the registry answers only over plain
+    // HTTP, which this run is not allowed to use.
+    let offline = || {
+        let mut cmd = assert_cmd::Command::cargo_bin("pgoci").unwrap();
+        cmd.env_remove("PGOCI_PROFILE")
+            .env("PGOCI_CACHE_DIR", d.join("cache"))
+            .arg("--profile")
+            .arg(&bed.profile)
+            .args(["bundle", "export"]);
+        cmd
+    };
+    let lock = d.join("15.lock");
+    pgoci(&bed.profile, &bed.registry, &d.join("cache"))
+        .args(["resolve", "--major", "15", "--ext", "pg_cron", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    let out = offline()
+        .args(["--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(d.join("no"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--images-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    offline()
+        .args(["--images-only", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(d.join("yes"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(d.join("yes/index.json")).unwrap(),
+        std::fs::read(d.join("warm/index.json")).unwrap(),
+        "the bed's pg15 images have nothing beside them"
+    );
+}

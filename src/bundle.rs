@@ -960,3 +960,23 @@ fn scan_tar(path: &Path) -> std::io::Result<HashMap<String, (u64, u64)>> {
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_valid_tags() {
+        assert_eq!(
+            alias_of("127.0.0.1:5000/pgoci/postgresql:17").as_deref(),
+            Some("postgresql-17")
+        );
+        assert_eq!(
+            alias_of("ghcr.io/cloudnative-pg/pgvector:0.8.1-17-trixie").as_deref(),
+            Some("pgvector-0.8.1-17-trixie")
+        );
+        // A digest reference has no tag to shorten.
+        let d = Digest::of_bytes(b"m");
+        assert_eq!(alias_of(&format!("reg.example/a/b@{d}")), None);
+    }
+}

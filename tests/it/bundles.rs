@@ -417,3 +417,90 @@ fn without_the_registry_only_an_images_only_export_works() {
         "the bed's pg15 images have nothing beside them"
     );
 }
+
+#[test]
+fn what_travels_beside_the_images_is_verified_like_the_rest() {
+    let dir = scratch();
+    let d = dir.path();
+    let bed = bed();
+    let bundle = d.join("17");
+    pgoci(&bed.profile, &bed.registry, &d.join("cache"))
+        .args(["bundle", "export", "--major", "17", "--ext", "hstore", "-o"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let index_path = bundle.join("index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let role = |r: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["io.pgoci.role"] == r)
+            .unwrap_or_else(|| panic!("no {r} in {index}"))
+            .clone()
+    };
+    // The tag names the index; the attestation manifest it lists travels.
+    let tagged = role("index");
+    assert!(tagged["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .ends_with("/pgoci/postgresql:17"));
+    let listed = role("manifest");
+    let verify = || {
+        pgoci(&bed.profile, &bed.registry, d)
+            .args(["bundle", "verify"])
+            .arg(&bundle)
+            .output()
+            .unwrap()
+    };
+    assert_success(&verify());
+
+    // The attestation manifest's layer goes missing: exit 5 naming it.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            bundle.join("blobs/sha256").join(
+                listed["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer_path = bundle
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let kept = std::fs::read(&layer_path).unwrap();
+    std::fs::remove_file(&layer_path).unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&layer), "{err}");
+    std::fs::write(&layer_path, kept).unwrap();
+    assert_success(&verify());
+
+    // A carrier renames the index into another repository: refused.
+    let text = std::fs::read_to_string(&index_path).unwrap();
+    let name = tagged["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap();
+    std::fs::write(
+        &index_path,
+        text.replace(&format!("\"{name}\""), "\"elsewhere/x:17\""),
+    )
+    .unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("elsewhere/x:17"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

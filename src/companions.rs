@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{Blob, Lock};
 use crate::registry::{RawManifest, Registry};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 
@@ -183,47 +184,46 @@ pub async fn discover(
     locks: &[Lock],
     cache: &crate::cache::Cache,
 ) -> Result<Vec<Companion>> {
-    let mut found = Found {
-        registry,
-        cache,
-        out: Vec::new(),
-        seen: BTreeSet::new(),
-    };
     // The locked manifests travel anyway: never as companions.
-    for lock in locks {
-        for pinned in lock.artifacts() {
-            found.seen.insert(pinned.digest.clone());
+    let locked: BTreeSet<Digest> = locks
+        .iter()
+        .flat_map(Lock::artifacts)
+        .map(|p| p.digest.clone())
+        .collect();
+    let mut artifacts: Vec<&crate::lock::Pinned> = Vec::new();
+    for pinned in locks.iter().flat_map(Lock::artifacts) {
+        if !artifacts.iter().any(|a| a.digest == pinned.digest) {
+            artifacts.push(pinned);
         }
     }
-    let mut done = BTreeSet::new();
-    for lock in locks {
-        for pinned in lock.artifacts() {
-            if !done.insert(pinned.digest.clone()) {
-                continue;
+    // Each artifact's own questions in order, a few artifacts at once
+    // (most answers are a quick 404); the results merge in lock order.
+    let per_artifact: Vec<Result<Vec<Companion>>> =
+        futures_util::stream::iter(artifacts.into_iter().map(|pinned| {
+            let locked = locked.clone();
+            async move {
+                let mut found = Found {
+                    registry,
+                    cache,
+                    out: Vec::new(),
+                    seen: locked,
+                };
+                found.artifact(pinned).await?;
+                Ok(found.out)
             }
-            let reference = Registry::parse_reference(&pinned.reference)?;
-            let repository = format!("{}/{}", reference.registry(), reference.repository());
-            let mut subjects = vec![pinned.digest.clone()];
-            if let Some(index) = &pinned.index {
-                found
-                    .carry(
-                        &reference,
-                        &repository,
-                        index,
-                        reference.tag().map(str::to_string),
-                        Role::Index,
-                        None,
-                        0,
-                    )
-                    .await?;
-                subjects.push(index.clone());
-            }
-            for subject in subjects {
-                found.referrers(&reference, &repository, &subject).await?;
+        }))
+        .buffered(4)
+        .collect()
+        .await;
+    let mut out: Vec<Companion> = Vec::new();
+    for found in per_artifact {
+        for c in found? {
+            if !out.iter().any(|o| o.manifest.digest == c.manifest.digest) {
+                out.push(c);
             }
         }
     }
-    Ok(found.out)
+    Ok(out)
 }
 
 struct Found<'a> {
@@ -234,6 +234,31 @@ struct Found<'a> {
 }
 
 impl Found<'_> {
+    /// The index a locked reference's tag named, then the referrers of the
+    /// platform manifest and of that index.
+    async fn artifact(&mut self, pinned: &crate::lock::Pinned) -> Result<()> {
+        let reference = Registry::parse_reference(&pinned.reference)?;
+        let repository = format!("{}/{}", reference.registry(), reference.repository());
+        let mut subjects = vec![pinned.digest.clone()];
+        if let Some(index) = &pinned.index {
+            self.carry(
+                &reference,
+                &repository,
+                index,
+                reference.tag().map(str::to_string),
+                Role::Index,
+                None,
+                0,
+            )
+            .await?;
+            subjects.push(index.clone());
+        }
+        for subject in subjects {
+            self.referrers(&reference, &repository, &subject).await?;
+        }
+        Ok(())
+    }
+
     /// The referrers of `subject`: cosign's tags, the OCI 1.1 fallback tag,
     /// then what the referrers API lists besides.
     async fn referrers(

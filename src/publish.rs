@@ -83,7 +83,9 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
                 .iter()
                 .any(|c| c.role == Role::Index && c.manifest.digest == *i && c.tag.is_some())
         });
-        let at = match tagged_index {
+        // A reference by digest may name the index: the manifest goes in
+        // under its own digest then too.
+        let at = match tagged_index || reference.tag().is_none() {
             true => reference.clone_with_digest(pinned.digest.to_string()),
             false => reference,
         };

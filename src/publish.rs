@@ -114,7 +114,103 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
             refers: c.subject.as_ref().map(|d| d.to_string()),
         });
     }
+    index_referrers(&bundle, registry, target, &companions, &mut report).await?;
     Ok(report)
+}
+
+/// Referrers the bundle carries by digest only (the origin listed them
+/// through the OCI 1.1 referrers API, not a tag): a target without that
+/// API would hide them, so they are added to the `sha256-<hex>` tag index
+/// OCI 1.1 defines for such registries (as oras and cosign write it),
+/// keeping what that index already lists. A target that lists them
+/// already is left alone.
+async fn index_referrers(
+    bundle: &Arc<Bundle>,
+    registry: &Registry,
+    target: &str,
+    companions: &[crate::companions::Companion],
+    report: &mut PushReport,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, crate::digest::Digest), Vec<&crate::companions::Companion>> =
+        BTreeMap::new();
+    for c in companions {
+        if let (Role::Referrer, None, Some(subject)) = (c.role, &c.tag, &c.subject) {
+            if c.is_index() {
+                continue;
+            }
+            groups
+                .entry((c.repository.clone(), subject.clone()))
+                .or_default()
+                .push(c);
+        }
+    }
+    for ((repository, subject), referrers) in groups {
+        let to = retarget(&format!("{repository}@{subject}"), target)?;
+        let subject_ref = Registry::parse_reference(&to)?;
+        let listed: Vec<String> = registry
+            .referrers(&subject_ref, None)
+            .await?
+            .into_iter()
+            .map(|e| e.digest)
+            .collect();
+        let missing: Vec<_> = referrers
+            .into_iter()
+            .filter(|c| !listed.contains(&c.manifest.digest.to_string()))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let tag_ref = oci_client::Reference::with_tag(
+            subject_ref.registry().to_string(),
+            subject_ref.repository().to_string(),
+            format!("sha256-{}", subject.hex()),
+        );
+        let mut entries: Vec<serde_json::Value> =
+            match registry.manifest_if_exists(&tag_ref).await? {
+                Some(m) if m.is_index() => serde_json::from_slice::<serde_json::Value>(&m.bytes)
+                    .ok()
+                    .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+        for c in missing {
+            let bytes = bundle.read_small(&c.manifest)?;
+            let annotations = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("annotations").cloned());
+            let mut entry = serde_json::json!({
+                "mediaType": c.manifest.media_type,
+                "digest": c.manifest.digest.to_string(),
+                "size": c.manifest.size,
+            });
+            if let Some(t) = &c.artifact_type {
+                entry["artifactType"] = t.clone().into();
+            }
+            if let Some(a) = annotations {
+                entry["annotations"] = a;
+            }
+            entries.push(entry);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::registry::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .map_err(|e| Error::internal(format!("referrers index: {e}")))?;
+        let digest = crate::digest::Digest::of_bytes(&index);
+        registry
+            .push_manifest(&tag_ref, index, crate::registry::OCI_INDEX)
+            .await?;
+        report.companions.push(PublishedCompanion {
+            role: "referrers-index",
+            to: tag_ref.whole(),
+            digest: digest.to_string(),
+            artifact_type: None,
+            refers: Some(subject.to_string()),
+        });
+    }
+    Ok(())
 }
 
 /// Uploads the blobs the target lacks, streamed from the bundle.

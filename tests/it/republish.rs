@@ -217,8 +217,9 @@ fn a_bundle_pushed_to_a_site_registry_resolves_to_the_same_locks_and_bundle() {
     );
 }
 
-/// Runs trixie's oras (fetched once by the bed), its config kept inside `home`.
-fn oras(home: &Path, args: &[&str]) {
+/// Runs trixie's oras (fetched once by the bed), its config kept inside
+/// `home`; returns its stdout.
+fn oras(home: &Path, args: &[&str]) -> String {
     let bin = bed_sh(&["oras"]).trim().to_string();
     let out = std::process::Command::new(bin)
         .args(args)
@@ -232,6 +233,7 @@ fn oras(home: &Path, args: &[&str]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
@@ -340,4 +342,110 @@ fn oras_copies_a_bundle_into_a_registry_and_back_and_pgoci_installs_what_it_wrot
         "CREATE EXTENSION hstore",
     )
     .unwrap();
+}
+
+#[test]
+fn referrers_an_origin_lists_only_through_the_api_are_indexed_at_a_site_without_it() {
+    let a = Attached::start("republish-api");
+    let dir = scratch();
+    let d = dir.path();
+    let lock = d.join("15.lock");
+    let bundle = d.join("15");
+    pgoci(&a.profile, &a.registry, &d.join("cache"))
+        .args(["resolve", "--major", "15", "--ext", "pg_cron", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    pgoci(&a.profile, &a.registry, &d.join("cache"))
+        .args(["bundle", "export", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+    // As an origin with the referrers API would have it: the SBOM oras
+    // attached travels by digest, without the tag index beside it.
+    let index_path = bundle.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let cron = pgoci::lock::Lock::read(&lock).unwrap().extensions[0]
+        .pinned
+        .digest
+        .clone();
+    let tag_index = format!("pg_cron:sha256-{}", cron.hex());
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    let before = manifests.len();
+    manifests.retain(|m| {
+        !m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .is_some_and(|n| n.ends_with(&tag_index))
+    });
+    assert_eq!(manifests.len(), before - 1, "{index}");
+    let sbom = manifests
+        .iter()
+        .find(|m| m["artifactType"] == "application/spdx+json")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    pgoci(&a.profile, &a.registry, d)
+        .args(["bundle", "verify"])
+        .arg(&bundle)
+        .assert()
+        .success();
+
+    let b_state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bed-republish-api-b");
+    let _b = Down(b_state.clone());
+    let b = empty_registry(&b_state, None);
+    let out = pgoci(&a.profile, &b, &d.join("cache"))
+        .args(["--json", "bundle", "push", "--to", &b])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let pushed = json(&out);
+    assert!(
+        pushed["companions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["role"] == "referrers-index" && c["refers"] == cron.to_string()),
+        "{pushed}"
+    );
+    // Another tool finds the SBOM at the site (a registry without the API).
+    let home = d.join("oras-home");
+    std::fs::create_dir(&home).unwrap();
+    let found = oras(
+        &home,
+        &[
+            "discover",
+            "--plain-http",
+            "--distribution-spec",
+            "v1.1-referrers-tag",
+            "--format",
+            "json",
+            &format!("{b}/pgoci/pg_cron@{cron}"),
+        ],
+    );
+    assert!(
+        found.contains(&sbom) && found.contains("application/spdx+json"),
+        "{found}"
+    );
+    // Pushed again: the index already lists it, nothing is added.
+    let out = pgoci(&a.profile, &b, &d.join("cache"))
+        .args(["--json", "bundle", "push", "--to", &b])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        !json(&out)["companions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["role"] == "referrers-index"),
+        "{}",
+        json(&out)
+    );
 }

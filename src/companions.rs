@@ -174,6 +174,10 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Parsed> {
 const COSIGN_SUFFIXES: &[&str] = &["sig", "att", "sbom"];
 /// How deep indexes may nest (an index of indexes of manifests).
 const MAX_DEPTH: usize = 3;
+/// The most manifests one image may bring beside it: real images have a
+/// handful (platforms, attestations, signatures); a registry answering
+/// with thousands is not followed.
+const MAX_PER_IMAGE: usize = 512;
 
 /// Finds everything that travels beside `locks`' artifacts, in the order
 /// it must be published (what a manifest lists before the manifest), and
@@ -352,6 +356,12 @@ impl Found<'_> {
                 return Ok(());
             }
             let origin = format!("{repository}@{}", m.digest);
+            if self.out.len() >= MAX_PER_IMAGE {
+                return Err(Error::integrity(format!(
+                    "{origin}: more than {MAX_PER_IMAGE} manifests beside one image"
+                ))
+                .hint("export with --images-only to carry the images alone"));
+            }
             let parsed = parse(&m.bytes, &origin)?;
             if m.is_index() {
                 if depth >= MAX_DEPTH {

@@ -199,11 +199,14 @@ pub fn statuses(
                     Some(v.signer),
                     format!("signature {} over {}", v.signature.short(), v.signed.short()),
                 ),
-                Err(e) if record.is_none() => (
+                Err(_) if record.is_none() => (
                     "unsigned",
                     false,
                     None,
-                    format!("required: {}; {}", policy.describe(), e.message),
+                    format!(
+                        "required: {}; the lock records no signature (resolve it again with the requirement)",
+                        policy.describe()
+                    ),
                 ),
                 Err(e) => ("bad", false, record.map(|r| r.signer.clone()), e.message),
             },

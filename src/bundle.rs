@@ -10,6 +10,7 @@
 //! bundle is byte-for-byte what it always was.
 
 use crate::blobs::BlobSource;
+use crate::companions::{Companion, Role};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::limits::{read_capped, ReadError, DOCUMENT_CAP};
@@ -30,6 +31,12 @@ const LOCK_DIGEST: &str = "io.pgoci.lock.digest";
 const MAX_LOCK_BYTES: u64 = 4 << 20;
 /// Every lock of a bundle holding more than one, comma-separated digests.
 const LOCKS: &str = "io.pgoci.locks";
+/// The role of a descriptor that only gives a short name.
+const ALIAS: &str = "alias";
+/// The repository a companion manifest is published in.
+const REPOSITORY: &str = "io.pgoci.repository";
+/// The manifest a referrer is about.
+const REFERS: &str = "io.pgoci.refers";
 
 /// `index.json` of a bundle.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,20 +62,35 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
+    /// What an artifact manifest (an SBOM, an attestation) holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
 
 /// Builds the `index.json` for locks: one descriptor per artifact (each
-/// once, described by the first lock that uses it).
-fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
+/// once, described by the first lock that uses it), then one per
+/// companion (see [`crate::companions`]). A reference whose tag named an
+/// index that travels names that index; the platform manifest is then
+/// listed without a name.
+fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> IndexJson {
+    let tagged_index = |pinned: &crate::lock::Pinned| {
+        pinned.index.as_ref().is_some_and(|i| {
+            companions
+                .iter()
+                .any(|c| c.role == Role::Index && c.manifest.digest == *i && c.tag.is_some())
+        })
+    };
     let describe =
         |lock: &Lock, pinned: &crate::lock::Pinned, role: &str, ext: Option<(&str, &str)>| {
             let mut annotations = BTreeMap::from([
-                (REF_NAME.to_string(), pinned.reference.clone()),
                 ("io.pgoci.role".to_string(), role.to_string()),
                 ("io.pgoci.major".to_string(), lock.major().to_string()),
             ]);
+            if !tagged_index(pinned) {
+                annotations.insert(REF_NAME.to_string(), pinned.reference.clone());
+            }
             if let Some((name, version)) = ext {
                 annotations.insert("io.pgoci.extension".into(), name.into());
                 annotations.insert("io.pgoci.version".into(), version.into());
@@ -77,6 +99,7 @@ fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
                 media_type: pinned.media_type.clone(),
                 digest: pinned.digest.clone(),
                 size: pinned.size,
+                artifact_type: None,
                 annotations,
             }
         };
@@ -102,6 +125,63 @@ fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
             }
         }
     }
+    for c in companions {
+        if let Some(known) = manifests.iter_mut().find(|m| m.digest == c.manifest.digest) {
+            // A signature the lock records: also where it is published.
+            known
+                .annotations
+                .insert(REPOSITORY.to_string(), c.repository.clone());
+            continue;
+        }
+        let mut annotations = BTreeMap::from([
+            ("io.pgoci.role".to_string(), c.role.as_str().to_string()),
+            (REPOSITORY.to_string(), c.repository.clone()),
+        ]);
+        if c.tag.is_some() {
+            annotations.insert(REF_NAME.to_string(), c.reference());
+        }
+        if let Some(subject) = &c.subject {
+            annotations.insert(REFERS.to_string(), subject.to_string());
+        }
+        manifests.push(Descriptor {
+            media_type: c.manifest.media_type.clone(),
+            digest: c.manifest.digest.clone(),
+            size: c.manifest.size,
+            artifact_type: c.artifact_type.clone(),
+            annotations,
+        });
+    }
+    // Short names for tools that take `LAYOUT:TAG` and split it at the last
+    // colon (oras): `postgresql-17` for `reg/pgoci/postgresql:17`, naming
+    // what the tag names (the index, when it travels).
+    let mut aliases: Vec<Descriptor> = Vec::new();
+    for (lock, _) in locks {
+        for pinned in lock.artifacts() {
+            let Some(alias) = alias_of(&pinned.reference) else {
+                continue;
+            };
+            let target = manifests.iter().find(|m| {
+                m.annotations.get(REF_NAME) == Some(&pinned.reference)
+                    && m.annotations.get("io.pgoci.role").map(String::as_str) != Some(ALIAS)
+            });
+            let taken = aliases
+                .iter()
+                .any(|a| a.annotations.get(REF_NAME) == Some(&alias));
+            if let (Some(target), false) = (target, taken) {
+                aliases.push(Descriptor {
+                    media_type: target.media_type.clone(),
+                    digest: target.digest.clone(),
+                    size: target.size,
+                    artifact_type: None,
+                    annotations: BTreeMap::from([
+                        (REF_NAME.to_string(), alias),
+                        ("io.pgoci.role".to_string(), ALIAS.to_string()),
+                    ]),
+                });
+            }
+        }
+    }
+    manifests.extend(aliases);
     let mut annotations = BTreeMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
     if locks.len() > 1 {
         let all: Vec<String> = locks.iter().map(|(_, d)| d.to_string()).collect();
@@ -113,6 +193,23 @@ fn index_for(locks: &[(Lock, Digest)]) -> IndexJson {
         manifests,
         annotations,
     }
+}
+
+/// The short name of a reference in a bundle: the repository's last
+/// component and the tag, as a valid tag (`pg_cron-1.4.2-15`).
+fn alias_of(reference: &str) -> Option<String> {
+    let parsed = crate::registry::Registry::parse_reference(reference).ok()?;
+    let tag = parsed.tag()?;
+    let name = parsed.repository().rsplit('/').next()?;
+    let alias: String = format!("{name}-{tag}")
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '.' | '-' => c,
+            _ => '_',
+        })
+        .take(128)
+        .collect();
+    Some(alias)
 }
 
 /// The cosign signature manifest of an artifact, named as cosign tags it
@@ -132,6 +229,7 @@ fn signature_descriptor(pinned: &crate::lock::Pinned) -> Option<Descriptor> {
         media_type: sig.manifest.media_type.clone(),
         digest: sig.manifest.digest.clone(),
         size: sig.manifest.size,
+        artifact_type: None,
         annotations: BTreeMap::from([
             (
                 REF_NAME.to_string(),
@@ -150,6 +248,8 @@ fn signature_descriptor(pinned: &crate::lock::Pinned) -> Option<Descriptor> {
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportReport {
+    /// Manifests carried beside the locked ones (indexes, referrers).
+    pub companions: usize,
     pub path: PathBuf,
     pub format: &'static str,
     pub size: u64,
@@ -177,6 +277,17 @@ pub const LOCK_MEDIA_TYPE: &str = "application/vnd.pgoci.lock.v1+yaml";
 /// is written once however many locks need it. Written under a temporary
 /// name and renamed, so a bundle at `path` is always complete.
 pub fn export(locks: &[Lock], source: &dyn BlobSource, path: &Path) -> Result<ExportReport> {
+    export_with(locks, &[], source, path)
+}
+
+/// [`export`], with manifests that travel beside the locked ones and
+/// whose blobs `source` holds too (see [`crate::companions::discover`]).
+pub fn export_with(
+    locks: &[Lock],
+    companions: &[Companion],
+    source: &dyn BlobSource,
+    path: &Path,
+) -> Result<ExportReport> {
     let lock = locks
         .first()
         .ok_or_else(|| Error::usage("bundle export needs at least one lock"))?;
@@ -195,13 +306,20 @@ pub fn export(locks: &[Lock], source: &dyn BlobSource, path: &Path) -> Result<Ex
         .cloned()
         .zip(texts.iter().map(|(_, d)| d.clone()))
         .collect();
-    let index = serde_json::to_vec(&index_for(&described))
+    let index = serde_json::to_vec(&index_for(&described, companions))
         .map_err(|e| Error::internal(format!("index.json: {e}")))?;
     let mut blobs: Vec<Blob> = Vec::new();
     for l in locks {
         for b in l.blobs() {
             if !blobs.iter().any(|x| x.digest == b.digest) {
                 blobs.push(b);
+            }
+        }
+    }
+    for c in companions {
+        for b in std::iter::once(&c.manifest).chain(&c.blobs) {
+            if !blobs.iter().any(|x| x.digest == b.digest) {
+                blobs.push(b.clone());
             }
         }
     }
@@ -258,6 +376,7 @@ pub fn export(locks: &[Lock], source: &dyn BlobSource, path: &Path) -> Result<Ex
         format: if is_tar { "tar" } else { "directory" },
         size,
         blobs: blobs.len(),
+        companions: companions.len(),
         lock_digest,
         locks: texts.into_iter().map(|(_, d)| d).collect(),
     })
@@ -612,15 +731,102 @@ impl Bundle {
         out
     }
 
-    /// Checks every blob of the lock: present, right size, right digest.
-    /// Fails on the first bad one, naming it.
+    /// Checks every blob of the locks and of what travels beside them:
+    /// present, right size, right digest. Fails on the first bad one,
+    /// naming it.
     pub fn verify(&self, reporter: &dyn crate::progress::Reporter) -> Result<usize> {
-        let blobs = self.all_blobs();
+        let mut blobs = self.all_blobs();
+        for c in self.companions()? {
+            for b in std::iter::once(c.manifest).chain(c.blobs) {
+                if !blobs.iter().any(|x| x.digest == b.digest) {
+                    blobs.push(b);
+                }
+            }
+        }
         for blob in &blobs {
             self.verify_blob(blob, reporter)?;
         }
         self.verify_manifests()?;
         Ok(blobs.len())
+    }
+
+    /// The manifests that travel beside the locked ones (see
+    /// [`crate::companions`]), in the order they are published, each with
+    /// the blobs it needs as its own verified bytes list them. A bundle
+    /// of an older pgoci has only its signatures here.
+    pub fn companions(&self) -> Result<Vec<Companion>> {
+        let bad = |why: String| {
+            Error::integrity(format!("bundle {}: {why}", self.path.display()))
+                .hint("export the bundle again")
+        };
+        let mut out = Vec::new();
+        for d in &self.index.manifests {
+            let role = d.annotations.get("io.pgoci.role").map(String::as_str);
+            let (role, subject) = match role {
+                // A signature the lock records, found beside its image at
+                // export (an older pgoci carried only its payloads, and
+                // did not publish it).
+                Some("signature") if d.annotations.contains_key(REPOSITORY) => {
+                    (Role::Referrer, d.annotations.get("io.pgoci.signs"))
+                }
+                Some(r) => match Role::parse(r) {
+                    Some(role) => (role, d.annotations.get(REFERS)),
+                    None => continue,
+                },
+                None => continue,
+            };
+            let name = d.annotations.get(REF_NAME);
+            let repository = match (d.annotations.get(REPOSITORY), name) {
+                (Some(r), _) => r.clone(),
+                (None, Some(n)) => match n.rsplit_once(':') {
+                    Some((r, _)) => r.to_string(),
+                    None => return Err(bad(format!("{} names no repository", d.digest))),
+                },
+                (None, None) => return Err(bad(format!("{} names no repository", d.digest))),
+            };
+            let tag = match name {
+                Some(n) => Some(
+                    n.strip_prefix(&format!("{repository}:"))
+                        .filter(|t| !t.is_empty() && !t.contains(['/', ':', '@']))
+                        .ok_or_else(|| {
+                            bad(format!("{} is named {n:?}, not {repository}:TAG", d.digest))
+                        })?
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let subject = subject
+                .map(|s| {
+                    s.parse::<Digest>()
+                        .map_err(|_| bad(format!("{} refers to {s:?}, not a digest", d.digest)))
+                })
+                .transpose()?;
+            let manifest = Blob {
+                digest: d.digest.clone(),
+                size: d.size,
+                media_type: d.media_type.clone(),
+            };
+            let bytes = self.read_small(&manifest).map_err(|e| bad(e.message))?;
+            let parsed = crate::companions::parse(&bytes, &format!("manifest {}", d.digest))?;
+            let companion = Companion {
+                repository,
+                tag,
+                role,
+                subject,
+                artifact_type: d.artifact_type.clone().or(parsed.artifact_type),
+                blobs: Vec::new(),
+                manifest,
+            };
+            out.push(Companion {
+                blobs: if companion.is_index() {
+                    Vec::new()
+                } else {
+                    parsed.blobs
+                },
+                ..companion
+            });
+        }
+        Ok(out)
     }
 
     /// Checks that every manifest blob of the lock is an image manifest
@@ -753,4 +959,24 @@ fn scan_tar(path: &Path) -> std::io::Result<HashMap<String, (u64, u64)>> {
         entries.insert(name, (entry.raw_file_position(), entry.size()));
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_valid_tags() {
+        assert_eq!(
+            alias_of("127.0.0.1:5000/pgoci/postgresql:17").as_deref(),
+            Some("postgresql-17")
+        );
+        assert_eq!(
+            alias_of("ghcr.io/cloudnative-pg/pgvector:0.8.1-17-trixie").as_deref(),
+            Some("pgvector-0.8.1-17-trixie")
+        );
+        // A digest reference has no tag to shorten.
+        let d = Digest::of_bytes(b"m");
+        assert_eq!(alias_of(&format!("reg.example/a/b@{d}")), None);
+    }
 }

@@ -203,6 +203,11 @@ pub enum BundleCommand {
         /// Bundle path; ending in .tar writes one tar file.
         #[arg(short, long)]
         output: PathBuf,
+        /// Carry only the locked images, not what is published beside them
+        /// (the index a tag names, signatures, attestations, SBOMs); asks
+        /// no registry when the cache holds the images.
+        #[arg(long)]
+        images_only: bool,
     },
     /// Check a bundle's layout, lock and every blob's digest and size.
     Verify {

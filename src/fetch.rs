@@ -77,6 +77,44 @@ pub async fn pull(
             });
         }
     }
+    let (fetched, bytes) = run_jobs(todo, registry, cache, reporter, jobs).await?;
+    report.fetched = fetched;
+    report.bytes_fetched = bytes;
+    Ok(report)
+}
+
+/// Fetches blobs the lock does not name (what travels beside its images:
+/// see [`crate::companions`]) into the cache, each verified, from the
+/// repository `reference` names; blobs already cached cost nothing.
+/// Returns how many were fetched.
+pub async fn pull_blobs(
+    blobs: Vec<(String, Blob)>,
+    registry: Arc<Registry>,
+    cache: &Cache,
+    reporter: Arc<dyn Reporter>,
+    jobs: usize,
+) -> Result<usize> {
+    let mut seen = std::collections::BTreeSet::new();
+    let todo: Vec<Job> = blobs
+        .into_iter()
+        .filter(|(_, b)| seen.insert(b.digest.clone()) && !cache.has(b))
+        .map(|(reference, blob)| Job {
+            is_manifest: crate::registry::MANIFEST_TYPES.contains(&blob.media_type.as_str()),
+            reference,
+            blob,
+        })
+        .collect();
+    Ok(run_jobs(todo, registry, cache, reporter, jobs).await?.0)
+}
+
+/// Runs downloads, at most `jobs` at once; returns (count, bytes).
+async fn run_jobs(
+    todo: Vec<Job>,
+    registry: Arc<Registry>,
+    cache: &Cache,
+    reporter: Arc<dyn Reporter>,
+    jobs: usize,
+) -> Result<(usize, u64)> {
     reporter.pull_started(todo.len(), todo.iter().map(|j| j.blob.size).sum());
     // After a failure no new download starts; those under way run to
     // their end (each removes its own wrong bytes) instead of being dropped
@@ -104,9 +142,7 @@ pub async fn pull(
         .await;
     reporter.pull_finished();
     let results: Vec<u64> = outcomes.into_iter().flatten().collect::<Result<_>>()?;
-    report.fetched = results.len();
-    report.bytes_fetched = results.iter().sum();
-    Ok(report)
+    Ok((results.len(), results.iter().sum()))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or runs out of tries.

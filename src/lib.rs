@@ -14,6 +14,7 @@
 pub mod blobs;
 pub mod bundle;
 pub mod cache;
+pub mod companions;
 pub mod digest;
 pub mod elf;
 pub mod error;

@@ -5,6 +5,7 @@
 
 use crate::blobs::BlobSource;
 use crate::bundle::Bundle;
+use crate::companions::Role;
 use crate::error::{Error, Result};
 use crate::lock::Pinned;
 use crate::registry::Registry;
@@ -21,10 +22,25 @@ pub struct Published {
     pub digest: String,
 }
 
+/// One manifest published beside the artifacts (index, referrer).
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishedCompanion {
+    pub role: &'static str,
+    pub to: String,
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refers: Option<String>,
+}
+
 /// What a push did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushReport {
     pub artifacts: Vec<Published>,
+    /// Indexes, the manifests they list, signatures, attestations, SBOMs:
+    /// published after the artifacts, each after what it lists.
+    pub companions: Vec<PublishedCompanion>,
     pub blobs_pushed: usize,
     pub blobs_present: usize,
 }
@@ -41,33 +57,40 @@ pub fn retarget(reference: &str, target: &str) -> Result<String> {
     })
 }
 
-/// Pushes every artifact of `bundle` to `target`.
+/// Pushes every artifact of `bundle` to `target`, then what travels
+/// beside them: the indexes their tags named (so the tags name them
+/// again), and their signatures, attestations and SBOMs under the same
+/// tags or as the same referrers. Every digest stays what it was.
 pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Result<PushReport> {
     let mut report = PushReport::default();
+    let companions = bundle.companions()?;
     let artifacts: Vec<Pinned> = bundle.artifacts();
     for pinned in artifacts {
         let to = retarget(&pinned.reference, target)?;
         let reference = Registry::parse_reference(&to)?;
         let mut blobs = vec![pinned.config.clone()];
         blobs.extend(pinned.layers.iter().cloned());
-        for blob in blobs {
-            if registry.has_blob(&reference, &blob.digest).await? {
-                report.blobs_present += 1;
-                continue;
-            }
-            let chunks = || stream_blob(bundle.clone(), blob.clone());
-            registry
-                .push_blob(&reference, &blob.digest, blob.size, chunks)
-                .await?;
-            report.blobs_pushed += 1;
-        }
+        push_blobs(&bundle, registry, &reference, &blobs, &mut report).await?;
         let manifest = bundle.read_small(&crate::lock::Blob {
             digest: pinned.digest.clone(),
             size: pinned.size,
             media_type: pinned.media_type.clone(),
         })?;
+        // When the tag named an index that travels, the index takes the
+        // tag (below) and the platform manifest goes in by digest.
+        let tagged_index = pinned.index.as_ref().is_some_and(|i| {
+            companions
+                .iter()
+                .any(|c| c.role == Role::Index && c.manifest.digest == *i && c.tag.is_some())
+        });
+        // A reference by digest may name the index: the manifest goes in
+        // under its own digest then too.
+        let at = match tagged_index || reference.tag().is_none() {
+            true => reference.clone_with_digest(pinned.digest.to_string()),
+            false => reference,
+        };
         registry
-            .push_manifest(&reference, manifest, &pinned.media_type)
+            .push_manifest(&at, manifest, &pinned.media_type)
             .await?;
         report.artifacts.push(Published {
             from: pinned.reference.clone(),
@@ -75,7 +98,141 @@ pub async fn push(bundle: Arc<Bundle>, registry: &Registry, target: &str) -> Res
             digest: pinned.digest.to_string(),
         });
     }
+    for c in &companions {
+        let to = retarget(&c.reference(), target)?;
+        let reference = Registry::parse_reference(&to)?;
+        push_blobs(&bundle, registry, &reference, &c.blobs, &mut report).await?;
+        let manifest = bundle.read_small(&c.manifest)?;
+        registry
+            .push_manifest(&reference, manifest, &c.manifest.media_type)
+            .await?;
+        report.companions.push(PublishedCompanion {
+            role: c.role.as_str(),
+            to,
+            digest: c.manifest.digest.to_string(),
+            artifact_type: c.artifact_type.clone(),
+            refers: c.subject.as_ref().map(|d| d.to_string()),
+        });
+    }
+    index_referrers(&bundle, registry, target, &companions, &mut report).await?;
     Ok(report)
+}
+
+/// Referrers the bundle carries by digest only (the origin listed them
+/// through the OCI 1.1 referrers API, not a tag): a target without that
+/// API would hide them, so they are added to the `sha256-<hex>` tag index
+/// OCI 1.1 defines for such registries (as oras and cosign write it),
+/// keeping what that index already lists. A target that lists them
+/// already is left alone.
+async fn index_referrers(
+    bundle: &Arc<Bundle>,
+    registry: &Registry,
+    target: &str,
+    companions: &[crate::companions::Companion],
+    report: &mut PushReport,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    let mut groups: BTreeMap<(String, crate::digest::Digest), Vec<&crate::companions::Companion>> =
+        BTreeMap::new();
+    for c in companions {
+        if let (Role::Referrer, None, Some(subject)) = (c.role, &c.tag, &c.subject) {
+            if c.is_index() {
+                continue;
+            }
+            groups
+                .entry((c.repository.clone(), subject.clone()))
+                .or_default()
+                .push(c);
+        }
+    }
+    for ((repository, subject), referrers) in groups {
+        let to = retarget(&format!("{repository}@{subject}"), target)?;
+        let subject_ref = Registry::parse_reference(&to)?;
+        let listed: Vec<String> = registry
+            .referrers(&subject_ref, None)
+            .await?
+            .into_iter()
+            .map(|e| e.digest)
+            .collect();
+        let missing: Vec<_> = referrers
+            .into_iter()
+            .filter(|c| !listed.contains(&c.manifest.digest.to_string()))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let tag_ref = oci_client::Reference::with_tag(
+            subject_ref.registry().to_string(),
+            subject_ref.repository().to_string(),
+            format!("sha256-{}", subject.hex()),
+        );
+        let mut entries: Vec<serde_json::Value> =
+            match registry.manifest_if_exists(&tag_ref).await? {
+                Some(m) if m.is_index() => serde_json::from_slice::<serde_json::Value>(&m.bytes)
+                    .ok()
+                    .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+        for c in missing {
+            let bytes = bundle.read_small(&c.manifest)?;
+            let annotations = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("annotations").cloned());
+            let mut entry = serde_json::json!({
+                "mediaType": c.manifest.media_type,
+                "digest": c.manifest.digest.to_string(),
+                "size": c.manifest.size,
+            });
+            if let Some(t) = &c.artifact_type {
+                entry["artifactType"] = t.clone().into();
+            }
+            if let Some(a) = annotations {
+                entry["annotations"] = a;
+            }
+            entries.push(entry);
+        }
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::registry::OCI_INDEX,
+            "manifests": entries,
+        }))
+        .map_err(|e| Error::internal(format!("referrers index: {e}")))?;
+        let digest = crate::digest::Digest::of_bytes(&index);
+        registry
+            .push_manifest(&tag_ref, index, crate::registry::OCI_INDEX)
+            .await?;
+        report.companions.push(PublishedCompanion {
+            role: "referrers-index",
+            to: tag_ref.whole(),
+            digest: digest.to_string(),
+            artifact_type: None,
+            refers: Some(subject.to_string()),
+        });
+    }
+    Ok(())
+}
+
+/// Uploads the blobs the target lacks, streamed from the bundle.
+async fn push_blobs(
+    bundle: &Arc<Bundle>,
+    registry: &Registry,
+    reference: &oci_client::Reference,
+    blobs: &[crate::lock::Blob],
+    report: &mut PushReport,
+) -> Result<()> {
+    for blob in blobs {
+        if registry.has_blob(reference, &blob.digest).await? {
+            report.blobs_present += 1;
+            continue;
+        }
+        let chunks = || stream_blob(bundle.clone(), blob.clone());
+        registry
+            .push_blob(reference, &blob.digest, blob.size, chunks)
+            .await?;
+        report.blobs_pushed += 1;
+    }
+    Ok(())
 }
 
 /// A blob of the bundle as a stream of 1 MiB chunks, read (and verified)

@@ -10,14 +10,58 @@ use pgoci::bundle::{self, Bundle};
 use pgoci::error::Result;
 use serde_json::json;
 
+/// What travels beside the locked images (their indexes, signatures,
+/// attestations, SBOMs), found at the registry and pulled into the cache.
+fn companions(
+    ctx: &Context,
+    locks: &[pgoci::lock::Lock],
+    cache: &pgoci::cache::Cache,
+) -> Result<Vec<pgoci::companions::Companion>> {
+    let registry = ctx.registry()?;
+    let _span = tracing::info_span!("referrers").entered();
+    ctx.block_on(async {
+        let found = pgoci::companions::discover(&registry, locks, cache)
+            .await
+            .map_err(|e| match e.kind {
+                pgoci::Kind::Registry => e.hint(
+                    "the images' indexes and referrers come from their registry; \
+                     --images-only exports without them",
+                ),
+                _ => e,
+            })?;
+        let blobs = found
+            .iter()
+            .flat_map(|c| c.blobs.iter().map(|b| (c.reference(), b.clone())))
+            .collect();
+        pgoci::fetch::pull_blobs(
+            blobs,
+            registry.clone(),
+            cache,
+            ctx.reporter.clone(),
+            ctx.global.jobs.unwrap_or_else(pgoci::fetch::default_jobs),
+        )
+        .await?;
+        Ok(found)
+    })
+}
+
 pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
-        BundleCommand::Export { source, output } => {
+        BundleCommand::Export {
+            source,
+            output,
+            images_only,
+        } => {
             let locks = ctx.locks(&source)?;
             let (cache, _) = pull_locks(ctx, &locks)?;
-            let report = bundle::export(&locks, &cache, &output)?;
+            let companions = match images_only {
+                true => Vec::new(),
+                false => companions(ctx, &locks, &cache)?,
+            };
+            let report = bundle::export_with(&locks, &companions, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)
+                .field("companions", report.companions)
                 .field("format", report.format)
                 .field("size", report.size)
                 .field("blobs", report.blobs)
@@ -31,11 +75,12 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                         .collect::<Vec<_>>(),
                 )
                 .note(format!(
-                    "wrote bundle {} ({}, {}, {} blobs, {})",
+                    "wrote bundle {} ({}, {}, {} blobs, {} manifest(s) beside the images, {})",
                     report.path.display(),
                     report.format,
                     human_bytes(report.size),
                     report.blobs,
+                    report.companions,
                     match report.locks.as_slice() {
                         [one] => format!("lock {one}"),
                         all => format!("{} locks", all.len()),
@@ -79,15 +124,20 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
             let mut outcome = Outcome::new("bundle push", report.blobs_pushed > 0)
                 .field("to", &to)
                 .field("artifacts", &report.artifacts)
+                .field("companions", &report.companions)
                 .field("blobs_pushed", report.blobs_pushed)
                 .field("blobs_present", report.blobs_present);
             let mut text = String::new();
             for a in &report.artifacts {
                 text.push_str(&format!("{}@{}\n", a.to, a.digest));
             }
+            for c in &report.companions {
+                text.push_str(&format!("{} {}\n", c.role, c.to));
+            }
             outcome = outcome.stdout(text).note(format!(
-                "pushed {} artifact(s) to {to}: {} blob(s) uploaded, {} already there",
+                "pushed {} artifact(s) and {} manifest(s) beside them to {to}: {} blob(s) uploaded, {} already there",
                 report.artifacts.len(),
+                report.companions.len(),
                 report.blobs_pushed,
                 report.blobs_present
             ));
@@ -140,6 +190,34 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 }
                 locks.push(entry);
             }
+            let beside = bundle.companions()?;
+            let mut listed = Vec::new();
+            for c in &beside {
+                let size = c.manifest.size + c.blobs.iter().map(|b| b.size).sum::<u64>();
+                text.push_str(&format!(
+                    "  {} {}{}{} {}\n",
+                    c.role.as_str(),
+                    c.reference(),
+                    c.artifact_type
+                        .as_deref()
+                        .map(|t| format!(" ({t})"))
+                        .unwrap_or_default(),
+                    c.subject
+                        .as_ref()
+                        .map(|s| format!(" of {}", s.short()))
+                        .unwrap_or_default(),
+                    human_bytes(size)
+                ));
+                listed.push(json!({
+                    "role": c.role.as_str(),
+                    "reference": c.reference(),
+                    "digest": c.manifest.digest,
+                    "media_type": c.manifest.media_type,
+                    "artifact_type": c.artifact_type,
+                    "refers": c.subject,
+                    "size": size,
+                }));
+            }
             text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
             // The first lock's fields at the top, as for one-lock bundles.
             let first = locks[0].clone();
@@ -149,7 +227,8 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                 .field("platform", &first["platform"])
                 .field("server", &first["server"])
                 .field("extensions", &first["extensions"])
-                .field("size", bundle.blob_bytes());
+                .field("size", bundle.blob_bytes())
+                .field("companions", listed);
             if let Some(signatures) = first.get("signatures") {
                 outcome = outcome.field("signatures", signatures);
             }

@@ -3,6 +3,7 @@
 use super::{output::Outcome, Context};
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
+use pgoci::install::preflight::Check;
 use std::path::Path;
 
 pub fn run(
@@ -15,7 +16,18 @@ pub fn run(
     let lock = opened
         .as_ref()
         .map(|b| (&b.lock, b as &dyn pgoci::blobs::BlobSource));
-    let report = pgoci::host::doctor(&ctx.layout(), lock, port, libraries, ctx.reporter.as_ref())?;
+    let mut report =
+        pgoci::host::doctor(&ctx.layout(), lock, port, libraries, ctx.reporter.as_ref())?;
+    // Signatures as `bundle verify` checks them, offline; only once the
+    // blobs are known good (the integrity check passed).
+    let signatures = match &opened {
+        Some(b) if report.checks.iter().all(|c| c.name != "integrity" || c.ok) => {
+            let statuses = signature_statuses(ctx, b)?;
+            report.checks.push(signature_check(&statuses));
+            Some(statuses)
+        }
+        _ => None,
+    };
     let checks = &report.checks;
     let mut text = String::new();
     for c in checks {
@@ -62,6 +74,27 @@ pub fn run(
             text.push_str(&format!("  optional module: {m}\n"));
         }
     }
+    if let Some(rows) = &signatures {
+        text.push_str("\nsignatures:\n");
+        let width = rows
+            .iter()
+            .map(|r| r.image.len())
+            .max()
+            .unwrap_or(0)
+            .min(60);
+        for r in rows {
+            text.push_str(&format!(
+                "  {:<8}  {:<width$}  {}{}\n",
+                r.status,
+                r.image,
+                r.signer
+                    .as_deref()
+                    .map(|s| format!("by {s}: "))
+                    .unwrap_or_default(),
+                r.detail
+            ));
+        }
+    }
     let failed: Vec<&str> = checks
         .iter()
         .filter(|c| !c.ok)
@@ -77,5 +110,47 @@ pub fn run(
     Ok(Outcome::new("doctor", false)
         .field("checks", checks)
         .field("libraries", &report.libraries)
+        .field("signatures", &signatures)
         .stdout(text))
+}
+
+/// Every image of every lock of the bundle with its signature status
+/// under the policies in force (`--require-signature-key`, the profile's).
+fn signature_statuses(
+    ctx: &Context,
+    bundle: &Bundle,
+) -> Result<Vec<pgoci::signature::record::SignatureStatus>> {
+    let policies = ctx.policies()?;
+    let locks: Vec<&pgoci::lock::Lock> = bundle.locks.iter().map(|(l, _)| l).collect();
+    Ok(pgoci::signature::record::statuses(
+        &locks, bundle, &policies,
+    ))
+}
+
+/// One table row for them: failed when a required signature is missing
+/// or one does not verify.
+fn signature_check(rows: &[pgoci::signature::record::SignatureStatus]) -> Check {
+    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let bad: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.image.as_str())
+        .collect();
+    if !bad.is_empty() {
+        return Check::new(
+            "signatures",
+            false,
+            format!("not validly signed as required: {}", bad.join(", ")),
+        );
+    }
+    Check::new(
+        "signatures",
+        true,
+        format!(
+            "{} signed, {} recorded (unchecked), {} unsigned",
+            count("signed"),
+            count("recorded"),
+            count("unsigned")
+        ),
+    )
 }

@@ -62,6 +62,20 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
                 text.push_str(&format!("    {} {}\n", e.name, e.version));
             }
         }
+        // The licence texts the images carried, gathered in the generation.
+        let gen_dir = layout.generation(&s.instance, &s.current);
+        let licenses = pgoci::install::licenses::list(&gen_dir);
+        for l in &licenses {
+            text.push_str(&format!(
+                "    licenses of {}: {}\n",
+                l.extension,
+                l.files
+                    .iter()
+                    .map(|f| gen_dir.join(f).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let drift = if verify {
             let d = pgoci::install::apply::verify(&layout, s)?;
             text.push_str(&format!(
@@ -86,6 +100,7 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
             "version": gen.map(|g| g.server_version.clone()),
             "port": s.port, "generation": s.current, "generations": s.generations.iter().map(|g| &g.name).collect::<Vec<_>>(),
             "data_dir": s.data_dir, "service": s.service, "running": running, "extensions": exts,
+            "licenses": licenses,
         }));
     }
     if states.is_empty() {

@@ -256,14 +256,7 @@ pub fn compose(
             } else {
                 link_into_server(ext, dirs, &tmp)?;
             }
-            let licenses = ext.store_dir.join("licenses");
-            if licenses.is_dir() {
-                link_tree(
-                    ext.store_dir,
-                    &licenses,
-                    &tmp.join("licenses").join(ext.name),
-                )?;
-            }
+            super::licenses::gather(ext.name, ext.store_dir, &tmp)?;
         }
         let mut env = runtime_env(extensions, &tmp, dest, lock.major())?;
         // Libraries of the server image the host lacks, under their sonames.

@@ -20,6 +20,7 @@ pub mod facts;
 pub mod generation;
 pub mod layout;
 pub mod libraries;
+pub mod licenses;
 pub mod manifest;
 pub mod plan;
 pub mod postgres;

@@ -153,3 +153,85 @@ pub fn verify_lock(
     }
     Ok(checked)
 }
+
+/// Where one image's signature stands, as `doctor` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SignatureStatus {
+    pub image: String,
+    pub digest: Digest,
+    /// `signed` (verified under the policy), `unsigned`, `bad` (recorded
+    /// or required but it does not verify), or `recorded` (the lock names
+    /// a signer, but no policy here says whose key to check it with).
+    pub status: &'static str,
+    /// Whether an install under the same policies would accept it.
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    pub detail: String,
+}
+
+/// The signature status of every artifact of `locks` (each once), checked
+/// offline from `source` as `bundle verify` checks it: an image a policy
+/// names must carry a signature that verifies under it; an image no
+/// policy names is reported as the lock records it.
+pub fn statuses(
+    locks: &[&crate::lock::Lock],
+    source: &dyn BlobSource,
+    policies: &super::policy::Policies,
+) -> Vec<SignatureStatus> {
+    let mut out: Vec<SignatureStatus> = Vec::new();
+    let mut one = |pinned: &crate::lock::Pinned, policy: Option<&Policy>| {
+        if out.iter().any(|s| s.digest == pinned.digest) {
+            return;
+        }
+        let record = pinned.signature.as_ref();
+        let (status, ok, signer, detail) = match (policy, record) {
+            (Some(policy), _) => match verify_local(
+                &pinned.reference,
+                &pinned.digest,
+                record,
+                source,
+                policy,
+            ) {
+                Ok(v) => (
+                    "signed",
+                    true,
+                    Some(v.signer),
+                    format!("signature {} over {}", v.signature.short(), v.signed.short()),
+                ),
+                Err(_) if record.is_none() => (
+                    "unsigned",
+                    false,
+                    None,
+                    format!(
+                        "required: {}; the lock records no signature (resolve it again with the requirement)",
+                        policy.describe()
+                    ),
+                ),
+                Err(e) => ("bad", false, record.map(|r| r.signer.clone()), e.message),
+            },
+            (None, Some(r)) => (
+                "recorded",
+                true,
+                Some(r.signer.clone()),
+                "not checked: no policy here names the signer (--require-signature-key or the profile's signatures:)".into(),
+            ),
+            (None, None) => ("unsigned", true, None, "no signature required".into()),
+        };
+        out.push(SignatureStatus {
+            image: pinned.reference.clone(),
+            digest: pinned.digest.clone(),
+            status,
+            ok,
+            signer,
+            detail,
+        });
+    };
+    for lock in locks {
+        one(&lock.server.pinned, policies.for_server());
+        for ext in &lock.extensions {
+            one(&ext.pinned, policies.for_extension(&ext.name));
+        }
+    }
+    out
+}

@@ -17,6 +17,10 @@
 #                                  signatures (trixie's cosign): keys, a test CA
 #                                  and a keyless-style certificate in DST/keys;
 #                                  which image is signed how in DST/signed.env
+#   bed.sh attach SRC_STATE DST    cosign-sign's copy, plus an SBOM (oras attach,
+#                                  OCI 1.1 referrer; cosign attach sbom) and a
+#                                  cosign attestation; trixie's oras in DST/signed.env
+#   bed.sh oras                    print the path of trixie's oras (fetched once)
 #   bed.sh down STATE_DIR          stop the registry and its token service (data is kept)
 #   bed.sh prepare-cnpg            build/cache the CloudNativePG-style images
 #                                  (debootstrap hosts + Debian PG packages)
@@ -957,8 +961,71 @@ ENV
   echo "REGISTRY=$reg"
 }
 
+# ------------------------------------------------------------------ oras --
+
+ORAS_ROOT=$CACHE/oras
+ORAS=$ORAS_ROOT/root/usr/bin/oras
+
+ensure_oras() {
+  [ -x "$ORAS" ] && return 0
+  [ -x "$DEBIAN_FETCH" ] || die "oras: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
+  log "fetching trixie's oras"
+  "$DEBIAN_FETCH" -x trixie "$ORAS_ROOT" oras >&2
+  [ -x "$ORAS" ] || die "oras: not found at $ORAS after debian-fetch"
+}
+
+# oras with its config inside STATE and no way off the machine.
+run_oras() {
+  local state=$1; shift
+  HOME=$state/oras-home DOCKER_CONFIG=$state/oras-home \
+    HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1 \
+    "$ORAS" "$@"
+}
+
+# A copy of SRC's registry (like cosign-sign, whose signatures it keeps)
+# where the images also carry what real publishers attach beside them:
+#   pg_cron:1.4.2-15   an SPDX SBOM as an OCI 1.1 referrer (oras attach),
+#                      and a cosign attestation (`.att` tag, signed by the key)
+#   postgresql:17      a cosign SBOM (`cosign attach sbom`, `.sbom` tag)
+# plus the index pgoci/postgresql:17 as the bed has it. Writes DST/attached.env.
+cmd_attach() {
+  local src=$1 dst=$2 out reg k
+  ensure_cosign
+  ensure_oras
+  out=$(cmd_cosign_sign "$src" "$dst")
+  dst=$(cd "$dst" && pwd)
+  reg=${out#REGISTRY=}
+  k=$dst/keys
+  mkdir -p "$dst/attach" "$dst/oras-home"
+  cat >"$dst/attach/sbom.spdx.json" <<'JSON'
+{"spdxVersion":"SPDX-2.3","dataLicense":"CC0-1.0","SPDXID":"SPDXRef-DOCUMENT",
+ "name":"pg_cron-testbed","documentNamespace":"https://pgoci.test/spdx/pg_cron",
+ "creationInfo":{"created":"2026-01-01T00:00:00Z","creators":["Tool: pgoci-testbed"]},
+ "packages":[{"name":"pg_cron","SPDXID":"SPDXRef-pg-cron","downloadLocation":"NOASSERTION",
+   "licenseConcluded":"PostgreSQL"}]}
+JSON
+  cat >"$dst/attach/provenance.json" <<'JSON'
+{"buildType":"https://pgoci.test/testbed@v1","builder":{"id":"https://pgoci.test/bed"}}
+JSON
+  log "attaching an SBOM and an attestation with oras $("$ORAS" version 2>/dev/null | sed -n 's/^Version: *//p')"
+  (cd "$dst/attach" && run_oras "$dst" attach --plain-http --distribution-spec v1.1-referrers-tag \
+    --artifact-type application/spdx+json "$reg/pgoci/pg_cron:1.4.2-15" \
+    sbom.spdx.json:application/spdx+json >>"$dst/oras.log" 2>&1) ||
+    { tail -n 20 "$dst/oras.log" >&2; die "oras attach failed"; }
+  run_cosign "$dst" attest -y --tlog-upload=false --allow-http-registry --allow-insecure-registry \
+    --key "$k/cosign.key" --type slsaprovenance --predicate "$dst/attach/provenance.json" \
+    "$reg/pgoci/pg_cron:1.4.2-15" >>"$dst/cosign.log" 2>&1 ||
+    { tail -n 20 "$dst/cosign.log" >&2; die "cosign attest failed"; }
+  run_cosign "$dst" attach sbom --allow-http-registry --allow-insecure-registry \
+    --sbom "$dst/attach/sbom.spdx.json" --type spdx "$reg/pgoci/postgresql:17" \
+    >>"$dst/cosign.log" 2>&1 ||
+    { tail -n 20 "$dst/cosign.log" >&2; die "cosign attach sbom failed"; }
+  printf 'ORAS=%s\n' "$ORAS" >>"$dst/signed.env"
+  echo "REGISTRY=$reg"
+}
+
 usage() {
-  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -984,6 +1051,8 @@ main() {
     secure) [ $# -eq 2 ] || usage; cmd_secure "$1" "$2" ;;
     token-registry) [ $# -ge 1 ] || usage; cmd_token_registry "$@" ;;
     cosign-sign) [ $# -eq 2 ] || usage; cmd_cosign_sign "$1" "$2" ;;
+    attach) [ $# -eq 2 ] || usage; cmd_attach "$1" "$2" ;;
+    oras) ensure_oras; echo "$ORAS" ;;
     down)
       [ $# -eq 1 ] || usage
       [ -d "$1" ] || exit 0

@@ -74,6 +74,31 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
         "CREATE EXTENSION pg_cron",
     )
     .unwrap();
+    // The licence texts pg_cron's image carried, in the generation, listed.
+    let out = far(&["--json", "status", "--instance", "far", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let licenses = json(&out)["instances"][0]["licenses"].clone();
+    assert_eq!(licenses[0]["extension"], "pg_cron", "{licenses}");
+    let file = licenses[0]["files"][0].as_str().unwrap();
+    assert_eq!(file, "licenses/pg_cron/copyright", "{licenses}");
+    let gen = root.join("opt/pgoci/instances/far/current");
+    assert!(std::fs::read_to_string(gen.join(file))
+        .unwrap()
+        .contains("pg_cron"));
+    let out = far(&["status", "--instance", "far", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("licenses of pg_cron:")
+                && l.ends_with("/licenses/pg_cron/copyright")),
+        "{text}"
+    );
 
     // The site's own registry B, empty; the bundle goes in with its digests.
     let b_state = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bed-airgap-b");
@@ -112,6 +137,16 @@ fn export_carry_verify_install_push_and_reinstall_from_the_site_registry() {
             .collect()
     };
     assert_eq!(digests(&lock_a), digests(&lock_b));
+    // More: the whole lock is the origin's, byte for byte, but for the
+    // names the site gave (its registry, hence its profile's digest).
+    let profile_digest = |p: &std::path::Path| {
+        pgoci::digest::Digest::of_bytes(&std::fs::read(p).unwrap()).to_string()
+    };
+    let renamed = std::fs::read_to_string(&lock_a)
+        .unwrap()
+        .replace(&a.registry, &format!("{b}/site"))
+        .replace(&profile_digest(&a.profile), &profile_digest(&profile_b));
+    assert_eq!(renamed, std::fs::read_to_string(&lock_b).unwrap());
 
     let port_b = free_port();
     let out = pgoci(&profile_b, &b, &d.join("cache-b"))

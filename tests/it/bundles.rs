@@ -111,9 +111,10 @@ fn skopeo_reads_every_artifact_of_a_bundle() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("index.json")).unwrap()).unwrap();
     for m in index["manifests"].as_array().unwrap() {
-        let name = m["annotations"]["org.opencontainers.image.ref.name"]
-            .as_str()
-            .unwrap();
+        // A manifest reached only through an index has no name of its own.
+        let Some(name) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() else {
+            continue;
+        };
         for transport in [
             format!("oci:{}:{name}", bundle.display()),
             format!("oci-archive:{}:{name}", tar.display()),
@@ -357,6 +358,148 @@ fn one_bundle_holds_a_whole_site_each_blob_once() {
         .unwrap();
     assert!(
         out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn without_the_registry_only_an_images_only_export_works() {
+    let dir = scratch();
+    let d = dir.path();
+    let bed = bed();
+    export(d, &d.join("warm"));
+    // The cache holds every blob; the registry answers only over plain
+    // HTTP, which this run is not allowed to use.
+    let offline = || {
+        let mut cmd = assert_cmd::Command::cargo_bin("pgoci").unwrap();
+        cmd.env_remove("PGOCI_PROFILE")
+            .env("PGOCI_CACHE_DIR", d.join("cache"))
+            .arg("--profile")
+            .arg(&bed.profile)
+            .args(["bundle", "export"]);
+        cmd
+    };
+    let lock = d.join("15.lock");
+    pgoci(&bed.profile, &bed.registry, &d.join("cache"))
+        .args(["resolve", "--major", "15", "--ext", "pg_cron", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    let out = offline()
+        .args(["--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(d.join("no"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--images-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    offline()
+        .args(["--images-only", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(d.join("yes"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(d.join("yes/index.json")).unwrap(),
+        std::fs::read(d.join("warm/index.json")).unwrap(),
+        "the bed's pg15 images have nothing beside them"
+    );
+}
+
+#[test]
+fn what_travels_beside_the_images_is_verified_like_the_rest() {
+    let dir = scratch();
+    let d = dir.path();
+    let bed = bed();
+    let bundle = d.join("17");
+    pgoci(&bed.profile, &bed.registry, &d.join("cache"))
+        .args(["bundle", "export", "--major", "17", "--ext", "hstore", "-o"])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let index_path = bundle.join("index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let role = |r: &str| {
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["io.pgoci.role"] == r)
+            .unwrap_or_else(|| panic!("no {r} in {index}"))
+            .clone()
+    };
+    // The tag names the index; the attestation manifest it lists travels.
+    let tagged = role("index");
+    assert!(tagged["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .ends_with("/pgoci/postgresql:17"));
+    let listed = role("manifest");
+    let verify = || {
+        pgoci(&bed.profile, &bed.registry, d)
+            .args(["bundle", "verify"])
+            .arg(&bundle)
+            .output()
+            .unwrap()
+    };
+    assert_success(&verify());
+
+    // The attestation manifest's layer goes missing: exit 5 naming it.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            bundle.join("blobs/sha256").join(
+                listed["digest"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let layer_path = bundle
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let kept = std::fs::read(&layer_path).unwrap();
+    std::fs::remove_file(&layer_path).unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&layer), "{err}");
+    std::fs::write(&layer_path, kept).unwrap();
+    assert_success(&verify());
+
+    // A carrier renames the index into another repository: refused.
+    let text = std::fs::read_to_string(&index_path).unwrap();
+    let name = tagged["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap();
+    std::fs::write(
+        &index_path,
+        text.replace(&format!("\"{name}\""), "\"elsewhere/x:17\""),
+    )
+    .unwrap();
+    let out = verify();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("elsewhere/x:17"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -15,6 +15,7 @@ mod json;
 mod lifecycle;
 mod mutations;
 mod registries;
+mod republish;
 mod resolve;
 mod signatures;
 mod systemd;

@@ -478,3 +478,86 @@ fn a_carrier_tampered_bundle_is_refused_offline() {
     );
     assert!(!root.join("var/lib/pgoci/tampered").exists());
 }
+
+#[test]
+fn doctor_reports_each_images_signature_offline() {
+    let s = signed();
+    let dir = scratch();
+    let d = dir.path();
+    let lock = d.join("17.lock");
+    let bundle = d.join("17");
+    with_key(&d.join("cache"), "KEY")
+        .args(["resolve", "--major", "17", "--ext", "hstore", "-o"])
+        .arg(&lock)
+        .assert()
+        .success();
+    with_key(&d.join("cache"), "KEY")
+        .args(["bundle", "export", "--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(&bundle)
+        .assert()
+        .success();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let far = |key: Option<&str>| {
+        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-far"));
+        if let Some(key) = key {
+            cmd.arg("--require-signature-key").arg(s.path(key));
+        }
+        cmd
+    };
+    let statuses = |out: &std::process::Output| -> Vec<(String, String)> {
+        json(out)["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["image"].as_str().unwrap().to_string(),
+                    r["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let out = far(Some("KEY"))
+        .args(["--json", "doctor", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let rows = statuses(&out);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|(_, st)| st == "signed"), "{rows:?}");
+    let doc = json(&out);
+    assert!(doc["signatures"][0]["signer"]
+        .as_str()
+        .unwrap()
+        .starts_with("key sha256:"));
+    // No policy here: the recorded signer is shown, not vouched for.
+    let out = far(None)
+        .args(["--json", "doctor", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert!(
+        statuses(&out).iter().all(|(_, st)| st == "recorded"),
+        "{:?}",
+        statuses(&out)
+    );
+    // Another key: both are bad, the table says so and doctor fails
+    // (a tampered bundle is refused before: its layers do not unpack).
+    let out = far(Some("WRONG_KEY"))
+        .args(["doctor", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("FAIL signatures"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("bad") && l.contains("pgoci/hstore:1.8-17")),
+        "{err}"
+    );
+}

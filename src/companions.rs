@@ -1,0 +1,511 @@
+//! What travels beside the locked images so a site's registry can be a
+//! faithful copy of the origin: the image index a tag named (with every
+//! manifest it lists, so a registry accepts it again), and the referrers of
+//! each locked manifest and index — cosign signatures, attestations and
+//! SBOMs under cosign's tags (`sha256-<hex>.sig`, `.att`, `.sbom`), OCI 1.1
+//! referrers (the referrers API, and the `sha256-<hex>` fallback tag index a
+//! registry without the API keeps). The lock does not name them (it stays
+//! what resolve pinned); the bundle lists them in its `index.json`.
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::lock::{Blob, Lock};
+use crate::registry::{RawManifest, Registry};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// Why a manifest travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The image index a locked reference's tag names.
+    Index,
+    /// Another manifest an index lists (another platform, an attestation).
+    Manifest,
+    /// A manifest (or referrers index) about another: signature,
+    /// attestation, SBOM.
+    Referrer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Index => "index",
+            Role::Manifest => "manifest",
+            Role::Referrer => "referrer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "index" => Some(Role::Index),
+            "manifest" => Some(Role::Manifest),
+            "referrer" => Some(Role::Referrer),
+            _ => None,
+        }
+    }
+}
+
+/// One manifest beside the locked ones, where it is published and what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Companion {
+    /// `registry/repository`, as in the lock's references.
+    pub repository: String,
+    /// The tag it is published under, if any (else by digest only).
+    pub tag: Option<String>,
+    pub role: Role,
+    /// The manifest a referrer is about.
+    pub subject: Option<Digest>,
+    pub artifact_type: Option<String>,
+    pub manifest: Blob,
+    /// Config and layers of an image manifest; none for an index (its
+    /// manifests are companions of their own, listed before it).
+    pub blobs: Vec<Blob>,
+}
+
+impl Companion {
+    /// The reference it is published at: `repo:tag`, else `repo@digest`.
+    pub fn reference(&self) -> String {
+        match &self.tag {
+            Some(tag) => format!("{}:{tag}", self.repository),
+            None => format!("{}@{}", self.repository, self.manifest.digest),
+        }
+    }
+
+    /// Whether the manifest is an index (published after what it lists).
+    pub fn is_index(&self) -> bool {
+        is_index_type(&self.manifest.media_type)
+    }
+}
+
+fn is_index_type(media_type: &str) -> bool {
+    media_type == crate::registry::OCI_INDEX || media_type == crate::registry::DOCKER_LIST
+}
+
+/// The parts of a manifest or index read here.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<Desc>,
+    #[serde(default)]
+    layers: Vec<Desc>,
+    #[serde(default)]
+    manifests: Vec<Desc>,
+    #[serde(default)]
+    subject: Option<Desc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Desc {
+    media_type: String,
+    digest: String,
+    size: u64,
+}
+
+impl Desc {
+    fn blob(&self, origin: &str) -> Result<Blob> {
+        Ok(Blob {
+            digest: self.digest.parse().map_err(|_| {
+                Error::integrity(format!(
+                    "{origin} names `{}`, not a sha256 digest",
+                    self.digest
+                ))
+            })?,
+            size: self.size,
+            media_type: self.media_type.clone(),
+        })
+    }
+}
+
+/// What a manifest's bytes say: (config + layers, listed manifests,
+/// artifact type, subject).
+pub struct Parsed {
+    pub blobs: Vec<Blob>,
+    pub manifests: Vec<Blob>,
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+}
+
+/// Reads what a manifest or index refers to.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<Parsed> {
+    let doc: Doc = serde_json::from_slice(bytes)
+        .map_err(|e| Error::integrity(format!("{origin} is not a manifest: {e}")))?;
+    let mut blobs = Vec::new();
+    if let Some(c) = &doc.config {
+        blobs.push(c.blob(origin)?);
+    }
+    for l in &doc.layers {
+        blobs.push(l.blob(origin)?);
+    }
+    let manifests = doc
+        .manifests
+        .iter()
+        .map(|m| m.blob(origin))
+        .collect::<Result<Vec<_>>>()?;
+    // An OCI 1.1 artifact says what it is; a cosign or older artifact
+    // says it by its config's or first layer's media type.
+    let plain_config = |t: &str| {
+        t == "application/vnd.oci.image.config.v1+json"
+            || t == "application/vnd.docker.container.image.v1+json"
+    };
+    let artifact_type = doc
+        .artifact_type
+        .clone()
+        .or_else(|| {
+            doc.config
+                .as_ref()
+                .filter(|c| !plain_config(&c.media_type))
+                .map(|c| c.media_type.clone())
+        })
+        .or_else(|| doc.layers.first().map(|l| l.media_type.clone()));
+    Ok(Parsed {
+        blobs,
+        manifests,
+        artifact_type,
+        subject: doc.subject.as_ref().and_then(|s| s.digest.parse().ok()),
+    })
+}
+
+/// The suffixes of cosign's tags beside an image.
+const COSIGN_SUFFIXES: &[&str] = &["sig", "att", "sbom"];
+/// How deep indexes may nest (an index of indexes of manifests).
+const MAX_DEPTH: usize = 3;
+/// The most manifests one image may bring beside it: real images have a
+/// handful (platforms, attestations, signatures); a registry answering
+/// with thousands is not followed.
+const MAX_PER_IMAGE: usize = 512;
+
+/// Finds everything that travels beside `locks`' artifacts, in the order
+/// it must be published (what a manifest lists before the manifest), and
+/// writes every companion manifest into `cache`. Their configs and layers
+/// are returned to be pulled like the lock's blobs.
+pub async fn discover(
+    registry: &Registry,
+    locks: &[Lock],
+    cache: &crate::cache::Cache,
+) -> Result<Vec<Companion>> {
+    // The locked manifests travel anyway: never as companions.
+    let locked: BTreeSet<Digest> = locks
+        .iter()
+        .flat_map(Lock::artifacts)
+        .map(|p| p.digest.clone())
+        .collect();
+    let mut artifacts: Vec<&crate::lock::Pinned> = Vec::new();
+    for pinned in locks.iter().flat_map(Lock::artifacts) {
+        if !artifacts.iter().any(|a| a.digest == pinned.digest) {
+            artifacts.push(pinned);
+        }
+    }
+    // Each artifact's own questions in order, a few artifacts at once
+    // (most answers are a quick 404); the results merge in lock order.
+    let per_artifact: Vec<Result<Vec<Companion>>> =
+        futures_util::stream::iter(artifacts.into_iter().map(|pinned| {
+            let locked = locked.clone();
+            async move {
+                let mut found = Found {
+                    registry,
+                    cache,
+                    out: Vec::new(),
+                    seen: locked,
+                };
+                found.artifact(pinned).await?;
+                Ok(found.out)
+            }
+        }))
+        .buffered(4)
+        .collect()
+        .await;
+    let mut out: Vec<Companion> = Vec::new();
+    for found in per_artifact {
+        for c in found? {
+            if !out.iter().any(|o| o.manifest.digest == c.manifest.digest) {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Found<'a> {
+    registry: &'a Registry,
+    cache: &'a crate::cache::Cache,
+    out: Vec<Companion>,
+    seen: BTreeSet<Digest>,
+}
+
+impl Found<'_> {
+    /// The index a locked reference's tag named, then the referrers of the
+    /// platform manifest and of that index.
+    async fn artifact(&mut self, pinned: &crate::lock::Pinned) -> Result<()> {
+        let reference = Registry::parse_reference(&pinned.reference)?;
+        let repository = format!("{}/{}", reference.registry(), reference.repository());
+        let mut subjects = vec![pinned.digest.clone()];
+        if let Some(index) = &pinned.index {
+            self.carry(
+                &reference,
+                &repository,
+                index,
+                reference.tag().map(str::to_string),
+                Role::Index,
+                None,
+                0,
+            )
+            .await?;
+            subjects.push(index.clone());
+        }
+        for subject in subjects {
+            self.referrers(&reference, &repository, &subject).await?;
+        }
+        Ok(())
+    }
+
+    /// The referrers of `subject`: cosign's tags, the OCI 1.1 fallback tag,
+    /// then what the referrers API lists besides.
+    async fn referrers(
+        &mut self,
+        reference: &oci_client::Reference,
+        repository: &str,
+        subject: &Digest,
+    ) -> Result<()> {
+        let base = format!("sha256-{}", subject.hex());
+        let tags = COSIGN_SUFFIXES
+            .iter()
+            .map(|s| format!("{base}.{s}"))
+            .chain(std::iter::once(base.clone()));
+        for tag in tags {
+            let tagged = oci_client::Reference::with_tag(
+                reference.registry().to_string(),
+                reference.repository().to_string(),
+                tag.clone(),
+            );
+            if let Some(m) = self.registry.manifest_if_exists(&tagged).await? {
+                self.carry_fetched(
+                    reference,
+                    repository,
+                    m,
+                    Some(tag),
+                    Role::Referrer,
+                    Some(subject.clone()),
+                    0,
+                )
+                .await?;
+            }
+        }
+        let by_digest = reference.clone_with_digest(subject.to_string());
+        let mut listed: Vec<Digest> = Vec::new();
+        for entry in self.registry.referrers(&by_digest, None).await? {
+            listed.push(entry.digest.parse()?);
+        }
+        listed.sort();
+        for digest in listed {
+            self.carry(
+                reference,
+                repository,
+                &digest,
+                None,
+                Role::Referrer,
+                Some(subject.clone()),
+                0,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a manifest by digest and carries it.
+    #[allow(clippy::too_many_arguments)]
+    async fn carry(
+        &mut self,
+        reference: &oci_client::Reference,
+        repository: &str,
+        digest: &Digest,
+        tag: Option<String>,
+        role: Role,
+        subject: Option<Digest>,
+        depth: usize,
+    ) -> Result<()> {
+        if self.seen.contains(digest) {
+            return Ok(());
+        }
+        let m = self
+            .registry
+            .manifest(&reference.clone_with_digest(digest.to_string()))
+            .await?;
+        self.carry_fetched(reference, repository, m, tag, role, subject, depth)
+            .await
+    }
+
+    /// Carries a fetched manifest: an index's manifests first, then it.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_fetched<'s>(
+        &'s mut self,
+        reference: &'s oci_client::Reference,
+        repository: &'s str,
+        m: RawManifest,
+        tag: Option<String>,
+        role: Role,
+        subject: Option<Digest>,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 's>> {
+        Box::pin(async move {
+            if !self.seen.insert(m.digest.clone()) {
+                return Ok(());
+            }
+            let origin = format!("{repository}@{}", m.digest);
+            if self.out.len() >= MAX_PER_IMAGE {
+                return Err(Error::integrity(format!(
+                    "{origin}: more than {MAX_PER_IMAGE} manifests beside one image"
+                ))
+                .hint("export with --images-only to carry the images alone"));
+            }
+            let parsed = parse(&m.bytes, &origin)?;
+            if m.is_index() {
+                if depth >= MAX_DEPTH {
+                    return Err(Error::integrity(format!(
+                        "{origin}: image indexes nest deeper than {MAX_DEPTH}"
+                    ))
+                    .hint("export a lock of a flatter image"));
+                }
+                // What an index lists is about the same subject (a
+                // referrers index) or part of the same image.
+                let child_role = match role {
+                    Role::Referrer => Role::Referrer,
+                    _ => Role::Manifest,
+                };
+                for child in &parsed.manifests {
+                    self.carry(
+                        reference,
+                        repository,
+                        &child.digest,
+                        None,
+                        child_role,
+                        subject.clone(),
+                        depth + 1,
+                    )
+                    .await?;
+                }
+            }
+            self.store(&m)?;
+            self.out.push(Companion {
+                repository: repository.to_string(),
+                tag,
+                role,
+                subject: parsed.subject.or(subject),
+                artifact_type: parsed.artifact_type,
+                manifest: Blob {
+                    digest: m.digest.clone(),
+                    size: m.bytes.len() as u64,
+                    media_type: m.media_type.clone(),
+                },
+                blobs: if m.is_index() {
+                    Vec::new()
+                } else {
+                    parsed.blobs
+                },
+            });
+            Ok(())
+        })
+    }
+
+    /// Writes a manifest (verified by the registry client) into the cache.
+    fn store(&self, m: &RawManifest) -> Result<()> {
+        let blob = Blob {
+            digest: m.digest.clone(),
+            size: m.bytes.len() as u64,
+            media_type: m.media_type.clone(),
+        };
+        if self.cache.has(&blob) {
+            return Ok(());
+        }
+        let temp = self.cache.temp_path(&m.digest);
+        std::fs::write(&temp, &m.bytes).with_path(&temp, "write")?;
+        self.cache.commit_verified(&temp, &m.digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_an_artifact_is_comes_from_its_own_words_first() {
+        let d = |b: &[u8]| Digest::of_bytes(b).to_string();
+        let oras = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "artifactType":"application/spdx+json",
+            "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},
+            "layers":[{{"mediaType":"application/spdx+json","digest":"{}","size":5}}],
+            "subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":9}}}}"#,
+            d(b"{}"),
+            d(b"sbom!"),
+            d(b"subject")
+        );
+        let p = parse(oras.as_bytes(), "t").unwrap();
+        assert_eq!(p.artifact_type.as_deref(), Some("application/spdx+json"));
+        assert_eq!(p.blobs.len(), 2);
+        assert_eq!(p.subject, Some(Digest::of_bytes(b"subject")));
+        // cosign's tag-scheme manifests say it by their layers.
+        let cosign = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.dsse.envelope.v1+json","digest":"{}","size":3}}]}}"#,
+            d(b"{}"),
+            d(b"att")
+        );
+        let p = parse(cosign.as_bytes(), "t").unwrap();
+        assert_eq!(
+            p.artifact_type.as_deref(),
+            Some("application/vnd.dsse.envelope.v1+json")
+        );
+        assert!(p.subject.is_none());
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":1}}]}}"#,
+            d(b"m")
+        );
+        let p = parse(index.as_bytes(), "t").unwrap();
+        assert_eq!(p.manifests.len(), 1);
+        assert!(p.blobs.is_empty());
+        let err = parse(
+            br#"{"layers":[{"mediaType":"x","digest":"md5:1","size":1}]}"#,
+            "m",
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err.kind, crate::Kind::Integrity);
+        assert!(
+            err.message.contains("not a sha256 digest"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_companion_is_published_by_tag_or_by_digest() {
+        let c = Companion {
+            repository: "reg.example/pgoci/pg_cron".into(),
+            tag: Some("sha256-abc.att".into()),
+            role: Role::Referrer,
+            subject: None,
+            artifact_type: None,
+            manifest: Blob {
+                digest: Digest::of_bytes(b"m"),
+                size: 1,
+                media_type: crate::registry::OCI_INDEX.into(),
+            },
+            blobs: vec![],
+        };
+        assert_eq!(c.reference(), "reg.example/pgoci/pg_cron:sha256-abc.att");
+        assert!(c.is_index());
+        let untagged = Companion { tag: None, ..c };
+        assert_eq!(
+            untagged.reference(),
+            format!("reg.example/pgoci/pg_cron@{}", Digest::of_bytes(b"m"))
+        );
+        for r in [Role::Index, Role::Manifest, Role::Referrer] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+    }
+}

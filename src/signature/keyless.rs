@@ -31,7 +31,65 @@ pub struct Identity {
     /// The OIDC issuer, e.g. `https://accounts.google.com`.
     pub issuer: String,
     /// The SAN: an email address or a URI (a CI workflow).
-    pub subject: String,
+    pub subject: SubjectMatch,
+}
+
+/// The SAN a certificate must carry: exactly this one, or any the pattern
+/// matches whole (a CI workflow at any ref, as cosign's
+/// `--certificate-identity-regexp`, but anchored at both ends so a
+/// pattern cannot match a prefix of someone else's workflow by accident).
+#[derive(Debug, Clone)]
+pub enum SubjectMatch {
+    Exact(String),
+    Pattern(regex::Regex),
+}
+
+impl SubjectMatch {
+    /// A pattern (Rust `regex` syntax), anchored; a bad one is exit 3.
+    pub fn pattern(text: &str) -> crate::error::Result<Self> {
+        regex::Regex::new(&format!("^(?:{text})$"))
+            .map(SubjectMatch::Pattern)
+            .map_err(|e| {
+                crate::error::Error::resolve(format!(
+                    "signature subject pattern {text:?} is not a regular expression: {}",
+                    e.to_string().lines().last().unwrap_or_default()
+                ))
+            })
+    }
+
+    pub fn matches(&self, san: &str) -> bool {
+        match self {
+            SubjectMatch::Exact(s) => s == san,
+            SubjectMatch::Pattern(re) => re.is_match(san),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, SubjectMatch::Exact(s) if s.is_empty())
+    }
+}
+
+impl From<&str> for SubjectMatch {
+    fn from(s: &str) -> Self {
+        SubjectMatch::Exact(s.to_string())
+    }
+}
+
+impl PartialEq for SubjectMatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for SubjectMatch {}
+
+impl std::fmt::Display for SubjectMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SubjectMatch::Exact(s) => f.write_str(s),
+            SubjectMatch::Pattern(re) => write!(f, "subject matching {}", re.as_str()),
+        }
+    }
 }
 
 impl std::fmt::Display for Identity {
@@ -219,7 +277,7 @@ pub fn verify_certificate(
             )
         })?;
     let (subjects, issuer) = identity_of(&cert)?;
-    if !subjects.contains(&identity.subject) {
+    if !subjects.iter().any(|s| identity.subject.matches(s)) {
         return Err(format!(
             "certificate is for {}, not {}",
             if subjects.is_empty() {
@@ -406,7 +464,7 @@ pub(crate) mod tests {
         fn check(
             &self,
             root: &str,
-            subject: &str,
+            subject: impl Into<SubjectMatch>,
             issuer: &str,
         ) -> std::result::Result<PublicKey, String> {
             verify_certificate(
@@ -443,6 +501,23 @@ pub(crate) mod tests {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der, &rng).unwrap();
         let sig = pair.sign(&rng, b"payload").unwrap();
         assert!(key.verifies(b"payload", sig.as_ref()));
+    }
+
+    #[test]
+    fn a_subject_pattern_must_match_the_whole_san() {
+        let f = Fixture::new(FULCIO_LIKE);
+        let issuer = "https://issuer.pgoci.test";
+        let pattern = |p: &str| SubjectMatch::pattern(p).unwrap();
+        f.check("ca.pem", pattern(r"signer@pgoci\.test"), issuer)
+            .unwrap();
+        f.check("ca.pem", pattern(r"[a-z]+@pgoci\.test"), issuer)
+            .unwrap();
+        // Anchored: a pattern matching only part of the SAN is refused.
+        for partial in ["signer", r"pgoci\.test", "signer@pgoci.tes"] {
+            let err = f.check("ca.pem", pattern(partial), issuer).unwrap_err();
+            assert!(err.contains("subject matching"), "{partial}: {err}");
+        }
+        assert!(SubjectMatch::pattern("(").is_err());
     }
 
     #[test]

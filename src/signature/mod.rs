@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::registry::Registry;
 use base64::Engine as _;
 pub use key::PublicKey;
-pub use keyless::{Identity, TrustRoot};
+pub use keyless::{Identity, SubjectMatch, TrustRoot};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -61,7 +61,8 @@ impl Policy {
 
     /// Signed keyless by `subject` as vouched for by `issuer`, with
     /// certificates chained to the CA bundle or `trusted_root.json` in `root`.
-    pub fn keyless(issuer: &str, subject: &str, root: &Path) -> Result<Self> {
+    pub fn keyless(issuer: &str, subject: impl Into<SubjectMatch>, root: &Path) -> Result<Self> {
+        let subject = subject.into();
         if issuer.is_empty() || subject.is_empty() {
             return Err(Error::usage(
                 "keyless signatures need both an issuer and a subject",
@@ -70,7 +71,7 @@ impl Policy {
         Ok(Policy::Keyless {
             identity: Identity {
                 issuer: issuer.to_string(),
-                subject: subject.to_string(),
+                subject,
             },
             root: TrustRoot::read(root)?,
         })

@@ -8,13 +8,14 @@
 //!   signatures:                                    # the server only
 //!     keyless: {issuer: https://token.actions.githubusercontent.com,
 //!               subject: https://github.com/o/r/.github/workflows/release.yml@refs/heads/main,
+//!               # or subject_regexp: "https://github.com/o/r/.+", matched whole
 //!               trusted_root: /etc/pgoci/trusted_root.json}
 //! extensions:
 //!   pg_cron: {..., signatures: {key: keys/cron.pub}}
 //! ```
 //! Relative paths are relative to the profile file's directory.
 
-use super::Policy;
+use super::{Policy, SubjectMatch};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -34,9 +35,26 @@ pub enum SignatureSpec {
 #[serde(deny_unknown_fields)]
 pub struct KeylessSpec {
     pub issuer: String,
-    pub subject: String,
+    /// The certificate's SAN exactly…
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// …or any SAN this pattern matches whole (one of the two).
+    #[serde(default)]
+    pub subject_regexp: Option<String>,
     /// A PEM CA bundle or a Sigstore `trusted_root.json`.
     pub trusted_root: PathBuf,
+}
+
+impl KeylessSpec {
+    fn subject(&self) -> Result<SubjectMatch> {
+        match (&self.subject, &self.subject_regexp) {
+            (Some(s), None) => Ok(SubjectMatch::from(s.as_str())),
+            (None, Some(p)) => SubjectMatch::pattern(p),
+            _ => Err(Error::resolve(
+                "signatures.keyless needs exactly one of subject and subject_regexp",
+            )),
+        }
+    }
 }
 
 impl SignatureSpec {
@@ -52,7 +70,7 @@ impl SignatureSpec {
         match self {
             SignatureSpec::Key(path) => Policy::key_file(&at(path)),
             SignatureSpec::Keyless(k) => {
-                Policy::keyless(&k.issuer, &k.subject, &at(&k.trusted_root))
+                Policy::keyless(&k.issuer, k.subject()?, &at(&k.trusted_root))
             }
         }
     }
@@ -151,7 +169,9 @@ mod tests {
             "keyless: {issuer: https://i.example, subject: me@example.org, trusted_root: r.json}",
         )
         .unwrap();
-        assert!(matches!(keyless, SignatureSpec::Keyless(k) if k.subject == "me@example.org"));
+        assert!(
+            matches!(keyless, SignatureSpec::Keyless(k) if k.subject.as_deref() == Some("me@example.org"))
+        );
         assert!(serde_saphyr::from_str::<SignatureSpec>("kee: x").is_err());
         assert!(serde_saphyr::from_str::<SignatureSpec>("keyless: {issuer: i}").is_err());
     }

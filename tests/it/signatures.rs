@@ -98,7 +98,7 @@ fn key(name: &str) -> Policy {
 
 fn keyless(root: &str) -> Policy {
     let s = signed();
-    Policy::keyless(&s.env["ISSUER"], &s.env["SUBJECT"], &s.path(root)).unwrap()
+    Policy::keyless(&s.env["ISSUER"], s.env["SUBJECT"].as_str(), &s.path(root)).unwrap()
 }
 
 #[test]

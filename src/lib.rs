@@ -3,13 +3,22 @@
 //!
 //! The chain, one module per step: a [`profile`] maps a major and extension
 //! names to image references; [`resolve`] asks the [`registry`] for digests
-//! and writes a [`lock`]; [`fetch`] pulls every blob of the lock into the
-//! [`cache`], verified by [`digest`] as it streams; [`bundle`] writes the
-//! lock and its blobs as a portable OCI image layout; [`install`] unpacks
-//! artifacts ([`unpack`]) into a store, composes a generation, initialises
-//! the data directory, writes `pgoci.conf` and a systemd unit, and starts the
-//! server. [`blobs`] abstracts where verified bytes come from (cache or
-//! bundle); [`progress`] is how the library reports without printing.
+//! (and [`signature`] for who signed them) and writes a [`lock`]; [`fetch`]
+//! pulls every blob of the lock into the [`cache`], verified by [`digest`]
+//! as it streams; [`bundle`] writes the lock, its blobs and what travels
+//! beside the images ([`companions`]: indexes, signatures, SBOMs) as a
+//! portable OCI image layout, which [`publish`] pushes to a site registry;
+//! [`install`] unpacks artifacts ([`unpack`], confined by [`rootfs`]) into
+//! a store, checks their libraries by reading ELF files ([`elf`]), composes
+//! a generation, initialises the data directory, writes `pgoci.conf` and a
+//! systemd unit, and starts the server. [`blobs`] abstracts where verified
+//! bytes come from (cache or bundle); [`progress`] is how the library
+//! reports without printing.
+//!
+//! The trust boundary: every string from a lock, profile, bundle or flag
+//! becomes a type of [`names`] before use, documents are read with the caps
+//! of [`limits`], and values reach config files and units only through
+//! [`render`]'s quoting.
 
 pub mod blobs;
 pub mod bundle;

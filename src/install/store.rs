@@ -86,6 +86,7 @@ pub fn ensure(
     fs::create_dir_all(&layers).with_path(&layers, "create store")?;
     clean_temp(&layers);
     let stored = ensure_layers(layout, &pinned.layers, source, reporter)?;
+    crate::failpoint::hit("after-layers");
     // The cap bounds one artifact, whichever of its layers were stored before.
     let cap = Limits::default().max_unpacked_bytes;
     let total: u64 = stored.iter().map(|(_, bytes)| bytes).sum();
@@ -383,5 +384,8 @@ pub fn remove(layout: &HostLayout, entry: &str) -> Result<bool> {
     }
     crate::failpoint::hit("gc-after-rename");
     crate::fsutil::remove_dir_if_exists(&doomed)?;
+    if parent != layout.store() {
+        let _ = fs::remove_dir(&parent); // the last layer gone: only when empty
+    }
     Ok(true)
 }

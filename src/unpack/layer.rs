@@ -12,7 +12,7 @@
 //! Nothing of the layer is applied there: whiteouts, opaque markers, hard
 //! links and symlinks are kept as the entries they are. [`compose`] then
 //! replays the layers of an image in order onto its root through the very
-//! code [`super::apply_layer`] uses ([`super::apply_op`]), regular files
+//! code [`super::apply_layer`] uses (`apply_op`), regular files
 //! becoming hard links of the stored ones. So an image composed from stored
 //! layers is what applying its blobs directly gives (the same symlink
 //! resolution beneath the root, the same later-entry-wins and whiteout

@@ -17,6 +17,11 @@
 //! are refused (integrity error). No file or directory keeps setuid, setgid,
 //! sticky or world-writable bits. The decompressed bytes of one artifact are
 //! capped ([`Budget`]); a full file system is a host error naming it.
+//!
+//! A layer is either applied straight onto a root ([`apply_layer`]) or
+//! stored apart once and composed onto any number of roots later
+//! ([`layer`]); both read entries with `read_op` and carry them out with
+//! `apply_op`, so the two give the same tree.
 
 use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Error, Kind, Result};
@@ -154,7 +159,7 @@ impl<R: Read> Read for Counting<'_, R> {
 
 /// Applies one layer blob (read from `reader`, verified against `blob` as it
 /// streams, and read to its end) on top of `dest`, counting its decompressed
-/// bytes against `budget` (see [`stream_layer`]).
+/// bytes against `budget` (see `stream_layer`).
 pub fn apply_layer(
     reader: impl Read + Send,
     blob: &Blob,

@@ -389,3 +389,61 @@ pub fn remove(layout: &HostLayout, entry: &str) -> Result<bool> {
     }
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store by hand: artifact `a` composed from layer `l1` (one file
+    /// hard-linked), layer `l2` used by nothing.
+    fn store() -> (tempfile::TempDir, HostLayout) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path(), Path::new("/p"));
+        let l1 = layers_dir(&layout).join("l1");
+        let l2 = layers_dir(&layout).join("l2");
+        for l in [&l1, &l2] {
+            fs::create_dir_all(l.join(layer::FILES)).unwrap();
+            fs::write(l.join(layer::OPS), "pgoci-layer 1 0\n").unwrap();
+        }
+        fs::write(l1.join("files/0"), vec![1u8; 1000]).unwrap();
+        fs::write(l2.join("files/0"), vec![2u8; 300]).unwrap();
+        let a = layout.store().join("a");
+        fs::create_dir_all(a.join("bin")).unwrap();
+        fs::hard_link(l1.join("files/0"), a.join("bin/x")).unwrap();
+        fs::write(a.join("own"), vec![3u8; 50]).unwrap();
+        fs::write(layers_list_path(&a), "l1\n").unwrap();
+        fs::write(super::super::manifest::store_manifest_path(&a), "{}").unwrap();
+        (dir, layout)
+    }
+
+    #[test]
+    fn gc_keeps_the_layers_of_used_entries_and_counts_each_inode_once() {
+        let (_dir, layout) = store();
+        let used: BTreeSet<String> = ["a".to_string()].into();
+        let unused_now = unused(&layout, &used);
+        // Its file and its 16-byte `ops`.
+        assert_eq!(unused_now, BTreeMap::from([("layers/l2".into(), 316)]));
+        // Nothing used: the shared bytes are freed once, with the last link.
+        let all = unused(&layout, &BTreeSet::new());
+        assert_eq!(
+            all.values().sum::<u64>(),
+            1000 + 300 + 50 + 2 * 16,
+            "{all:?}"
+        );
+        assert_eq!(all["layers/l2"], 316);
+        // Removing `a` alone would free only its own file.
+        let a_only = freed_bytes(&[("a".into(), layout.store().join("a"))]);
+        assert_eq!(a_only["a"], 50);
+        for entry in all.keys() {
+            assert!(remove(&layout, entry).unwrap(), "{entry}");
+        }
+        assert!(!layers_dir(&layout).exists(), "emptied, then removed");
+        assert_eq!(
+            fs::read_dir(layout.store()).unwrap().count(),
+            0,
+            "the manifests and layer lists went with their entry"
+        );
+        assert!(remove(&layout, "../x").is_err());
+        assert!(remove(&layout, "layers/").is_err());
+    }
+}

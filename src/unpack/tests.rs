@@ -840,6 +840,7 @@ fn a_corrupt_stored_layer_is_an_integrity_error() {
     for bad in [
         "pgoci-layer 1 1024\nF 644 1 0 nothex f\n",
         "pgoci-layer 1 1024\nF 644 1 ../../x 0000000000000000000000000000000000000000000000000000000000000000 f\n",
+        "pgoci-layer 1 1024\nF 644 1 .. 0000000000000000000000000000000000000000000000000000000000000000 f\n",
         "pgoci-layer 1 1024\nX f\n",
         "not a layer\n",
     ] {

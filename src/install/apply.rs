@@ -812,7 +812,8 @@ pub fn uninstall(
     })
 }
 
-/// Plans gc: store entries no generation of any instance uses, and cache
+/// Plans gc: store entries no generation of any instance uses (and the
+/// stored layers only they were composed from), and cache
 /// blobs that neither those generations' locks nor `keep` locks need.
 pub fn plan_gc(layout: &HostLayout, cache: Option<&Cache>, keep: &[Lock]) -> Result<Vec<Step>> {
     let instances = super::facts::other_instances(layout, "")?;
@@ -833,17 +834,7 @@ pub fn plan_gc(layout: &HostLayout, cache: Option<&Cache>, keep: &[Lock]) -> Res
         used_blobs.extend(lock.blobs().into_iter().map(|b| b.digest));
         used_store.extend(lock.artifacts().map(|a| a.digest.hex().to_string()));
     }
-    let mut store_entries = BTreeMap::new();
-    if let Ok(entries) = fs::read_dir(layout.store()) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.ends_with(".files.json") || used_store.contains(&name)
-            {
-                continue;
-            }
-            store_entries.insert(name, dir_size(&e.path()));
-        }
-    }
+    let store_entries = store::unused(layout, &used_store);
     let mut blobs = BTreeMap::new();
     if let Some(cache) = cache {
         for d in cache.digests()? {
@@ -868,26 +859,12 @@ pub fn gc(
         done: Vec::new(),
     };
     // Entries a killed gc or install moved aside.
-    store::clean_temp(&layout.store());
+    store::clean(layout);
     for step in steps {
         match step {
-            Step::RemoveStoreEntry { entry, .. } => runner.run(step, || {
-                // Out of sight first (a rename), then deleted: a gc killed
-                // midway never leaves a half entry that looks whole.
-                let dir = layout.store().join(entry);
-                fsutil::remove_file_if_exists(&super::manifest::store_manifest_path(&dir))?;
-                let doomed = layout
-                    .store()
-                    .join(format!(".tmp-gc-{entry}-{}", std::process::id()));
-                match fs::rename(&dir, &doomed) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(((), false)),
-                    Err(e) => return Err(e).with_path(&dir, "remove"),
-                }
-                failpoint::hit("gc-after-rename");
-                fsutil::remove_dir_if_exists(&doomed)?;
-                Ok(((), true))
-            })?,
+            Step::RemoveStoreEntry { entry, .. } => {
+                runner.run(step, || Ok(((), store::remove(layout, entry)?)))?
+            }
             Step::RemoveCacheBlob { digest, .. } => runner.run(step, || {
                 let Some(cache) = cache else {
                     return Ok(((), false));
@@ -906,18 +883,6 @@ pub fn gc(
         changed: !runner.done.is_empty(),
         actions: runner.done,
     })
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    fs::read_dir(path)
-        .map(|es| es.flatten().map(|e| dir_size(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// Re-hashes the current generation of an instance.

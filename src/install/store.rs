@@ -1,16 +1,54 @@
-//! The store: each artifact unpacked once into `store/<manifest-hex>/`,
-//! immutable afterwards (files read-only). Unpacking goes to a temporary
-//! directory that is renamed into place, so a store entry is whole or absent.
+//! The store: each layer unpacked once, and each artifact (image) composed
+//! from its layers by hard links, so images sharing layers (two majors on
+//! one base, extensions built on one base) share their bytes.
+//!
+//! ```text
+//! store/layers/<layer-hex>/        one layer as it came (unpack::layer), sealed
+//! store/<manifest-hex>/            an artifact's root: its layers applied in
+//!                                  order, files hard links of the layers'
+//! store/<manifest-hex>.files.json  the digest of every file of that root
+//! store/<manifest-hex>.layers      the layers it was composed from (for gc)
+//! ```
+//!
+//! Everything is immutable once there (files read-only). Each entry is
+//! made in a temporary directory renamed into place, so it is whole or
+//! absent; a run killed midway leaves temporary directories that the next
+//! run removes, and layers already stored are reused.
 
 use super::layout::HostLayout;
 use crate::blobs::BlobSource;
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
-use crate::lock::Pinned;
+use crate::error::{Error, IoContext, Result};
+use crate::lock::{Blob, Pinned};
 use crate::progress::{Phase, Reporter, ReportingReader};
-use crate::unpack::{apply_layer, seal, Budget, Select};
+use crate::unpack::{layer, seal, Budget, Limits, Select};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The directory of stored layers, inside the store.
+pub const LAYERS: &str = "layers";
+
+/// Layers of one artifact unpacked at once (each uses two threads).
+const PARALLEL_LAYERS: usize = 3;
+
+/// `store/layers/`.
+pub fn layers_dir(layout: &HostLayout) -> PathBuf {
+    layout.store().join(LAYERS)
+}
+
+/// The stored layer of `digest`.
+pub fn layer_dir(layout: &HostLayout, digest: &Digest) -> PathBuf {
+    layers_dir(layout).join(digest.hex())
+}
+
+/// The list of layers an artifact entry was composed from (beside it).
+fn layers_list_path(entry: &Path) -> PathBuf {
+    entry.with_extension("layers")
+}
 
 /// Whether an artifact is unpacked in the store (whole, with its manifest).
 pub fn has(layout: &HostLayout, digest: &Digest) -> bool {
@@ -18,9 +56,16 @@ pub fn has(layout: &HostLayout, digest: &Digest) -> bool {
     dest.is_dir() && super::manifest::store_manifest_path(&dest).is_file()
 }
 
+/// Whether a layer is stored (whole).
+pub fn has_layer(layout: &HostLayout, digest: &Digest) -> bool {
+    layer_dir(layout, digest).join(layer::OPS).is_file()
+}
+
 /// Unpacks `pinned` into the store unless it is already there; returns the
-/// entry's directory and whether it was created now. Each layer is
-/// verified against its digest while it is unpacked.
+/// entry's directory and whether it was created now. Layers the store
+/// lacks are unpacked (side by side, each verified against its digest
+/// while it is read); the entry is then composed from the stored layers.
+/// Layers are stored whole; `select` picks what of them the entry holds.
 pub fn ensure(
     layout: &HostLayout,
     pinned: &Pinned,
@@ -37,32 +82,44 @@ pub fn ensure(
         // An entry from before manifests were recorded: unpack it afresh.
         fs::remove_dir_all(&dest).with_path(&dest, "remove")?;
     }
-    fs::create_dir_all(&store).with_path(&store, "create store")?;
-    let tmp = store.join(format!(
-        ".tmp-{}-{}",
-        pinned.digest.short(),
-        std::process::id()
-    ));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).with_path(&tmp, "remove stale")?;
+    let layers = layers_dir(layout);
+    fs::create_dir_all(&layers).with_path(&layers, "create store")?;
+    clean_temp(&layers);
+    let stored = ensure_layers(layout, &pinned.layers, source, reporter)?;
+    crate::failpoint::hit("after-layers");
+    // The cap bounds one artifact, whichever of its layers were stored before.
+    let cap = Limits::default().max_unpacked_bytes;
+    let total: u64 = stored.iter().map(|(_, bytes)| bytes).sum();
+    if total > cap {
+        return Err(Error::integrity(format!(
+            "artifact {} unpacks to more than {cap} bytes, the cap for one artifact",
+            pinned.digest
+        ))
+        .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
     }
-    fs::create_dir(&tmp).with_path(&tmp, "create")?;
-    let unpacked = (|| {
-        let mut budget = Budget::default();
-        for layer in &pinned.layers {
-            let raw = source.open_raw(layer)?;
-            let reader =
-                ReportingReader::new(raw, Phase::Unpack, &layer.digest, layer.size, reporter);
-            apply_layer(reader, layer, &tmp, select, &mut budget)?;
-        }
+    let tmp = temp_path(&store, &pinned.digest);
+    let composed = (|| {
+        let layers: Vec<(PathBuf, Digest)> = stored
+            .into_iter()
+            .zip(&pinned.layers)
+            .map(|((dir, _), blob)| (dir, blob.digest.clone()))
+            .collect();
+        let digests = layer::compose(&layers, &tmp, select)?;
         // Read-only, no setuid/setgid/sticky or world-writable bits: hard
         // links into generations cannot be used to change the store.
         seal(&tmp)?;
-        // Record every file's digest now, for `status --verify` later.
-        let files = super::manifest::hash_tree(&tmp, budget.digests())?;
-        super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)
+        // Every file's digest, recorded when its layer was stored, for
+        // `status --verify` later.
+        let files = super::manifest::hash_tree(&tmp, &digests)?;
+        super::manifest::write(&super::manifest::store_manifest_path(&dest), &files)?;
+        let list: String = pinned
+            .layers
+            .iter()
+            .map(|b| format!("{}\n", b.digest.hex()))
+            .collect();
+        crate::fsutil::write_atomic(&layers_list_path(&dest), list.as_bytes())
     })();
-    if let Err(e) = unpacked {
+    if let Err(e) = composed {
         let _ = fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -75,6 +132,119 @@ pub fn ensure(
         return Err(e).with_path(&dest, "move into store");
     }
     Ok((dest, true))
+}
+
+/// A stored layer's directory and decompressed size.
+type StoredLayer = (PathBuf, u64);
+
+/// Stores the layers the store lacks, a few at a time; returns each
+/// layer's directory and decompressed size, in order.
+fn ensure_layers(
+    layout: &HostLayout,
+    blobs: &[Blob],
+    source: &dyn BlobSource,
+    reporter: &dyn Reporter,
+) -> Result<Vec<StoredLayer>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<StoredLayer>>>> =
+        blobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_LAYERS.min(blobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= blobs.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let result = ensure_layer(layout, &blobs[i], source, reporter);
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+            });
+        }
+    });
+    // The first error in layer order; layers skipped after it have none.
+    let mut out = Vec::with_capacity(blobs.len());
+    let mut skipped = false;
+    for r in results {
+        match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(r) => out.push(r?),
+            None => skipped = true,
+        }
+    }
+    if skipped {
+        return Err(Error::internal("a layer was neither stored nor failed"));
+    }
+    Ok(out)
+}
+
+/// Stores one layer unless it is there; returns its directory and size.
+fn ensure_layer(
+    layout: &HostLayout,
+    blob: &Blob,
+    source: &dyn BlobSource,
+    reporter: &dyn Reporter,
+) -> Result<StoredLayer> {
+    let dir = layer_dir(layout, &blob.digest);
+    // Two artifacts of one run sharing this layer: one stores it, the
+    // other waits and finds it.
+    let busy = in_flight(&blob.digest);
+    let _turn = busy.lock().unwrap_or_else(|e| e.into_inner());
+    if has_layer(layout, &blob.digest) {
+        return Ok((dir.clone(), layer::stored_bytes(&dir)?));
+    }
+    if dir.exists() {
+        // Not whole (it cannot be, entries appear by rename): start over.
+        fs::remove_dir_all(&dir).with_path(&dir, "remove")?;
+    }
+    let tmp = temp_path(&layers_dir(layout), &blob.digest);
+    let stored = (|| {
+        let raw = source.open_raw(blob)?;
+        let reader = ReportingReader::new(raw, Phase::Unpack, &blob.digest, blob.size, reporter);
+        let bytes = layer::store_layer(reader, blob, &tmp, &mut Budget::default())?;
+        seal(&tmp)?;
+        Ok(bytes)
+    })();
+    let bytes = match stored {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = fs::rename(&tmp, &dir) {
+        let _ = fs::remove_dir_all(&tmp);
+        // Another pgoci stored the same layer meanwhile: theirs is as good.
+        if has_layer(layout, &blob.digest) {
+            return Ok((dir.clone(), layer::stored_bytes(&dir)?));
+        }
+        return Err(e).with_path(&dir, "move into store");
+    }
+    Ok((dir, bytes))
+}
+
+/// The lock that serialises work on one layer within this process.
+fn in_flight(digest: &Digest) -> Arc<Mutex<()>> {
+    static BUSY: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let mut map = BUSY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    map.entry(digest.hex().to_string()).or_default().clone()
+}
+
+/// A fresh `.tmp-<short>-<n>-<pid>` path in `dir` ([`clean_temp`] reads
+/// the pid at the end): unique within this process too, where two threads
+/// may store the same digest.
+fn temp_path(dir: &Path, digest: &Digest) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        ".tmp-{}-{n}-{}",
+        digest.short(),
+        std::process::id()
+    ))
 }
 
 /// Removes `.tmp-*-<pid>` entries of `dir` left by killed runs (those
@@ -96,5 +266,309 @@ pub fn clean_temp(dir: &Path) {
         if !alive {
             let _ = fs::remove_dir_all(e.path());
         }
+    }
+}
+
+/// Removes what killed runs left in the store and layer directories, and
+/// the layer directory itself once it holds nothing.
+pub fn clean(layout: &HostLayout) {
+    clean_temp(&layout.store());
+    clean_temp(&layers_dir(layout));
+    let _ = fs::remove_dir(layers_dir(layout)); // only when empty
+}
+
+/// The layers an artifact entry was composed from (none for an entry
+/// unpacked before the store kept layers).
+fn layers_of(entry: &Path) -> Vec<String> {
+    fs::read_to_string(layers_list_path(entry))
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Store entries nothing uses, each with the bytes removing it frees:
+/// artifact entries not in `used` (manifest hexes), and stored layers
+/// (`layers/<hex>`) no remaining artifact entry was composed from.
+pub fn unused(layout: &HostLayout, used: &BTreeSet<String>) -> BTreeMap<String, u64> {
+    let store = layout.store();
+    let mut doomed = Vec::new();
+    let mut kept_layers = BTreeSet::new();
+    if let Ok(entries) = fs::read_dir(&store) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.')
+                || name == LAYERS
+                || name.ends_with(".files.json")
+                || name.ends_with(".layers")
+                || !e.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            if used.contains(&name) {
+                kept_layers.extend(layers_of(&e.path()));
+            } else {
+                doomed.push((name, e.path()));
+            }
+        }
+    }
+    if let Ok(entries) = fs::read_dir(layers_dir(layout)) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') && !kept_layers.contains(&name) {
+                doomed.push((format!("{LAYERS}/{name}"), e.path()));
+            }
+        }
+    }
+    freed_bytes(&doomed)
+}
+
+/// What removing all of `entries` frees, per entry: a file's bytes count
+/// once every link to it is among them (an artifact's files are links of
+/// its layers', and of generations' while one uses it).
+fn freed_bytes(entries: &[(String, PathBuf)]) -> BTreeMap<String, u64> {
+    // (dev, ino) -> (links seen, links in all, size, entry seen last in)
+    let mut inodes: HashMap<(u64, u64), (u64, u64, u64, usize)> = HashMap::new();
+    let mut out: BTreeMap<String, u64> = entries.iter().map(|(n, _)| (n.clone(), 0)).collect();
+    for (i, (name, path)) in entries.iter().enumerate() {
+        let mut stack = vec![path.clone()];
+        while let Some(p) = stack.pop() {
+            let Ok(meta) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if let Ok(rd) = fs::read_dir(&p) {
+                    stack.extend(rd.flatten().map(|e| e.path()));
+                }
+            } else if meta.is_file() {
+                let seen = inodes.entry((meta.dev(), meta.ino())).or_insert((
+                    0,
+                    meta.nlink(),
+                    meta.len(),
+                    i,
+                ));
+                seen.0 += 1;
+                seen.3 = i;
+            } else {
+                *out.get_mut(name).expect("listed") += meta.len();
+            }
+        }
+    }
+    for (seen, links, size, last) in inodes.into_values() {
+        if seen >= links {
+            *out.get_mut(&entries[last].0).expect("listed") += size;
+        }
+    }
+    out
+}
+
+/// Removes one store entry named as [`unused`] names them: moved out of
+/// sight first (a rename), then deleted, so a run killed midway never
+/// leaves a half entry that looks whole. Returns whether it was there.
+pub fn remove(layout: &HostLayout, entry: &str) -> Result<bool> {
+    let (parent, name) = match entry.strip_prefix(&format!("{LAYERS}/")) {
+        Some(hex) => (layers_dir(layout), hex),
+        None => (layout.store(), entry),
+    };
+    if name.is_empty() || name.starts_with('.') || name.contains('/') || name == LAYERS {
+        return Err(Error::internal(format!("{entry} is not a store entry")));
+    }
+    let dir = parent.join(name);
+    if parent == layout.store() {
+        crate::fsutil::remove_file_if_exists(&super::manifest::store_manifest_path(&dir))?;
+        crate::fsutil::remove_file_if_exists(&layers_list_path(&dir))?;
+    }
+    let doomed = parent.join(format!(".tmp-gc-{name}-{}", std::process::id()));
+    match fs::rename(&dir, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_path(&dir, "remove"),
+    }
+    crate::failpoint::hit("gc-after-rename");
+    crate::fsutil::remove_dir_if_exists(&doomed)?;
+    if parent != layout.store() {
+        let _ = fs::remove_dir(&parent); // the last layer gone: only when empty
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Event;
+
+    /// An uncompressed layer of regular files (a `.wh.` name whites out).
+    fn layer_blob(cache: &crate::cache::Cache, files: &[(&str, &[u8])]) -> Blob {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_path(name).unwrap();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            builder.append(&h, *data).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        fs::write(cache.path(&digest), &bytes).unwrap();
+        Blob {
+            digest,
+            size: bytes.len() as u64,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        }
+    }
+
+    fn pinned(name: &str, layers: Vec<Blob>) -> Pinned {
+        Pinned {
+            reference: format!("example.test/{name}:1"),
+            digest: Digest::of_bytes(name.as_bytes()),
+            size: 1,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            index: None,
+            config: Blob {
+                digest: Digest::of_bytes(b"config"),
+                size: 6,
+                media_type: "application/vnd.oci.image.config.v1+json".into(),
+            },
+            layers,
+            signature: None,
+        }
+    }
+
+    /// Counts the layers read for unpacking, by digest.
+    #[derive(Default)]
+    struct Reads(Mutex<HashMap<String, usize>>);
+
+    impl Reporter for Reads {
+        fn event(&self, event: &Event) {
+            if let Event::BlobStarted {
+                phase: Phase::Unpack,
+                digest,
+                ..
+            } = event
+            {
+                *self
+                    .0
+                    .lock()
+                    .unwrap()
+                    .entry(digest.hex().into())
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    /// Two artifacts on one base, unpacked at once as an install does:
+    /// the base is read once, stored once, and both entries link its file.
+    #[test]
+    fn artifacts_sharing_a_layer_unpacked_together_read_and_store_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::open(&dir.path().join("cache")).unwrap();
+        let layout = HostLayout::new(&dir.path().join("root"), Path::new("/opt/pgoci"));
+        let base = layer_blob(&cache, &[("bin/postgres", b"server"), ("share/x", b"x")]);
+        let one = layer_blob(&cache, &[("share/one", b"1")]);
+        let two = layer_blob(&cache, &[("share/.wh.x", b"")]);
+        let a = pinned("a", vec![base.clone(), one.clone()]);
+        let b = pinned("b", vec![base.clone(), two.clone(), base.clone()]);
+        let reads = Reads::default();
+        let keep = &crate::unpack::keep_all;
+        let (ea, eb) = std::thread::scope(|s| {
+            let ta = s.spawn(|| ensure(&layout, &a, &cache, keep, &reads).unwrap());
+            let tb = s.spawn(|| ensure(&layout, &b, &cache, keep, &reads).unwrap());
+            (ta.join().unwrap(), tb.join().unwrap())
+        });
+        assert!(ea.1 && eb.1, "both created now");
+        let reads_now = reads.0.lock().unwrap().clone();
+        assert_eq!(reads_now[base.digest.hex()], 1, "{reads_now:?}");
+        assert_eq!(reads_now.len(), 3, "{reads_now:?}");
+        let mut stored: Vec<String> = fs::read_dir(layers_dir(&layout))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        stored.sort();
+        let mut want: Vec<String> = [&base, &one, &two]
+            .iter()
+            .map(|b| b.digest.hex().to_string())
+            .collect();
+        want.sort();
+        assert_eq!(stored, want);
+        let ino = |p: PathBuf| fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            ino(ea.0.join("bin/postgres")),
+            ino(eb.0.join("bin/postgres"))
+        );
+        // Each entry is its own image: b's base again after its whiteout.
+        assert!(ea.0.join("share/one").is_file() && !eb.0.join("share/one").exists());
+        assert_eq!(fs::read(eb.0.join("share/x")).unwrap(), b"x");
+        assert_eq!(layers_of(&eb.0).len(), 3);
+        let manifest =
+            super::super::manifest::read(&super::super::manifest::store_manifest_path(&ea.0))
+                .unwrap();
+        assert_eq!(
+            manifest[Path::new("bin/postgres")],
+            Digest::of_bytes(b"server")
+        );
+        // Again: nothing to do, nothing read.
+        let again = ensure(&layout, &a, &cache, keep, &reads).unwrap();
+        assert!(!again.1);
+        assert_eq!(reads.0.lock().unwrap().values().sum::<usize>(), 3);
+        assert!(!fs::read_dir(layout.store())
+            .unwrap()
+            .chain(fs::read_dir(layers_dir(&layout)).unwrap())
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".tmp-")));
+    }
+
+    /// A store by hand: artifact `a` composed from layer `l1` (one file
+    /// hard-linked), layer `l2` used by nothing.
+    fn store() -> (tempfile::TempDir, HostLayout) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path(), Path::new("/p"));
+        let l1 = layers_dir(&layout).join("l1");
+        let l2 = layers_dir(&layout).join("l2");
+        for l in [&l1, &l2] {
+            fs::create_dir_all(l.join(layer::FILES)).unwrap();
+            fs::write(l.join(layer::OPS), "pgoci-layer 1 0\n").unwrap();
+        }
+        fs::write(l1.join("files/0"), vec![1u8; 1000]).unwrap();
+        fs::write(l2.join("files/0"), vec![2u8; 300]).unwrap();
+        let a = layout.store().join("a");
+        fs::create_dir_all(a.join("bin")).unwrap();
+        fs::hard_link(l1.join("files/0"), a.join("bin/x")).unwrap();
+        fs::write(a.join("own"), vec![3u8; 50]).unwrap();
+        fs::write(layers_list_path(&a), "l1\n").unwrap();
+        fs::write(super::super::manifest::store_manifest_path(&a), "{}").unwrap();
+        (dir, layout)
+    }
+
+    #[test]
+    fn gc_keeps_the_layers_of_used_entries_and_counts_each_inode_once() {
+        let (_dir, layout) = store();
+        let used: BTreeSet<String> = ["a".to_string()].into();
+        let unused_now = unused(&layout, &used);
+        // Its file and its 16-byte `ops`.
+        assert_eq!(unused_now, BTreeMap::from([("layers/l2".into(), 316)]));
+        // Nothing used: the shared bytes are freed once, with the last link.
+        let all = unused(&layout, &BTreeSet::new());
+        assert_eq!(
+            all.values().sum::<u64>(),
+            1000 + 300 + 50 + 2 * 16,
+            "{all:?}"
+        );
+        assert_eq!(all["layers/l2"], 316);
+        // Removing `a` alone would free only its own file.
+        let a_only = freed_bytes(&[("a".into(), layout.store().join("a"))]);
+        assert_eq!(a_only["a"], 50);
+        for entry in all.keys() {
+            assert!(remove(&layout, entry).unwrap(), "{entry}");
+        }
+        assert!(!layers_dir(&layout).exists(), "emptied, then removed");
+        assert_eq!(
+            fs::read_dir(layout.store()).unwrap().count(),
+            0,
+            "the manifests and layer lists went with their entry"
+        );
+        assert!(remove(&layout, "../x").is_err());
+        assert!(remove(&layout, "layers/").is_err());
     }
 }

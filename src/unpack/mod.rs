@@ -17,12 +17,17 @@
 //! are refused (integrity error). No file or directory keeps setuid, setgid,
 //! sticky or world-writable bits. The decompressed bytes of one artifact are
 //! capped ([`Budget`]); a full file system is a host error naming it.
+//!
+//! A layer is either applied straight onto a root ([`apply_layer`]) or
+//! stored apart once and composed onto any number of roots later
+//! ([`layer`]); both read entries with `read_op` and carry them out with
+//! `apply_op`, so the two give the same tree.
 
 use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Error, Kind, Result};
 use crate::lock::Blob;
 use crate::rootfs::{remove_all_at, Root};
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
@@ -130,7 +135,7 @@ impl Default for Budget {
 }
 
 /// Counts decompressed bytes against the budget and stops at the cap.
-struct Counting<'b, R> {
+pub(crate) struct Counting<'b, R> {
     inner: R,
     used: &'b mut u64,
     cap: u64,
@@ -154,11 +159,7 @@ impl<R: Read> Read for Counting<'_, R> {
 
 /// Applies one layer blob (read from `reader`, verified against `blob` as it
 /// streams, and read to its end) on top of `dest`, counting its decompressed
-/// bytes against `budget`.
-///
-/// Two threads share the work: one reads the blob, hashes it and inflates
-/// it; the other parses the tar, writes the files and hashes them. Each
-/// byte is read once.
+/// bytes against `budget` (see `stream_layer`).
 pub fn apply_layer(
     reader: impl Read + Send,
     blob: &Blob,
@@ -166,14 +167,45 @@ pub fn apply_layer(
     select: Select,
     budget: &mut Budget,
 ) -> Result<()> {
+    std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
+    let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
+    stream_layer(reader, blob, budget, |archive, digests| {
+        let bad = |e: io::Error| Error::integrity(e.to_string());
+        // What this layer wrote, so its own opaque marker never removes it.
+        let mut written = HashSet::new();
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let Some((rel, op)) = read_op(&entry)? else {
+                continue;
+            };
+            let data = match op {
+                Op::File { size, .. } => Some(Data::Stream(&mut entry, size)),
+                _ => None,
+            };
+            apply_op(&rel, &op, data, &root, select, &mut written, digests)?;
+        }
+        Ok(())
+    })
+}
+
+/// Streams one layer blob through `body` as a tar archive: verified against
+/// `blob` as it streams and read to its end, its decompressed bytes counted
+/// against `budget`. `body` gets the budget's digests to record files in.
+///
+/// Two threads share the work: one reads the blob, hashes it and inflates
+/// it; the other parses the tar and runs `body`. Each byte is read once.
+pub(crate) fn stream_layer(
+    reader: impl Read + Send,
+    blob: &Blob,
+    budget: &mut Budget,
+    body: impl FnOnce(&mut tar::Archive<Counting<'_, Piped>>, &mut InodeDigests) -> Result<()>,
+) -> Result<()> {
     let compression = Compression::from_media_type(&blob.media_type).ok_or_else(|| {
         Error::integrity(format!(
             "layer {} has unsupported media type {}",
             blob.digest, blob.media_type
         ))
     })?;
-    std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
-    let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
     let layer_err = |e: io::Error| Error::integrity(format!("layer {}: {e}", blob.digest));
     let cap = budget.limits.max_unpacked_bytes;
     std::thread::scope(|scope| {
@@ -189,7 +221,7 @@ pub fn apply_layer(
             cap,
             exceeded: false,
         });
-        let applied = apply_entries(&mut archive, &root, select, &mut budget.digests);
+        let applied = body(&mut archive, &mut budget.digests);
         // Read to the very end so the digest check runs on every byte (and
         // the cap bounds what hides behind the end-of-archive marker).
         let mut rest = archive.into_inner();
@@ -258,7 +290,7 @@ fn inflate(
 }
 
 /// The second thread's view of the inflated bytes.
-struct Piped {
+pub(crate) struct Piped {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     at: usize,
@@ -281,21 +313,6 @@ impl Read for Piped {
         self.at += n;
         Ok(n)
     }
-}
-
-fn apply_entries<R: Read>(
-    archive: &mut tar::Archive<R>,
-    root: &Root,
-    select: Select,
-    digests: &mut InodeDigests,
-) -> Result<()> {
-    let bad = |e: io::Error| Error::integrity(e.to_string());
-    // What this layer wrote, so its own opaque marker never removes it.
-    let mut written = HashSet::new();
-    for entry in archive.entries().map_err(bad)? {
-        apply_entry(entry.map_err(bad)?, root, select, &mut written, digests)?;
-    }
-    Ok(())
 }
 
 /// Turns an archive name into a clean relative path (no `.`, `..` or root
@@ -387,27 +404,111 @@ fn link_target<R: Read>(entry: &tar::Entry<R>, rel: &Path) -> Result<PathBuf> {
         .ok_or_else(|| Error::integrity(format!("link {} has no target", rel.display())))
 }
 
-fn apply_entry<R: Read>(
-    mut entry: tar::Entry<R>,
-    root: &Root,
-    select: Select,
-    written: &mut HashSet<PathBuf>,
-    digests: &mut InodeDigests,
-) -> Result<()> {
+/// What one archive entry does, read from its header: the entries pgoci
+/// keeps, in the order of the archive, are a layer's whole meaning (a
+/// regular file's bytes aside). [`layer`] stores them to replay later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    /// A hard link to `target`, a clean relative name.
+    Link {
+        target: PathBuf,
+    },
+    /// `.wh.NAME` or `.wh..wh..opq` (the entry's own name says which).
+    Whiteout,
+}
+
+/// Where a regular file's bytes come from.
+pub(crate) enum Data<'a> {
+    /// The archive entry itself, of the size its header gives.
+    Stream(&'a mut dyn Read, u64),
+    /// A file already unpacked (a stored layer's): linked, never copied.
+    Stored {
+        dir: BorrowedFd<'a>,
+        name: &'a OsStr,
+        digest: &'a Digest,
+    },
+}
+
+/// Reads what an entry does, under its clean relative name; `None` for
+/// entries that do nothing (the layer root, pax headers, device nodes,
+/// fifos, aufs metadata). Names that climb out, bad whiteouts and entry
+/// kinds pgoci refuses are integrity errors.
+pub(crate) fn read_op<R: Read>(entry: &tar::Entry<R>) -> Result<Option<(PathBuf, Op)>> {
     let name = entry
         .path()
         .map_err(|e| Error::integrity(format!("bad entry name: {e}")))?
         .into_owned();
     let rel = safe_relative(&name)?;
-    let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
+    let Some(file_name) = rel.file_name() else {
         // The layer root itself (`/`, `./`): our directory keeps its mode.
-        return Ok(());
+        return Ok(None);
     };
     if let Some(hidden) = file_name.as_bytes().strip_prefix(b".wh.") {
-        let hidden = OsStr::from_bytes(hidden);
-        return apply_whiteout(root, &name, &rel, hidden, select, written);
+        let opaque = hidden == b".wh..opq";
+        if !opaque && hidden.starts_with(b".wh.") {
+            return Ok(None); // aufs metadata (`.wh..wh.plnk`, …): nothing to do
+        }
+        if !opaque && (hidden.is_empty() || hidden == b"." || hidden == b"..") {
+            return Err(Error::integrity(format!(
+                "unsafe archive entry {}: a whiteout must name a file",
+                name.display()
+            )));
+        }
+        return Ok(Some((rel, Op::Whiteout)));
     }
-    let Some(out) = select(&rel) else {
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o644);
+    let op = match header.entry_type() {
+        tar::EntryType::Directory => Op::Dir { mode },
+        tar::EntryType::Regular | tar::EntryType::Continuous => Op::File {
+            mode,
+            size: entry.size(),
+        },
+        tar::EntryType::Symlink => Op::Symlink {
+            target: link_target(entry, &rel)?,
+        },
+        tar::EntryType::Link => Op::Link {
+            target: safe_relative(&link_target(entry, &rel)?)?,
+        },
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(None),
+        // Device nodes and fifos are never created: the host has its own.
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => return Ok(None),
+        other => {
+            return Err(Error::integrity(format!(
+            "unsafe archive entry {}: {other:?} entries (sparse files and other kinds) are refused",
+            rel.display()
+        )))
+        }
+    };
+    Ok(Some((rel, op)))
+}
+
+/// Carries out one entry's [`Op`] beneath `root`: `rel` is its clean name
+/// in the layer, placed where `select` says; `data` holds a file's bytes.
+/// `written` is what this layer wrote so far (its opaque markers spare it).
+pub(crate) fn apply_op(
+    rel: &Path,
+    op: &Op,
+    data: Option<Data<'_>>,
+    root: &Root,
+    select: Select,
+    written: &mut HashSet<PathBuf>,
+    digests: &mut InodeDigests,
+) -> Result<()> {
+    if let Op::Whiteout = op {
+        return apply_whiteout(root, rel, select, written);
+    }
+    let Some(out) = select(rel) else {
         return Ok(());
     };
     let out = safe_relative(&out)?;
@@ -419,11 +520,8 @@ fn apply_entry<R: Read>(
         let action = action.to_string();
         move |e: io::Error| fs_error(root.path(), &out, &action, e)
     };
-    let header = entry.header();
-    let mode = header.mode().unwrap_or(0o644);
-    let kind = header.entry_type();
-    match kind {
-        tar::EntryType::Directory => {
+    match op {
+        Op::Dir { mode } => {
             let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
             let st = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW);
             let is_dir =
@@ -440,44 +538,56 @@ fn apply_entry<R: Read>(
                 Mode::empty(),
             )
             .map_err(|e| err("open directory")(e.into()))?;
-            rustix::fs::fchmod(&dir, Mode::from_raw_mode(sanitize(mode) | 0o700))
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(sanitize(*mode) | 0o700))
                 .map_err(|e| err("set mode of")(e.into()))?;
         }
-        tar::EntryType::Regular | tar::EntryType::Continuous => {
+        Op::File { mode, .. } => {
             let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
             remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
-            let fd = rustix::fs::openat(
-                &parent,
-                &name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
-            )
-            .map_err(|e| err("create")(e.into()))?;
-            let mut file = std::fs::File::from(fd);
-            let expected = entry.size();
-            let (copied, digest) = copy_data(&mut entry, &mut file, &rel, err("write"))?;
-            if copied != expected {
-                return Err(Error::integrity(format!(
-                    "archive entry {} is truncated ({copied} of {expected} bytes)",
-                    rel.display()
-                )));
+            match data {
+                Some(Data::Stream(reader, expected)) => {
+                    let fd = rustix::fs::openat(
+                        &parent,
+                        &name,
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(|e| err("create")(e.into()))?;
+                    let mut file = std::fs::File::from(fd);
+                    let digest = write_data(reader, expected, &mut file, rel, err("write"))?;
+                    let st = rustix::fs::fstat(&file).map_err(|e| err("stat")(e.into()))?;
+                    digests.insert((st.st_dev, st.st_ino), digest);
+                    rustix::fs::fchmod(&file, Mode::from_raw_mode(sanitize(*mode)))
+                        .map_err(|e| err("set mode of")(e.into()))?;
+                }
+                Some(Data::Stored {
+                    dir,
+                    name: stored,
+                    digest,
+                }) => {
+                    // The stored file already has its (sealed) mode: hard
+                    // links share it, and its bytes, with the layer.
+                    rustix::fs::linkat(dir, stored, &parent, &name, AtFlags::empty())
+                        .map_err(|e| err("link")(e.into()))?;
+                    let st = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| err("stat")(e.into()))?;
+                    digests.insert((st.st_dev, st.st_ino), digest.clone());
+                }
+                None => return Err(Error::internal("a file entry came without its data")),
             }
-            let st = rustix::fs::fstat(&file).map_err(|e| err("stat")(e.into()))?;
-            digests.insert((st.st_dev, st.st_ino), digest);
-            rustix::fs::fchmod(&file, Mode::from_raw_mode(sanitize(mode)))
-                .map_err(|e| err("set mode of")(e.into()))?;
         }
-        tar::EntryType::Symlink => {
-            let target = link_target(&entry, &rel)?;
+        Op::Symlink { target } => {
             let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
             remove_all_at(parent.as_fd(), &name).map_err(err("replace"))?;
-            rustix::fs::symlinkat(&target, &parent, &name)
+            rustix::fs::symlinkat(target, &parent, &name)
                 .map_err(|e| err("create symlink")(e.into()))?;
         }
-        tar::EntryType::Link => {
-            let target = link_target(&entry, &rel)?;
-            let target_rel = safe_relative(&target)?;
-            let Some(source) = select(&target_rel) else {
+        Op::Link { target } => {
+            let Some(source) = select(target) else {
                 return Err(Error::integrity(format!(
                     "hardlink {} points at {}, outside what is extracted",
                     rel.display(),
@@ -510,15 +620,7 @@ fn apply_entry<R: Read>(
             rustix::fs::linkat(&src_parent, &src_name, &parent, &name, AtFlags::empty())
                 .map_err(|e| err("create hardlink")(e.into()))?;
         }
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(()),
-        // Device nodes and fifos are never created: the host has its own.
-        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => return Ok(()),
-        other => {
-            return Err(Error::integrity(format!(
-            "unsafe archive entry {}: {other:?} entries (sparse files and other kinds) are refused",
-            rel.display()
-        )))
-        }
+        Op::Whiteout => unreachable!("handled above"),
     }
     note_written(written, &out);
     Ok(())
@@ -533,21 +635,22 @@ fn note_written(written: &mut HashSet<PathBuf>, out: &Path) {
     }
 }
 
-/// Copies an entry's data, telling a bad archive (integrity) from a failing
-/// disk (`write_err`).
-/// Copies an entry's data into the file, hashing it on the way.
-fn copy_data(
-    entry: &mut impl Read,
+/// Copies an entry's data into the file, hashing it on the way; fewer
+/// bytes than the header promised is a truncated archive. A bad archive is
+/// an integrity error, a failing disk is `write_err`'s.
+pub(crate) fn write_data(
+    entry: &mut dyn Read,
+    expected: u64,
     file: &mut std::fs::File,
     rel: &Path,
     write_err: impl Fn(io::Error) -> Error,
-) -> Result<(u64, Digest)> {
+) -> Result<Digest> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
     let mut hasher = Hasher::default();
     loop {
         let n = match entry.read(&mut buf) {
-            Ok(0) => return Ok((total, hasher.finish())),
+            Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::integrity(format!("reading {}: {e}", rel.display()))),
@@ -556,28 +659,32 @@ fn copy_data(
         hasher.update(&buf[..n]);
         total += n as u64;
     }
+    if total != expected {
+        return Err(Error::integrity(format!(
+            "archive entry {} is truncated ({total} of {expected} bytes)",
+            rel.display()
+        )));
+    }
+    Ok(hasher.finish())
 }
 
 /// Applies `.wh.NAME` (remove NAME below) or `.wh..wh..opq` (empty the
-/// directory of what lower layers put there).
+/// directory of what lower layers put there); `rel` is the whiteout's own
+/// name, already checked by [`read_op`].
 fn apply_whiteout(
     root: &Root,
-    name: &Path,
     rel: &Path,
-    hidden: &OsStr,
     select: Select,
     written: &HashSet<PathBuf>,
 ) -> Result<()> {
+    let Some(hidden) = rel
+        .file_name()
+        .and_then(|f| f.as_bytes().strip_prefix(b".wh."))
+        .map(OsStr::from_bytes)
+    else {
+        return Err(Error::internal("a whiteout without its `.wh.` name"));
+    };
     let opaque = hidden == ".wh..opq";
-    if !opaque && hidden.as_bytes().starts_with(b".wh.") {
-        return Ok(()); // aufs metadata (`.wh..wh.plnk`, …): nothing to do
-    }
-    if !opaque && (hidden.is_empty() || hidden == "." || hidden == "..") {
-        return Err(Error::integrity(format!(
-            "unsafe archive entry {}: a whiteout must name a file",
-            name.display()
-        )));
-    }
     let Some(out) = select(rel) else {
         return Ok(());
     };
@@ -605,6 +712,8 @@ fn apply_whiteout(
         remove_all_at(parent.as_fd(), hidden).map_err(err)
     }
 }
+
+pub mod layer;
 
 #[cfg(test)]
 mod tests;

@@ -63,13 +63,35 @@ fn apply_raw(raw: &[u8], c: Compression, dir: &Path, budget: &mut Budget) -> Res
     apply_layer(&bytes[..], &blob_of(&bytes, c), dir, &keep_all, budget)
 }
 
+thread_local! {
+    /// Makes [`apply`] store each layer first and compose from the stored
+    /// layer, as the install path does.
+    static VIA_STORED_LAYER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Applies one layer onto `dir`: straight from the blob, or (see
+/// [`VIA_STORED_LAYER`]) stored apart, sealed, and composed onto `dir`.
 fn apply(entries: &[Ent], dir: &Path) -> Result<()> {
-    apply_raw(
-        &tar_bytes(entries),
-        Compression::None,
-        dir,
-        &mut Budget::default(),
-    )
+    let raw = tar_bytes(entries);
+    if VIA_STORED_LAYER.with(std::cell::Cell::get) {
+        let layers = tempfile::tempdir().unwrap();
+        let stored = layers.path().join("layer");
+        let blob = blob_of(&raw, Compression::None);
+        layer::store_layer(&raw[..], &blob, &stored, &mut Budget::default())?;
+        seal(&stored).unwrap();
+        layer::compose(&[(stored, blob.digest)], dir, &keep_all)?;
+        return Ok(());
+    }
+    apply_raw(&raw, Compression::None, dir, &mut Budget::default())
+}
+
+/// Runs `check` with layers applied straight and through stored layers.
+fn both_ways(check: fn()) {
+    check();
+    VIA_STORED_LAYER.with(|f| f.set(true));
+    let stored = std::panic::catch_unwind(check);
+    VIA_STORED_LAYER.with(|f| f.set(false));
+    stored.expect("through stored layers");
 }
 
 fn integrity(r: Result<()>, what: &str) -> String {
@@ -107,11 +129,11 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// Runs `check` with the kernel's `openat2` and with the descriptor walk
-/// used where the kernel lacks it.
+/// used where the kernel lacks it, each both ways ([`both_ways`]).
 fn with_both_resolvers(check: fn()) {
-    check();
+    both_ways(check);
     crate::rootfs::FORCE_WALK.with(|f| f.set(true));
-    let walked = std::panic::catch_unwind(check);
+    let walked = std::panic::catch_unwind(|| both_ways(check));
     crate::rootfs::FORCE_WALK.with(|f| f.set(false));
     walked.expect("with the descriptor walk");
 }
@@ -146,6 +168,10 @@ fn leading_slash_and_dot_slash_are_relative_to_the_root_with() {
 
 #[test]
 fn dotdot_escapes_are_refused() {
+    both_ways(dotdot_escapes_are_refused_with)
+}
+
+fn dotdot_escapes_are_refused_with() {
     for bad in ["../evil", "a/../../evil", "/../evil", "./../evil"] {
         let (_d, root, outside) = bed();
         let msg = integrity(apply(&[e(bad, F, "", b"x")], &root), bad);
@@ -161,6 +187,10 @@ fn dotdot_escapes_are_refused() {
 
 #[test]
 fn whiteouts_of_dot_dotdot_or_nothing_are_refused() {
+    both_ways(whiteouts_of_dot_dotdot_or_nothing_are_refused_with)
+}
+
+fn whiteouts_of_dot_dotdot_or_nothing_are_refused_with() {
     for bad in ["a/.wh..", ".wh...", ".wh.", "a/.wh.", "a/.wh..."] {
         let (_d, root, outside) = bed();
         apply(
@@ -546,6 +576,10 @@ fn later_entries_win_and_kinds_replace_each_other_with() {
 
 #[test]
 fn a_file_in_the_way_of_a_directory_is_an_integrity_error() {
+    both_ways(a_file_in_the_way_of_a_directory_is_an_integrity_error_with)
+}
+
+fn a_file_in_the_way_of_a_directory_is_an_integrity_error_with() {
     let (_d, root, _) = bed();
     let msg = integrity(
         apply(&[e("f", F, "", b"x"), e("f/g", F, "", b"y")], &root),
@@ -599,7 +633,7 @@ fn a_full_file_system_is_a_host_error_naming_it() {
         .write(true)
         .open("/dev/full")
         .unwrap();
-    let err = copy_data(&mut &[1u8; 10][..], &mut full, Path::new("x"), |e| {
+    let err = write_data(&mut &[1u8; 10][..], 10, &mut full, Path::new("x"), |e| {
         fs_error(&root, Path::new("x"), "write", e)
     })
     .unwrap_err();
@@ -717,4 +751,112 @@ fn digests_recorded_while_writing_match_a_full_rehash() {
             "{rel:?}"
         );
     }
+}
+
+/// Two layers stored once, composed onto two roots: the roots share every
+/// file's inode with the stored layers, match a direct apply of the same
+/// blobs, and their recorded digests match a full re-hash.
+#[test]
+fn stored_layers_compose_shared_roots_equal_to_a_direct_apply() {
+    let lower = tar_bytes(&[
+        e("d/", D, "", b""),
+        e("d/a", F, "", b"first"),
+        e("d/gone", F, "", b"whited out"),
+        e("d/b", F, "", b"bee"),
+        e("l", S, "d", b""),
+        e("with space %20", F, "", b"s"),
+        e("old/", D, "", b""),
+        e("old/x", F, "", b"x"),
+    ]);
+    let upper = tar_bytes(&[
+        e("d/a", F, "", b"second"),
+        e("d/.wh.gone", F, "", b""),
+        // A hard link to a file of the lower layer, through a symlink.
+        e("d/hard", H, "l/b", b""),
+        // A file written through a lower layer's symlink.
+        e("l/via", F, "", b"v"),
+        e("old/new", F, "", b"n"),
+        e("old/.wh..wh..opq", F, "", b""),
+    ]);
+    let store = tempfile::tempdir().unwrap();
+    let mut layers = Vec::new();
+    for (i, raw) in [&lower, &upper].into_iter().enumerate() {
+        let bytes = compress(raw, Compression::Gzip);
+        let blob = blob_of(&bytes, Compression::Gzip);
+        let dir = store.path().join(i.to_string());
+        let used = layer::store_layer(&bytes[..], &blob, &dir, &mut Budget::default()).unwrap();
+        assert_eq!(used, layer::stored_bytes(&dir).unwrap());
+        assert!(used >= raw.len() as u64);
+        seal(&dir).unwrap();
+        layers.push((dir, blob.digest));
+    }
+    let (_d, direct, _) = bed();
+    for raw in [&lower, &upper] {
+        apply_raw(raw, Compression::None, &direct, &mut Budget::default()).unwrap();
+    }
+    let mut roots = Vec::new();
+    for name in ["one", "two"] {
+        let root = store.path().join(name);
+        let digests = layer::compose(&layers, &root, &keep_all).unwrap();
+        assert_eq!(listing(&root), listing(&direct), "{name}");
+        seal(&root).unwrap();
+        let known = crate::install::manifest::hash_tree(&root, &digests).unwrap();
+        let rehashed = crate::install::manifest::hash_tree(&root, &InodeDigests::new()).unwrap();
+        assert_eq!(known, rehashed);
+        for rel in known.keys() {
+            let m = fs::metadata(root.join(rel)).unwrap();
+            assert!(digests.contains_key(&(m.dev(), m.ino())), "{rel:?}");
+        }
+        roots.push(root);
+    }
+    for rel in ["d/a", "d/b", "d/hard", "d/via", "with space %20", "old/new"] {
+        let one = fs::metadata(roots[0].join(rel)).unwrap();
+        let two = fs::metadata(roots[1].join(rel)).unwrap();
+        assert_eq!(one.ino(), two.ino(), "{rel}");
+        assert_eq!(
+            fs::read(roots[0].join(rel)).unwrap(),
+            fs::read(direct.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        fs::metadata(roots[0].join("d/hard")).unwrap().ino(),
+        fs::metadata(roots[0].join("d/b")).unwrap().ino()
+    );
+    // Stored once: two roots, each file's bytes on disk once.
+    let stored_b = fs::metadata(roots[0].join("d/b")).unwrap();
+    assert_eq!(stored_b.nlink(), 5, "layer + 2 per root (d/b, d/hard)");
+}
+
+/// A stored layer whose `ops` was tampered with is refused, never followed.
+#[test]
+fn a_corrupt_stored_layer_is_an_integrity_error() {
+    let raw = tar_bytes(&[e("f", F, "", b"f")]);
+    let blob = blob_of(&raw, Compression::None);
+    let store = tempfile::tempdir().unwrap();
+    let dir = store.path().join("layer");
+    layer::store_layer(&raw[..], &blob, &dir, &mut Budget::default()).unwrap();
+    let ops = dir.join(layer::OPS);
+    for bad in [
+        "pgoci-layer 1 1024\nF 644 1 0 nothex f\n",
+        "pgoci-layer 1 1024\nF 644 1 ../../x 0000000000000000000000000000000000000000000000000000000000000000 f\n",
+        "pgoci-layer 1 1024\nF 644 1 .. 0000000000000000000000000000000000000000000000000000000000000000 f\n",
+        "pgoci-layer 1 1024\nX f\n",
+        "not a layer\n",
+    ] {
+        fs::write(&ops, bad).unwrap();
+        let root = store.path().join("root");
+        let msg = integrity(
+            layer::compose(&[(dir.clone(), blob.digest.clone())], &root, &keep_all).map(drop),
+            bad,
+        );
+        assert!(msg.contains("is corrupt"), "{bad}: {msg}");
+    }
+    // `..` in a stored name is cleaned the same way as in an archive.
+    fs::write(&ops, "pgoci-layer 1 1024\nD 755 ../../up\n").unwrap();
+    let msg = integrity(
+        layer::compose(&[(dir, blob.digest)], &store.path().join("r2"), &keep_all).map(drop),
+        "dotdot",
+    );
+    assert!(msg.contains("leaves the layer root"), "{msg}");
 }

@@ -12,6 +12,7 @@ mod faults;
 mod hostile_inputs;
 mod hostile_layers;
 mod json;
+mod layer_store;
 mod lifecycle;
 mod mutations;
 mod registries;

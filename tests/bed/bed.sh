@@ -217,6 +217,10 @@ major_minor() { echo "$1" | cut -d. -f1,2; }
 
 prepare() {
   ensure_tools
+  # The peers the tests run (trixie's cosign and oras), fetched once here
+  # rather than by the first tests that need them, all at once.
+  ensure_cosign
+  ensure_oras
   download_all
   mkdir -p "$LAY"
   local deb15 debcron
@@ -852,13 +856,27 @@ COSIGN=$COSIGN_ROOT/root/usr/bin/cosign
 # /work/shared in this workspace); PGOCI_DEBIAN_FETCH overrides.
 DEBIAN_FETCH=${PGOCI_DEBIAN_FETCH:-$BED_DIR/../../../shared/tools/debian-fetch}
 
-ensure_cosign() {
-  [ -x "$COSIGN" ] && return 0
-  [ -x "$DEBIAN_FETCH" ] || die "cosign: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
-  log "fetching trixie's cosign"
-  "$DEBIAN_FETCH" -x trixie "$COSIGN_ROOT" cosign >&2
-  [ -x "$COSIGN" ] || die "cosign: not found at $COSIGN after debian-fetch"
+# Fetches trixie's package NAME into ROOT (ROOT/root/usr/bin/NAME) once:
+# concurrent tests wait on one lock, and the tool appears by rename only
+# when whole (two debian-fetch runs in one directory trip over each other).
+fetch_trixie_tool() {
+  local name=$1 root=$2 bin=$2/root/usr/bin/$1
+  [ -x "$bin" ] && return 0
+  [ -x "$DEBIAN_FETCH" ] || die "$name: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
+  mkdir -p "$(dirname "$root")"
+  (
+    flock 9
+    [ -x "$bin" ] && exit 0
+    log "fetching trixie's $name"
+    rm -rf "$root.tmp" "$root"
+    "$DEBIAN_FETCH" -x trixie "$root.tmp" "$name" >&2
+    [ -x "$root.tmp/root/usr/bin/$name" ] || die "$name: not found at $root.tmp/root/usr/bin/$name after debian-fetch"
+    mv "$root.tmp" "$root"
+  ) 9>"$root.lock"
+  [ -x "$bin" ] || die "$name: not found at $bin"
 }
+
+ensure_cosign() { fetch_trixie_tool cosign "$COSIGN_ROOT"; }
 
 # cosign with no way off the machine: a dead proxy for anything not on
 # loopback, its TUF and config state inside STATE.
@@ -966,13 +984,7 @@ ENV
 ORAS_ROOT=$CACHE/oras
 ORAS=$ORAS_ROOT/root/usr/bin/oras
 
-ensure_oras() {
-  [ -x "$ORAS" ] && return 0
-  [ -x "$DEBIAN_FETCH" ] || die "oras: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
-  log "fetching trixie's oras"
-  "$DEBIAN_FETCH" -x trixie "$ORAS_ROOT" oras >&2
-  [ -x "$ORAS" ] || die "oras: not found at $ORAS after debian-fetch"
-}
+ensure_oras() { fetch_trixie_tool oras "$ORAS_ROOT"; }
 
 # oras with its config inside STATE and no way off the machine.
 run_oras() {

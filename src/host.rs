@@ -162,11 +162,15 @@ fn libraries(
             "libraries",
             true,
             format!(
-                "{} ELF files find every library ({} from the image); glibc {} needed, host has {}",
+                "{} ELF files find every library ({} from the image); glibc {} needed, host has {}{}",
                 report.files_checked,
                 report.from_image.len(),
                 report.glibc_required.as_deref().unwrap_or("?"),
                 report.glibc_host.as_deref().unwrap_or("?"),
+                match report.image_loader {
+                    Some(_) => "; the server runs on the image's glibc and loader (its executables patched)",
+                    None => "",
+                },
             ),
         ),
         false => Check::new("libraries", false, report.failures.join("; ")),

@@ -6,8 +6,10 @@
 //!
 //! Steps, one submodule each: [`inspect`] reads one file, [`ldcache`] parses
 //! a root's `/etc/ld.so.cache`, [`root`] resolves paths confined to a root,
-//! [`closure`] walks the needs, and [`policy`] decides, per library, whether
-//! the host or the image provides it (`--libraries auto|host|image`).
+//! [`closure`] walks the needs, [`policy`] decides, per library, whether
+//! the host or the image provides it (`--libraries auto|host|image`), and [`patch`] points an executable at
+//! the image's own loader and library directory when the image's glibc
+//! is needed.
 //!
 //! ```no_run
 //! use pgoci::elf::{self, Root};
@@ -27,6 +29,7 @@
 pub mod closure;
 pub mod inspect;
 pub mod ldcache;
+pub mod patch;
 pub mod policy;
 pub mod root;
 

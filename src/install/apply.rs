@@ -426,7 +426,19 @@ impl InstallApplier<'_> {
                 .as_ref()
                 .map(|l| l.from_image.as_slice())
                 .unwrap_or_default();
-            generation::compose(lock, &dirs, &server_dir, &inputs, image_libs, &dest)?;
+            let image_loader = self
+                .libraries
+                .as_ref()
+                .and_then(|l| l.image_loader.as_deref());
+            generation::compose(
+                lock,
+                &dirs,
+                &server_dir,
+                &inputs,
+                image_libs,
+                image_loader,
+                &dest,
+            )?;
             tx.created(&dest);
         }
         let version = if lock.server.version == "unknown" {

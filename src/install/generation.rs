@@ -119,6 +119,9 @@ pub struct RuntimeEnv {
     /// read once when the generation is composed.
     #[serde(default)]
     pub notify: bool,
+    /// The executables patched to run on the image's own loader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewritten: Option<super::loader::Rewritten>,
 }
 
 /// Shared-library names the host's dynamic loader already knows (`ldconfig -p`).
@@ -223,6 +226,7 @@ pub fn compose(
     server_store: &Path,
     extensions: &[ExtensionInput],
     image_libs: &[(String, PathBuf)],
+    image_loader: Option<&Path>,
     dest: &Path,
 ) -> Result<RuntimeEnv> {
     let parent = dest.parent().expect("generation has a parent");
@@ -283,6 +287,19 @@ pub fn compose(
             env.ld_library_path = Some(dest.join(DEPS_DIR));
         }
         env.notify = super::postgres::links_libsystemd(&tmp.join(&dirs.bin).join("postgres"));
+        if let Some(loader) = image_loader {
+            // The image's glibc is in DEPS_DIR: on LD_LIBRARY_PATH it would
+            // reach the host's programs the server starts, with the host's
+            // loader. The patched executables find it through their RPATH.
+            env.ld_library_path = None;
+            env.rewritten = Some(super::loader::run_on_image_loader(
+                &tmp,
+                dest,
+                &dirs.bin,
+                Path::new(DEPS_DIR),
+                loader,
+            )?);
+        }
         let env_file = tmp.join(RUNTIME_ENV);
         fs::write(&env_file, serde_json::to_vec(&env).expect("serializable"))
             .with_path(&env_file, "write")?;

@@ -64,6 +64,14 @@ pub struct LibraryReport {
     /// Libraries the image must provide: (soname, host path in the
     /// store). They go to the generation's `lib/pgoci-deps`.
     pub from_image: Vec<(String, PathBuf)>,
+    /// The image's dynamic loader (its path in the store) when the server
+    /// must run on the image's glibc: the generation's executables are
+    /// patched to start it (interpreter and RPATH), and `LD_LIBRARY_PATH`
+    /// is left alone, so what the server starts keeps the host's libraries.
+    #[serde(skip)]
+    pub image_loader: Option<PathBuf>,
+    /// `host` or `image`: whose dynamic loader (and glibc) runs the server.
+    pub loader: &'static str,
 }
 
 impl LibraryReport {
@@ -175,18 +183,32 @@ pub fn check(
         .map(|p| shorten(&p.to_string(), server))
         .collect();
     // glibc libraries of the very same release as the host's mix safely with
-    // the host's loader; only a newer image glibc needs the image's loader.
+    // the host's loader; only a newer image glibc (or `--libraries image`)
+    // needs the image's loader, which the generation's executables are
+    // then patched to use.
     let same_glibc =
         image.glibc_available.is_some() && image.glibc_available == host.glibc_available;
-    if plan.image_loader.is_some() && !same_glibc {
-        // Running on the image's own loader needs its binaries patched
-        // (interpreter and RPATH): not done yet, so refused before install.
-        failures.push(format!(
-            "the server needs the image's glibc {} but the host has {}; running on the image's own dynamic loader is not supported yet",
-            image.glibc_available.or(host.glibc_required).map_or("?".into(), |v| v.to_string()),
-            host.glibc_available.map_or("?".into(), |v| v.to_string()),
-        ));
-    }
+    let image_loader = match plan.image_loader.is_some()
+        && (!same_glibc || mode == LibraryMode::Image)
+    {
+        false => None,
+        true => match image
+            .interpreters
+            .iter()
+            .filter_map(|i| i.found.as_ref())
+            .find(|f| f.root == Some(0) && lock.server.layout == Layout::Rootfs)
+        {
+            Some(found) => Some(found.host.clone()),
+            None => {
+                failures.push(format!(
+                    "the server needs the image's glibc {} (the host has {}), but the server image carries no dynamic loader of its own",
+                    image.glibc_available.or(host.glibc_required).map_or("?".into(), |v| v.to_string()),
+                    host.glibc_available.map_or("?".into(), |v| v.to_string()),
+                ));
+                None
+            }
+        },
+    };
     // The server image's own libraries the host lacks (an extension's
     // `system/` is placed by compose already).
     let from_image: Vec<(String, PathBuf)> = plan
@@ -206,6 +228,11 @@ pub fn check(
         glibc_required: host.glibc_required.map(|v| v.to_string()),
         glibc_host: host.glibc_available.map(|v| v.to_string()),
         from_image,
+        loader: match image_loader {
+            Some(_) => "image",
+            None => "host",
+        },
+        image_loader,
     })
 }
 

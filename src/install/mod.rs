@@ -8,7 +8,8 @@
 //! - [`apply`] carries the steps out inside a [`transaction`] that puts
 //!   the host back if anything fails;
 //! - [`store`] holds each artifact unpacked once, [`generation`] composes
-//!   a server with its extensions, [`config`] renders `pgoci.conf`,
+//!   a server with its extensions ([`loader`] points it at the image's
+//!   own dynamic loader when it needs the image's glibc), [`config`] renders `pgoci.conf`,
 //!   [`service`] runs the server (systemd or pg_ctl), [`postgres`] runs
 //!   PostgreSQL's own tools, [`users`] the service user, [`state`] what
 //!   pgoci recorded, [`manifest`] file digests, [`layout`] where things live.
@@ -21,6 +22,7 @@ pub mod generation;
 pub mod layout;
 pub mod libraries;
 pub mod licenses;
+pub mod loader;
 pub mod manifest;
 pub mod plan;
 pub mod postgres;

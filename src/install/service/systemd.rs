@@ -274,6 +274,7 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 notify,
+                rewritten: None,
             },
             notify,
             log_file: "/var/log/pgoci/main/postgresql.log".into(),

@@ -1,0 +1,152 @@
+//! Points an executable at another dynamic loader and library directory,
+//! the way patchelf does: a new `PT_INTERP` string and a `DT_RPATH`, with
+//! the sections that no longer fit moved to a new `PT_LOAD` segment (the
+//! `object-rewrite` crate does the layout). Used for `--libraries image`:
+//! a server from a newer release runs on its own glibc and loader, while
+//! programs it starts (`archive_command`'s `/bin/cp`) keep the host's.
+//!
+//! `DT_RPATH`, not `DT_RUNPATH`: ld.so searches an executable's RPATH for
+//! the needs of every library it loads and every module it `dlopen`s
+//! (unless that object has a RUNPATH of its own), so the whole closure
+//! comes from the generation before the host's `ld.so.cache` is asked.
+//! A RUNPATH would serve the executable's own `DT_NEEDED` only.
+//!
+//! The input is bytes of an untrusted image: every failure is an error,
+//! never a panic, and the result is written to a new file only.
+
+use std::path::{Path, PathBuf};
+
+/// What to change in one executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Patch {
+    /// The absolute path of the loader the kernel is to start.
+    pub interpreter: PathBuf,
+    /// Directories searched first, after the file's own RPATH/RUNPATH
+    /// entries (an `$ORIGIN/../lib` keeps working).
+    pub library_dirs: Vec<PathBuf>,
+}
+
+/// Why a file could not be patched.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("{0}: not an ELF file the patcher can rewrite: {1}")]
+    Unreadable(PathBuf, String),
+    #[error("{0}: has no interpreter (not a dynamically linked executable)")]
+    NoInterpreter(PathBuf),
+    #[error("{0}: a path with a ':' or a NUL byte cannot go into an interpreter or RPATH")]
+    BadPath(PathBuf),
+}
+
+fn path_bytes(p: &Path) -> Result<Vec<u8>, PatchError> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    if !p.is_absolute() || b.contains(&0) || b.contains(&b':') {
+        return Err(PatchError::BadPath(p.to_path_buf()));
+    }
+    Ok(b.to_vec())
+}
+
+/// Whether `data` is a dynamically linked executable (has `PT_INTERP`).
+pub fn has_interpreter(data: &[u8]) -> bool {
+    object_rewrite::Rewriter::read(data)
+        .ok()
+        .is_some_and(|r| r.elf_interpreter().is_some_and(|i| !i.is_empty()))
+}
+
+/// Returns the patched bytes of the executable `data` (read from `name`,
+/// for messages).
+pub fn patch_bytes(name: &Path, data: &[u8], patch: &Patch) -> Result<Vec<u8>, PatchError> {
+    let bad = |e: object_rewrite::Error| PatchError::Unreadable(name.to_path_buf(), e.to_string());
+    let interpreter = path_bytes(&patch.interpreter)?;
+    let dirs: Vec<Vec<u8>> = patch
+        .library_dirs
+        .iter()
+        .map(|d| path_bytes(d))
+        .collect::<Result<_, _>>()?;
+    let mut rw = object_rewrite::Rewriter::read(data).map_err(bad)?;
+    if rw.elf_interpreter().is_none_or(|i| i.is_empty()) {
+        return Err(PatchError::NoInterpreter(name.to_path_buf()));
+    }
+    rw.elf_set_interpreter(interpreter).map_err(bad)?;
+    if !dirs.is_empty() {
+        rw.elf_add_runpath(&dirs).map_err(bad)?;
+        rw.elf_use_rpath().map_err(bad)?;
+    }
+    let mut out = Vec::with_capacity(data.len() + 4096);
+    rw.write(&mut out).map_err(bad)?;
+    Ok(out)
+}
+
+/// The file name of a loader (`ld-linux-x86-64.so.2`) from its path.
+pub fn loader_file_name(path: &Path) -> Option<&std::ffi::OsStr> {
+    path.file_name()
+        .filter(|n| n.to_str().is_some_and(|s| s.starts_with("ld-")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dynamically linked executable of this machine (the test binary
+    /// itself is static under +crt-static).
+    fn some_executable() -> Vec<u8> {
+        for p in ["/usr/bin/env", "/bin/ls", "/usr/bin/true"] {
+            if let Ok(b) = std::fs::read(p) {
+                if has_interpreter(&b) {
+                    return b;
+                }
+            }
+        }
+        panic!("no dynamically linked executable found on this host");
+    }
+
+    #[test]
+    fn patched_executable_names_the_new_loader_and_rpath() {
+        let data = some_executable();
+        let patch = Patch {
+            interpreter:
+                "/opt/pgoci/generations/main-17-0123456789ab/lib/pgoci-deps/ld-linux-x86-64.so.2"
+                    .into(),
+            library_dirs: vec!["/opt/pgoci/generations/main-17-0123456789ab/lib/pgoci-deps".into()],
+        };
+        let out = patch_bytes(Path::new("env"), &data, &patch).unwrap();
+        let info = crate::elf::inspect_bytes(&out).unwrap().expect("still ELF");
+        assert_eq!(info.interpreter.as_deref(), patch.interpreter.to_str());
+        assert!(
+            info.rpath
+                .iter()
+                .any(|p| p == "/opt/pgoci/generations/main-17-0123456789ab/lib/pgoci-deps"),
+            "{:?}",
+            info.rpath
+        );
+        assert!(info.runpath.is_empty(), "{:?}", info.runpath);
+        // The needs are untouched.
+        let before = crate::elf::inspect_bytes(&data).unwrap().unwrap();
+        assert_eq!(before.needed, info.needed);
+    }
+
+    #[test]
+    fn hostile_inputs_are_errors() {
+        let patch = Patch {
+            interpreter: "/x/ld.so".into(),
+            library_dirs: vec![],
+        };
+        assert!(patch_bytes(Path::new("junk"), b"\x7fELF junk", &patch).is_err());
+        assert!(patch_bytes(Path::new("empty"), b"", &patch).is_err());
+        let data = some_executable();
+        for bad in ["relative/ld.so", "/a:b/ld.so", "/a\0b"] {
+            let p = Patch {
+                interpreter: bad.into(),
+                library_dirs: vec![],
+            };
+            assert!(matches!(
+                patch_bytes(Path::new("env"), &data, &p),
+                Err(PatchError::BadPath(_))
+            ));
+        }
+        // Truncated executables never panic.
+        for cut in [64, 200, 1000, data.len() / 2] {
+            let _ = patch_bytes(Path::new("cut"), &data[..cut], &patch);
+        }
+    }
+}

@@ -74,7 +74,55 @@ pub fn patch_bytes(name: &Path, data: &[u8], patch: &Patch) -> Result<Vec<u8>, P
     }
     let mut out = Vec::with_capacity(data.len() + 4096);
     rw.write(&mut out).map_err(bad)?;
+    let mut wanted = path_bytes(&patch.interpreter)?;
+    wanted.push(0);
+    fit_interp_segment(&mut out, &wanted).ok_or_else(|| {
+        PatchError::Unreadable(
+            name.to_path_buf(),
+            "the new PT_INTERP segment does not hold the new interpreter".into(),
+        )
+    })?;
     Ok(out)
+}
+
+/// Makes `PT_INTERP` span the whole new interpreter string.
+///
+/// object-rewrite 0.1 grows `.interp` in place when the sections after it
+/// can move instead (Debian trixie's binaries have notes before `.interp`,
+/// so that is what happens there) but leaves the `PT_INTERP` header at the
+/// old size: the kernel then finds an unterminated string and refuses the
+/// file (`ENOEXEC`). Checks that the bytes at the segment's offset are the
+/// new string before it writes the sizes; `None` when they are not.
+fn fit_interp_segment(out: &mut [u8], wanted: &[u8]) -> Option<()> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |b: &[u8], o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |b: &[u8], o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |b: &[u8], o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    // ELF64, little-endian: the only kind the closure code accepts for patching.
+    if out.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(out, 0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(out, 0x36)?);
+    let phnum = usize::from(u16_at(out, 0x38)?);
+    if phentsize < 0x38 {
+        return None;
+    }
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if u32_at(out, ph)? != PT_INTERP {
+            continue;
+        }
+        let offset = usize::try_from(u64_at(out, ph + 8)?).ok()?;
+        if out.get(offset..offset.checked_add(wanted.len())?)? != wanted {
+            return None;
+        }
+        let size = (wanted.len() as u64).to_le_bytes();
+        out.get_mut(ph + 0x20..ph + 0x28)?.copy_from_slice(&size);
+        out.get_mut(ph + 0x28..ph + 0x30)?.copy_from_slice(&size);
+        return Some(());
+    }
+    None
 }
 
 /// The file name of a loader (`ld-linux-x86-64.so.2`) from its path.
@@ -123,6 +171,37 @@ mod tests {
         // The needs are untouched.
         let before = crate::elf::inspect_bytes(&data).unwrap().unwrap();
         assert_eq!(before.needed, info.needed);
+    }
+
+    /// An ELF64 header, one `PT_INTERP` header claiming `old` bytes, and
+    /// the string `text` at offset 0x100: the layout object-rewrite leaves
+    /// when it grew `.interp` in place (trixie's binaries).
+    fn grown_in_place(text: &[u8], old: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 0x200];
+        b[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        b[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        b[0x40..0x44].copy_from_slice(&3u32.to_le_bytes());
+        b[0x48..0x50].copy_from_slice(&0x100u64.to_le_bytes());
+        b[0x60..0x68].copy_from_slice(&old.to_le_bytes());
+        b[0x68..0x70].copy_from_slice(&old.to_le_bytes());
+        b[0x100..0x100 + text.len()].copy_from_slice(text);
+        b
+    }
+
+    #[test]
+    fn interp_segment_grows_to_the_new_string() {
+        let wanted = b"/opt/pgoci/x/lib/pgoci-deps/ld-linux-x86-64.so.2\0";
+        let mut b = grown_in_place(wanted, 0x1c);
+        fit_interp_segment(&mut b, wanted).unwrap();
+        let size = (wanted.len() as u64).to_le_bytes();
+        assert_eq!(&b[0x60..0x68], &size);
+        assert_eq!(&b[0x68..0x70], &size);
+        // Other bytes than the ones written are never blessed.
+        let mut other = grown_in_place(b"/lib64/ld-linux-x86-64.so.2\0", 0x1c);
+        assert!(fit_interp_segment(&mut other, wanted).is_none());
+        assert!(fit_interp_segment(&mut b[..0x50].to_vec(), wanted).is_none());
     }
 
     #[test]

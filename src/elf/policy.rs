@@ -67,21 +67,24 @@ fn satisfies(lib: &Library, versions: &BTreeSet<String>) -> bool {
     lib.defined_versions.is_empty() || versions.iter().all(|v| lib.defined_versions.contains(v))
 }
 
+/// soname → who needs it, at which versions.
+type Requirements = BTreeMap<String, Vec<(Needer, BTreeSet<String>)>>;
+
 /// Versions required of each soname, by whom, in the closures that count
 /// for `mode`: `auto` takes both, as a library from the image brings its
 /// own needs (an image ICU needing a newer libstdc++ than the host's).
-fn requirements(
-    mode: Mode,
-    host: &Closure,
-    image: &Closure,
-) -> BTreeMap<String, Vec<(Needer, BTreeSet<String>)>> {
-    let mut req: BTreeMap<String, Vec<(Needer, BTreeSet<String>)>> = BTreeMap::new();
+fn requirements(mode: Mode, host: &Closure, image: &Closure) -> Requirements {
+    let mut req = Requirements::new();
     let needs: Vec<_> = match mode {
         Mode::Host => host.needs.iter().collect(),
         Mode::Image => image.needs.iter().collect(),
         Mode::Auto => host.needs.iter().chain(&image.needs).collect(),
     };
     for need in needs {
+        // glibc's libraries needing each other: the set comes as one piece.
+        if is_glibc(&need.soname) && matches!(&need.needed_by, Needer::Library(l) if is_glibc(l)) {
+            continue;
+        }
         let entry = req.entry(need.soname.clone()).or_default();
         if !entry
             .iter()
@@ -93,10 +96,46 @@ fn requirements(
     req
 }
 
+fn is_glibc(soname: &str) -> bool {
+    GLIBC_SET.contains(&soname)
+}
+
+/// Whether the host's glibc serves every need on glibc's libraries:
+/// each is there and defines every version asked of it. Needs of glibc's
+/// own libraries on each other are left out: the set comes as one piece.
+fn host_serves_glibc(req: &Requirements, host: &Closure) -> bool {
+    req.iter()
+        .filter(|(s, _)| is_glibc(s))
+        .all(|(soname, needs)| {
+            let Some(lib) = host.libraries.get(soname) else {
+                tracing::debug!(soname, "the host lacks this library of glibc's");
+                return false;
+            };
+            needs
+                .iter()
+                .filter(|(by, _)| !matches!(by, Needer::Library(l) if is_glibc(l)))
+                .all(|(by, versions)| {
+                    let ok = satisfies(lib, versions);
+                    if !ok {
+                        tracing::debug!(soname, ?by, ?versions, "the host's glibc lacks a version");
+                    }
+                    ok
+                })
+        })
+}
+
 /// Plans `mode` from the closures of the same files against the host and
 /// the image.
+///
+/// glibc is decided first, as one piece with its loader: the host's when
+/// it serves every need (`auto`, `host`), else the image's (`auto`,
+/// `image`). On the image's glibc every library comes from the image, as
+/// in a container: a host library built for a newer glibc does not load
+/// on an older one, and a mix of two glibc sets does not start. Only a
+/// library the image lacks may come from the host then, and only when the
+/// image's glibc is at least the host's (the host's libraries were built
+/// for an older or equal one).
 pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
-    let req = requirements(mode, host, image);
     let mut plan = Plan::default();
     // Input problems (unreadable files) hold for every mode.
     for p in host.problems.iter().chain(&image.problems) {
@@ -104,30 +143,37 @@ pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
             plan.failures.push(p.clone());
         }
     }
-    let pick = |closure: &Closure, soname: &str| -> Option<Library> {
-        closure.libraries.get(soname).cloned()
+    let on_image_glibc = match mode {
+        Mode::Host => false,
+        Mode::Image => true,
+        Mode::Auto => !host_serves_glibc(&requirements(Mode::Auto, host, image), host),
     };
+    let req = requirements(if on_image_glibc { Mode::Image } else { mode }, host, image);
+    let host_fallback = on_image_glibc
+        && mode == Mode::Auto
+        && matches!((image.glibc_available, host.glibc_available), (Some(i), Some(h)) if i >= h);
     let needed_ok = |lib: &Library, soname: &str| {
         req.get(soname)
             .is_none_or(|needs| needs.iter().all(|(_, v)| satisfies(lib, v)))
     };
 
-    // A first choice per soname, by mode.
     for soname in req.keys() {
-        let h = pick(host, soname);
-        let i = pick(image, soname);
-        let own = |l: &Option<Library>| l.as_ref().is_some_and(|l| l.found.root.is_none());
-        let choice = if own(&h) || own(&i) {
+        let h = host.libraries.get(soname).filter(|l| needed_ok(l, soname));
+        let i = image.libraries.get(soname).filter(|l| needed_ok(l, soname));
+        let own = |l: Option<&Library>| l.is_some_and(|l| l.found.root.is_none());
+        let choice = if own(host.libraries.get(soname)) || own(image.libraries.get(soname)) {
             Some(Source::Own)
+        } else if on_image_glibc {
+            match (i, h) {
+                (Some(_), _) => Some(Source::Image),
+                (None, Some(_)) if host_fallback && !is_glibc(soname) => Some(Source::Host),
+                _ => None,
+            }
         } else {
-            match mode {
-                Mode::Host => h.filter(|l| needed_ok(l, soname)).map(|_| Source::Host),
-                Mode::Image => i.filter(|l| needed_ok(l, soname)).map(|_| Source::Image),
-                Mode::Auto => match (h, i) {
-                    (Some(h), _) if needed_ok(&h, soname) => Some(Source::Host),
-                    (_, Some(i)) if needed_ok(&i, soname) => Some(Source::Image),
-                    _ => None,
-                },
+            match (h, i) {
+                (Some(_), _) => Some(Source::Host),
+                (None, Some(_)) if mode == Mode::Auto && !is_glibc(soname) => Some(Source::Image),
+                _ => None,
             }
         };
         if let Some(c) = choice {
@@ -135,33 +181,7 @@ pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
         }
     }
 
-    // glibc is one piece: if any of it comes from the image, all of it
-    // and the image's loader do (a newer libc with an older loader, or
-    // the other way round, does not start).
-    let glibc_from_image = GLIBC_SET
-        .iter()
-        .any(|s| plan.sources.get(*s) == Some(&Source::Image));
-    if glibc_from_image {
-        for s in GLIBC_SET {
-            if let Some(src) = plan.sources.get_mut(*s) {
-                if image.libraries.contains_key(*s) {
-                    *src = Source::Image;
-                }
-            }
-        }
-        match image.interpreters.iter().find_map(|i| i.found.as_ref()) {
-            Some(found) => plan.image_loader = Some(found.inner.clone()),
-            None => plan.failures.push(Problem::InterpreterMissing {
-                interpreter: image
-                    .interpreters
-                    .first()
-                    .map(|i| i.path.clone())
-                    .unwrap_or_else(|| "ld-linux".into()),
-                needed_by: Needer::Library("libc.so.6".into()),
-            }),
-        }
-    } else if mode == Mode::Image && !image.interpreters.is_empty() {
-        // `image` always runs on the image's own loader.
+    if on_image_glibc && !image.interpreters.is_empty() {
         match image.interpreters.iter().find_map(|i| i.found.as_ref()) {
             Some(found) => plan.image_loader = Some(found.inner.clone()),
             None => plan.failures.push(Problem::InterpreterMissing {
@@ -171,15 +191,18 @@ pub fn plan(mode: Mode, host: &Closure, image: &Closure) -> Plan {
         }
     }
 
-    // What could not be placed.
+    // What could not be placed: named against the side it had to come from.
     for (soname, needs) in &req {
         if plan.sources.contains_key(soname) {
             continue;
         }
-        let found = match mode {
-            Mode::Host => host.libraries.get(soname),
-            Mode::Image => image.libraries.get(soname),
-            Mode::Auto => host.libraries.get(soname).or(image.libraries.get(soname)),
+        let found = if on_image_glibc {
+            image.libraries.get(soname)
+        } else {
+            host.libraries.get(soname).or(match mode {
+                Mode::Auto if !is_glibc(soname) => image.libraries.get(soname),
+                _ => None,
+            })
         };
         for (needer, versions) in needs {
             match found {
@@ -347,8 +370,9 @@ mod tests {
         assert_eq!(p.sources["libc.so.6"], Source::Image);
         // libm satisfied on the host, but glibc comes as one piece.
         assert_eq!(p.sources["libm.so.6"], Source::Image);
-        assert_eq!(p.sources["ld-linux-x86-64.so.2"], Source::Image);
-        assert_eq!(p.sources["libicuuc.so.76"], Source::Host);
+        // On the image's glibc, the rest comes from the image too.
+        assert_eq!(p.sources["libicuuc.so.76"], Source::Image);
+        assert_eq!(p.sources["libstdc++.so.6"], Source::Image);
         assert_eq!(
             p.image_loader,
             Some(PathBuf::from("/usr/lib/ld-linux-x86-64.so.2"))
@@ -357,6 +381,31 @@ mod tests {
             glibc_in_use(&p, &host, &image),
             Some(GlibcVersion(2, 38, 0))
         );
+    }
+
+    #[test]
+    fn auto_keeps_a_newer_host_glibc_for_an_older_image() {
+        // A bullseye image on a bookworm host: the host's glibc defines
+        // every version the image's files ask for, so it stays; only what
+        // the host lacks (ICU here) comes from the image. The image's own
+        // glibc libraries need each other at versions (GLIBC_PRIVATE) that
+        // do not count against the host.
+        let host = closure(RootKind::Host, NEW_GLIBC, false, &[]);
+        let mut image = closure(RootKind::Image, NEW_GLIBC, true, &["GLIBCXX_3.4.32"]);
+        image.needs.push(Need {
+            needed_by: Needer::Library("libm.so.6".into()),
+            soname: "libc.so.6".into(),
+            versions: set(&["GLIBC_PRIVATE"]),
+            found: None,
+            missing_versions: vec![],
+        });
+        let p = plan(Mode::Auto, &host, &image);
+        assert!(p.is_ok(), "{:?}", p.failures);
+        assert_eq!(p.image_loader, None);
+        for s in ["libc.so.6", "libm.so.6"] {
+            assert_eq!(p.sources[s], Source::Host, "{s}");
+        }
+        assert_eq!(p.sources["libicuuc.so.76"], Source::Image);
     }
 
     #[test]

@@ -163,8 +163,11 @@ pub fn check(
         image_roots.push(Root::image(server));
     }
     image_roots.extend(ext_roots.iter().cloned());
-    let host = elf::closure(&files, &host_roots);
+    let mut host = elf::closure(&files, &host_roots);
     let image = elf::closure(&files, &image_roots);
+    if mode == LibraryMode::Auto && lock.server.layout == Layout::Rootfs {
+        add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server);
+    }
     let plan = policy::plan(mode.policy(), &host, &image);
     let optional_missing = if optional_files.is_empty() {
         Vec::new()
@@ -234,6 +237,28 @@ pub fn check(
         },
         image_loader,
     })
+}
+
+/// With `auto`, a library the host lacks comes from the image, and what
+/// that one needs may be on the host again (the image's libldap needs
+/// libresolv, which every host has): the plain host walk stops at the
+/// missing library and never looks. Walks once more with the server image
+/// behind the host's roots and adds the host-side libraries found that way.
+fn add_host_libraries_behind_the_image(
+    host: &mut Closure,
+    files: &[PathBuf],
+    host_roots: &[Root],
+    server: &Path,
+) {
+    let mut roots = host_roots.to_vec();
+    roots.push(Root::image(server));
+    let image_root = host_roots.len();
+    let lookahead = elf::closure(files, &roots);
+    for (soname, lib) in lookahead.libraries {
+        if lib.found.root.is_some_and(|r| r < image_root) {
+            host.libraries.entry(soname).or_insert(lib);
+        }
+    }
 }
 
 /// Store paths are long and all alike: show them from the artifact root.

@@ -53,4 +53,11 @@ PGOCI_BIN="$bin" tests/packaging/deb.sh
 step "Ansible role with ansible-core, two hosts"
 PGOCI_BIN="$bin" tests/packaging/ansible.sh
 
+step "images × hosts: CloudNativePG-style images on bare Debian bullseye, bookworm and trixie"
+# Every server image on every host release, through chroot in a private
+# mount namespace (tests/bed/hosts.sh): --libraries host refused with the
+# host unchanged, then auto installs, CREATE EXTENSION, archive_command
+# with the host's cp, and a re-run that changes nothing. Prints the table.
+PGOCI_BIN="$bin" MATRIX_STATE="$target_dir/tmp/matrix" tests/matrix.sh
+
 step "all tests passed"

@@ -44,6 +44,7 @@ if [ "$report_only" = 1 ]; then
   :
 else
 "$BED/hosts.sh" prepare "${hosts[@]}"
+trap '"$BED/bed.sh" down "$STATE/bed" >/dev/null 2>&1 || true' EXIT
 reg=$("$BED/bed.sh" up-cnpg "$STATE/bed" | sed -n 's/^REGISTRY=//p' | tail -n1)
 # shellcheck disable=SC1091
 . "$STATE/bed/env"
@@ -189,6 +190,28 @@ def judge(stepdir):
         out.append(("setup", False, "no steps recorded"))
     return out
 
+def find_key(doc, key):
+    if isinstance(doc, dict):
+        if key in doc:
+            return doc[key]
+        doc = list(doc.values())
+    if isinstance(doc, list):
+        for v in doc:
+            found = find_key(v, key)
+            if found is not None:
+                return found
+    return None
+
+def loader_of(stepdir):
+    # Whose glibc and loader the installed server runs on, as install said.
+    for f in sorted(os.listdir(stepdir)):
+        if f.endswith("-install.out"):
+            try:
+                return find_key(json.load(open(os.path.join(stepdir, f))), "loader") or "?"
+            except ValueError:
+                return "?"
+    return "?"
+
 results, table, lacks = {}, [], []
 for img in images:
     row = [img]
@@ -211,7 +234,7 @@ for img in images:
                     "ok" if not rest else f"FAIL {rest[0][0]}: {short(rest[0][2])}")
             row.append(cellv)
         else:
-            row.append("ok")
+            row.append(f"ok ({loader_of(os.path.join(cell, 'steps'))} glibc)")
         lacks.append(f"{img} on {h}: {missing or '-'}")
     table.append(row)
 json.dump(results, open(os.path.join(state, "results.json"), "w"), indent=2)

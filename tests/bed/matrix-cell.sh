@@ -7,7 +7,7 @@
 #
 # Writes OUT/<n>-<step>.{rc,out,err} for every step it ran; the caller
 # (matrix.sh, outside the chroot, where python is) judges them. Steps:
-# install, ext-<name> (CREATE EXTENSION with the image's psql as the service
+# host-refused (--libraries host: exit 6, the host's tree unchanged), install, ext-<name> (CREATE EXTENSION with the image's psql as the service
 # user), archive (pg_switch_wal, wait for a file), rerun (install --json
 # again; the caller wants "changed": false), stop. When install with the
 # extensions fails, install-server-alone tries without them and the later
@@ -48,6 +48,41 @@ args=(--json --profile "$profile" --insecure-registry "$reg" install --yes --ser
   --major "$major" --port "$port"
   --set archive_mode=on --set "archive_command=cp %p /var/lib/pgoci/archive/%f")
 for e in "${exts[@]}"; do args+=(--ext "$e"); done
+
+# --libraries host first: a bare minbase host has none of the server's
+# libraries (libpq, ICU, libxml2, ...), so pgoci must refuse with exit 6,
+# naming them, before it changes the host: every path (type, mode, owner,
+# size; mtime and content for files) is the same before and after, apart
+# from pgoci's download cache (/var/cache/pgoci: verified blobs, kept for
+# the next run as apt keeps .debs). Directory mtimes are left out: the
+# check's unpack creates /opt/pgoci and the undo removes it again.
+tree_list() {
+  local prune=(\( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp
+    -o -path /root/matrix -o -path /var/cache/pgoci \) -prune)
+  {
+    find / -xdev "${prune[@]}" -o -type d -printf '%p %y %m %U %G\n'
+    find / -xdev "${prune[@]}" -o ! -type d -printf '%p %y %m %U %G %s %T@ %l\n'
+    find /etc /opt /var /usr/local -xdev "${prune[@]}" -o -type f -exec sha256sum {} + 2>/dev/null
+  } | LC_ALL=C sort
+}
+host_refused() {
+  local before after rc
+  tree_list >/tmp/matrix-tree.before
+  timeout 600 pgoci "${args[@]}" --libraries host
+  rc=$?
+  tree_list >/tmp/matrix-tree.after
+  before=$(sha256sum </tmp/matrix-tree.before | cut -c1-16)
+  after=$(sha256sum </tmp/matrix-tree.after | cut -c1-16)
+  echo "exit $rc; tree hash $before -> $after" >&2
+  [ "$rc" = 6 ] || { echo "--libraries host: exit $rc, want 6" >&2; return 1; }
+  if [ "$before" != "$after" ]; then
+    diff /tmp/matrix-tree.before /tmp/matrix-tree.after | head -n 20 >&2
+    echo "--libraries host changed the host's tree" >&2
+    return 1
+  fi
+  rm -f /tmp/matrix-tree.before /tmp/matrix-tree.after
+}
+step host-refused host_refused
 
 if ! step install pgoci "${args[@]}"; then
   # Is it the extensions? Try the server alone, and test what is left with it.

@@ -8,7 +8,7 @@
 # Writes OUT/<n>-<step>.{rc,out,err} for every step it ran; the caller
 # (matrix.sh, outside the chroot, where python is) judges them. Steps:
 # host-refused (--libraries host: exit 6, the host's tree unchanged), install, ext-<name> (CREATE EXTENSION with the image's psql as the service
-# user), archive (pg_switch_wal, wait for a file), rerun (install --json
+# user), data (a time zone, an ICU collation), archive (pg_switch_wal, wait for a file), rerun (install --json
 # again; the caller wants "changed": false), stop. When install with the
 # extensions fails, install-server-alone tries without them and the later
 # steps run against that (so one failure does not hide the next).
@@ -118,6 +118,19 @@ for e in "${exts[@]}"; do
   step "ext-$name" psql -c "CREATE EXTENSION IF NOT EXISTS \"$name\" CASCADE" \
     -c "SELECT extname, extversion FROM pg_extension WHERE extname = '$name'"
 done
+
+# Data the server finds outside its own files: the host's time zone files
+# (Debian builds PostgreSQL --with-system-tzdata) and ICU's collation data
+# (libicudata, from the image where the host lacks ICU).
+data_check() {
+  local out
+  out=$(psql -At -c "SELECT ('2026-07-01 12:00+00'::timestamptz AT TIME ZONE 'Europe/Berlin')::text" \
+    -c "SELECT 'a' < 'B' COLLATE \"und-x-icu\", 'a' < 'B' COLLATE \"C\"") || return 1
+  echo "$out"
+  [ "$out" = "2026-07-01 14:00:00
+t|f" ] || { echo "want 2026-07-01 14:00:00 (Europe/Berlin) and t|f (ICU vs C order), got: $out" >&2; return 1; }
+}
+step data data_check
 
 archive_check() {
   psql -c "CREATE TABLE IF NOT EXISTS matrix_t AS SELECT g FROM generate_series(1, 1000) g" \

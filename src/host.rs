@@ -140,14 +140,16 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Unpacks the artifacts into a scratch store and reads, from their ELF
-/// files, what each needs and where it would come from (nothing is run).
-fn libraries(
+/// Unpacks the artifacts into a scratch store (removed on return) and
+/// reads, from their ELF files, what each needs and where it would come
+/// from (nothing is run). `doctor --bundle` and `install --check --bundle`
+/// show it; the host is not changed.
+pub fn scratch_library_report(
     lock: &Lock,
     source: &dyn BlobSource,
     mode: crate::install::libraries::LibraryMode,
     reporter: &dyn crate::progress::Reporter,
-) -> Result<(Check, crate::install::libraries::LibraryReport)> {
+) -> Result<crate::install::libraries::LibraryReport> {
     use crate::install::store;
     let scratch =
         tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")).caused_by(e))?;
@@ -156,7 +158,17 @@ fn libraries(
     for pinned in lock.artifacts() {
         store::ensure(&layout, pinned, source, keep, reporter)?;
     }
-    let report = crate::install::libraries::check(lock, &layout.store(), mode, true)?;
+    crate::install::libraries::check(lock, &layout.store(), mode, true)
+}
+
+/// [`scratch_library_report`] as a doctor check.
+fn libraries(
+    lock: &Lock,
+    source: &dyn BlobSource,
+    mode: crate::install::libraries::LibraryMode,
+    reporter: &dyn crate::progress::Reporter,
+) -> Result<(Check, crate::install::libraries::LibraryReport)> {
+    let report = scratch_library_report(lock, source, mode, reporter)?;
     let check = match report.failures.is_empty() {
         true => Check::new(
             "libraries",

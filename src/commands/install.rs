@@ -135,7 +135,24 @@ fn execute(
         plan::install(lock, opts, &facts)?
     };
     if change.check {
-        return Ok(outcome(command, lock, &planned(&plan), true));
+        let mut report = planned(&plan);
+        // From a bundle the artifacts are at hand: read their libraries
+        // as install would (in a scratch store), and refuse as it would.
+        // From a registry `--check` downloads nothing; `doctor --bundle`
+        // shows the table before an install.
+        if let Source::Bundle(b) = &source {
+            if plan.steps.iter().any(|s| matches!(s, Step::Unpack { .. })) {
+                let libs = pgoci::host::scratch_library_report(
+                    lock,
+                    b.as_ref(),
+                    opts.libraries,
+                    ctx.reporter.as_ref(),
+                )?;
+                libs.refuse_failed()?;
+                report.libraries = Some(libs);
+            }
+        }
+        return Ok(outcome(command, lock, &report, true));
     }
     if interactive && plan.changes_anything() {
         eprintln!(

@@ -162,6 +162,15 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     assert_eq!(check["changed"], true);
     assert_eq!(check["check"], true);
     assert_eq!(host_hash(&root), before, "--check wrote to the host");
+    // From a bundle, --check reads the artifacts' libraries as install
+    // would: whose loader runs the server and where each need is found.
+    let libs = &check["libraries"];
+    assert!(
+        ["host", "image"].contains(&libs["loader"].as_str().unwrap_or("")),
+        "{check}"
+    );
+    assert!(libs["files_checked"].as_u64().unwrap_or(0) > 0, "{check}");
+    assert!(!libs["rows"].as_array().unwrap().is_empty(), "{check}");
     snapshot("install-check", check.clone(), d);
 
     let doc = run(&[&install[..], &["--bundle", bundle_s]].concat());

@@ -133,10 +133,15 @@ PY
 }
 
 # timeit ARRAY CMD...: runs CMD, appends its wall time in seconds to ARRAY.
+# Every run starts with nothing waiting to be written back: on ext4 an
+# fsync commits the journal, which first writes out every file's dirty
+# data, so a tool that fsyncs (pgoci) would otherwise pay for the gigabyte
+# the previous run (a peer that does not) left in the page cache.
 timeit() {
   local -n _t=$1
   shift
   local t0 t1
+  sync
   t0=$(now)
   "$@"
   t1=$(now)

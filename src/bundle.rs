@@ -416,10 +416,11 @@ fn write_dir(
     }
     for blob in blobs {
         let dest = blob_dir.join(blob.digest.hex());
-        let mut out = fs::File::create(&dest).with_path(&dest, "create")?;
+        let out = fs::File::create(&dest).with_path(&dest, "create")?;
+        let mut out = crate::fsutil::Writeback::new(out);
         std::io::copy(&mut source.open(blob)?, &mut out)
             .map_err(|e| Error::integrity(format!("{e}")))?;
-        out.sync_all().with_path(&dest, "sync")?;
+        out.file().sync_all().with_path(&dest, "sync")?;
     }
     Ok(())
 }
@@ -444,6 +445,7 @@ fn write_tar(
     source: &dyn BlobSource,
 ) -> Result<()> {
     let out = fs::File::create(file).with_path(file, "create")?;
+    let out = crate::fsutil::Writeback::new(out);
     let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
     let tar_err = |e: std::io::Error| Error::io(file, "write", e);
     for (name, bytes) in [
@@ -476,6 +478,7 @@ fn write_tar(
     let buf = tar.into_inner().map_err(tar_err)?;
     buf.into_inner()
         .map_err(|e| Error::io(file, "write", e.into_error()))?
+        .into_file()
         .sync_all()
         .map_err(tar_err)?;
     Ok(())

@@ -238,7 +238,7 @@ async fn fetch_one(
     }
 
     let what = format!("blob {} from {}", blob.digest, job.reference);
-    let state = std::sync::Mutex::new((file, hasher));
+    let state = std::sync::Mutex::new((crate::fsutil::Writeback::new(file), hasher));
     with_retries(&what, |_| async {
         let offset = state.lock().expect("poisoned").1.len();
         if offset == blob.size {
@@ -250,7 +250,7 @@ async fn fetch_one(
         if offset > 0 && !ranged {
             // The registry ignored the Range header: start over.
             let mut s = state.lock().expect("poisoned");
-            s.0.set_len(0).with_path(&partial, "truncate")?;
+            s.0.file().set_len(0).with_path(&partial, "truncate")?;
             s.1 = Hasher::default();
         }
         while let Some(chunk) = stream.next().await {

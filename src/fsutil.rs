@@ -21,6 +21,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_path(path, "write")
 }
 
+/// A file being written that the kernel starts writing to disk every
+/// few megabytes (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not
+/// wait), so the disk works while the network or the source does and the
+/// fsync at the end waits for the tail only. Measured on a 1 GiB pull:
+/// 1.64 s → 1.50 s. Advisory: an error changes nothing, the fsync decides.
+pub struct Writeback {
+    file: fs::File,
+    pending: u64,
+}
+
+impl Writeback {
+    /// Bytes let pile up between two writeback starts.
+    const EVERY: u64 = 8 << 20;
+
+    pub fn new(file: fs::File) -> Self {
+        Writeback { file, pending: 0 }
+    }
+
+    pub fn file(&self) -> &fs::File {
+        &self.file
+    }
+
+    pub fn into_file(self) -> fs::File {
+        self.file
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.pending += n as u64;
+        if self.pending >= Self::EVERY {
+            self.pending = 0;
+            use std::os::fd::AsRawFd;
+            // SAFETY: a syscall on a descriptor `self.file` keeps open; no
+            // memory is passed (neither nix nor rustix wraps this call).
+            unsafe {
+                libc::sync_file_range(self.file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
 /// Writes a file atomically with `mode`, creating its parent, but only if
 /// its content differs. Returns whether it was written.
 pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {

@@ -136,22 +136,17 @@ fn execute(
     };
     if change.check {
         let mut report = planned(&plan);
-        // From a bundle the artifacts are at hand: read their libraries
-        // as install would (in a scratch store), and refuse as it would.
-        // From a registry `--check` downloads nothing; `doctor --bundle`
-        // shows the table before an install.
-        if let Source::Bundle(b) = &source {
-            if plan.steps.iter().any(|s| matches!(s, Step::Unpack { .. })) {
-                let libs = pgoci::host::scratch_library_report(
-                    lock,
-                    b.as_ref(),
-                    opts.libraries,
-                    ctx.reporter.as_ref(),
-                )?;
-                libs.refuse_failed()?;
-                report.libraries = Some(libs);
-            }
-        }
+        let bundle = match &source {
+            Source::Bundle(b) => Some(b.as_ref() as &dyn pgoci::blobs::BlobSource),
+            Source::Registry => None,
+        };
+        report.libraries = pgoci::install::apply::check_libraries(
+            &plan,
+            lock,
+            opts,
+            bundle,
+            ctx.reporter.as_ref(),
+        )?;
         return Ok(outcome(command, lock, &report, true));
     }
     if interactive && plan.changes_anything() {

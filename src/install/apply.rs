@@ -124,7 +124,7 @@ pub fn install(
     }
     // Before anything else changes: can the new generation run here?
     if rest.iter().any(|s| matches!(s, Step::Compose { .. })) {
-        match applier.check_libraries() {
+        match check_stored_libraries(lock, opts) {
             Ok(report) => applier.libraries = Some(report),
             Err(e) => return Err(undo(tx, e)),
         }
@@ -143,6 +143,46 @@ pub fn install(
         report.instance.version = g.server_version.clone();
     }
     report.libraries = applier.libraries;
+    Ok(report)
+}
+
+/// The library check an install of `plan` would run, made for `--check`
+/// without changing the host: `None` when the plan composes no generation.
+/// It reads the store when every artifact is there already; else it needs
+/// the artifacts at hand (`bundle`) and reads a scratch unpack of them. From
+/// a registry (`bundle` is `None`) `--check` downloads nothing: `None`.
+/// Refuses (exit 6) where the install would.
+pub fn check_libraries(
+    plan: &Plan,
+    lock: &Lock,
+    opts: &InstallOptions,
+    bundle: Option<&dyn BlobSource>,
+    reporter: &dyn Reporter,
+) -> Result<Option<super::libraries::LibraryReport>> {
+    let has = |kind: fn(&Step) -> bool| plan.steps.iter().any(kind);
+    if !has(|s| matches!(s, Step::Compose { .. })) {
+        return Ok(None);
+    }
+    match (has(|s| matches!(s, Step::Unpack { .. })), bundle) {
+        (false, _) => check_stored_libraries(lock, opts).map(Some),
+        (true, Some(source)) => {
+            let report =
+                crate::host::scratch_library_report(lock, source, opts.libraries, reporter)?;
+            report.refuse_failed()?;
+            Ok(Some(report))
+        }
+        (true, None) => Ok(None),
+    }
+}
+
+/// The `--libraries` check of the lock's artifacts in the store: exit 6 if
+/// the server could not run. Install runs it before any other change.
+fn check_stored_libraries(
+    lock: &Lock,
+    opts: &InstallOptions,
+) -> Result<super::libraries::LibraryReport> {
+    let report = super::libraries::check(lock, &opts.layout.store(), opts.libraries, false)?;
+    report.refuse_failed()?;
     Ok(report)
 }
 
@@ -311,19 +351,6 @@ impl InstallApplier<'_> {
             failpoint::hit("after-unpack");
         }
         Ok(())
-    }
-
-    /// The `--libraries` check of the unpacked artifacts: exit 6 if the
-    /// server could not run, before any other change.
-    fn check_libraries(&self) -> Result<super::libraries::LibraryReport> {
-        let report = super::libraries::check(
-            self.lock,
-            &self.layout().store(),
-            self.opts.libraries,
-            false,
-        )?;
-        report.refuse_failed()?;
-        Ok(report)
     }
 
     fn gen(&self) -> Result<&GenerationState> {

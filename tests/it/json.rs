@@ -191,6 +191,37 @@ fn every_command_prints_one_document_and_check_changes_nothing() {
     assert_eq!(again["changed"], false);
     snapshot("install-again", again, d);
 
+    // A second instance of the same bundle: every artifact is in the store
+    // already, and --check reads the new generation's libraries from there.
+    let before = host_hash(&root);
+    let port_k = free_port().to_string();
+    let other = run(&[
+        "install",
+        "--yes",
+        "--instance",
+        "k",
+        "--port",
+        &port_k,
+        "--check",
+        "--bundle",
+        bundle_s,
+    ]);
+    let kinds_k: Vec<&str> = other["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(
+        kinds_k.contains(&"compose") && !kinds_k.contains(&"unpack"),
+        "{other}"
+    );
+    assert!(
+        ["host", "image"].contains(&other["libraries"]["loader"].as_str().unwrap_or("")),
+        "{other}"
+    );
+    assert_eq!(host_hash(&root), before, "--check wrote to the host");
+
     // --check of an upgrade: would change, changes nothing.
     let before = host_hash(&root);
     let doc = run(&[

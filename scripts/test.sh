@@ -60,4 +60,14 @@ step "images × hosts: CloudNativePG-style images on bare Debian bullseye, bookw
 # with the host's cp, and a re-run that changes nothing. Prints the table.
 PGOCI_BIN="$bin" MATRIX_STATE="$target_dir/tmp/matrix" tests/matrix.sh
 
+step "major upgrades and the collation gate on a bare Debian bookworm host"
+# 15 + postgis + vector -> 17 (refused while PostGIS is in use; copy,
+# clone on a reflink XFS, link; rollback; every crash point, killed there
+# and run again; finalize), and 17 on the host's glibc -> the trixie image's
+# glibc (collation gate, reindex, amcheck). The crash points need the
+# failpoints build (the debug binary cargo test built; static like all).
+cargo build --features failpoints --bin pgoci
+PGOCI_BIN="$bin" PGOCI_FAILPOINTS_BIN="$target_dir/x86_64-unknown-linux-gnu/debug/pgoci" \
+  UPGRADE_STATE="$target_dir/tmp/upgrade" tests/upgrade.sh
+
 step "all tests passed"

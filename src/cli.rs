@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use pgoci::install::libraries::LibraryMode;
+use pgoci::install::locale::LocaleProvider;
 use pgoci::install::postgres::InitdbSettings;
 use pgoci::install::service::ServiceKind;
 use std::path::PathBuf;
@@ -94,13 +95,19 @@ pub enum Command {
     Bundle(BundleCommand),
     /// Install (or re-apply) PostgreSQL and extensions as an instance.
     Install(InstallArgs),
-    /// Move an instance to a new lock of the same major (newer minor, other extensions).
+    /// Move an instance to a new lock (newer minor, other extensions), or
+    /// to a new major with pg_upgrade (--major N).
     Upgrade(UpgradeArgs),
-    /// Switch an instance back to its previous generation and restart it.
+    /// Switch an instance back to its previous generation and restart it
+    /// (after a major upgrade: the old major on the old data directory).
     Rollback {
         /// The instance.
         #[arg(long)]
         instance: String,
+        /// Go back across a change of collation library (glibc or ICU
+        /// version): reindex what it affects, or accept it as is.
+        #[arg(long, value_enum, value_name = "CHOICE")]
+        collation_change: Option<CollationChangeArg>,
         #[command(flatten)]
         change: ChangeArgs,
     },
@@ -187,11 +194,70 @@ pub struct UpgradeArgs {
     /// Resolve anew with this (complete) extension set, NAME[@VERSION].
     #[arg(long = "ext", value_name = "NAME[@VERSION]")]
     pub ext: Vec<String>,
+    /// A major upgrade to PostgreSQL N with pg_upgrade: every check runs
+    /// while the old server is up, the old data directory is kept until
+    /// --finalize.
+    #[arg(long, value_name = "N")]
+    pub major: Option<u32>,
+    /// How pg_upgrade moves the data files [default: clone where the file
+    /// system reflinks, else copy]. With link, rollback is impossible once
+    /// the new server has started.
+    #[arg(long, value_enum, requires = "major")]
+    pub method: Option<MethodArg>,
+    /// Remove the old data directory a finished major upgrade kept (and the
+    /// old major's generations): rollback cannot cross the upgrade after it.
+    #[arg(long, conflicts_with_all = ["bundle", "lock", "ext", "major", "method"])]
+    pub finalize: bool,
+    /// Run `ALTER EXTENSION … UPDATE` after the switch where the new files'
+    /// default version differs (a major upgrade always does).
+    #[arg(long)]
+    pub update_extensions: bool,
+    /// The data would run on another collation library (glibc or ICU
+    /// version): reindex what uses an affected collation, then refresh the
+    /// recorded versions; or accept (refresh only, your responsibility).
+    #[arg(long, value_enum, value_name = "CHOICE")]
+    pub collation_change: Option<CollationChangeArg>,
     /// Where the server's shared libraries may come from.
     #[arg(long, value_enum, default_value_t)]
     pub libraries: LibraryMode,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+/// `--method` of a major upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    Clone,
+    Copy,
+    Link,
+}
+
+impl From<MethodArg> for pgoci::install::cluster::Method {
+    fn from(m: MethodArg) -> Self {
+        use pgoci::install::cluster::Method;
+        match m {
+            MethodArg::Clone => Method::Clone,
+            MethodArg::Copy => Method::Copy,
+            MethodArg::Link => Method::Link,
+        }
+    }
+}
+
+/// `--collation-change`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CollationChangeArg {
+    Reindex,
+    Accept,
+}
+
+impl From<CollationChangeArg> for pgoci::install::collation::Choice {
+    fn from(c: CollationChangeArg) -> Self {
+        use pgoci::install::collation::Choice;
+        match c {
+            CollationChangeArg::Reindex => Choice::Reindex,
+            CollationChangeArg::Accept => Choice::Accept,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -283,9 +349,29 @@ pub struct InstallArgs {
     /// Extra setting for pgoci.conf, KEY=VALUE (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// initdb locale.
-    #[arg(long, default_value = InitdbSettings::DEFAULT_LOCALE)]
+    /// initdb locale (every LC_* category). Checked before any change: it
+    /// must be a locale name (exit 2), compiled on the host (exit 6; C,
+    /// POSIX and C.UTF-8 always are).
+    #[arg(long, default_value = InitdbSettings::DEFAULT_LOCALE, value_name = "NAME")]
     pub locale: String,
+    /// initdb LC_COLLATE, when it differs from --locale (checked as --locale).
+    #[arg(long, value_name = "NAME")]
+    pub lc_collate: Option<String>,
+    /// initdb LC_CTYPE, when it differs from --locale (checked as --locale).
+    #[arg(long, value_name = "NAME")]
+    pub lc_ctype: Option<String>,
+    /// Locale provider of the cluster: libc, icu (PostgreSQL 15+, needs
+    /// --icu-locale) or builtin (17+; C.UTF-8 has no collation version to
+    /// track) [default: libc, or what --icu-locale/--builtin-locale implies].
+    #[arg(long, value_enum, value_name = "PROVIDER")]
+    pub locale_provider: Option<LocaleProvider>,
+    /// ICU locale for --locale-provider icu (PostgreSQL 15+), e.g. und, de-DE.
+    #[arg(long, value_name = "NAME")]
+    pub icu_locale: Option<String>,
+    /// Builtin locale for --locale-provider builtin (PostgreSQL 17+): C or
+    /// C.UTF-8 (PG_UNICODE_FAST on 18+) [default: --locale].
+    #[arg(long, value_name = "NAME")]
+    pub builtin_locale: Option<String>,
     /// initdb encoding.
     #[arg(long, default_value = InitdbSettings::DEFAULT_ENCODING)]
     pub encoding: String,

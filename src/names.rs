@@ -156,6 +156,20 @@ fn is_library(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
+/// A locale name as initdb, glibc and ICU take it (`C`, `POSIX`,
+/// `C.UTF-8`, `de_DE.UTF-8`, `de_DE.utf8`, `sr_RS@latin`, `en_US`, an ICU
+/// tag such as `und-u-ks-level2`): ASCII letters, digits, `_`, `.`, `-`
+/// and `@`, starting with a letter, digit or `_`, at most 127 bytes — no
+/// spaces, quotes, `;`, `=` or `/` (a name is never a path).
+fn is_locale_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 127
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b'@'))
+}
+
 /// A path inside an image: `/` in front is allowed (and ignored), one `/`
 /// at the end too; every component is a plain name (no `.`, `..`, empty).
 fn is_image_path(s: &str) -> bool {
@@ -335,6 +349,16 @@ checked_string!(
 str_like!(LibraryName);
 
 checked_string!(
+    /// A locale name (`--locale`, `--lc-collate`, `--lc-ctype`,
+    /// `--icu-locale`, `--builtin-locale`): see [`is_locale_name`].
+    LocaleName,
+    "locale name",
+    "must be 1-127 of A-Z, a-z, 0-9, _, ., - and @, starting with a letter, digit or _ (like de_DE.UTF-8, sr_RS@latin, C.UTF-8)",
+    is_locale_name
+);
+str_like!(LocaleName);
+
+checked_string!(
     /// A path inside an image (`/usr/lib/postgresql/17/bin`, `system`): a
     /// leading `/` is allowed and means the image root, every component
     /// is a plain name (no `.`, `..` or empty one), no control characters.
@@ -400,6 +424,44 @@ mod tests {
             let err = ExtensionName::parse(bad).unwrap_err();
             assert!(err.to_string().contains("extension name"), "{err}");
             assert!(InstanceName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn locale_names() {
+        for good in [
+            "C",
+            "POSIX",
+            "C.UTF-8",
+            "C.utf8",
+            "de_DE.UTF-8",
+            "de_DE.utf8",
+            "sr_RS@latin",
+            "en_US",
+            "und-u-ks-level2",
+            "PG_UNICODE_FAST",
+            &"a".repeat(127),
+        ] {
+            LocaleName::parse(good).unwrap();
+        }
+        for bad in [
+            "",
+            "de_DE.UTF-8; x",
+            "de DE",
+            "'C'",
+            "\"C\"",
+            "-C",
+            ".C",
+            "@x",
+            "../C",
+            "/usr/lib/locale/C",
+            "de_DE.UTF-8\n",
+            "a=b",
+            "é",
+            &"a".repeat(128),
+        ] {
+            let err = LocaleName::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("locale name"), "{err}");
         }
     }
 

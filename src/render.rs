@@ -25,6 +25,18 @@ pub fn pg_quote(value: &str) -> Result<String, Invalid> {
     Ok(out)
 }
 
+/// An SQL identifier (`"name"`, `"` doubled), for names read from a
+/// catalog and sent back in a statement (`ALTER EXTENSION "x" UPDATE`).
+pub fn pg_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// An SQL string literal (`'value'`, `'` doubled; standard strings, so a
+/// backslash is itself).
+pub fn pg_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// One double-quoted systemd word (systemd.syntax(7)): `\` and `"` are
 /// backslash-escaped, `%` is doubled (specifiers are expanded inside
 /// quotes too), control characters are refused (a newline ends the

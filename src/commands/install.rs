@@ -13,10 +13,12 @@ use pgoci::blobs::{BlobSource, NoBlobs};
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
 use pgoci::install::facts::HostFacts;
+use pgoci::install::locale::LocaleProvider;
 use pgoci::install::plan::{self, Plan, Step};
 use pgoci::install::postgres::InitdbSettings;
 use pgoci::install::{apply, InstallOptions, InstallReport};
 use pgoci::lock::Lock;
+use pgoci::names::LocaleName;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -30,6 +32,7 @@ enum Source {
 pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
     let settings = parse_settings(&args.set)?;
+    let initdb = initdb_settings(args)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {
         let bundle = open_bundle(path, &args.source.lock, args.source.request.major)?;
@@ -47,6 +50,8 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         }
         (ctx.lock(&args.source)?, Source::Registry)
     };
+    // What this major's initdb lacks is refused before anything else.
+    initdb.args(lock.major())?;
     let layout = ctx.layout();
     let instance = match &args.instance {
         Some(i) => i.clone(),
@@ -62,16 +67,18 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         service: args.service,
         no_start: args.no_start,
         settings,
-        initdb: InitdbSettings {
-            locale: args.locale.clone(),
-            encoding: args.encoding.clone(),
-            auth_host: args.auth.clone(),
-        },
+        initdb,
         libraries: args.libraries,
         ..InstallOptions::new(layout.clone(), &instance)
     };
     let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
     if interactive && existing.is_none() {
+        let provider_chosen = args.locale_provider.is_some()
+            || args.icu_locale.is_some()
+            || args.builtin_locale.is_some();
+        if !provider_chosen {
+            prompt::locale_provider(&mut opts.initdb, lock.major())?;
+        }
         if opts.port.is_none() {
             opts.port = Some(prompt::port(pgoci::install::suggested_port(
                 &layout, &instance,
@@ -185,6 +192,8 @@ fn planned(plan: &Plan) -> InstallReport {
         actions: plan.steps.clone(),
         warnings: plan.warnings.clone(),
         libraries: None,
+        data: Vec::new(),
+        extension_updates: Vec::new(),
     }
 }
 
@@ -239,6 +248,27 @@ fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> O
     if let Some(libs) = &report.libraries {
         outcome = outcome.field("libraries", libs);
     }
+    if !report.extension_updates.is_empty() {
+        outcome = outcome.field("extension_updates", &report.extension_updates);
+    }
+    for line in &report.data {
+        outcome = outcome.note(line.clone());
+    }
+    for u in &report.extension_updates {
+        if !report
+            .data
+            .iter()
+            .any(|l| l.starts_with(&format!("updated extension {}", u.name)))
+        {
+            outcome = outcome.note(format!(
+                "update available: extension {} {} → {} in database {} (pgoci upgrade --update-extensions, or ALTER EXTENSION … UPDATE)",
+                u.name,
+                u.installed,
+                u.target.as_deref().unwrap_or("?"),
+                u.database
+            ));
+        }
+    }
     for w in &report.warnings {
         outcome = outcome.note(format!("warning: {w}"));
     }
@@ -286,6 +316,45 @@ fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
+/// The initdb flags, locale names parsed ([`LocaleName`]: a bad one is
+/// exit 2 naming the flag). Without --locale-provider, --icu-locale means
+/// icu and --builtin-locale builtin.
+fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
+    let parse = |flag: &str, value: &str| {
+        LocaleName::parse(value).map_err(|e| {
+            Error::usage(format!("{flag}: {e}"))
+                .hint("`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8")
+        })
+    };
+    let optional =
+        |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse(flag, v)).transpose();
+    let icu_locale = optional("--icu-locale", &args.icu_locale)?;
+    let builtin_locale = optional("--builtin-locale", &args.builtin_locale)?;
+    let provider = match (args.locale_provider, &icu_locale, &builtin_locale) {
+        (Some(p), _, _) => p,
+        (None, Some(_), Some(_)) => {
+            return Err(Error::usage(
+                "--icu-locale and --builtin-locale are for different providers",
+            )
+            .hint("pass one of them, with --locale-provider icu or builtin"))
+        }
+        (None, Some(_), None) => LocaleProvider::Icu,
+        (None, None, Some(_)) => LocaleProvider::Builtin,
+        (None, None, None) => LocaleProvider::Libc,
+    };
+    Ok(InitdbSettings {
+        locale: parse("--locale", &args.locale)?,
+        lc_collate: optional("--lc-collate", &args.lc_collate)?,
+        lc_ctype: optional("--lc-ctype", &args.lc_ctype)?,
+        encoding: args.encoding.clone(),
+        provider,
+        icu_locale,
+        builtin_locale,
+        auth_host: args.auth.clone(),
+        ..InitdbSettings::default()
+    })
+}
+
 /// Instance names become paths, unit names and service names: parsed as
 /// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
 pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
@@ -300,8 +369,20 @@ pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
 pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
     let instance = parse_instance_name(&args.instance)?;
     let layout = ctx.layout();
+    if args.finalize {
+        return finalize(ctx, &instance, &args.change);
+    }
     let state = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?
         .ok_or_else(|| pgoci::install::plan::unknown_instance(&layout, &instance))?;
+    if let Some(major) = args.major.filter(|m| {
+        *m != state.major
+            || state
+                .major_upgrade
+                .as_ref()
+                .is_some_and(|r| r.to_major == *m)
+    }) {
+        return major_upgrade(ctx, args, major);
+    }
     let (lock, source) = match (&args.bundle, &args.lock) {
         (Some(path), _) => {
             // A site bundle holds a lock per major: the instance's is meant.
@@ -325,8 +406,22 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
         }
     };
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
+    if state
+        .major_upgrade
+        .as_ref()
+        .is_some_and(|r| r.phase != pgoci::install::major::Phase::Done)
+    {
+        return Err(Error::host(format!(
+            "instance {instance} has an unfinished major upgrade"
+        ))
+        .hint(
+            "run the same `upgrade --major N` again to finish it, or `pgoci rollback` to undo it",
+        ));
+    }
     let opts = InstallOptions {
         libraries: args.libraries,
+        collation: args.collation_change.map(Into::into),
+        update_extensions: args.update_extensions,
         ..InstallOptions::for_upgrade(layout, &state)
     };
     execute(
@@ -338,4 +433,136 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
         &args.change,
         interactive,
     )
+}
+
+/// `pgoci upgrade --major N`: the lock of the new major (bundle, lock
+/// file, or resolved now), then the checked, journaled major upgrade.
+fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcome> {
+    let instance = parse_instance_name(&args.instance)?;
+    let layout = ctx.layout();
+    let _guard = ctx.exclusive(&args.change)?;
+    let (lock, source): (Lock, Box<dyn BlobSource>) = match (&args.bundle, &args.lock) {
+        (Some(path), _) => {
+            let bundle = open_bundle(path, &[], Some(major))?;
+            ctx.check_signatures(&bundle.lock, &bundle)?;
+            (bundle.lock.clone(), Box::new(bundle))
+        }
+        (None, lock) => {
+            let lock = match lock {
+                Some(file) => Lock::read(file)?,
+                None => ctx.lock(&crate::cli::LockSource {
+                    lock: Vec::new(),
+                    request: crate::cli::RequestArgs {
+                        major: Some(major),
+                        ext: args.ext.clone(),
+                    },
+                })?,
+            };
+            if lock.major() != major {
+                return Err(Error::usage(format!(
+                    "--major {major}, but the lock is for PostgreSQL {}",
+                    lock.major()
+                )));
+            }
+            let stored = lock
+                .artifacts()
+                .all(|a| pgoci::install::store::has(&layout, &a.digest));
+            let source: Box<dyn BlobSource> = if stored {
+                Box::new(NoBlobs)
+            } else {
+                Box::new(pull_lock(ctx, &lock)?.0)
+            };
+            (lock, source)
+        }
+    };
+    let request = |check: bool| pgoci::install::major::Request {
+        layout: &layout,
+        instance: &instance,
+        lock: &lock,
+        source: source.as_ref(),
+        method: args.method.map(Into::into),
+        collation: args.collation_change.map(Into::into),
+        libraries: args.libraries,
+        check,
+    };
+    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
+    if interactive {
+        let plan = pgoci::install::major::upgrade(&request(true), ctx.reporter.as_ref())?;
+        eprintln!("Plan for instance {instance}:");
+        for a in &plan.actions {
+            eprintln!("  - {a}");
+        }
+        if !prompt::confirm("Go ahead?")? {
+            return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));
+        }
+    }
+    let report =
+        pgoci::install::major::upgrade(&request(args.change.check), ctx.reporter.as_ref())?;
+    Ok(major_outcome(
+        "upgrade",
+        &instance,
+        &report,
+        args.change.check,
+    ))
+}
+
+/// `pgoci upgrade --finalize`.
+fn finalize(
+    ctx: &Context,
+    instance: &pgoci::names::InstanceName,
+    change: &ChangeArgs,
+) -> Result<Outcome> {
+    let _guard = ctx.exclusive(change)?;
+    let layout = ctx.layout();
+    let plan = pgoci::install::major::finalize(&layout, instance, true)?;
+    if change.check || !plan.changed {
+        return Ok(major_outcome("upgrade", instance, &plan, true));
+    }
+    if prompt::interactive(change.yes, ctx.global.json) {
+        eprintln!("Plan for instance {instance}:");
+        for a in &plan.actions {
+            eprintln!("  - {a}");
+        }
+        if !prompt::confirm("Delete the old data for good?")? {
+            return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));
+        }
+    } else if !change.yes {
+        return Err(Error::usage(
+            "--finalize deletes the old data directory: it needs --yes without a terminal",
+        )
+        .hint("add --yes, or run it at a terminal to confirm"));
+    }
+    let report = pgoci::install::major::finalize(&layout, instance, false)?;
+    Ok(major_outcome("upgrade", instance, &report, false))
+}
+
+/// A major upgrade's (or its rollback's, or finalize's) outcome.
+pub fn major_outcome(
+    command: &str,
+    instance: &pgoci::names::InstanceName,
+    report: &pgoci::install::major::MajorReport,
+    check: bool,
+) -> Outcome {
+    let mut outcome = Outcome::new(command, report.changed)
+        .field("check", check)
+        .field("instance", instance)
+        .field("actions", &report.actions);
+    if let Some(plan) = &report.plan {
+        outcome = outcome.field("major_upgrade", plan);
+    }
+    if let Some(ms) = report.downtime_ms {
+        outcome = outcome.field("downtime_ms", ms);
+    }
+    if let Some(ms) = report.analyze_ms {
+        outcome = outcome.field("analyze_ms", ms);
+    }
+    outcome = outcome.note(if check {
+        format!("plan for instance {instance} (nothing changed):")
+    } else {
+        format!("instance {instance}:")
+    });
+    for a in &report.actions {
+        outcome = outcome.note(format!("  {a}"));
+    }
+    outcome
 }

@@ -58,15 +58,49 @@ fn done(command: &str, report: &LifecycleReport) -> Outcome {
         .field("actions", actions(&report.actions, true))
 }
 
-pub fn rollback(ctx: &Context, instance: &str, change: &ChangeArgs) -> Result<Outcome> {
+pub fn rollback(
+    ctx: &Context,
+    instance: &str,
+    collation: Option<pgoci::install::collation::Choice>,
+    change: &ChangeArgs,
+) -> Result<Outcome> {
     let instance = &parse_instance_name(instance)?;
     let _guard = ctx.exclusive(change)?;
     let layout = ctx.layout();
-    let plan: Plan = plan::rollback(&LifecycleFacts::gather(&layout, instance)?)?;
+    // Across a major upgrade: the old major on the old data directory.
+    if change.check || !prompt::interactive(change.yes, ctx.global.json) {
+        if let Some(report) =
+            pgoci::install::major::rollback(&layout, instance, collation, change.check)?
+        {
+            return Ok(super::install::major_outcome(
+                "rollback",
+                instance,
+                &report,
+                change.check,
+            ));
+        }
+    } else if let Some(plan) = pgoci::install::major::rollback(&layout, instance, collation, true)?
+    {
+        eprintln!("Plan for rollback:");
+        for a in &plan.actions {
+            eprintln!("  - {a}");
+        }
+        if !prompt::confirm("Go ahead?")? {
+            return Ok(Outcome::new("rollback", false).note("cancelled: nothing changed"));
+        }
+        if let Some(report) = pgoci::install::major::rollback(&layout, instance, collation, false)?
+        {
+            return Ok(super::install::major_outcome(
+                "rollback", instance, &report, false,
+            ));
+        }
+    }
+    let facts = LifecycleFacts::gather(&layout, instance)?;
+    let plan: Plan = plan::rollback(&facts)?;
     if let Some(o) = show_plan(ctx, "rollback", &plan.steps, change)? {
         return Ok(o.field("instance", instance));
     }
-    let report = apply::rollback(&plan, &layout, ctx.reporter.as_ref())?;
+    let report = apply::rollback(&plan, &layout, collation, ctx.reporter.as_ref())?;
     Ok(done("rollback", &report)
         .field("instance", instance)
         .note(format!(

@@ -211,7 +211,11 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Install(args) => install::run(&ctx, &args),
         Command::Status { instance, verify } => status::run(&ctx, instance.as_deref(), verify),
         Command::Upgrade(args) => install::upgrade(&ctx, &args),
-        Command::Rollback { instance, change } => lifecycle::rollback(&ctx, &instance, &change),
+        Command::Rollback {
+            instance,
+            collation_change,
+            change,
+        } => lifecycle::rollback(&ctx, &instance, collation_change.map(Into::into), &change),
         Command::Uninstall {
             instance,
             purge,

@@ -4,6 +4,9 @@
 
 use dialoguer::{theme::ColorfulTheme, Confirm, Input, MultiSelect, Select};
 use pgoci::error::{Error, Result};
+use pgoci::install::locale::LocaleProvider;
+use pgoci::install::postgres::InitdbSettings;
+use pgoci::names::LocaleName;
 use pgoci::profile::Profile;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -53,6 +56,48 @@ pub fn extensions(profile: &Profile, major: u32) -> Result<Vec<String>> {
         .into_iter()
         .map(|i| offered[i].0.to_string())
         .collect())
+}
+
+/// Asks for the locale provider the major offers (nothing to ask before
+/// PostgreSQL 15, where libc is the only one); icu asks for its locale.
+pub fn locale_provider(initdb: &mut InitdbSettings, major: u32) -> Result<()> {
+    let mut offered = vec![(
+        LocaleProvider::Libc,
+        format!("libc: the C library's locale {}", initdb.locale),
+    )];
+    if major >= LocaleProvider::Builtin.since() {
+        offered.push((
+            LocaleProvider::Builtin,
+            "builtin C.UTF-8: no collation version to track (safe across glibc upgrades)".into(),
+        ));
+    }
+    if major >= LocaleProvider::Icu.since() {
+        offered.push((LocaleProvider::Icu, "icu: ICU collations".into()));
+    }
+    if offered.len() == 1 {
+        return Ok(());
+    }
+    let labels: Vec<&str> = offered.iter().map(|(_, l)| l.as_str()).collect();
+    let pick = Select::with_theme(&ColorfulTheme::default())
+        .with_prompt("Locale provider")
+        .items(&labels)
+        .default(0)
+        .interact()
+        .map_err(failed)?;
+    initdb.provider = offered[pick].0;
+    match initdb.provider {
+        LocaleProvider::Libc => {}
+        LocaleProvider::Builtin => {
+            initdb.builtin_locale = Some(LocaleName::parse("C.UTF-8").expect("a locale name"));
+        }
+        LocaleProvider::Icu => {
+            let name = text("ICU locale", "und".into())?;
+            initdb.icu_locale = Some(LocaleName::parse(&name).map_err(|e| {
+                Error::usage(format!("ICU locale: {e}")).hint("e.g. und, en-US, de-DE")
+            })?);
+        }
+    }
+    Ok(())
 }
 
 /// Asks for a text value with a default.

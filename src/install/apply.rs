@@ -113,6 +113,8 @@ pub fn install(
         gen: target.reuse_generation.clone(),
         account: users::lookup(&opts.user),
         libraries: None,
+        gate: None,
+        updates: Vec::new(),
     };
     // Artifacts are independent: unpack them side by side.
     let (unpacks, rest): (Vec<&Step>, Vec<&Step>) = plan
@@ -133,7 +135,18 @@ pub fn install(
         if let Err(e) = applier.step(step, &mut runner, &mut tx) {
             return Err(undo(tx, e));
         }
+        // A new generation for existing data: before anything is switched,
+        // the collation gate and the extensions' update paths.
+        if matches!(step, Step::Compose { .. }) && applier.previous.is_some() {
+            if let Err(e) = applier.check_data() {
+                return Err(undo(tx, e));
+            }
+        }
     }
+    let notes = match applier.care_after_switch() {
+        Ok(notes) => notes,
+        Err(e) => return Err(undo(tx, e)),
+    };
     if let Err(e) = applier.record(&mut tx) {
         return Err(undo(tx, e));
     }
@@ -143,6 +156,8 @@ pub fn install(
         report.instance.version = g.server_version.clone();
     }
     report.libraries = applier.libraries;
+    report.data = notes;
+    report.extension_updates = applier.updates;
     Ok(report)
 }
 
@@ -211,6 +226,8 @@ fn report(plan: &Plan, done: Vec<Step>) -> InstallReport {
         actions: done,
         warnings: plan.warnings.clone(),
         libraries: None,
+        data: Vec::new(),
+        extension_updates: Vec::new(),
     }
 }
 
@@ -225,6 +242,10 @@ struct InstallApplier<'a> {
     account: Option<Account>,
     /// The library check of the artifacts, once unpacked.
     libraries: Option<super::libraries::LibraryReport>,
+    /// The collation change the new generation brings to existing data.
+    gate: Option<super::collation::Gate>,
+    /// Extensions whose files' default version differs from the catalog's.
+    updates: Vec<super::extensions::Update>,
 }
 
 impl InstallApplier<'_> {
@@ -353,6 +374,78 @@ impl InstallApplier<'_> {
         Ok(())
     }
 
+    /// The old server, when it runs (asked what the data holds).
+    fn running_previous_server(&self) -> Option<super::cluster::Server> {
+        let prev = self.previous?;
+        let spec = self.previous_spec()?;
+        let running = service::manager(prev.service, self.layout()).is_active(&spec);
+        super::datacare::current_server(self.layout(), prev, running)
+    }
+
+    /// The collation gate and the extension update paths for the new
+    /// generation, while the old server still runs: exit 6 refuses the
+    /// switch (the transaction removes the generation again).
+    fn check_data(&mut self) -> Result<()> {
+        let (Some(prev), Some(gen)) = (self.previous, self.gen.as_ref()) else {
+            return Ok(());
+        };
+        let server = self.running_previous_server();
+        let to = gen.collation.clone().unwrap_or_default();
+        self.gate = super::datacare::gate(
+            prev,
+            super::datacare::data_libs(self.layout(), prev),
+            &to,
+            server.as_ref(),
+            self.opts.collation,
+            &format!("the upgrade of instance {}", prev.instance),
+        )?;
+        if let Some(server) = &server {
+            let gen_dir = self.gen_dir()?;
+            self.updates = super::datacare::extension_updates(
+                self.layout(),
+                prev,
+                &gen_dir,
+                &gen.dirs.sharedir,
+                server,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// After the switch, on the running new server: the collation choice,
+    /// refreshed versions, and extension updates when asked.
+    fn care_after_switch(&self) -> Result<Vec<String>> {
+        let (Some(prev), Some(gen)) = (self.previous, self.gen.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        if self.gate.is_none() && !(self.opts.update_extensions && !self.updates.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let spec = self.spec()?;
+        let manager = service::manager(self.target.service, self.layout());
+        if !manager.is_active(&spec) {
+            return Ok(vec![
+                "the server is not running: collation versions and extensions were left as they are"
+                    .into(),
+            ]);
+        }
+        let server = super::cluster::Server {
+            bin: spec.bin.clone(),
+            client_dirs: vec![self.layout().host("usr/bin")],
+            env: spec.env.clone(),
+            account: self.account()?.clone(),
+            socket_dir: self.target.socket_dir.clone(),
+            port: self.target.port,
+        };
+        let updates: &[super::extensions::Update] = if self.opts.update_extensions {
+            &self.updates
+        } else {
+            &[]
+        };
+        let _ = (prev, gen);
+        super::datacare::after_switch(&server, self.lock.major(), self.gate.as_ref(), updates)
+    }
+
     fn gen(&self) -> Result<&GenerationState> {
         self.gen
             .as_ref()
@@ -411,89 +504,21 @@ impl InstallApplier<'_> {
         tx: &mut Transaction,
         reporter: &dyn Reporter,
     ) -> Result<(GenerationState, bool)> {
-        let layout = self.layout();
-        let lock = self.lock;
-        let (server_dir, _) = store::ensure(
-            layout,
-            &lock.server.pinned,
-            self.source,
-            &unpack::keep_all,
+        let (gen, created) = compose_generation(
+            &GenerationInput {
+                layout: self.layout(),
+                instance: &self.opts.instance,
+                lock: self.lock,
+                lock_digest: &self.target.lock_digest,
+                source: self.source,
+                libraries: self.libraries.as_ref(),
+            },
+            name,
             reporter,
         )?;
-        let mut ext_dirs = Vec::new();
-        for ext in &lock.extensions {
-            let (dir, _) = store::ensure(
-                layout,
-                &ext.pinned,
-                self.source,
-                &unpack::keep_all,
-                reporter,
-            )?;
-            ext_dirs.push(dir);
-        }
-        let dirs = generation::server_dirs(lock, &server_dir)?;
-        let dest = layout.generation(&self.opts.instance, name);
-        let inputs: Vec<ExtensionInput> = lock
-            .extensions
-            .iter()
-            .zip(&ext_dirs)
-            .map(|(e, d)| ExtensionInput {
-                name: &e.name,
-                store_dir: d,
-                ld_library_path: &e.ld_library_path,
-                env: &e.env,
-            })
-            .collect();
-        // A generation appears by rename, so one already there is whole: a
-        // run killed after composing it left it for us.
-        let created = !dest.is_dir();
         if created {
-            let image_libs = self
-                .libraries
-                .as_ref()
-                .map(|l| l.from_image.as_slice())
-                .unwrap_or_default();
-            let image_loader = self
-                .libraries
-                .as_ref()
-                .and_then(|l| l.image_loader.as_deref());
-            generation::compose(
-                lock,
-                &dirs,
-                &server_dir,
-                &inputs,
-                image_libs,
-                image_loader,
-                &dest,
-            )?;
-            tx.created(&dest);
+            tx.created(&self.layout().generation(&self.opts.instance, name));
         }
-        let version = if lock.server.version == "unknown" {
-            postgres::version_of_binary(&dest.join(&dirs.bin).join("postgres"))
-                .unwrap_or_else(|| "unknown".into())
-        } else {
-            lock.server.version.clone()
-        };
-        let gen = GenerationState {
-            name: name.to_string(),
-            lock_digest: self.target.lock_digest.clone(),
-            server_version: version,
-            server_digest: lock.server.pinned.digest.clone(),
-            extensions: lock
-                .extensions
-                .iter()
-                .map(|e| ExtensionState {
-                    name: e.name.to_string(),
-                    version: e.version.clone(),
-                    digest: e.pinned.digest.clone(),
-                })
-                .collect(),
-            dirs,
-            store: lock
-                .artifacts()
-                .map(|a| a.digest.hex().to_string())
-                .collect(),
-        };
         Ok((gen, true))
     }
 
@@ -523,6 +548,13 @@ impl InstallApplier<'_> {
                 .previous
                 .map(|p| p.current.clone())
                 .unwrap_or_else(|| gen.name.clone()),
+            // Only a change the collation gate let through gets this far:
+            // the data is used with the new generation's libraries from now.
+            collation: gen
+                .collation
+                .clone()
+                .or_else(|| self.previous.and_then(|p| p.collation.clone())),
+            major_upgrade: self.previous.and_then(|p| p.major_upgrade.clone()),
         })
     }
 
@@ -603,7 +635,7 @@ fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
 
 /// Writes `pgoci.conf` and the include line; true when anything changed.
 #[allow(clippy::too_many_arguments)]
-fn write_config(
+pub(crate) fn write_config(
     lock: &Lock,
     instance: &InstanceName,
     gen_dir: &Path,
@@ -644,7 +676,7 @@ fn write_config(
 }
 
 /// Renders, checks and writes a manager's files; reloads it if any changed.
-fn write_service_files(
+pub(crate) fn write_service_files(
     manager: &dyn ServiceManager,
     spec: &ServiceSpec,
     tx: &mut Transaction,
@@ -668,6 +700,110 @@ fn write_service_files(
     Ok(changed)
 }
 
+/// What composing a generation needs.
+pub struct GenerationInput<'a> {
+    pub layout: &'a HostLayout,
+    pub instance: &'a InstanceName,
+    pub lock: &'a Lock,
+    pub lock_digest: &'a crate::digest::Digest,
+    pub source: &'a dyn BlobSource,
+    /// The library check of the artifacts (which loader, which image libraries).
+    pub libraries: Option<&'a super::libraries::LibraryReport>,
+}
+
+/// Unpacks what the store lacks and composes generation `name` (renamed
+/// into place whole: one already there was left by a killed run and is
+/// taken as it is). Returns the generation and whether this call made it.
+pub fn compose_generation(
+    input: &GenerationInput,
+    name: &str,
+    reporter: &dyn Reporter,
+) -> Result<(GenerationState, bool)> {
+    let layout = input.layout;
+    let lock = input.lock;
+    let (server_dir, _) = store::ensure(
+        layout,
+        &lock.server.pinned,
+        input.source,
+        &unpack::keep_all,
+        reporter,
+    )?;
+    let mut ext_dirs = Vec::new();
+    for ext in &lock.extensions {
+        let (dir, _) = store::ensure(
+            layout,
+            &ext.pinned,
+            input.source,
+            &unpack::keep_all,
+            reporter,
+        )?;
+        ext_dirs.push(dir);
+    }
+    let dirs = generation::server_dirs(lock, &server_dir)?;
+    let dest = layout.generation(input.instance, name);
+    let inputs: Vec<ExtensionInput> = lock
+        .extensions
+        .iter()
+        .zip(&ext_dirs)
+        .map(|(e, d)| ExtensionInput {
+            name: &e.name,
+            store_dir: d,
+            ld_library_path: &e.ld_library_path,
+            env: &e.env,
+        })
+        .collect();
+    // A generation appears by rename, so one already there is whole: a
+    // run killed after composing it left it for us.
+    let created = !dest.is_dir();
+    if created {
+        let image_libs = input
+            .libraries
+            .map(|l| l.from_image.as_slice())
+            .unwrap_or_default();
+        let image_loader = input.libraries.and_then(|l| l.image_loader.as_deref());
+        generation::compose(
+            lock,
+            &dirs,
+            &server_dir,
+            &inputs,
+            image_libs,
+            image_loader,
+            &dest,
+        )?;
+    }
+    let version = if lock.server.version == "unknown" {
+        postgres::version_of_binary(&dest.join(&dirs.bin).join("postgres"))
+            .unwrap_or_else(|| "unknown".into())
+    } else {
+        lock.server.version.clone()
+    };
+    let env = generation::read_runtime_env(&dest);
+    let collation = super::collation::of_generation(&layout.root, &dest, &dirs, &env);
+    let gen = GenerationState {
+        name: name.to_string(),
+        lock_digest: input.lock_digest.clone(),
+        server_version: version,
+        server_digest: lock.server.pinned.digest.clone(),
+        extensions: lock
+            .extensions
+            .iter()
+            .map(|e| ExtensionState {
+                name: e.name.to_string(),
+                version: e.version.clone(),
+                digest: e.pinned.digest.clone(),
+            })
+            .collect(),
+        dirs,
+        store: lock
+            .artifacts()
+            .map(|a| a.digest.hex().to_string())
+            .collect(),
+        major: Some(lock.major()),
+        collation: Some(collation),
+    };
+    Ok((gen, created))
+}
+
 /// What a lifecycle command (rollback, uninstall, gc) did.
 #[derive(Debug, Clone)]
 pub struct LifecycleReport {
@@ -680,6 +816,7 @@ pub struct LifecycleReport {
 pub fn rollback(
     plan: &Plan,
     layout: &HostLayout,
+    collation: Option<super::collation::Choice>,
     reporter: &dyn Reporter,
 ) -> Result<LifecycleReport> {
     require_root("rollback")?;
@@ -708,6 +845,17 @@ pub fn rollback(
         spec_of(layout, &st, g, &account, &env)
     });
     let manager = service::manager(st.service, layout);
+    // The collation gate, before anything changes: the data goes back to
+    // the older generation's libraries as they are now.
+    let running = old_spec.as_ref().is_some_and(|s| manager.is_active(s));
+    let gate = super::datacare::gate(
+        &st,
+        super::datacare::data_libs(layout, &st),
+        &super::datacare::generation_libs(layout, &st, &target),
+        super::datacare::current_server(layout, &st, running).as_ref(),
+        collation,
+        &format!("the rollback of instance {instance}"),
+    )?;
     let mut runner = Runner {
         reporter,
         done: Vec::new(),
@@ -752,8 +900,21 @@ pub fn rollback(
                 }
             }
         }
+        if let Some(g) = &gate {
+            let server = super::datacare::current_server(
+                layout,
+                &InstanceState {
+                    current: target.name.clone(),
+                    ..st.clone()
+                },
+                true,
+            )
+            .ok_or_else(|| Error::internal("rollback: no server to refresh collations on"))?;
+            super::datacare::after_switch(&server, st.major, Some(g), &[])?;
+        }
         // The state last: a rollback killed before this is repeated whole.
         st.current = target.name.clone();
+        st.collation = Some(super::datacare::generation_libs(layout, &st, &target));
         tx.save_file(&InstanceState::path(&instance_dir))?;
         st.write(&instance_dir)?;
         let lock_copy = instance_dir.join("pgoci.lock");

@@ -91,6 +91,9 @@ pub struct HostFacts {
     pub running_generation: Option<String>,
     /// What the preflight checks look at.
     pub preflight: super::preflight::PreflightFacts,
+    /// The initdb locales, where found (looked up only for a data
+    /// directory initdb will fill).
+    pub locales: super::locale::LocaleFacts,
 }
 
 impl HostFacts {
@@ -130,6 +133,19 @@ impl HostFacts {
             .then(|| running_generation(layout, instance, &data_path))
             .flatten();
         let main_conf = fs::read_to_string(data_path.join("postgresql.conf")).unwrap_or_default();
+        // The image's locales only when it is unpacked already (else the
+        // host's alone are looked at).
+        let server = &lock.server.pinned.digest;
+        let locales = match DataDirState::of(&data_path) {
+            DataDirState::Absent | DataDirState::Empty => super::locale::LocaleFacts::gather(
+                &layout.root,
+                super::store::has(layout, server)
+                    .then(|| layout.store().join(server.hex()))
+                    .as_deref(),
+                &opts.initdb.libc_locales(),
+            ),
+            _ => Default::default(),
+        };
         Ok(HostFacts {
             is_root: nix::unistd::geteuid().is_root(),
             default_service: ServiceKind::default_for(layout),
@@ -156,6 +172,7 @@ impl HostFacts {
             server_running,
             running_generation,
             preflight: super::preflight::PreflightFacts::gather(&layout.prefix, &opts.user),
+            locales,
             previous,
             others,
         })

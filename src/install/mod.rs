@@ -15,14 +15,20 @@
 //!   pgoci recorded, [`manifest`] file digests, [`layout`] where things live.
 
 pub mod apply;
+pub mod cluster;
+pub mod collation;
 pub mod config;
+pub mod datacare;
 pub mod exclusive;
+pub mod extensions;
 pub mod facts;
 pub mod generation;
 pub mod layout;
 pub mod libraries;
 pub mod licenses;
 pub mod loader;
+pub mod locale;
+pub mod major;
 pub mod manifest;
 pub mod plan;
 pub mod postgres;
@@ -61,6 +67,10 @@ pub struct InstallOptions {
     pub initdb: InitdbSettings,
     /// Where the server's shared libraries may come from.
     pub libraries: libraries::LibraryMode,
+    /// What to do when a new generation changes the data's collation library.
+    pub collation: Option<collation::Choice>,
+    /// Run `ALTER EXTENSION … UPDATE` after the switch.
+    pub update_extensions: bool,
 }
 
 impl InstallOptions {
@@ -77,6 +87,8 @@ impl InstallOptions {
             settings: BTreeMap::new(),
             initdb: InitdbSettings::default(),
             libraries: libraries::LibraryMode::default(),
+            collation: None,
+            update_extensions: false,
         }
     }
 
@@ -101,4 +113,10 @@ pub struct InstallReport {
     pub warnings: Vec<String>,
     /// The library check of a new generation, when one was composed.
     pub libraries: Option<libraries::LibraryReport>,
+    /// What was done for the data after the switch (reindex, collation
+    /// versions, extension updates), one line each.
+    pub data: Vec<String>,
+    /// Extensions whose new files' default differs from the installed
+    /// version (updated with `--update-extensions`, else listed).
+    pub extension_updates: Vec<extensions::Update>,
 }

@@ -272,6 +272,9 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
         }
     }
     let needs_initdb = check_data_dir(lock, instance, facts)?;
+    if needs_initdb {
+        facts.locales.refuse_missing()?;
+    }
     let mut warnings = Vec::new();
     let port = choose_port(opts, facts, &mut warnings)?;
     let service = opts
@@ -446,7 +449,7 @@ pub fn service_spec(
 }
 
 /// `<n>-<lock12>`, n one more than any generation so far.
-fn next_generation_name(previous: Option<&InstanceState>, lock_digest: &Digest) -> String {
+pub fn next_generation_name(previous: Option<&InstanceState>, lock_digest: &Digest) -> String {
     let n = previous
         .map(|p| {
             p.generations
@@ -562,6 +565,16 @@ pub fn rollback(facts: &LifecycleFacts) -> Result<Plan> {
         )));
     }
     let target = &st.generations[pos - 1];
+    if target.major().is_some_and(|m| m != st.major) {
+        return Err(Error::host(format!(
+            "instance {}: generation {} is PostgreSQL {}, the data is PostgreSQL {}; the major upgrade between them was finalized",
+            st.instance,
+            target.name,
+            target.major().unwrap_or(0),
+            st.major
+        ))
+        .hint("restore the old major from a backup if you must go back"));
+    }
     let files = service::manager(st.service, &facts.layout).files(&st.instance);
     let mut steps = vec![Step::WriteConfig {
         path: st.data_dir.join("pgoci.conf"),
@@ -756,6 +769,7 @@ mod tests {
                 useradd: true,
                 user_exists: true,
             },
+            locales: Default::default(),
         }
     }
 
@@ -997,8 +1011,12 @@ mod tests {
                     pkglibdir: "lib".into(),
                 },
                 store: Vec::new(),
+                major: None,
+                collation: None,
             }],
             current: name,
+            collation: None,
+            major_upgrade: None,
         }
     }
 }

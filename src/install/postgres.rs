@@ -2,15 +2,17 @@
 //! start/stop/status, version probing, and waiting until the server
 //! accepts connections.
 
+use super::locale::LocaleProvider;
 use super::users::Account;
 use crate::error::{Error, Result};
+use crate::names::LocaleName;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// A command that runs as `account` with a clean environment.
-fn as_user(program: &Path, account: &Account) -> Command {
+pub(crate) fn as_user(program: &Path, account: &Account) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("PATH", "/usr/bin:/bin")
@@ -21,16 +23,37 @@ fn as_user(program: &Path, account: &Account) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<Output> {
+pub(crate) fn run(mut cmd: Command, what: &str) -> Result<Output> {
     cmd.output()
         .map_err(|e| Error::service(format!("cannot run {what}: {e}")))
 }
 
-/// How a new data directory is initialised (`initdb` options).
+/// How a new data directory is initialised (`initdb` options). A major
+/// upgrade initialises the new cluster with the old cluster's settings, so
+/// every option that must match for `pg_upgrade` is here; [`Self::args`]
+/// renders them for one major and refuses what that major's initdb lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitdbSettings {
-    pub locale: String,
+    /// `--locale`: the default of every LC_* category (libc locale).
+    pub locale: LocaleName,
+    /// `--lc-collate`, when it differs from `locale`.
+    pub lc_collate: Option<LocaleName>,
+    /// `--lc-ctype`, when it differs from `locale`.
+    pub lc_ctype: Option<LocaleName>,
+    /// `--encoding` (`UTF8`).
     pub encoding: String,
+    /// `--locale-provider` (icu from PostgreSQL 15, builtin from 17).
+    pub provider: LocaleProvider,
+    /// `--icu-locale` (15+; provider icu only, which needs it).
+    pub icu_locale: Option<LocaleName>,
+    /// `--builtin-locale` (17+; provider builtin only; `None`: `locale`).
+    pub builtin_locale: Option<LocaleName>,
+    /// `--data-checksums`; rendered either way (`--no-data-checksums` on
+    /// 18+, where checksums are initdb's default).
+    pub data_checksums: bool,
+    /// `--wal-segsize` in MiB (a power of two, 1 to 1024; 11+); `None`:
+    /// initdb's default (16).
+    pub wal_segsize_mb: Option<u32>,
     /// Host (TCP) authentication method; local connections use peer.
     pub auth_host: String,
 }
@@ -39,19 +62,133 @@ impl InitdbSettings {
     pub const DEFAULT_LOCALE: &'static str = "C.UTF-8";
     pub const DEFAULT_ENCODING: &'static str = "UTF8";
     pub const DEFAULT_AUTH_HOST: &'static str = "scram-sha-256";
+
+    /// The libc locales initdb and the server need from the host:
+    /// `locale` and the LC_COLLATE/LC_CTYPE overrides (ICU and builtin
+    /// locales are not libc's).
+    pub fn libc_locales(&self) -> Vec<&LocaleName> {
+        let mut v = vec![&self.locale];
+        for l in [&self.lc_collate, &self.lc_ctype].into_iter().flatten() {
+            if !v.contains(&l) {
+                v.push(l);
+            }
+        }
+        v
+    }
+
+    /// initdb's arguments for PostgreSQL `major` (without `-D` and
+    /// `--username`): every setting rendered explicitly. A provider, locale
+    /// or option that major's initdb lacks is exit 2 naming the major.
+    pub fn args(&self, major: u32) -> Result<Vec<String>> {
+        let too_old = |what: String, since: u32| {
+            Error::usage(format!(
+                "{what} needs PostgreSQL {since} or later; this is PostgreSQL {major}"
+            ))
+            .hint(format!(
+                "install PostgreSQL {since}+ (--major {since}), or leave {what} out"
+            ))
+        };
+        let mut args = vec![format!("--locale={}", self.locale)];
+        if let Some(l) = &self.lc_collate {
+            args.push(format!("--lc-collate={l}"));
+        }
+        if let Some(l) = &self.lc_ctype {
+            args.push(format!("--lc-ctype={l}"));
+        }
+        args.push(format!("--encoding={}", self.encoding));
+        if self.icu_locale.is_some() && self.provider != LocaleProvider::Icu {
+            return Err(
+                Error::usage("--icu-locale is for the icu locale provider only")
+                    .hint("add --locale-provider icu, or leave --icu-locale out"),
+            );
+        }
+        if self.builtin_locale.is_some() && self.provider != LocaleProvider::Builtin {
+            return Err(
+                Error::usage("--builtin-locale is for the builtin locale provider only")
+                    .hint("add --locale-provider builtin, or leave --builtin-locale out"),
+            );
+        }
+        let since = self.provider.since();
+        if major < since {
+            return Err(too_old(
+                format!("--locale-provider {}", self.provider),
+                since,
+            ));
+        }
+        if major >= 15 {
+            args.push(format!("--locale-provider={}", self.provider));
+        }
+        match self.provider {
+            LocaleProvider::Libc => {}
+            LocaleProvider::Icu => {
+                let icu = self.icu_locale.as_ref().ok_or_else(|| {
+                    Error::usage("--locale-provider icu needs --icu-locale")
+                        .hint("name the ICU locale, e.g. --icu-locale und or --icu-locale de-DE")
+                })?;
+                args.push(format!("--icu-locale={icu}"));
+            }
+            LocaleProvider::Builtin => {
+                let builtin = self.builtin_locale.as_ref().unwrap_or(&self.locale);
+                let needs = super::locale::builtin_locale_since(builtin).ok_or_else(|| {
+                    Error::usage(format!(
+                        "--builtin-locale {builtin}: the builtin provider has C and C.UTF-8 (and PG_UNICODE_FAST from PostgreSQL 18)"
+                    ))
+                    .hint("pass --builtin-locale C.UTF-8")
+                })?;
+                if major < needs {
+                    return Err(too_old(format!("--builtin-locale {builtin}"), needs));
+                }
+                let utf8 = super::locale::normalize_codeset(&self.encoding) == "utf8";
+                if builtin.as_str() != "C" && !utf8 {
+                    return Err(Error::usage(format!(
+                        "--builtin-locale {builtin} needs --encoding UTF8, not {}",
+                        self.encoding
+                    )));
+                }
+                args.push(format!("--builtin-locale={builtin}"));
+            }
+        }
+        if self.data_checksums {
+            args.push("--data-checksums".into());
+        } else if major >= 18 {
+            args.push("--no-data-checksums".into());
+        }
+        if let Some(mb) = self.wal_segsize_mb {
+            if !(mb.is_power_of_two() && mb <= 1024) {
+                return Err(Error::usage(format!(
+                    "WAL segment size {mb} MB: must be a power of two from 1 to 1024"
+                )));
+            }
+            if major < 11 {
+                return Err(too_old("--wal-segsize".into(), 11));
+            }
+            args.push(format!("--wal-segsize={mb}"));
+        }
+        args.push("--auth-local=peer".into());
+        args.push(format!("--auth-host={}", self.auth_host));
+        Ok(args)
+    }
 }
 
 impl Default for InitdbSettings {
     fn default() -> Self {
         InitdbSettings {
-            locale: Self::DEFAULT_LOCALE.into(),
+            locale: LocaleName::parse(Self::DEFAULT_LOCALE).expect("a locale name"),
+            lc_collate: None,
+            lc_ctype: None,
             encoding: Self::DEFAULT_ENCODING.into(),
+            provider: LocaleProvider::Libc,
+            icu_locale: None,
+            builtin_locale: None,
+            data_checksums: true,
+            wal_segsize_mb: None,
             auth_host: Self::DEFAULT_AUTH_HOST.into(),
         }
     }
 }
 
-/// Runs initdb on an empty data directory.
+/// Runs initdb on an empty data directory, with `opts` rendered for the
+/// major of the `postgres` in `bin` (read from the file, not run).
 pub fn initdb(
     bin: &Path,
     data: &Path,
@@ -59,6 +196,16 @@ pub fn initdb(
     opts: &InitdbSettings,
     env: &super::generation::RuntimeEnv,
 ) -> Result<()> {
+    let postgres = bin.join("postgres");
+    let major = version_of_binary(&postgres)
+        .and_then(|v| major_of_version(&v))
+        .ok_or_else(|| {
+            Error::service(format!(
+                "cannot read the PostgreSQL version of {}",
+                postgres.display()
+            ))
+        })?;
+    let args = opts.args(major)?;
     let mut cmd = as_user(&bin.join("initdb"), account);
     // initdb runs the server binary too: the same libraries as the server.
     if let Some(p) = &env.ld_library_path {
@@ -67,10 +214,7 @@ pub fn initdb(
     cmd.envs(&env.vars);
     cmd.arg("-D")
         .arg(data)
-        .arg(format!("--locale={}", opts.locale))
-        .arg(format!("--encoding={}", opts.encoding))
-        .arg("--auth-local=peer")
-        .arg(format!("--auth-host={}", opts.auth_host))
+        .args(&args)
         .arg(format!("--username={}", account.name));
     let out = run(cmd, "initdb")?;
     if !out.status.success() {
@@ -174,6 +318,12 @@ pub fn version_of_binary(postgres: &Path) -> Option<String> {
     (!version.is_empty() && version.as_bytes()[0].is_ascii_digit()).then_some(version)
 }
 
+/// The major of a version string: `17` of `17.10`, `18` of `18beta1`.
+pub fn major_of_version(version: &str) -> Option<u32> {
+    let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// Whether a server binary links libsystemd (then it sends sd_notify
 /// READY=1 and the unit can be `Type=notify`): its name is among the
 /// dynamic section's strings.
@@ -198,4 +348,175 @@ pub fn data_major(data: &Path) -> Option<u32> {
 pub fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> LocaleName {
+        LocaleName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn default_settings_render_every_option_for_each_major() {
+        let d = InitdbSettings::default();
+        assert_eq!(
+            d.args(14).unwrap(),
+            [
+                "--locale=C.UTF-8",
+                "--encoding=UTF8",
+                "--data-checksums",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256"
+            ]
+        );
+        assert_eq!(
+            d.args(17).unwrap(),
+            [
+                "--locale=C.UTF-8",
+                "--encoding=UTF8",
+                "--locale-provider=libc",
+                "--data-checksums",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256"
+            ]
+        );
+        // 18 checksums by default: off is said explicitly.
+        let off = InitdbSettings {
+            data_checksums: false,
+            ..InitdbSettings::default()
+        };
+        assert!(off
+            .args(18)
+            .unwrap()
+            .contains(&"--no-data-checksums".into()));
+        assert!(!off
+            .args(17)
+            .unwrap()
+            .iter()
+            .any(|a| a.contains("checksums")));
+        assert!(d.args(18).unwrap().contains(&"--data-checksums".into()));
+    }
+
+    #[test]
+    fn carried_over_settings_render_as_given() {
+        let s = InitdbSettings {
+            locale: name("de_DE.UTF-8"),
+            lc_collate: Some(name("C")),
+            lc_ctype: Some(name("de_DE.utf8")),
+            provider: LocaleProvider::Icu,
+            icu_locale: Some(name("und-u-ks-level2")),
+            wal_segsize_mb: Some(64),
+            ..InitdbSettings::default()
+        };
+        assert_eq!(
+            s.args(16).unwrap(),
+            [
+                "--locale=de_DE.UTF-8",
+                "--lc-collate=C",
+                "--lc-ctype=de_DE.utf8",
+                "--encoding=UTF8",
+                "--locale-provider=icu",
+                "--icu-locale=und-u-ks-level2",
+                "--data-checksums",
+                "--wal-segsize=64",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256"
+            ]
+        );
+        assert_eq!(
+            s.libc_locales(),
+            [&name("de_DE.UTF-8"), &name("C"), &name("de_DE.utf8")]
+        );
+    }
+
+    #[test]
+    fn providers_need_a_major_that_has_them() {
+        let usage = |s: &InitdbSettings, major: u32| {
+            let e = s.args(major).unwrap_err();
+            assert_eq!(e.kind.exit_code(), 2, "{}", e.message);
+            e.message
+        };
+        let icu = InitdbSettings {
+            provider: LocaleProvider::Icu,
+            icu_locale: Some(name("und")),
+            ..InitdbSettings::default()
+        };
+        assert_eq!(
+            usage(&icu, 14),
+            "--locale-provider icu needs PostgreSQL 15 or later; this is PostgreSQL 14"
+        );
+        assert!(icu.args(15).unwrap().contains(&"--icu-locale=und".into()));
+        let no_icu_locale = InitdbSettings {
+            icu_locale: None,
+            ..icu.clone()
+        };
+        assert!(usage(&no_icu_locale, 17).contains("needs --icu-locale"));
+
+        let builtin = InitdbSettings {
+            provider: LocaleProvider::Builtin,
+            ..InitdbSettings::default()
+        };
+        assert_eq!(
+            usage(&builtin, 16),
+            "--locale-provider builtin needs PostgreSQL 17 or later; this is PostgreSQL 16"
+        );
+        // Without --builtin-locale, --locale (C.UTF-8) is the builtin one.
+        assert!(builtin
+            .args(17)
+            .unwrap()
+            .contains(&"--builtin-locale=C.UTF-8".into()));
+        let fast = InitdbSettings {
+            builtin_locale: Some(name("PG_UNICODE_FAST")),
+            ..builtin.clone()
+        };
+        assert!(usage(&fast, 17).contains("PostgreSQL 18 or later; this is PostgreSQL 17"));
+        fast.args(18).unwrap();
+        let latin1 = InitdbSettings {
+            encoding: "LATIN1".into(),
+            ..builtin.clone()
+        };
+        assert!(usage(&latin1, 17).contains("needs --encoding UTF8, not LATIN1"));
+        let not_builtin = InitdbSettings {
+            locale: name("de_DE.UTF-8"),
+            ..builtin.clone()
+        };
+        assert!(usage(&not_builtin, 17).contains("the builtin provider has C and C.UTF-8"));
+
+        // A provider's locale without that provider.
+        let stray = InitdbSettings {
+            icu_locale: Some(name("und")),
+            ..InitdbSettings::default()
+        };
+        assert!(usage(&stray, 17).contains("--icu-locale is for the icu locale provider"));
+        let stray = InitdbSettings {
+            builtin_locale: Some(name("C")),
+            ..InitdbSettings::default()
+        };
+        assert!(usage(&stray, 17).contains("--builtin-locale is for the builtin"));
+    }
+
+    #[test]
+    fn wal_segment_sizes_are_powers_of_two() {
+        for bad in [0, 3, 2048] {
+            let s = InitdbSettings {
+                wal_segsize_mb: Some(bad),
+                ..InitdbSettings::default()
+            };
+            assert_eq!(s.args(17).unwrap_err().kind.exit_code(), 2, "{bad}");
+        }
+        let s = InitdbSettings {
+            wal_segsize_mb: Some(1),
+            ..InitdbSettings::default()
+        };
+        assert!(s.args(13).unwrap().contains(&"--wal-segsize=1".into()));
+    }
+
+    #[test]
+    fn majors_of_versions() {
+        assert_eq!(major_of_version("17.10"), Some(17));
+        assert_eq!(major_of_version("18beta1"), Some(18));
+        assert_eq!(major_of_version("x"), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! status, re-runs, upgrade and uninstall know what is theirs to change.
 //! Written to a temporary file and renamed: never half-written.
 
+use super::collation::CollationLibs;
 use super::generation::ServerDirs;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -29,6 +30,21 @@ pub struct GenerationState {
     pub dirs: ServerDirs,
     /// Store entries (manifest hex) this generation links to.
     pub store: Vec<String>,
+    /// The PostgreSQL major (recorded from this field's introduction on;
+    /// older states are read from `server_version`, see [`Self::major`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major: Option<u32>,
+    /// The collation libraries this generation runs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<CollationLibs>,
+}
+
+impl GenerationState {
+    /// The PostgreSQL major of the generation.
+    pub fn major(&self) -> Option<u32> {
+        self.major
+            .or_else(|| self.server_version.split('.').next()?.parse().ok())
+    }
 }
 
 pub use super::service::ServiceKind;
@@ -52,6 +68,14 @@ pub struct InstanceState {
     pub settings: BTreeMap<String, String>,
     pub generations: Vec<GenerationState>,
     pub current: String,
+    /// The collation libraries the data was last used with (the gate
+    /// compares every change against it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<CollationLibs>,
+    /// A major upgrade in progress, or done and not yet finalized (its old
+    /// data directory is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major_upgrade: Option<super::major::MajorRecord>,
 }
 
 /// States written before `data_dir_complete` existed were written after

@@ -18,8 +18,14 @@
 #
 # Extension images follow cloudnative-pg/postgres-extensions-containers
 # (see cnpg-gather.sh), built from the same builder root before layer 3.
+# An extension the release does not carry (pgvector on bookworm) is built
+# as a local backport first: the Debian source package of a later release,
+# compiled for the suite's PostgreSQL with Debian's own packaging
+# (pg_buildext) in a throw-away copy of the host, and its .deb installed by
+# the gather step like any other package (cnpg_ext_backport).
 
-CNPG_REV=2
+# 3: pgvector-15-bookworm added (the bookworm suite's extension set changed).
+CNPG_REV=3
 HOSTS_SH=$BED_DIR/hosts.sh
 # shellcheck source=tests/bed/hosts.sh
 . "$HOSTS_SH"
@@ -34,12 +40,57 @@ cnpg_ext_spec() {
       echo "bookworm|15|postgresql-15-postgis-3 postgresql-15-postgis-3-scripts|address_standardizer* postgis*|address_standardizer* postgis*|full|/usr/share/postgresql/15/contrib/postgis*:share/contrib/ /usr/share/gdal/*:share/gdal/ /usr/share/proj/*:share/proj/|postgresql-15-postgis-3|postgis" ;;
     pgvector-17-trixie)
       echo "trixie|17|postgresql-17-pgvector|vector*|vector*|vector*||postgresql-17-pgvector|vector" ;;
+    # Neither bookworm nor bookworm-backports has pgvector: the package is
+    # trixie's source built for 15 (cnpg_ext_backport), installed from its
+    # .deb. The upgrade test (tests/upgrade.sh) takes a vector column from
+    # it to trixie's 17.
+    pgvector-15-bookworm)
+      echo "bookworm|15|/root/debs/postgresql-15-pgvector_*.deb|vector*|vector*|vector*||postgresql-15-pgvector|vector" ;;
     postgis-13-bullseye)
       echo "bullseye|13|postgresql-13-postgis-3 postgresql-13-postgis-3-scripts|address_standardizer* postgis*|address_standardizer* postgis*|full|/usr/share/postgresql/13/contrib/postgis*:share/contrib/ /usr/share/gdal/*:share/gdal/ /usr/share/proj/*:share/proj/|postgresql-13-postgis-3|postgis" ;;
     *) return 1 ;;
   esac
 }
-CNPG_EXTS=(postgis-13-bullseye postgis-15-bookworm pgvector-17-trixie)
+CNPG_EXTS=(postgis-13-bullseye postgis-15-bookworm pgvector-15-bookworm pgvector-17-trixie)
+
+# EXT -> "SOURCE_PACKAGE FROM_SUITE" for extensions built as a local
+# backport (the suite has no binary package of them).
+cnpg_ext_backport() {
+  case "$1" in
+    pgvector-15-bookworm) echo "pgvector trixie" ;;
+    *) return 1 ;;
+  esac
+}
+
+# cnpg_backport SUITE SOURCE FROM OUT: the binary packages of Debian source
+# package SOURCE as release FROM has it, built for SUITE's PostgreSQL
+# (pg_buildext updatecontrol: a postgresql-N-* package for each server-dev
+# the suite has) in a throw-away copy of the SUITE host, into OUT (no
+# -dbgsym). apt-get source and the build dependencies come from the mirror.
+cnpg_backport() {
+  local suite=$1 src=$2 from=$3 out=$4 b
+  b=$(dirname "$out")/backport-$src
+  rm -rf "$b" "$out"
+  log "cnpg: building $src from $from's source for $suite (local backport)"
+  copy_host "$suite" "$b"
+  chroot_in "$b" /bin/bash -c "
+    set -e
+    export DEBIAN_FRONTEND=noninteractive DEB_BUILD_OPTIONS=nocheck
+    echo 'deb-src $(debian_mirror) $from main' >/etc/apt/sources.list.d/pgoci-backport-src.list
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends dpkg-dev build-essential debhelper postgresql-server-dev-all
+    mkdir -p /root/bp && cd /root/bp
+    apt-get source -q $src
+    cd \$(find . -mindepth 1 -maxdepth 1 -type d | head -n1)
+    pg_buildext updatecontrol
+    dpkg-buildpackage -b -uc -us -d
+  " >"$b.log" 2>&1 || { tail -n 30 "$b.log" >&2; die "cnpg: building $src for $suite failed (log: $b.log)"; }
+  mkdir -p "$out"
+  cp "$b"/root/bp/*.deb "$out/"
+  rm -f "$out"/*-dbgsym_*.deb
+  rm -rf "$b"
+  ls "$out"/*.deb >/dev/null 2>&1 || die "cnpg: building $src for $suite made no .deb"
+}
 
 cnpg_exts_of() {
   local e
@@ -130,10 +181,16 @@ cnpg_build_suite() {
 
   # extension images from the builder root (still has its apt lists).
   install -m 0755 "$BED_DIR/cnpg-gather.sh" "$r/root/cnpg-gather.sh"
-  local spec pkgs libs share bitcode extra lic sqlname
+  local spec pkgs libs share bitcode extra lic sqlname bp
   for e in $(cnpg_exts_of "$suite"); do
     spec=$(cnpg_ext_spec "$e")
     IFS='|' read -r _ _ pkgs libs share bitcode extra lic sqlname <<<"$spec"
+    if bp=$(cnpg_ext_backport "$e"); then
+      # shellcheck disable=SC2086
+      cnpg_backport "$suite" $bp "$w/debs-$e"
+      mkdir -p "$r/root/debs"
+      cp "$w/debs-$e"/*.deb "$r/root/debs/"
+    fi
     log "cnpg: gathering $e"
     chroot_in "$r" /usr/bin/env PKGS="$pkgs" LIBS="$libs" SHARE="$share" BITCODE="$bitcode" \
       EXTRA="$extra" LICENSE_PKG="$lic" /bin/bash /root/cnpg-gather.sh "$major" "/root/out-$e" \

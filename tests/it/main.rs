@@ -14,6 +14,7 @@ mod hostile_layers;
 mod json;
 mod layer_store;
 mod lifecycle;
+mod locales;
 mod mutations;
 mod registries;
 mod republish;

@@ -49,6 +49,9 @@ fn interactive_install_asks_shows_the_plan_and_installs() {
     s.send("\r").unwrap();
     expect(&mut s, &mut t, "Instance name");
     s.send("\r").unwrap(); // default pg17
+    expect(&mut s, &mut t, "no collation version to track");
+    s.send(DOWN).unwrap(); // from libc to builtin C.UTF-8
+    s.send("\r").unwrap();
     expect(&mut s, &mut t, "Port");
     s.send(format!("{port}\r")).unwrap();
     expect(&mut s, &mut t, "Data directory");
@@ -74,6 +77,8 @@ fn interactive_install_asks_shows_the_plan_and_installs() {
     let _servers = Servers::of(&root, "pg17");
     let socket = root.join("run/pgoci/pg17");
     psql(&socket, port, "CREATE EXTENSION hstore").unwrap();
+    let provider = "SELECT datlocprovider FROM pg_database WHERE datname = 'postgres'";
+    assert_eq!(psql(&socket, port, provider).unwrap(), "b");
 }
 
 #[test]
@@ -90,6 +95,8 @@ fn answering_no_changes_nothing() {
     s.send("\r").unwrap();
     expect(&mut s, &mut t, "Instance name");
     s.send("\r").unwrap();
+    expect(&mut s, &mut t, "Locale provider");
+    s.send("\r").unwrap(); // libc, the default
     expect(&mut s, &mut t, "Port");
     s.send("\r").unwrap();
     expect(&mut s, &mut t, "Data directory");

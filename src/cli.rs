@@ -94,7 +94,7 @@ pub enum Command {
     #[command(subcommand)]
     Bundle(BundleCommand),
     /// Install (or re-apply) PostgreSQL and extensions as an instance.
-    Install(InstallArgs),
+    Install(Box<InstallArgs>),
     /// Move an instance to a new lock (newer minor, other extensions), or
     /// to a new major with pg_upgrade (--major N).
     Upgrade(UpgradeArgs),
@@ -110,6 +110,26 @@ pub enum Command {
         collation_change: Option<CollationChangeArg>,
         #[command(flatten)]
         change: ChangeArgs,
+    },
+    /// The collation gate of an instance: what its data was last used
+    /// with against what its server runs on now; resolves a change (after
+    /// a host OS upgrade, say) with --collation-change.
+    Collation {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
+        /// Reindex what the change affects, or accept it (refresh only).
+        #[arg(long, value_enum, value_name = "CHOICE")]
+        collation_change: Option<CollationChangeArg>,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// The collation gate before a server starts (the unit's ExecStartPre).
+    #[command(hide = true)]
+    StartGate {
+        /// The instance.
+        #[arg(long)]
+        instance: String,
     },
     /// Show installed instances.
     Status {

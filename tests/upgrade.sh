@@ -241,8 +241,8 @@ def judge(stepdir, base):
             if want == "signal":
                 if not (128 < rc < 255):
                     problems.append(f"exit {rc}, want death by a signal: {err_of()}")
-            elif rc != int(want):
-                problems.append(f"exit {rc}, want {want}: {err_of()}")
+            elif rc not in [int(x) for x in want.split("|")]:
+                problems.append(f"exit {rc}, want {want.replace('|', ' or ')}: {err_of()}")
         elif w.startswith("has="):
             if w[4:].lower() not in (so + se).lower():
                 problems.append(f"output does not mention {w[4:]!r}: {err_of()}")

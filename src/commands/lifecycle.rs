@@ -215,3 +215,40 @@ fn totals(steps: &[Step]) -> (usize, usize, u64) {
         _ => (e, b, n),
     })
 }
+
+/// `pgoci collation --instance NAME`: the gate's state, resolved with a choice.
+pub fn collation(
+    ctx: &Context,
+    instance: &str,
+    choice: Option<pgoci::install::collation::Choice>,
+    change: &ChangeArgs,
+) -> Result<Outcome> {
+    let instance = &parse_instance_name(instance)?;
+    let _guard = ctx.exclusive(change)?;
+    let layout = ctx.layout();
+    let mut st = pgoci::install::state::InstanceState::read(&layout.instance(instance))?
+        .ok_or_else(|| plan::unknown_instance(&layout, instance))?;
+    let state = pgoci::install::datacare::gate_state(&layout, &st);
+    let done = pgoci::install::datacare::resolve(&layout, &mut st, choice, change.check)?;
+    let changed = !change.check && state.as_ref().is_some_and(|s| s.change.is_some());
+    let mut outcome = Outcome::new("collation", changed)
+        .field("check", change.check)
+        .field("instance", instance)
+        .field("gate", &state)
+        .field("actions", &done);
+    for line in &done {
+        outcome = outcome.note(line.clone());
+    }
+    Ok(outcome)
+}
+
+/// `pgoci start-gate --instance NAME` (the unit's `ExecStartPre=`): exit 6
+/// when the collation libraries changed under the data.
+pub fn start_gate(ctx: &Context, instance: &str) -> Result<Outcome> {
+    let instance = &parse_instance_name(instance)?;
+    let layout = ctx.layout();
+    let st = pgoci::install::state::InstanceState::read(&layout.instance(instance))?
+        .ok_or_else(|| plan::unknown_instance(&layout, instance))?;
+    pgoci::install::datacare::start_gate(&layout, &st)?;
+    Ok(Outcome::new("start-gate", false).field("instance", instance))
+}

@@ -193,6 +193,8 @@ pub fn name(command: &Command) -> &'static str {
         Command::Upgrade(_) => "upgrade",
         Command::Rollback { .. } => "rollback",
         Command::Uninstall { .. } => "uninstall",
+        Command::Collation { .. } => "collation",
+        Command::StartGate { .. } => "start-gate",
         Command::Gc { .. } => "gc",
         Command::Completions { .. } => "completions",
         Command::Doctor { .. } => "doctor",
@@ -222,6 +224,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             change,
         } => lifecycle::uninstall(&ctx, &instance, purge, &change),
         Command::Gc { keep, change } => lifecycle::gc(&ctx, &keep, &change),
+        Command::Collation {
+            instance,
+            collation_change,
+            change,
+        } => lifecycle::collation(&ctx, &instance, collation_change.map(Into::into), &change),
+        Command::StartGate { instance } => lifecycle::start_gate(&ctx, &instance),
         Command::Completions { shell } => docs::completions(shell),
         Command::Doctor {
             bundle,

@@ -9,7 +9,7 @@ use super::facts::spec_of;
 use super::generation::{self, ExtensionInput};
 use super::layout::HostLayout;
 use super::plan::{self, InstallTarget, Plan, Step};
-use super::service::{self, ServiceManager, ServiceSpec};
+use super::service::{self, ServiceKind, ServiceManager, ServiceSpec};
 use super::state::{ExtensionState, GenerationState, InstanceState};
 use super::transaction::Transaction;
 use super::users::{self, Account};
@@ -296,6 +296,12 @@ impl InstallApplier<'_> {
                 Ok(((), changed))
             }),
             Step::Start { service } | Step::Restart { service } => runner.run(step, || {
+                // The same generation on data that may have been used with
+                // other collation libraries (the host changed): pgoci's own
+                // start path takes the gate as the unit's ExecStartPre does.
+                if let (Some(prev), Some(_)) = (self.previous, &self.target.reuse_generation) {
+                    super::datacare::start_gate(self.layout(), prev)?;
+                }
                 let manager = service::manager(*service, self.layout());
                 let spec = self.spec()?;
                 let old = self.previous_spec();
@@ -418,7 +424,7 @@ impl InstallApplier<'_> {
         let (Some(prev), Some(gen)) = (self.previous, self.gen.as_ref()) else {
             return Ok(Vec::new());
         };
-        if self.gate.is_none() && !(self.opts.update_extensions && !self.updates.is_empty()) {
+        if self.gate.is_none() && (!self.opts.update_extensions || self.updates.is_empty()) {
             return Ok(Vec::new());
         }
         let spec = self.spec()?;
@@ -682,6 +688,9 @@ pub(crate) fn write_service_files(
     tx: &mut Transaction,
 ) -> Result<bool> {
     let mut changed = false;
+    if let (ServiceKind::Systemd, Some(gate)) = (manager.kind(), &spec.gate) {
+        install_gate_binary(gate)?;
+    }
     for (path, text) in manager.render(spec)? {
         if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
             continue;
@@ -802,6 +811,39 @@ pub fn compose_generation(
         collation: Some(collation),
     };
     Ok((gen, created))
+}
+
+/// Puts this pgoci at `path` (the prefix's `bin/pgoci`), for the unit's
+/// `ExecStartPre=` collation gate: a hard link where the file system
+/// allows, else a copy; renamed into place, left alone when identical.
+fn install_gate_binary(path: &Path) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::host(format!("cannot find pgoci's own executable: {e}")).caused_by(e)
+    })?;
+    let same = |a: &Path, b: &Path| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => {
+                (x.dev(), x.ino()) == (y.dev(), y.ino())
+                    || (x.len() == y.len() && fs::read(a).ok() == fs::read(b).ok())
+            }
+            _ => false,
+        }
+    };
+    if same(&exe, path) {
+        return Ok(());
+    }
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::internal("gate binary path without a parent"))?;
+    fs::create_dir_all(dir).with_path(dir, "create")?;
+    let tmp = dir.join(format!(".pgoci.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(&exe, &tmp).is_err() {
+        fs::copy(&exe, &tmp).with_path(&tmp, "copy")?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).with_path(&tmp, "chmod")?;
+    fs::rename(&tmp, path).with_path(path, "write")
 }
 
 /// What a lifecycle command (rollback, uninstall, gc) did.

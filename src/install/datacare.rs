@@ -135,3 +135,145 @@ pub fn after_switch(
     }
     Ok(done)
 }
+
+/// The gate's state for an instance: the libraries its data was last
+/// used with against those its current generation runs on now (a host
+/// OS upgrade changes the host's glibc under a generation).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GateState {
+    pub data: Option<CollationLibs>,
+    pub now: CollationLibs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// See [`GateState`]; `None` for an instance without a current generation.
+pub fn gate_state(layout: &HostLayout, st: &InstanceState) -> Option<GateState> {
+    let gen = st.current_generation()?;
+    let now = generation_libs(layout, st, gen);
+    let data = st.collation.clone().or_else(|| gen.collation.clone());
+    let change = data.as_ref().and_then(|d| Change::between(d, &now));
+    Some(GateState { data, now, change })
+}
+
+/// Before a server starts on its current generation (systemd's
+/// `ExecStartPre=`, pgoci's own pg_ctl path): exit 6 when the collation
+/// libraries changed under the data since it was last used. Without a
+/// running server nothing tells which databases are affected, so any
+/// change counts until `pgoci collation` resolves it.
+pub fn start_gate(layout: &HostLayout, st: &InstanceState) -> Result<()> {
+    let Some(GateState {
+        change: Some(change),
+        ..
+    }) = gate_state(layout, st)
+    else {
+        return Ok(());
+    };
+    Err(crate::error::Error::host(format!(
+        "instance {}: its data was last used with {}, its server now runs on {} (did the host's C library change?); text indexes may be out of order",
+        st.instance, change.from, change.to
+    ))
+    .hint(format!(
+        "pgoci collation --instance {} --collation-change reindex (rebuild what is affected) or accept (refresh only); `pgoci collation --instance {}` lists what is affected",
+        st.instance, st.instance
+    )))
+}
+
+/// `pgoci collation --instance NAME`: resolves a changed collation
+/// library under existing data. A running server is used as it is; a
+/// stopped one is started privately (no TCP, another port) for the
+/// reindex and stopped again. Without a choice it lists what is affected
+/// and refuses (exit 6). Returns what was done.
+pub fn resolve(
+    layout: &HostLayout,
+    st: &mut InstanceState,
+    choice: Option<Choice>,
+    check: bool,
+) -> Result<Vec<String>> {
+    let Some(state) = gate_state(layout, st) else {
+        return Ok(vec![format!(
+            "instance {} has no current generation",
+            st.instance
+        )]);
+    };
+    let Some(change) = state.change else {
+        return Ok(vec![format!(
+            "instance {}: the data runs on the libraries it was last used with ({})",
+            st.instance, state.now
+        )]);
+    };
+    let gen = st
+        .current_generation()
+        .cloned()
+        .ok_or_else(|| crate::error::Error::internal("no current generation"))?;
+    let dir = layout.generation(&st.instance, &gen.name);
+    let account = users::lookup(&st.user)
+        .ok_or_else(|| crate::error::Error::host(format!("service user {} is missing", st.user)))?;
+    let env = generation::read_runtime_env(&dir);
+    let spec = super::facts::spec_of(layout, st, &gen, &account, &env);
+    let manager = super::service::manager(st.service, layout);
+    let running = manager.is_active(&spec);
+    if check && !running {
+        return Ok(vec![format!(
+            "instance {}: data last used with {}, the server now runs on {}; start-up is refused until resolved (the server is stopped: run without --check to list what is affected)",
+            st.instance, change.from, change.to
+        )]);
+    }
+    super::apply::require_root("collation")?;
+    let private_port = if st.port == 50431 { 50430 } else { 50431 };
+    let server = Server {
+        bin: dir.join(&gen.dirs.bin),
+        client_dirs: vec![layout.host("usr/bin"), std::path::PathBuf::from("/usr/bin")],
+        env: env.clone(),
+        account: account.clone(),
+        socket_dir: st.socket_dir.clone(),
+        port: if running { st.port } else { private_port },
+    };
+    if !running {
+        std::fs::create_dir_all(&st.socket_dir)
+            .map_err(|e| crate::error::Error::io(&st.socket_dir, "create", e))?;
+        let _ = nix::unistd::chown(
+            &st.socket_dir,
+            Some(account.uid.into()),
+            Some(account.gid.into()),
+        );
+        super::postgres::start_private(
+            &server.bin,
+            &spec.data_dir,
+            &spec.log_file,
+            &account,
+            &env,
+            &st.socket_dir,
+            private_port,
+        )?;
+    }
+    let outcome = (|| -> Result<Vec<String>> {
+        let affected = collation::affected(&server, st.major, &change)?;
+        let gate = Gate {
+            change: change.clone(),
+            affected: Some(affected),
+            choice,
+        };
+        gate.refuse_unchosen(&format!("starting instance {}", st.instance))?;
+        if check {
+            return Ok(vec![format!(
+                "would {} and refresh",
+                match choice {
+                    Some(Choice::Reindex) => "reindex the affected indexes",
+                    _ => "refresh the recorded versions",
+                }
+            )]);
+        }
+        after_switch(&server, st.major, Some(&gate), &[])
+    })();
+    if !running {
+        super::postgres::stop(&server.bin, &spec.data_dir, &account)?;
+    }
+    let done = outcome?;
+    if !check {
+        st.collation = Some(state.now);
+        st.write(&layout.instance(&st.instance))?;
+        manager.clear_failed(&st.instance);
+    }
+    Ok(done)
+}

@@ -265,6 +265,45 @@ pub fn start(
     wait_ready(data, Duration::from_secs(30))
 }
 
+/// Starts the server for pgoci alone: no TCP, its socket on `port` in
+/// `socket_dir` (a port clients do not use), waiting until it is ready.
+pub fn start_private(
+    bin: &Path,
+    data: &Path,
+    log: &Path,
+    account: &Account,
+    env: &super::generation::RuntimeEnv,
+    socket_dir: &Path,
+    port: u16,
+) -> Result<()> {
+    let mut cmd = as_user(&bin.join("pg_ctl"), account);
+    if let Some(p) = &env.ld_library_path {
+        cmd.env("LD_LIBRARY_PATH", p);
+    }
+    cmd.envs(&env.vars);
+    // pg_ctl hands -o to a shell: the directory is quoted for it.
+    let dir = socket_dir.display().to_string().replace('\'', "'\\''");
+    cmd.arg("start")
+        .arg("-D")
+        .arg(data)
+        .arg("-l")
+        .arg(log)
+        .arg("-o")
+        .arg(format!(
+            "-c listen_addresses= -p {port} -c unix_socket_directories='{dir}'"
+        ))
+        .args(["-w", "-t", "60"]);
+    let out = run(cmd, "pg_ctl start")?;
+    if !out.status.success() {
+        return Err(Error::service(format!(
+            "PostgreSQL did not start for maintenance: {}",
+            last_lines(&String::from_utf8_lossy(&out.stderr), 3)
+        ))
+        .hint(format!("see {}", log.display())));
+    }
+    wait_ready(data, Duration::from_secs(30))
+}
+
 /// Stops the server (fast mode) and waits.
 pub fn stop(bin: &Path, data: &Path, account: &Account) -> Result<()> {
     let mut cmd = as_user(&bin.join("pg_ctl"), account);

@@ -180,6 +180,71 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
     sql("CREATE EXTENSION pg_trgm");
     assert_eq!(sql("SELECT similarity('abc', 'abc')"), "1");
 
+    // The collation gate where the service starts: the data was last used
+    // with another glibc (as after a host OS upgrade under the instance),
+    // so the unit's ExecStartPre refuses to start the server until
+    // `pgoci collation` resolves it.
+    assert_success(&sd.run(&["systemctl", "stop", "pgoci-sd.service"]));
+    let state = "/opt/pgoci/instances/sd/state.json";
+    assert_success(&sd.run(&[
+        "python3",
+        "-c",
+        "import json,sys; p=sys.argv[1]; d=json.load(open(p)); d['collation']['glibc']='2.31'; json.dump(d, open(p,'w'))",
+        state,
+    ]));
+    assert_ne!(
+        sd.run(&["systemctl", "start", "pgoci-sd.service"])
+            .status
+            .code(),
+        Some(0),
+        "the gate lets a server start on a changed C library"
+    );
+    assert_ne!(
+        sd.run(&["systemctl", "is-active", "pgoci-sd.service"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let refused = sd.run(&[bin, "--json", "collation", "--instance", "sd", "--yes"]);
+    assert_eq!(refused.status.code(), Some(6), "{refused:?}");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("2.31") && text.contains("database postgres"),
+        "{text}"
+    );
+    let accepted = sd.run(&[
+        bin,
+        "--json",
+        "collation",
+        "--instance",
+        "sd",
+        "--collation-change",
+        "accept",
+        "--yes",
+    ]);
+    assert_success(&accepted);
+    let started = sd.run(&["systemctl", "start", "pgoci-sd.service"]);
+    if !started.status.success() {
+        let journal = sd.run(&[
+            "journalctl",
+            "-u",
+            "pgoci-sd.service",
+            "--no-pager",
+            "-n",
+            "30",
+        ]);
+        panic!(
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&accepted.stdout),
+            String::from_utf8_lossy(&journal.stdout),
+            sd.text(&["cat", state])
+        );
+    }
+    assert_eq!(
+        sd.text(&["systemctl", "is-active", "pgoci-sd.service"]),
+        "active"
+    );
+
     // Idempotent under systemd too; then uninstall stops and removes the unit.
     let again = json(&sd.run(&install));
     assert_eq!(again["changed"], false, "{again}");

@@ -64,6 +64,9 @@ pub struct ServiceSpec {
     pub notify: bool,
     /// Where a pg_ctl-started server logs.
     pub log_file: PathBuf,
+    /// pgoci's own copy in the prefix, run before the server starts
+    /// (`ExecStartPre=… start-gate`): the collation gate.
+    pub gate: Option<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -86,6 +89,7 @@ impl ServiceSpec {
             env: env.clone(),
             notify: env.notify,
             log_file: layout.log_dir(instance).join("postgresql.log"),
+            gate: Some(layout.prefix.join("bin").join("pgoci")),
         }
     }
 }
@@ -124,6 +128,10 @@ pub trait ServiceManager {
 
     /// Whether the server runs.
     fn is_active(&self, spec: &ServiceSpec) -> bool;
+
+    /// Forgets an earlier failed start (systemd's start limit counts a
+    /// start the collation gate refused), so the next start is tried.
+    fn clear_failed(&self, _instance: &InstanceName) {}
 
     /// Removes what the manager knows of the instance (after a stop).
     fn forget(&self, _instance: &InstanceName) -> Result<()> {

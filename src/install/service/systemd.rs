@@ -94,6 +94,12 @@ impl ServiceManager for Systemd {
             .is_ok_and(|s| s.success())
     }
 
+    fn clear_failed(&self, instance: &InstanceName) {
+        if self.layout.root == Path::new("/") {
+            let _ = systemctl(&["reset-failed", &unit_name(instance)]);
+        }
+    }
+
     fn forget(&self, instance: &InstanceName) -> Result<()> {
         // Disabling a unit whose file is already gone fails harmlessly.
         let _ = systemctl(&["disable", &unit_name(instance)]);
@@ -149,6 +155,23 @@ pub fn render(spec: &ServiceSpec) -> Result<String> {
     // Paths are refused with `$` in them, so the same word serves
     // ExecStart= and ReadWritePaths=.
     let postgres = systemd_path(&spec.bin.join("postgres")).map_err(refused)?;
+    // The collation gate runs first, as the service user: a server whose
+    // C library changed under its data (a host OS upgrade) does not start.
+    let gate = match &spec.gate {
+        Some(pgoci) => {
+            let prefix = pgoci
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("/"));
+            format!(
+                "ExecStartPre={} --prefix {} start-gate --instance {}\n",
+                systemd_path(pgoci).map_err(refused)?,
+                systemd_path(prefix).map_err(refused)?,
+                spec.instance
+            )
+        }
+        None => String::new(),
+    };
     let data = systemd_path(&spec.data_dir).map_err(refused)?;
     // Names reach the unit unquoted: the instance name is checked where it
     // is given; user and group come from /etc/passwd and are checked here.
@@ -179,6 +202,7 @@ Type={kind}\n\
 User={user}\n\
 Group={group}\n\
 {env}\
+{gate}\
 ExecStart={postgres} -D {data}\n\
 ExecReload=/bin/kill -HUP $MAINPID\n\
 KillMode=mixed\n\
@@ -278,6 +302,7 @@ mod tests {
             },
             notify,
             log_file: "/var/log/pgoci/main/postgresql.log".into(),
+            gate: Some(PathBuf::from("/opt/pgoci/bin/pgoci")),
         }
     }
 

@@ -280,36 +280,225 @@ pub fn export(locks: &[Lock], source: &dyn BlobSource, path: &Path) -> Result<Ex
     export_with(locks, &[], source, path)
 }
 
+/// What is at an export's `-o PATH` now, once [`check_target`] let it be
+/// replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Nothing: the bundle is renamed into place.
+    Absent,
+    /// An empty directory (a directory bundle replaces it in one rename).
+    EmptyDir,
+    /// A previous pgoci bundle (a `.tar` file or a directory layout).
+    Bundle,
+}
+
+/// Whether an export may write to `path`: it replaces only nothing, an
+/// empty directory (for a directory bundle) or a previous pgoci bundle;
+/// anything else — the user's own files, `.`, `..`, `/`, a symlink — is
+/// exit 2 and left untouched. Called before anything is fetched or written.
+pub fn check_target(path: &Path) -> Result<Target> {
+    let refuse = |why: &str| {
+        Error::usage(format!(
+            "bundle export will not write to {}: {why}",
+            path.display()
+        ))
+        .hint("pass -o a new name (or a previous pgoci bundle to replace it)")
+    };
+    let text = path.as_os_str().as_encoded_bytes();
+    let last = text
+        .rsplit(|b| *b == b'/')
+        .find(|c| !c.is_empty())
+        .unwrap_or(b"");
+    if text.is_empty() || last.is_empty() || last == b"." || last == b".." {
+        return Err(refuse("it names a directory, not a bundle to write"));
+    }
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Target::Absent),
+        Err(e) => return Err(Error::io(path, "read", e)),
+    };
+    let is_tar = path.extension().is_some_and(|e| e == "tar");
+    if meta.file_type().is_symlink() {
+        return Err(refuse("it is a symlink"));
+    }
+    if meta.is_file() {
+        return match is_bundle_file(path) {
+            true => Ok(Target::Bundle),
+            false => Err(refuse("it is a file that is not a pgoci bundle")),
+        };
+    }
+    if !meta.is_dir() {
+        return Err(refuse("it is not a regular file or directory"));
+    }
+    let mut entries = fs::read_dir(path).with_path(path, "read")?.peekable();
+    if entries.peek().is_none() {
+        return match is_tar {
+            true => Err(refuse("it is a directory, and a .tar bundle is a file")),
+            false => Ok(Target::EmptyDir),
+        };
+    }
+    match bundle_dir_stranger(path) {
+        None => Ok(Target::Bundle),
+        Some(name) => Err(refuse(&format!(
+            "it is a directory that is not a pgoci bundle (it holds {name})"
+        ))),
+    }
+}
+
+/// A `.tar` pgoci wrote: an OCI layout holding `pgoci.lock`.
+fn is_bundle_file(path: &Path) -> bool {
+    let Ok(entries) = scan_tar(path) else {
+        return false;
+    };
+    [LAYOUT_FILE, "index.json", LOCK_FILE]
+        .iter()
+        .all(|n| entries.contains_key(*n))
+}
+
+/// The first entry of a directory that a pgoci bundle directory would not
+/// hold (`None`: it is one, and nothing of the user's is inside). A
+/// bundle holds `oci-layout`, `index.json`, `pgoci.lock` and
+/// `blobs/sha256/<hex>`, each a regular file, nothing else.
+fn bundle_dir_stranger(dir: &Path) -> Option<String> {
+    let regular = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir).ok()? {
+        let Ok(e) = e else {
+            return Some("an unreadable entry".into());
+        };
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    for name in [LAYOUT_FILE, LOCK_FILE] {
+        if !names.iter().any(|n| n == name) {
+            return Some(format!("no {name}"));
+        }
+    }
+    for name in &names {
+        let p = dir.join(name);
+        let ok = match name.as_str() {
+            LAYOUT_FILE | "index.json" | LOCK_FILE => regular(&p),
+            "blobs" => fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()),
+            _ => false,
+        };
+        if !ok {
+            return Some(name.clone());
+        }
+    }
+    let blobs = dir.join("blobs");
+    let Ok(listing) = fs::read_dir(&blobs) else {
+        return names.iter().any(|n| n == "blobs").then(|| "blobs".into());
+    };
+    for e in listing {
+        let Ok(e) = e else {
+            return Some("an unreadable entry".into());
+        };
+        let p = e.path();
+        if e.file_name() != "sha256" || !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return Some(format!("blobs/{}", e.file_name().to_string_lossy()));
+        }
+        for b in fs::read_dir(&p).ok()? {
+            let Ok(b) = b else {
+                return Some("an unreadable entry".into());
+            };
+            let name = b.file_name().to_string_lossy().into_owned();
+            let hex = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit());
+            if !hex || !regular(&b.path()) {
+                return Some(format!("blobs/sha256/{name}"));
+            }
+        }
+    }
+    None
+}
+
+/// A temporary file or directory beside the target, removed on drop
+/// unless it was renamed into place.
+struct Temp {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.keep {
+            remove_any(&self.path);
+        }
+    }
+}
+
+/// Removes a file or a directory tree; what is gone already is fine.
+fn remove_any(path: &Path) {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            let _ = fs::remove_dir_all(path);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {}
+    }
+}
+
+/// An I/O failure while writing a bundle to `target`: a full disk (or
+/// quota) names the file system as the install does, and is the host's
+/// (exit 6); bytes that do not match their digest are integrity (exit 5);
+/// anything else is the host's, naming the target.
+fn write_error(target: &Path, action: &str, e: std::io::Error) -> Error {
+    let full = matches!(
+        e.raw_os_error(),
+        Some(c) if c == nix::libc::ENOSPC || c == nix::libc::EDQUOT
+    );
+    if full {
+        let dir = std::path::absolute(target)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        return Error::host(format!(
+            "cannot {action} bundle {}: the file system mounted at {} is full ({e})",
+            target.display(),
+            crate::unpack::mount_point(&dir).display()
+        ))
+        .hint("free space (or raise the quota) there, or export to another file system, then run again")
+        .caused_by(e);
+    }
+    match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
+            Error::integrity(e.to_string())
+        }
+        _ => Error::io(target, &format!("{action} bundle"), e),
+    }
+}
+
 /// [`export`], with manifests that travel beside the locked ones and
 /// whose blobs `source` holds too (see [`crate::companions::discover`]).
+/// The same lock given twice is exported once.
 pub fn export_with(
     locks: &[Lock],
     companions: &[Companion],
     source: &dyn BlobSource,
     path: &Path,
 ) -> Result<ExportReport> {
-    let lock = locks
-        .first()
-        .ok_or_else(|| Error::usage("bundle export needs at least one lock"))?;
-    let lock_text = lock.to_yaml()?;
-    let lock_digest = Digest::of_bytes(lock_text.as_bytes());
-    let mut texts = Vec::new();
+    check_target(path)?;
+    if locks.is_empty() {
+        return Err(Error::usage("bundle export needs at least one lock"));
+    }
+    // Each lock once, by its digest, in the order given: the text, the
+    // digest and the lock stay together (they label index.json).
+    let mut described: Vec<(Lock, Digest)> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     for l in locks {
         let text = l.to_yaml()?;
         let digest = Digest::of_bytes(text.as_bytes());
-        if !texts.iter().any(|(_, d)| *d == digest) {
-            texts.push((text, digest));
+        if !described.iter().any(|(_, d)| *d == digest) {
+            described.push((l.clone(), digest));
+            texts.push(text);
         }
     }
-    let described: Vec<(Lock, Digest)> = locks
-        .iter()
-        .cloned()
-        .zip(texts.iter().map(|(_, d)| d.clone()))
-        .collect();
+    let lock_text = texts[0].clone();
+    let lock_digest = described[0].1.clone();
     let index = serde_json::to_vec(&index_for(&described, companions))
         .map_err(|e| Error::internal(format!("index.json: {e}")))?;
     let mut blobs: Vec<Blob> = Vec::new();
-    for l in locks {
+    for (l, _) in &described {
         for b in l.blobs() {
             if !blobs.iter().any(|x| x.digest == b.digest) {
                 blobs.push(b);
@@ -326,43 +515,69 @@ pub fn export_with(
     // Further locks travel as blobs named by their digest.
     let extra_locks: Vec<(Blob, &str)> = texts
         .iter()
+        .zip(&described)
         .skip(1)
-        .map(|(t, d)| (lock_blob(t, d), t.as_str()))
+        .map(|(t, (_, d))| (lock_blob(t, d), t.as_str()))
         .collect();
     let source = WithLocks {
         source,
         locks: &extra_locks,
     };
     blobs.extend(extra_locks.iter().map(|(b, _)| b.clone()));
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let is_tar = path.extension().is_some_and(|e| e == "tar");
-    let result = if is_tar {
-        write_tar(&tmp, &index, lock_text.as_bytes(), &blobs, &source)
-    } else {
-        write_dir(&tmp, &index, lock_text.as_bytes(), &blobs, &source)
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("{} names no file", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let beside = |what: &str| path.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
+    let mut tmp = Temp {
+        path: beside("tmp"),
+        keep: false,
     };
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&tmp).or_else(|_| fs::remove_file(&tmp));
-        return Err(e);
-    }
-    if path.exists() {
-        let old = path.with_file_name(format!(
-            ".{}.old-{}",
-            path.file_name().unwrap().to_string_lossy(),
-            std::process::id()
-        ));
-        fs::rename(path, &old).with_path(path, "replace")?;
-        fs::rename(&tmp, path).with_path(path, "write bundle")?;
-        let _ = fs::remove_dir_all(&old).or_else(|_| fs::remove_file(&old));
+    // A leftover of an earlier run of this pid (never the user's name).
+    remove_any(&tmp.path);
+    let is_tar = path.extension().is_some_and(|e| e == "tar");
+    if is_tar {
+        write_tar(
+            &tmp.path,
+            path,
+            &index,
+            lock_text.as_bytes(),
+            &blobs,
+            &source,
+        )?;
     } else {
-        fs::rename(&tmp, path).with_path(path, "write bundle")?;
+        write_dir(
+            &tmp.path,
+            path,
+            &index,
+            lock_text.as_bytes(),
+            &blobs,
+            &source,
+        )?;
     }
+    // Checked again just before the rename: what appeared at the target
+    // meanwhile is not replaced unless it is a bundle too.
+    match check_target(path)? {
+        Target::Absent | Target::EmptyDir => {
+            fs::rename(&tmp.path, path).map_err(|e| write_error(path, "write", e))?;
+        }
+        Target::Bundle => {
+            let old = Temp {
+                path: beside("old"),
+                keep: false,
+            };
+            remove_any(&old.path);
+            fs::rename(path, &old.path).map_err(|e| write_error(path, "replace", e))?;
+            if let Err(e) = fs::rename(&tmp.path, path) {
+                // Put the previous bundle back; nothing else was touched.
+                let _ = fs::rename(&old.path, path);
+                return Err(write_error(path, "write", e));
+            }
+            drop(old);
+        }
+    }
+    tmp.keep = true;
     let size = if is_tar {
         fs::metadata(path).with_path(path, "stat")?.len()
     } else {
@@ -378,7 +593,7 @@ pub fn export_with(
         blobs: blobs.len(),
         companions: companions.len(),
         lock_digest,
-        locks: texts.into_iter().map(|(_, d)| d).collect(),
+        locks: described.into_iter().map(|(_, d)| d).collect(),
     })
 }
 
@@ -397,30 +612,47 @@ impl BlobSource for WithLocks<'_> {
     }
 }
 
+/// Writes a directory bundle at `dir` (a temporary name beside `target`,
+/// which errors name).
 fn write_dir(
     dir: &Path,
+    target: &Path,
     index: &[u8],
     lock: &[u8],
     blobs: &[Blob],
     source: &dyn BlobSource,
 ) -> Result<()> {
+    let fail = |e| write_error(target, "write", e);
     let blob_dir = dir.join("blobs/sha256");
-    fs::create_dir_all(&blob_dir).with_path(&blob_dir, "create")?;
+    fs::create_dir_all(&blob_dir).map_err(fail)?;
     for (name, bytes) in [
         (LAYOUT_FILE, LAYOUT_CONTENT),
         ("index.json", index),
         (LOCK_FILE, lock),
     ] {
-        let p = dir.join(name);
-        fs::write(&p, bytes).with_path(&p, "write")?;
+        fs::write(dir.join(name), bytes).map_err(fail)?;
     }
     for blob in blobs {
         let dest = blob_dir.join(blob.digest.hex());
-        let out = fs::File::create(&dest).with_path(&dest, "create")?;
+        let out = fs::File::create(&dest).map_err(fail)?;
         let mut out = crate::fsutil::Writeback::new(out);
-        std::io::copy(&mut source.open(blob)?, &mut out)
-            .map_err(|e| Error::integrity(format!("{e}")))?;
-        out.file().sync_all().with_path(&dest, "sync")?;
+        let mut from = source.open(blob)?;
+        // Reading (a blob that does not match: integrity) and writing (a
+        // full disk: the host's) fail apart, each said as what it is.
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::integrity(format!("blob {}: {e}", blob.digest))
+                        .hint("pull again: the cache's copy is not what the lock names"))
+                }
+            };
+            std::io::Write::write_all(&mut out, &buf[..n]).map_err(fail)?;
+        }
+        out.file().sync_all().map_err(fail)?;
     }
     Ok(())
 }
@@ -437,17 +669,20 @@ fn fixed_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     h
 }
 
+/// Writes a `.tar` bundle at `file` (a temporary name beside `target`,
+/// which errors name).
 fn write_tar(
     file: &Path,
+    target: &Path,
     index: &[u8],
     lock: &[u8],
     blobs: &[Blob],
     source: &dyn BlobSource,
 ) -> Result<()> {
-    let out = fs::File::create(file).with_path(file, "create")?;
+    let tar_err = |e: std::io::Error| write_error(target, "write", e);
+    let out = fs::File::create(file).map_err(tar_err)?;
     let out = crate::fsutil::Writeback::new(out);
     let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
-    let tar_err = |e: std::io::Error| Error::io(file, "write", e);
     for (name, bytes) in [
         (LAYOUT_FILE, LAYOUT_CONTENT),
         ("index.json", index),
@@ -467,17 +702,11 @@ fn write_tar(
         let mut h = fixed_header(tar::EntryType::Regular, blob.size, 0o644);
         let name = format!("blobs/sha256/{}", blob.digest.hex());
         tar.append_data(&mut h, name, source.open(blob)?)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    Error::integrity(e.to_string())
-                } else {
-                    tar_err(e)
-                }
-            })?;
+            .map_err(tar_err)?;
     }
     let buf = tar.into_inner().map_err(tar_err)?;
     buf.into_inner()
-        .map_err(|e| Error::io(file, "write", e.into_error()))?
+        .map_err(|e| tar_err(e.into_error()))?
         .into_file()
         .sync_all()
         .map_err(tar_err)?;

@@ -120,9 +120,15 @@ pub fn doctor(
             format!("{} blobs verified", lock.blobs().len()),
         ));
         if ok {
-            let (c, report) = libraries(lock, source, libraries_mode, reporter)?;
-            checks.push(c);
-            table = Some(report);
+            // A failure to read the artifacts is this check failing, not
+            // the end of the report: every other check still shows.
+            match libraries(lock, source, libraries_mode, reporter) {
+                Ok((c, report)) => {
+                    checks.push(c);
+                    table = Some(report);
+                }
+                Err(e) => checks.push(check("libraries", false, e.message)),
+            }
         }
     }
     Ok(DoctorReport {

@@ -15,38 +15,51 @@ fn main() -> ExitCode {
     init_tracing(cli.global.verbose, cli.global.quiet);
     let command = commands::name(&cli.command);
     match commands::run(cli) {
-        Ok(outcome) => match outcome.print(json, quiet) {
-            Ok(()) => ExitCode::SUCCESS,
-            // The reader stopped reading (`| head`): nothing is wrong.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "error: cannot write the output: {e}");
-                ExitCode::from(pgoci::Kind::Host.exit_code() as u8)
+        Ok(outcome) => {
+            let printed = outcome.print(json, quiet);
+            if let Some(err) = &outcome.error {
+                // The document (with its `error`) is out; the lines follow.
+                report(err, verbose);
+                return ExitCode::from(err.kind.exit_code() as u8);
             }
-        },
+            match printed {
+                Ok(()) => ExitCode::SUCCESS,
+                // The reader stopped reading (`| head`): nothing is wrong.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "error: cannot write the output: {e}");
+                    ExitCode::from(pgoci::Kind::Host.exit_code() as u8)
+                }
+            }
+        }
         Err(err) => {
             if json {
                 let doc = commands::output::error_json(command, &err);
                 let _ = writeln!(std::io::stdout(), "{doc}");
             }
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {}", err.message);
-            if verbose > 0 {
-                for cause in err.causes() {
-                    let _ = writeln!(stderr, "  caused by: {cause}");
-                }
-            }
-            if let Some(h) = &err.hint {
-                let _ = writeln!(stderr, "hint: {h}");
-            }
-            if err.kind == pgoci::Kind::Internal {
-                let _ = writeln!(
-                    stderr,
-                    "this is a bug in pgoci: please report it with the command line above"
-                );
-            }
+            report(&err, verbose);
             ExitCode::from(err.kind.exit_code() as u8)
         }
+    }
+}
+
+/// The error's lines on stderr (each write may fail: stderr may be gone).
+fn report(err: &pgoci::Error, verbose: u8) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {}", err.message);
+    if verbose > 0 {
+        for cause in err.causes() {
+            let _ = writeln!(stderr, "  caused by: {cause}");
+        }
+    }
+    if let Some(h) = &err.hint {
+        let _ = writeln!(stderr, "hint: {h}");
+    }
+    if err.kind == pgoci::Kind::Internal {
+        let _ = writeln!(
+            stderr,
+            "this is a bug in pgoci: please report it with the command line above"
+        );
     }
 }
 
@@ -67,6 +80,9 @@ fn init_tracing(verbose: u8, quiet: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A stderr nobody reads (`2>&1 | head -1`) loses the line; the
+        // default would report that with eprintln!, which panics there.
+        .log_internal_errors(false)
         .with_ansi(ansi);
     if verbose == 0 {
         builder.without_time().init();

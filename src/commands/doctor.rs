@@ -100,18 +100,19 @@ pub fn run(
         .filter(|c| !c.ok)
         .map(|c| c.name.as_str())
         .collect();
+    // Every check is in the document, on success and on failure alike.
+    let mut outcome = Outcome::new("doctor", false)
+        .field("checks", checks)
+        .field("libraries", &report.libraries)
+        .field("signatures", &signatures)
+        .stdout(text);
     if !failed.is_empty() {
-        eprint!("{text}");
-        return Err(
+        outcome = outcome.failed(
             Error::host(format!("an install would fail here: {}", failed.join(", ")))
                 .hint("fix the checks marked FAIL above"),
         );
     }
-    Ok(Outcome::new("doctor", false)
-        .field("checks", checks)
-        .field("libraries", &report.libraries)
-        .field("signatures", &signatures)
-        .stdout(text))
+    Ok(outcome)
 }
 
 /// Every image of every lock of the bundle with its signature status

@@ -11,6 +11,9 @@ pub struct Outcome {
     pub stdout: String,
     /// Human notes for stderr.
     pub notes: Vec<String>,
+    /// The command failed, and still has its document to show (doctor's
+    /// checks): printed with an `error` member, exit code from its kind.
+    pub error: Option<pgoci::Error>,
 }
 
 impl Outcome {
@@ -19,7 +22,19 @@ impl Outcome {
             json: json!({"command": command, "changed": changed}),
             stdout: String::new(),
             notes: Vec::new(),
+            error: None,
         }
+    }
+
+    /// Marks the outcome failed with `err`: the document keeps its fields
+    /// and gains `error` (as [`error_json`] words it); the human data goes
+    /// to stderr, then the error's lines; the exit code is the error's.
+    pub fn failed(mut self, err: pgoci::Error) -> Self {
+        if let Value::Object(doc) = error_json("", &err) {
+            self.json["error"] = doc["error"].clone();
+        }
+        self.error = Some(err);
+        self
     }
 
     /// Adds a field to the JSON document.
@@ -55,13 +70,27 @@ impl Outcome {
             }
         }
         if !self.stdout.is_empty() {
-            out.write_all(self.stdout.as_bytes())?;
+            // A failure's data is not the command's output: beside its error.
+            let mut sink: Box<dyn Write> = match self.error {
+                Some(_) => Box::new(std::io::stderr().lock()),
+                None => Box::new(&mut out),
+            };
+            sink.write_all(self.stdout.as_bytes())?;
             if !self.stdout.ends_with('\n') {
-                writeln!(out)?;
+                writeln!(sink)?;
             }
+            sink.flush()?;
         }
         out.flush()
     }
+}
+
+/// One line on stderr. A stderr that is closed or whose reader went away
+/// (`pgoci pull 2>&1 | head -1`) loses the line and nothing else:
+/// `eprintln!` would panic (exit 101) there.
+pub fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The JSON document for a failure.

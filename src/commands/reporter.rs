@@ -1,8 +1,11 @@
 //! How progress looks to a person: indicatif bars (one per blob plus an
 //! overall one, with bytes, rate and ETA) on a terminal, one plain line
-//! per finished blob and per step otherwise. Everything goes to stderr.
+//! per finished blob and per step otherwise. Everything goes to stderr,
+//! and a stderr nobody reads any more (`2>&1 | head -1`) is not a reason
+//! to stop: lines are written with [`say`], never `eprintln!` (which
+//! panics on a closed stderr).
 
-use super::output::human_bytes;
+use super::output::{human_bytes, say};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgoci::digest::Digest;
 use pgoci::progress::{Event, Phase, Reporter};
@@ -18,7 +21,10 @@ pub struct Lines {
 impl Reporter for Lines {
     fn pull_started(&self, blobs: usize, bytes: u64) {
         if blobs > 0 {
-            eprintln!("pulling {blobs} blob(s), {}", human_bytes(bytes));
+            say(format_args!(
+                "pulling {blobs} blob(s), {}",
+                human_bytes(bytes)
+            ));
         }
     }
 
@@ -37,7 +43,10 @@ impl Reporter for Lines {
             .get(digest)
             .copied()
             .unwrap_or(0);
-        eprintln!("fetched {digest} ({}, verified)", human_bytes(size));
+        say(format_args!(
+            "fetched {digest} ({}, verified)",
+            human_bytes(size)
+        ));
     }
 
     fn event(&self, event: &Event) {
@@ -46,7 +55,7 @@ impl Reporter for Lines {
                 step,
                 changed: true,
                 ..
-            } => eprintln!("{}", step.describe(true)),
+            } => say(format_args!("{}", step.describe(true))),
             Event::BlobStarted { digest, size, .. } => {
                 self.sizes
                     .lock()
@@ -59,11 +68,11 @@ impl Reporter for Lines {
                 complete: true,
             } => {
                 let size = self.sizes.lock().expect("poisoned").remove(*digest);
-                eprintln!(
+                say(format_args!(
                     "{} {digest} ({})",
                     phase.verb(),
                     human_bytes(size.unwrap_or(0))
-                );
+                ));
             }
             _ => {}
         }
@@ -151,7 +160,7 @@ impl Reporter for Bars {
                 if self.overall.lock().expect("poisoned").is_some() {
                     let _ = self.multi.println(line);
                 } else {
-                    eprintln!("{line}");
+                    say(format_args!("{line}"));
                 }
             }
             // Local phases (verify, unpack) get a bar per blob, like downloads.

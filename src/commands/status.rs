@@ -62,6 +62,67 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
                 text.push_str(&format!("    {} {}\n", e.name, e.version));
             }
         }
+        // The collation gate: the data's libraries against the server's now.
+        let gate = pgoci::install::datacare::gate_state(&layout, s);
+        if let Some(g) = &gate {
+            text.push_str(&match &g.change {
+                None => format!("    collation: {} (as the data was last used)\n", g.now),
+                Some(c) => format!(
+                    "    collation: CHANGED: data last used with {}, the server now runs on {}; starts are refused until `pgoci collation --instance {}` resolves it\n",
+                    c.from, c.to, s.instance
+                ),
+            });
+        }
+        if let Some(r) = &s.major_upgrade {
+            text.push_str(&format!(
+                "    major upgrade {} → {} ({:?}, --method {}): the data of PostgreSQL {} is kept at {} until `pgoci upgrade --instance {} --finalize`\n",
+                r.from_major,
+                r.to_major,
+                r.phase,
+                r.method,
+                r.from_major,
+                r.old_data_dir.display(),
+                s.instance
+            ));
+        }
+        // Extension updates the files offer (root and a running server:
+        // the catalog of each database is asked).
+        let mut updates = Vec::new();
+        if running && nix::unistd::geteuid().is_root() {
+            if let (Some(server), Some(g)) = (
+                pgoci::install::datacare::current_server(&layout, s, true),
+                gen,
+            ) {
+                let installed: Vec<_> = server
+                    .installed_extensions()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|e| !pgoci::install::extensions::built_in(&e.name))
+                    .collect();
+                let dirs = pgoci::install::extensions::control_dirs(
+                    &layout.generation(&s.instance, &g.name),
+                    &g.dirs.sharedir,
+                );
+                updates = pgoci::install::extensions::plan(&installed, &dirs)
+                    .into_iter()
+                    .filter(|u| u.needed())
+                    .collect();
+                for u in &updates {
+                    text.push_str(&format!(
+                        "    update available: extension {} {} → {} in database {}{}\n",
+                        u.name,
+                        u.installed,
+                        u.target.as_deref().unwrap_or("?"),
+                        u.database,
+                        if u.update_path.is_some() {
+                            ""
+                        } else {
+                            " (no update path!)"
+                        }
+                    ));
+                }
+            }
+        }
         // The licence texts the images carried, gathered in the generation.
         let gen_dir = layout.generation(&s.instance, &s.current);
         let licenses = pgoci::install::licenses::list(&gen_dir);
@@ -101,6 +162,7 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
             "port": s.port, "generation": s.current, "generations": s.generations.iter().map(|g| &g.name).collect::<Vec<_>>(),
             "data_dir": s.data_dir, "service": s.service, "running": running, "extensions": exts,
             "licenses": licenses,
+            "collation": gate, "major_upgrade": s.major_upgrade, "extension_updates": updates,
         }));
     }
     if states.is_empty() {

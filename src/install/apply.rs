@@ -437,7 +437,7 @@ impl InstallApplier<'_> {
         }
         let server = super::cluster::Server {
             bin: spec.bin.clone(),
-            client_dirs: vec![self.layout().host("usr/bin")],
+            client_dirs: super::cluster::host_client_dirs(self.layout()),
             env: spec.env.clone(),
             account: self.account()?.clone(),
             socket_dir: self.target.socket_dir.clone(),

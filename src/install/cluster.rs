@@ -206,6 +206,16 @@ impl Server {
     }
 }
 
+/// Where client tools are looked for after a server's own `bin`: the
+/// host's (under `--root`, then this machine's).
+pub fn host_client_dirs(layout: &super::layout::HostLayout) -> Vec<PathBuf> {
+    let mut dirs = vec![layout.host("usr/bin")];
+    if layout.root != Path::new("/") {
+        dirs.push(PathBuf::from("/usr/bin"));
+    }
+    dirs
+}
+
 /// A literal for `database` in a query.
 pub fn literal(value: &str) -> String {
     pg_literal(value)

@@ -46,7 +46,7 @@ pub fn current_server(layout: &HostLayout, st: &InstanceState, running: bool) ->
     let dir = layout.generation(&st.instance, &gen.name);
     Some(Server {
         bin: dir.join(&gen.dirs.bin),
-        client_dirs: vec![layout.host("usr/bin")],
+        client_dirs: super::cluster::host_client_dirs(layout),
         env: generation::read_runtime_env(&dir),
         account: users::lookup(&st.user)?,
         socket_dir: st.socket_dir.clone(),
@@ -223,7 +223,7 @@ pub fn resolve(
     let private_port = if st.port == 50431 { 50430 } else { 50431 };
     let server = Server {
         bin: dir.join(&gen.dirs.bin),
-        client_dirs: vec![layout.host("usr/bin"), std::path::PathBuf::from("/usr/bin")],
+        client_dirs: super::cluster::host_client_dirs(layout),
         env: env.clone(),
         account: account.clone(),
         socket_dir: st.socket_dir.clone(),

@@ -222,7 +222,7 @@ impl<'a> Instance<'a> {
         Server {
             bin: gen_dir.join(&gen.dirs.bin),
             client_dirs: others
-                .chain([self.layout.host("usr/bin"), PathBuf::from("/usr/bin")])
+                .chain(super::cluster::host_client_dirs(self.layout))
                 .collect(),
             env: generation::read_runtime_env(&gen_dir),
             account: self.account.clone(),

@@ -380,7 +380,7 @@ fn dest_error(dest: &Path, action: &str, e: io::Error) -> Error {
 }
 
 /// The mount point holding `path`: the last ancestor on the same device.
-fn mount_point(path: &Path) -> PathBuf {
+pub(crate) fn mount_point(path: &Path) -> PathBuf {
     use std::os::unix::fs::MetadataExt;
     let Ok(dev) = std::fs::metadata(path).map(|m| m.dev()) else {
         return path.to_path_buf();

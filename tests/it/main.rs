@@ -8,6 +8,7 @@ mod bad_input;
 mod bundles;
 mod docs;
 mod end_to_end;
+mod extension_updates;
 mod faults;
 mod hostile_inputs;
 mod hostile_layers;

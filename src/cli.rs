@@ -97,6 +97,34 @@ pub enum Command {
     Install(Box<InstallArgs>),
     /// Move an instance to a new lock (newer minor, other extensions), or
     /// to a new major with pg_upgrade (--major N).
+    ///
+    /// Same major: a new generation, switch, restart; extension updates are
+    /// listed (applied with --update-extensions), an extension without an
+    /// update path is refused before the switch (exit 6).
+    ///
+    /// Major upgrade (--major N): every check runs while the old server is
+    /// up — a build of every extension in use in any database and its
+    /// update path, the old cluster's initdb options (encoding, collate,
+    /// ctype, provider and ICU/builtin locale, checksums, WAL segment
+    /// size), the collation gate, the method's file-system and space needs,
+    /// and pg_upgrade --check against the running cluster; a refusal is
+    /// exit 6 naming what and where. Then the new cluster is initialised
+    /// beside the old one (data-N), the old server stopped, pg_upgrade run
+    /// (clone, copy or link), the new generation switched to and started,
+    /// extensions updated and statistics rebuilt (vacuumdb
+    /// --analyze-in-stages). Every phase is journaled: a killed run is
+    /// finished or undone by running the same command again.
+    ///
+    /// Methods: clone (default where the file system reflinks) and copy
+    /// (default elsewhere) keep the old data directory intact, and
+    /// `pgoci rollback` returns to the old major on it (writes made since
+    /// are lost) until `--finalize` deletes it; link is fastest, but
+    /// rollback is refused once the new server has started.
+    ///
+    /// Collation gate: a change of glibc or ICU version under existing data
+    /// is refused unless --collation-change reindex (rebuild the affected
+    /// indexes, then refresh the versions) or accept (refresh only). C,
+    /// POSIX, C.UTF-8 and the builtin provider are not affected.
     Upgrade(UpgradeArgs),
     /// Switch an instance back to its previous generation and restart it
     /// (after a major upgrade: the old major on the old data directory).

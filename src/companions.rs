@@ -6,13 +6,20 @@
 //! referrers (the referrers API, and the `sha256-<hex>` fallback tag index a
 //! registry without the API keeps). The lock does not name them (it stays
 //! what resolve pinned); the bundle lists them in its `index.json`.
+//!
+//! What was found for an artifact is kept in the cache beside its blobs
+//! (`companions/<key>.json`, the manifests themselves as blobs, each
+//! committed only after its digest was checked), so `pgoci pull` on the
+//! connected side is enough: `bundle export` from that warm cache asks no
+//! registry ([`cached`]). A record is used only while every manifest it
+//! names is in the cache; each is read back through its digest.
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::lock::{Blob, Lock};
 use crate::registry::{RawManifest, Registry};
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// Why a manifest travels.
@@ -182,52 +189,187 @@ const MAX_PER_IMAGE: usize = 512;
 /// Finds everything that travels beside `locks`' artifacts, in the order
 /// it must be published (what a manifest lists before the manifest), and
 /// writes every companion manifest into `cache`. Their configs and layers
-/// are returned to be pulled like the lock's blobs.
+/// are returned to be pulled like the lock's blobs. An artifact whose
+/// companions the cache already records (an earlier pull or export) costs
+/// no request; what is found for the others is recorded.
 pub async fn discover(
     registry: &Registry,
     locks: &[Lock],
     cache: &crate::cache::Cache,
 ) -> Result<Vec<Companion>> {
-    // The locked manifests travel anyway: never as companions.
+    // Each artifact's own questions in order, a few artifacts at once
+    // (most answers are a quick 404); the results merge in lock order.
+    let per_artifact: Vec<Result<Vec<Companion>>> =
+        futures_util::stream::iter(artifacts(locks).into_iter().map(|pinned| async move {
+            if let Some(known) = load(cache, pinned) {
+                return Ok(known);
+            }
+            let mut found = Found {
+                registry,
+                cache,
+                out: Vec::new(),
+                seen: BTreeSet::from([pinned.digest.clone()]),
+            };
+            found.artifact(pinned).await?;
+            save(cache, pinned, &found.out)?;
+            Ok(found.out)
+        }))
+        .buffered(4)
+        .collect()
+        .await;
+    merge(locks, per_artifact.into_iter().collect::<Result<Vec<_>>>()?)
+}
+
+/// What travels beside `locks`' artifacts as the cache records it (see
+/// [`discover`]), with no registry asked; `None` when an artifact has no
+/// record, or one naming a manifest the cache no longer holds.
+pub fn cached(locks: &[Lock], cache: &crate::cache::Cache) -> Result<Option<Vec<Companion>>> {
+    let mut per_artifact = Vec::new();
+    for pinned in artifacts(locks) {
+        match load(cache, pinned) {
+            Some(known) => per_artifact.push(known),
+            None => return Ok(None),
+        }
+    }
+    merge(locks, per_artifact).map(Some)
+}
+
+/// Every artifact of `locks`, each once, in lock order.
+fn artifacts(locks: &[Lock]) -> Vec<&crate::lock::Pinned> {
+    let mut out: Vec<&crate::lock::Pinned> = Vec::new();
+    for pinned in locks.iter().flat_map(Lock::artifacts) {
+        if !out.iter().any(|a| a.digest == pinned.digest) {
+            out.push(pinned);
+        }
+    }
+    out
+}
+
+/// Each artifact's companions in order, each once; the locked manifests
+/// travel anyway, never as companions.
+fn merge(locks: &[Lock], per_artifact: Vec<Vec<Companion>>) -> Result<Vec<Companion>> {
     let locked: BTreeSet<Digest> = locks
         .iter()
         .flat_map(Lock::artifacts)
         .map(|p| p.digest.clone())
         .collect();
-    let mut artifacts: Vec<&crate::lock::Pinned> = Vec::new();
-    for pinned in locks.iter().flat_map(Lock::artifacts) {
-        if !artifacts.iter().any(|a| a.digest == pinned.digest) {
-            artifacts.push(pinned);
-        }
-    }
-    // Each artifact's own questions in order, a few artifacts at once
-    // (most answers are a quick 404); the results merge in lock order.
-    let per_artifact: Vec<Result<Vec<Companion>>> =
-        futures_util::stream::iter(artifacts.into_iter().map(|pinned| {
-            let locked = locked.clone();
-            async move {
-                let mut found = Found {
-                    registry,
-                    cache,
-                    out: Vec::new(),
-                    seen: locked,
-                };
-                found.artifact(pinned).await?;
-                Ok(found.out)
-            }
-        }))
-        .buffered(4)
-        .collect()
-        .await;
     let mut out: Vec<Companion> = Vec::new();
     for found in per_artifact {
-        for c in found? {
-            if !out.iter().any(|o| o.manifest.digest == c.manifest.digest) {
+        for c in found {
+            if !locked.contains(&c.manifest.digest)
+                && !out.iter().any(|o| o.manifest.digest == c.manifest.digest)
+            {
                 out.push(c);
             }
         }
     }
     Ok(out)
+}
+
+/// What the cache keeps of one artifact's companions. Only where each
+/// manifest is published and why; what it needs is read again from the
+/// manifest's own (verified) bytes.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    reference: String,
+    digest: Digest,
+    index: Option<Digest>,
+    companions: Vec<Entry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    repository: String,
+    tag: Option<String>,
+    role: String,
+    subject: Option<Digest>,
+    manifest: Blob,
+}
+
+/// Where the record of an artifact is: named by what was asked (the
+/// reference, its manifest and index), so another repository's copy of
+/// the same image has its own.
+fn record_path(cache: &crate::cache::Cache, pinned: &crate::lock::Pinned) -> std::path::PathBuf {
+    let index = pinned.index.as_ref().map(Digest::to_string);
+    let key = Digest::of_bytes(
+        format!(
+            "{}\n{}\n{}",
+            pinned.reference,
+            pinned.digest,
+            index.as_deref().unwrap_or("-")
+        )
+        .as_bytes(),
+    );
+    cache
+        .root()
+        .join("companions")
+        .join(format!("{}.json", key.hex()))
+}
+
+/// Records what was found for an artifact (its manifests are in the cache).
+fn save(
+    cache: &crate::cache::Cache,
+    pinned: &crate::lock::Pinned,
+    found: &[Companion],
+) -> Result<()> {
+    let record = Record {
+        reference: pinned.reference.clone(),
+        digest: pinned.digest.clone(),
+        index: pinned.index.clone(),
+        companions: found
+            .iter()
+            .map(|c| Entry {
+                repository: c.repository.clone(),
+                tag: c.tag.clone(),
+                role: c.role.as_str().to_string(),
+                subject: c.subject.clone(),
+                manifest: c.manifest.clone(),
+            })
+            .collect(),
+    };
+    let path = record_path(cache, pinned);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_path(dir, "create")?;
+    }
+    let bytes = serde_json::to_vec_pretty(&record)
+        .map_err(|e| Error::internal(format!("companion record: {e}")))?;
+    crate::fsutil::write_atomic(&path, &bytes)
+}
+
+/// An artifact's recorded companions, each manifest read back from the
+/// cache through its digest; `None` if there is no usable record.
+fn load(cache: &crate::cache::Cache, pinned: &crate::lock::Pinned) -> Option<Vec<Companion>> {
+    use crate::blobs::BlobSource;
+    let path = record_path(cache, pinned);
+    let file = std::fs::File::open(&path).ok()?;
+    let bytes = crate::limits::read_capped(file, crate::limits::DOCUMENT_CAP).ok()?;
+    let record: Record = serde_json::from_slice(&bytes).ok()?;
+    if record.reference != pinned.reference
+        || record.digest != pinned.digest
+        || record.index != pinned.index
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for e in record.companions {
+        let role = Role::parse(&e.role)?;
+        if !cache.has(&e.manifest) {
+            return None;
+        }
+        let bytes = cache.read_small(&e.manifest).ok()?;
+        let parsed = parse(&bytes, &format!("manifest {}", e.manifest.digest)).ok()?;
+        let index = is_index_type(&e.manifest.media_type);
+        out.push(Companion {
+            repository: e.repository,
+            tag: e.tag,
+            role,
+            subject: parsed.subject.or(e.subject),
+            artifact_type: parsed.artifact_type,
+            blobs: if index { Vec::new() } else { parsed.blobs },
+            manifest: e.manifest,
+        });
+    }
+    Some(out)
 }
 
 struct Found<'a> {

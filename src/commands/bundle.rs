@@ -2,48 +2,13 @@
 
 use super::{
     output::{human_bytes, Outcome},
-    pull::pull_locks,
+    pull::{pull_companions, pull_locks},
     Context,
 };
 use crate::cli::BundleCommand;
 use pgoci::bundle::{self, Bundle};
 use pgoci::error::Result;
 use serde_json::json;
-
-/// What travels beside the locked images (their indexes, signatures,
-/// attestations, SBOMs), found at the registry and pulled into the cache.
-fn companions(
-    ctx: &Context,
-    locks: &[pgoci::lock::Lock],
-    cache: &pgoci::cache::Cache,
-) -> Result<Vec<pgoci::companions::Companion>> {
-    let registry = ctx.registry()?;
-    let _span = tracing::info_span!("referrers").entered();
-    ctx.block_on(async {
-        let found = pgoci::companions::discover(&registry, locks, cache)
-            .await
-            .map_err(|e| match e.kind {
-                pgoci::Kind::Registry => e.hint(
-                    "the images' indexes and referrers come from their registry; \
-                     --images-only exports without them",
-                ),
-                _ => e,
-            })?;
-        let blobs = found
-            .iter()
-            .flat_map(|c| c.blobs.iter().map(|b| (c.reference(), b.clone())))
-            .collect();
-        pgoci::fetch::pull_blobs(
-            blobs,
-            registry.clone(),
-            cache,
-            ctx.reporter.clone(),
-            ctx.global.jobs.unwrap_or_else(pgoci::fetch::default_jobs),
-        )
-        .await?;
-        Ok(found)
-    })
-}
 
 pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
     match cmd {
@@ -52,11 +17,13 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
             output,
             images_only,
         } => {
+            // Nothing is fetched for a target that would be refused.
+            bundle::check_target(&output)?;
             let locks = ctx.locks(&source)?;
             let (cache, _) = pull_locks(ctx, &locks)?;
             let companions = match images_only {
                 true => Vec::new(),
-                false => companions(ctx, &locks, &cache)?,
+                false => pull_companions(ctx, &locks, &cache)?,
             };
             let report = bundle::export_with(&locks, &companions, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)

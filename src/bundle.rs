@@ -339,8 +339,8 @@ pub fn check_target(path: &Path) -> Result<Target> {
     }
     match bundle_dir_stranger(path) {
         None => Ok(Target::Bundle),
-        Some(name) => Err(refuse(&format!(
-            "it is a directory that is not a pgoci bundle (it holds {name})"
+        Some(why) => Err(refuse(&format!(
+            "it is a directory that is not a pgoci bundle ({why})"
         ))),
     }
 }
@@ -355,59 +355,70 @@ fn is_bundle_file(path: &Path) -> bool {
         .all(|n| entries.contains_key(*n))
 }
 
-/// The first entry of a directory that a pgoci bundle directory would not
-/// hold (`None`: it is one, and nothing of the user's is inside). A
-/// bundle holds `oci-layout`, `index.json`, `pgoci.lock` and
-/// `blobs/sha256/<hex>`, each a regular file, nothing else.
+/// Why a directory is not a pgoci bundle directory (`None`: it is one,
+/// and nothing of the user's is inside). A bundle holds `oci-layout`,
+/// `index.json`, `pgoci.lock` and `blobs/sha256/<hex>`, each a regular
+/// file, and nothing else.
 fn bundle_dir_stranger(dir: &Path) -> Option<String> {
     let regular = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
-    let mut names = Vec::new();
-    for e in fs::read_dir(dir).ok()? {
-        let Ok(e) = e else {
-            return Some("an unreadable entry".into());
+    let is_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    let list = |d: &Path| -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for e in fs::read_dir(d).map_err(|e| format!("cannot list it: {e}"))? {
+            let e = e.map_err(|e| format!("cannot list it: {e}"))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    };
+    let names = match list(dir) {
+        Ok(n) => n,
+        Err(why) => return Some(why),
+    };
+    for name in &names {
+        let p = dir.join(name);
+        let ours = match name.as_str() {
+            LAYOUT_FILE | "index.json" | LOCK_FILE => regular(&p),
+            "blobs" => is_dir(&p),
+            _ => false,
         };
-        names.push(e.file_name().to_string_lossy().into_owned());
+        if !ours {
+            return Some(format!("it holds {name}"));
+        }
     }
     for name in [LAYOUT_FILE, LOCK_FILE] {
         if !names.iter().any(|n| n == name) {
-            return Some(format!("no {name}"));
+            return Some(format!("it has no {name}"));
         }
     }
-    for name in &names {
-        let p = dir.join(name);
-        let ok = match name.as_str() {
-            LAYOUT_FILE | "index.json" | LOCK_FILE => regular(&p),
-            "blobs" => fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()),
-            _ => false,
-        };
-        if !ok {
-            return Some(name.clone());
-        }
+    if !names.iter().any(|n| n == "blobs") {
+        return None;
     }
     let blobs = dir.join("blobs");
-    let Ok(listing) = fs::read_dir(&blobs) else {
-        return names.iter().any(|n| n == "blobs").then(|| "blobs".into());
-    };
-    for e in listing {
-        let Ok(e) = e else {
-            return Some("an unreadable entry".into());
-        };
-        let p = e.path();
-        if e.file_name() != "sha256" || !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-            return Some(format!("blobs/{}", e.file_name().to_string_lossy()));
-        }
-        for b in fs::read_dir(&p).ok()? {
-            let Ok(b) = b else {
-                return Some("an unreadable entry".into());
-            };
-            let name = b.file_name().to_string_lossy().into_owned();
-            let hex = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit());
-            if !hex || !regular(&b.path()) {
-                return Some(format!("blobs/sha256/{name}"));
+    match list(&blobs) {
+        Err(why) => return Some(why),
+        Ok(sub) => {
+            if let Some(other) = sub
+                .iter()
+                .find(|n| *n != "sha256" || !is_dir(&blobs.join(n)))
+            {
+                return Some(format!("it holds blobs/{other}"));
             }
         }
     }
-    None
+    let sha = blobs.join("sha256");
+    if !is_dir(&sha) {
+        return None;
+    }
+    match list(&sha) {
+        Err(why) => Some(why),
+        Ok(sub) => sub
+            .iter()
+            .find(|n| {
+                n.len() != 64 || !n.bytes().all(|c| c.is_ascii_hexdigit()) || !regular(&sha.join(n))
+            })
+            .map(|n| format!("it holds blobs/sha256/{n}")),
+    }
 }
 
 /// A temporary file or directory beside the target, removed on drop

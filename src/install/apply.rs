@@ -302,6 +302,17 @@ impl InstallApplier<'_> {
                 if let (Some(prev), Some(_)) = (self.previous, &self.target.reuse_generation) {
                     super::datacare::start_gate(self.layout(), prev)?;
                 }
+                // A collation change the gate let through: recorded before
+                // the start, so the unit's start gate lets the server up.
+                if let (Some(prev), Some(_), Some(gen)) = (self.previous, &self.gate, &self.gen) {
+                    let dir = self.layout().instance(&prev.instance);
+                    tx.save_file(&InstanceState::path(&dir))?;
+                    InstanceState {
+                        collation: gen.collation.clone(),
+                        ..prev.clone()
+                    }
+                    .write(&dir)?;
+                }
                 let manager = service::manager(*service, self.layout());
                 let spec = self.spec()?;
                 let old = self.previous_spec();
@@ -930,6 +941,15 @@ pub fn rollback(
                     Ok(((), true))
                 })?,
                 Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
+                    if gate.is_some() {
+                        // Recorded before the start: the unit's gate agrees.
+                        tx.save_file(&InstanceState::path(&instance_dir))?;
+                        InstanceState {
+                            collation: Some(super::datacare::generation_libs(layout, &st, &target)),
+                            ..st.clone()
+                        }
+                        .write(&instance_dir)?;
+                    }
                     tx.server_changing(st.service, spec.clone(), old_spec.clone());
                     manager.restart(&spec)?;
                     Ok(((), true))

@@ -831,6 +831,10 @@ fn finish(
         next.data_dir_created = true;
         next.data_dir_complete = true;
         next.current = gen.name.clone();
+        // The gate was passed (nothing affected, or a choice made): the
+        // data is used with the new libraries from this start on, and the
+        // unit's start gate must agree.
+        next.collation = gen.collation.clone();
         let spec = inst.spec(&next, &gen, &rec.new_data_dir);
         let mut tx = Transaction::new(inst.layout);
         super::apply::write_service_files(inst.manager.as_ref(), &spec, &mut tx)?;

@@ -2,10 +2,7 @@
 //! `--help` text (and, later, the man pages and completions).
 
 use clap::{Args, Parser, Subcommand};
-use pgoci::install::libraries::LibraryMode;
-use pgoci::install::locale::LocaleProvider;
 use pgoci::install::postgres::InitdbSettings;
-use pgoci::install::service::ServiceKind;
 use std::path::PathBuf;
 
 /// Install PostgreSQL and its extensions from OCI registries onto hosts that run no containers.
@@ -434,4 +431,66 @@ pub struct InstallArgs {
     pub libraries: LibraryMode,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+/// A clap value enum standing for a library enum: the library does not
+/// know clap; flags become its types here, at the edge.
+macro_rules! flag_enum {
+    ($(#[$meta:meta])* $name:ident => $target:path { $($(#[$vmeta:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl From<$name> for $target {
+            fn from(v: $name) -> Self {
+                match v {
+                    $($name::$variant => <$target>::$variant),+
+                }
+            }
+        }
+    };
+}
+
+flag_enum! {
+    /// `--libraries`.
+    LibraryMode => pgoci::install::libraries::LibraryMode {
+        /// The host's where they satisfy every need, the image's where not.
+        Auto,
+        /// The host's only: anything missing is refused before install.
+        Host,
+        /// The image's own, its dynamic loader included.
+        Image,
+    }
+}
+
+// flag_enum! writes the enum, so `#[default]` cannot be put on a variant.
+#[allow(clippy::derivable_impls)]
+impl Default for LibraryMode {
+    fn default() -> Self {
+        LibraryMode::Auto
+    }
+}
+
+flag_enum! {
+    /// `--service`.
+    ServiceKind => pgoci::install::service::ServiceKind {
+        /// A systemd unit, `pgoci-<instance>.service`.
+        Systemd,
+        /// No service manager: pgoci starts and stops the server with pg_ctl.
+        None,
+    }
+}
+
+flag_enum! {
+    /// `--locale-provider`.
+    LocaleProvider => pgoci::install::locale::LocaleProvider {
+        /// The C library's locales (every major).
+        Libc,
+        /// ICU collations (PostgreSQL 15+; needs --icu-locale).
+        Icu,
+        /// PostgreSQL's own C and C.UTF-8 (17+): no collation version to track.
+        Builtin,
+    }
 }

@@ -64,11 +64,11 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         port: args.port,
         data_dir: args.data_dir.clone(),
         user: args.user.clone(),
-        service: args.service,
+        service: args.service.map(Into::into),
         no_start: args.no_start,
         settings,
         initdb,
-        libraries: args.libraries,
+        libraries: args.libraries.into(),
         ..InstallOptions::new(layout.clone(), &instance)
     };
     let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
@@ -330,7 +330,11 @@ fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
         |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse(flag, v)).transpose();
     let icu_locale = optional("--icu-locale", &args.icu_locale)?;
     let builtin_locale = optional("--builtin-locale", &args.builtin_locale)?;
-    let provider = match (args.locale_provider, &icu_locale, &builtin_locale) {
+    let provider = match (
+        args.locale_provider.map(LocaleProvider::from),
+        &icu_locale,
+        &builtin_locale,
+    ) {
         (Some(p), _, _) => p,
         (None, Some(_), Some(_)) => {
             return Err(Error::usage(
@@ -419,7 +423,7 @@ pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
         ));
     }
     let opts = InstallOptions {
-        libraries: args.libraries,
+        libraries: args.libraries.into(),
         collation: args.collation_change.map(Into::into),
         update_extensions: args.update_extensions,
         ..InstallOptions::for_upgrade(layout, &state)
@@ -482,7 +486,7 @@ fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcom
         source: source.as_ref(),
         method: args.method.map(Into::into),
         collation: args.collation_change.map(Into::into),
-        libraries: args.libraries,
+        libraries: args.libraries.into(),
         check,
     };
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);

@@ -235,7 +235,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             bundle,
             port,
             libraries,
-        } => doctor::run(&ctx, bundle.as_deref(), port, libraries),
+        } => doctor::run(&ctx, bundle.as_deref(), port, libraries.into()),
         Command::GenerateMan { dir } => docs::man_pages(&dir),
     }
 }

@@ -162,7 +162,7 @@ mod tests {
         let victim = dir.path().join("victim");
         let link = dir.path().join("x.lock");
         std::os::unix::fs::symlink(&victim, &link).unwrap();
-        let err = open_lock(&link).err().expect("refused");
+        let err = open_lock(&link).expect_err("refused");
         assert_eq!(err.kind, crate::Kind::Host, "{}", err.message);
         assert!(err.message.contains("symlink"), "{}", err.message);
         assert!(!victim.exists(), "the link's target was created");
@@ -180,7 +180,7 @@ mod tests {
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .unwrap();
-        let err = safe_dir(&open).err().expect("refused");
+        let err = safe_dir(&open).expect_err("refused");
         assert!(
             err.message.contains("writable by others"),
             "{}",
@@ -188,7 +188,7 @@ mod tests {
         );
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
-        let err = safe_dir(&link).err().expect("refused");
+        let err = safe_dir(&link).expect_err("refused");
         assert!(err.message.contains("symlink"), "{}", err.message);
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 /// initdb's `--locale-provider`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LocaleProvider {
     /// The C library's locales (every major).

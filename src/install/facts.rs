@@ -4,7 +4,6 @@
 
 use super::generation::{self, RuntimeEnv};
 use super::layout::HostLayout;
-use super::plan::DEFAULT_PORT;
 use super::service::{self, ServiceKind, ServiceSpec};
 use super::state::InstanceState;
 use super::users::{self, Account};
@@ -178,6 +177,9 @@ impl HostFacts {
         })
     }
 }
+
+/// The first port tried when none is given.
+pub const DEFAULT_PORT: u16 = 5432;
 
 /// What the rollback and uninstall planners know.
 #[derive(Debug, Clone)]

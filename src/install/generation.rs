@@ -22,11 +22,7 @@ pub struct ServerDirs {
     pub pkglibdir: PathBuf,
 }
 
-/// The lock a generation was composed from, kept inside it.
-pub const GENERATION_LOCK: &str = ".pgoci.lock";
-
-/// The runtime environment a generation needs, kept inside it.
-pub const RUNTIME_ENV: &str = ".pgoci-env.json";
+pub use super::layout::{GENERATION_LOCK, RUNTIME_ENV};
 
 /// The first PostgreSQL major with `extension_control_path`.
 pub const FIRST_MAJOR_WITH_EXTENSION_PATHS: u32 = 18;

@@ -4,6 +4,12 @@
 use crate::names::InstanceName;
 use std::path::{Path, PathBuf};
 
+/// The lock a generation was composed from, kept inside it.
+pub const GENERATION_LOCK: &str = ".pgoci.lock";
+
+/// The runtime environment a generation needs, kept inside it.
+pub const RUNTIME_ENV: &str = ".pgoci-env.json";
+
 /// Host locations for one run: a root (normally `/`) and the prefix.
 #[derive(Debug, Clone)]
 pub struct HostLayout {
@@ -50,7 +56,7 @@ impl HostLayout {
     pub fn unit_file(&self, instance: &InstanceName) -> PathBuf {
         self.host(format!(
             "etc/systemd/system/{}",
-            super::service::systemd::unit_name(instance)
+            unit_name(instance)
         ))
     }
 
@@ -73,6 +79,11 @@ impl HostLayout {
     pub fn generation(&self, instance: &InstanceName, generation: &str) -> PathBuf {
         self.generations(instance).join(generation)
     }
+}
+
+/// The systemd unit name of an instance.
+pub fn unit_name(instance: &InstanceName) -> String {
+    format!("pgoci-{instance}.service")
 }
 
 /// `path` placed under `root` (absolute paths lose their leading `/`).

@@ -93,8 +93,8 @@ pub fn for_generation(gen: &Path, store_entries: &[PathBuf]) -> Result<FileDiges
     let mut out = FileDigests::new();
     for rel in regular_files(gen)? {
         if rel == Path::new(GENERATION_MANIFEST)
-            || rel == Path::new(super::generation::GENERATION_LOCK)
-            || rel == Path::new(super::generation::RUNTIME_ENV)
+            || rel == Path::new(super::layout::GENERATION_LOCK)
+            || rel == Path::new(super::layout::RUNTIME_ENV)
         {
             continue;
         }

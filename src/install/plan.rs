@@ -6,7 +6,7 @@
 //! unit-tested against made-up facts.
 
 use super::config;
-use super::facts::{DataDirState, HostFacts, LifecycleFacts};
+use super::facts::{DataDirState, HostFacts, LifecycleFacts, DEFAULT_PORT};
 use super::generation::RuntimeEnv;
 use super::service::{self, ServiceKind, ServiceSpec};
 use super::state::{GenerationState, InstanceState};
@@ -20,8 +20,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The first port tried when none is given.
-pub const DEFAULT_PORT: u16 = 5432;
 
 /// Which part of a lock an artifact plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

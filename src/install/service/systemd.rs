@@ -22,10 +22,7 @@ impl Systemd {
     }
 }
 
-/// The unit name of an instance.
-pub fn unit_name(instance: &InstanceName) -> String {
-    format!("pgoci-{instance}.service")
-}
+pub use crate::install::layout::unit_name;
 
 /// Whether systemd is the running init (sd_booted's test).
 pub fn is_running() -> bool {

@@ -251,6 +251,9 @@ fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> O
     if !report.extension_updates.is_empty() {
         outcome = outcome.field("extension_updates", &report.extension_updates);
     }
+    if !report.data.is_empty() {
+        outcome = outcome.field("data", &report.data);
+    }
     for line in &report.data {
         outcome = outcome.note(line.clone());
     }

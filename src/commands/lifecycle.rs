@@ -53,9 +53,16 @@ fn show_plan(
 }
 
 fn done(command: &str, report: &LifecycleReport) -> Outcome {
-    Outcome::new(command, report.changed)
+    let mut outcome = Outcome::new(command, report.changed)
         .field("check", false)
-        .field("actions", actions(&report.actions, true))
+        .field("actions", actions(&report.actions, true));
+    if !report.data.is_empty() {
+        outcome = outcome.field("data", &report.data);
+    }
+    for line in &report.data {
+        outcome = outcome.note(line.clone());
+    }
+    outcome
 }
 
 pub fn rollback(

@@ -862,6 +862,8 @@ fn install_gate_binary(path: &Path) -> Result<()> {
 pub struct LifecycleReport {
     pub changed: bool,
     pub actions: Vec<Step>,
+    /// What was done for the data (reindex, collation versions).
+    pub data: Vec<String>,
 }
 
 /// Applies a rollback plan: config and service files of the older
@@ -914,6 +916,7 @@ pub fn rollback(
         done: Vec::new(),
     };
     let mut tx = Transaction::new(layout);
+    let mut data = Vec::new();
     let result = (|| -> Result<()> {
         for step in &plan.steps {
             match step {
@@ -972,7 +975,7 @@ pub fn rollback(
                 true,
             )
             .ok_or_else(|| Error::internal("rollback: no server to refresh collations on"))?;
-            super::datacare::after_switch(&server, st.major, Some(g), &[])?;
+            data = super::datacare::after_switch(&server, st.major, Some(g), &[])?;
         }
         // The state last: a rollback killed before this is repeated whole.
         st.current = target.name.clone();
@@ -990,6 +993,7 @@ pub fn rollback(
             Ok(LifecycleReport {
                 changed: !runner.done.is_empty(),
                 actions: runner.done,
+                data,
             })
         }
         Err(e) => Err(undo(tx, e)),
@@ -1012,6 +1016,7 @@ pub fn uninstall(
         return Ok(LifecycleReport {
             changed: false,
             actions: Vec::new(),
+            data: Vec::new(),
         });
     }
     require_root("uninstall")?;
@@ -1071,6 +1076,7 @@ pub fn uninstall(
     Ok(LifecycleReport {
         changed: !runner.done.is_empty(),
         actions: runner.done,
+        data: Vec::new(),
     })
 }
 
@@ -1144,6 +1150,7 @@ pub fn gc(
     Ok(LifecycleReport {
         changed: !runner.done.is_empty(),
         actions: runner.done,
+        data: Vec::new(),
     })
 }
 

@@ -182,25 +182,24 @@ impl Server {
     /// recorded version differs from the library's (15+; before 15 only
     /// collations record a version).
     pub fn refresh_collation_versions(&self, major: u32) -> Result<()> {
+        // One session per database: an ICU change makes every ICU
+        // collation stale (thousands), each refreshed by the server itself.
+        const STALE: &str = "DO $pgoci$ DECLARE c record; BEGIN \
+             FOR c IN SELECT oid::regcollation AS name FROM pg_collation \
+               WHERE collversion IS NOT NULL \
+               AND collversion IS DISTINCT FROM pg_collation_actual_version(oid) LOOP \
+               EXECUTE format('ALTER COLLATION %s REFRESH VERSION', c.name); \
+             END LOOP; END $pgoci$";
         for db in self.databases()? {
+            let mut sql = String::new();
             if major >= 15 {
-                self.execute(
-                    &db,
-                    &format!("ALTER DATABASE {} REFRESH COLLATION VERSION", pg_ident(&db)),
-                )?;
+                sql.push_str(&format!(
+                    "ALTER DATABASE {} REFRESH COLLATION VERSION; ",
+                    pg_ident(&db)
+                ));
             }
-            let stale = self.query(
-                &db,
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.collname) FROM pg_collation c \
-                 JOIN pg_namespace n ON n.oid = c.collnamespace \
-                 WHERE c.collversion IS DISTINCT FROM pg_collation_actual_version(c.oid) \
-                 AND c.collversion IS NOT NULL",
-            )?;
-            for row in stale {
-                if let Some(name) = row.first() {
-                    self.execute(&db, &format!("ALTER COLLATION {name} REFRESH VERSION"))?;
-                }
-            }
+            sql.push_str(STALE);
+            self.execute(&db, &sql)?;
         }
         Ok(())
     }

@@ -54,10 +54,7 @@ impl HostLayout {
 
     /// The systemd unit file of an instance.
     pub fn unit_file(&self, instance: &InstanceName) -> PathBuf {
-        self.host(format!(
-            "etc/systemd/system/{}",
-            unit_name(instance)
-        ))
+        self.host(format!("etc/systemd/system/{}", unit_name(instance)))
     }
 
     /// The socket directory of an instance (systemd's `RuntimeDirectory`).

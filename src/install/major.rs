@@ -114,8 +114,13 @@ pub struct MajorPlan {
     pub old_data_dir: PathBuf,
     pub new_data_dir: PathBuf,
     pub generation: String,
-    /// The old cluster's initdb options, carried over.
-    pub options: ClusterOptions,
+    /// The old cluster's initdb options, carried over (not known again
+    /// when a killed run is resumed after pg_upgrade).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<ClusterOptions>,
+    /// Set when a killed run was resumed after pg_upgrade.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
     /// Every database × extension, with its update.
     pub extensions: Vec<Update>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,6 +130,50 @@ pub struct MajorPlan {
     pub copy_bytes: Option<u64>,
     /// What rollback can do afterwards, in words.
     pub rollback: String,
+}
+
+impl MajorPlan {
+    /// The plan of an upgrade a killed run left after pg_upgrade, from
+    /// its journal (the extensions are those the resumed run updates).
+    fn resumed(st: &InstanceState, rec: &MajorRecord) -> Option<MajorPlan> {
+        let version = |name: &str| {
+            st.generations
+                .iter()
+                .find(|g| g.name == name)
+                .map(|g| g.server_version.clone())
+                .unwrap_or_default()
+        };
+        Some(MajorPlan {
+            from: rec.from_major,
+            to: rec.to_major,
+            from_version: version(&rec.from_generation),
+            to_version: version(&rec.to_generation),
+            method: rec.method,
+            old_data_dir: rec.old_data_dir.clone(),
+            new_data_dir: rec.new_data_dir.clone(),
+            generation: rec.to_generation.clone(),
+            options: None,
+            resumed: true,
+            extensions: Vec::new(),
+            collation: None,
+            copy_bytes: None,
+            rollback: rollback_rule(rec.method, rec.from_major, &rec.old_data_dir, &st.instance),
+        })
+    }
+}
+
+/// What rollback can do after an upgrade by `method`, in words.
+fn rollback_rule(method: Method, from: u32, old_data: &Path, instance: &InstanceName) -> String {
+    match method {
+        Method::Link => format!(
+            "--method link: `pgoci rollback` works only until the new server has started; after that the old data directory {} cannot be used",
+            old_data.display()
+        ),
+        _ => format!(
+            "`pgoci rollback` brings back PostgreSQL {from} on {} as it was at the upgrade (writes made after it are lost) until `pgoci upgrade --instance {instance} --finalize` removes it",
+            old_data.display()
+        ),
+    }
 }
 
 /// What a major-upgrade command did.
@@ -296,10 +345,11 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
                 let mut actions = vec![format!(
                     "resumed the upgrade to PostgreSQL {to} where it stopped ({phase:?})"
                 )];
+                let plan = MajorPlan::resumed(&st, &rec);
                 let (downtime_ms, analyze_ms) = finish(&inst, &mut st, &mut actions, None, reporter)?;
                 return Ok(MajorReport {
                     changed: true,
-                    plan: None,
+                    plan,
                     actions,
                     downtime_ms,
                     analyze_ms,
@@ -346,8 +396,10 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
     let lock_digest = req.lock.digest()?;
     let (gen, gen_created) = new_generation(req, &inst, &st, &lock_digest, reporter)?;
     let gen_dir = req.layout.generation(req.instance, &gen.name);
+    // Made by this run: removed again unless the journal takes it over
+    // (a refused or checked upgrade leaves nothing behind).
     let mut scratch = Scratch::default();
-    if gen_created && req.check {
+    if gen_created {
         scratch.paths.push(gen_dir.clone());
     }
     // The new major's client talks to the old server too.
@@ -441,21 +493,12 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
             old_data_dir: old_data.clone(),
             new_data_dir: new_data.clone(),
             generation: gen.name.clone(),
-            options: options.clone(),
+            options: Some(options.clone()),
+            resumed: false,
             extensions: updates.clone(),
             collation: gate.clone(),
             copy_bytes,
-            rollback: match method {
-                Method::Link => format!(
-                    "--method link: `pgoci rollback` works only until the new server has started; after that the old data directory {} cannot be used",
-                    old_data.display()
-                ),
-                _ => format!(
-                    "`pgoci rollback` brings back PostgreSQL {from} on {} as it was at the upgrade (writes made after it are lost) until `pgoci upgrade --instance {} --finalize` removes it",
-                    old_data.display(),
-                    req.instance
-                ),
-            },
+            rollback: rollback_rule(method, from, &old_data, req.instance),
         };
         let initdb = initdb_settings(&options, to)?;
         let new_server_bin = gen_dir.join(&gen.dirs.bin);
@@ -498,6 +541,7 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
         }
 
         // From here the journal says what to finish or undo.
+        scratch.paths.retain(|p| *p != gen_dir);
         if !st.generations.iter().any(|g| g.name == gen.name) {
             st.generations.push(gen.clone());
         }
@@ -1243,21 +1287,23 @@ pub fn plan_lines(plan: &MajorPlan) -> Vec<String> {
             "compose generation {} (PostgreSQL {})",
             plan.generation, plan.to_version
         ),
-        format!(
-            "initialise {} ({}, collate {}, ctype {}, provider {}{}, checksums {}, WAL segments {} MB)",
-            plan.new_data_dir.display(),
-            plan.options.encoding,
-            plan.options.lc_collate,
-            plan.options.lc_ctype,
-            plan.options.provider,
-            plan.options
-                .provider_locale
-                .as_deref()
-                .map(|l| format!(" {l}"))
-                .unwrap_or_default(),
-            if plan.options.data_checksums { "on" } else { "off" },
-            plan.options.wal_segsize_mb.unwrap_or(16)
-        ),
+        match &plan.options {
+            Some(o) => format!(
+                "initialise {} ({}, collate {}, ctype {}, provider {}{}, checksums {}, WAL segments {} MB)",
+                plan.new_data_dir.display(),
+                o.encoding,
+                o.lc_collate,
+                o.lc_ctype,
+                o.provider,
+                o.provider_locale
+                    .as_deref()
+                    .map(|l| format!(" {l}"))
+                    .unwrap_or_default(),
+                if o.data_checksums { "on" } else { "off" },
+                o.wal_segsize_mb.unwrap_or(16)
+            ),
+            None => format!("initialise {}", plan.new_data_dir.display()),
+        },
         format!("stop PostgreSQL {}", plan.from),
         format!("pg_upgrade --{}", plan.method),
         format!("switch to generation {} and start PostgreSQL {}", plan.generation, plan.to),

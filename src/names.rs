@@ -385,9 +385,121 @@ impl AsRef<Path> for ImagePath {
     }
 }
 
+/// A repository name as the OCI distribution spec allows it:
+/// path components of `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` separated by
+/// single `/`, at most 255 bytes. No component can be `.` or `..`, empty,
+/// or hold anything percent-encoded.
+fn is_repository(s: &str) -> bool {
+    s.len() <= 255 && !s.is_empty() && s.split('/').all(is_repository_component)
+}
+
+fn is_repository_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    // Separators between alphanumeric runs: `.`, `_`, `__` or `-`+.
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+fn is_tag(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+checked_string!(
+    /// A repository of a registry (`pgoci/postgresql`,
+    /// `cloudnative-pg/postgresql`), as a request path names it: see
+    /// [`is_repository`]. Never a path on disk: `pgoci serve` looks
+    /// repositories up in what it read from a bundle's `index.json`.
+    RepositoryName,
+    "repository name",
+    "must be lowercase path components [a-z0-9]+ joined by `.`, `_`, `__` or `-`, separated by `/` (at most 255 characters)",
+    is_repository
+);
+str_like!(RepositoryName);
+
+checked_string!(
+    /// A tag of a repository (`17`, `1.4.2-15`, `sha256-<hex>.sig`).
+    TagName,
+    "tag",
+    "must match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}",
+    is_tag
+);
+str_like!(TagName);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repository_names_and_tags_follow_the_distribution_spec() {
+        for good in [
+            "pgoci/postgresql",
+            "cloudnative-pg/postgresql",
+            "library/postgres",
+            "a",
+            "a/b/c",
+            "pg_cron",
+            "a__b",
+            "a--b",
+            "a.b/c-d",
+        ] {
+            assert!(RepositoryName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/",
+            "a/",
+            "/a",
+            "a//b",
+            "..",
+            "../etc",
+            "a/../b",
+            ".",
+            "a/./b",
+            "A",
+            "a%2f..",
+            "a b",
+            "a/.hidden",
+            "a___b",
+            "a-",
+            "-a",
+            "a._b",
+            "a\0b",
+            &"a".repeat(256),
+        ] {
+            assert!(RepositoryName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in ["17", "1.4.2-15", "sha256-abc.sig", "_x", "Latest"] {
+            assert!(TagName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".x", "-x", "a/b", "a:b", "..", &"a".repeat(129), "a%2e"] {
+            assert!(TagName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn extension_and_instance_names() {

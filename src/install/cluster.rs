@@ -4,8 +4,8 @@
 //! statements (`ALTER EXTENSION … UPDATE`, `REINDEX`, collation refreshes),
 //! and the offline tools of a major upgrade (`pg_upgrade`, `vacuumdb`).
 
-use super::generation::RuntimeEnv;
 use super::postgres::{as_user, last_lines, run};
+use super::runtime::RuntimeEnv;
 use super::users::Account;
 use crate::error::{Error, Result};
 use crate::render::{pg_ident, pg_literal};

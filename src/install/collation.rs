@@ -10,7 +10,8 @@
 //! 2.35) and the builtin provider are not affected.
 
 use super::cluster::Server;
-use super::generation::{RuntimeEnv, ServerDirs, DEPS_DIR};
+use super::generation::{ServerDirs, DEPS_DIR};
+use super::runtime::RuntimeEnv;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

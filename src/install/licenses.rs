@@ -29,7 +29,7 @@ pub fn gather(name: &str, image_root: &Path, generation: &Path) -> Result<()> {
         }
         _ => from,
     };
-    super::generation::link_tree(image_root, &from, &generation.join(DIR).join(name))
+    super::link::link_tree(image_root, &from, &generation.join(DIR).join(name))
 }
 
 /// One extension's licence files in a generation.

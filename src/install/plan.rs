@@ -7,7 +7,7 @@
 
 use super::config;
 use super::facts::{DataDirState, HostFacts, LifecycleFacts, DEFAULT_PORT};
-use super::generation::RuntimeEnv;
+use super::runtime::RuntimeEnv;
 use super::service::{self, ServiceKind, ServiceSpec};
 use super::state::{GenerationState, InstanceState};
 use super::users::Account;

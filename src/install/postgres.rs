@@ -194,7 +194,7 @@ pub fn initdb(
     data: &Path,
     account: &Account,
     opts: &InitdbSettings,
-    env: &super::generation::RuntimeEnv,
+    env: &super::runtime::RuntimeEnv,
 ) -> Result<()> {
     let postgres = bin.join("postgres");
     let major = version_of_binary(&postgres)
@@ -239,7 +239,7 @@ pub fn start(
     data: &Path,
     log: &Path,
     account: &Account,
-    env: &super::generation::RuntimeEnv,
+    env: &super::runtime::RuntimeEnv,
 ) -> Result<()> {
     let mut cmd = as_user(&bin.join("pg_ctl"), account);
     if let Some(p) = &env.ld_library_path {
@@ -272,7 +272,7 @@ pub fn start_private(
     data: &Path,
     log: &Path,
     account: &Account,
-    env: &super::generation::RuntimeEnv,
+    env: &super::runtime::RuntimeEnv,
     socket_dir: &Path,
     port: u16,
 ) -> Result<()> {

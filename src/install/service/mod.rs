@@ -11,8 +11,8 @@
 pub mod pgctl;
 pub mod systemd;
 
-use super::generation::RuntimeEnv;
 use super::layout::HostLayout;
+use super::runtime::RuntimeEnv;
 use super::users::Account;
 use crate::error::{Classify, Kind, Result};
 use crate::names::InstanceName;

@@ -273,7 +273,7 @@ pub fn verify_text(unit_name: &str, text: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::install::generation::RuntimeEnv;
+    use crate::install::runtime::RuntimeEnv;
     use crate::install::users::Account;
 
     fn spec(notify: bool, vars: &[(&str, &str)]) -> ServiceSpec {

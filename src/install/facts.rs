@@ -259,7 +259,7 @@ pub fn spec_of(
     account: &Account,
     env: &RuntimeEnv,
 ) -> ServiceSpec {
-    ServiceSpec::on_generation(
+    spec_on_generation(
         layout,
         &st.instance,
         gen,
@@ -268,6 +268,30 @@ pub fn spec_of(
         &st.data_dir,
         st.port,
     )
+}
+
+/// The spec of `instance`'s server on generation `gen` (the state's
+/// vocabulary turned into the service seam's).
+pub fn spec_on_generation(
+    layout: &HostLayout,
+    instance: &InstanceName,
+    gen: &super::state::GenerationState,
+    account: &Account,
+    env: &RuntimeEnv,
+    data_dir: &Path,
+    port: u16,
+) -> ServiceSpec {
+    ServiceSpec {
+        instance: instance.clone(),
+        account: account.clone(),
+        bin: layout.generation(instance, &gen.name).join(&gen.dirs.bin),
+        data_dir: data_dir.to_path_buf(),
+        port,
+        env: env.clone(),
+        notify: env.notify,
+        log_file: layout.log_dir(instance).join("postgresql.log"),
+        gate: Some(layout.prefix.join("bin").join("pgoci")),
+    }
 }
 
 /// States of every other instance under the prefix (all with `except` "").

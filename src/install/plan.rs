@@ -434,7 +434,7 @@ pub fn service_spec(
     data_dir: &std::path::Path,
     port: u16,
 ) -> ServiceSpec {
-    ServiceSpec::on_generation(
+    super::facts::spec_on_generation(
         &opts.layout,
         &opts.instance,
         gen,

@@ -69,31 +69,6 @@ pub struct ServiceSpec {
     pub gate: Option<PathBuf>,
 }
 
-impl ServiceSpec {
-    /// The spec of `instance`'s server on generation `gen`.
-    pub fn on_generation(
-        layout: &HostLayout,
-        instance: &InstanceName,
-        gen: &super::state::GenerationState,
-        account: &Account,
-        env: &RuntimeEnv,
-        data_dir: &Path,
-        port: u16,
-    ) -> Self {
-        ServiceSpec {
-            instance: instance.clone(),
-            account: account.clone(),
-            bin: layout.generation(instance, &gen.name).join(&gen.dirs.bin),
-            data_dir: data_dir.to_path_buf(),
-            port,
-            env: env.clone(),
-            notify: env.notify,
-            log_file: layout.log_dir(instance).join("postgresql.log"),
-            gate: Some(layout.prefix.join("bin").join("pgoci")),
-        }
-    }
-}
-
 /// What a service manager does for an instance. Every method is
 /// idempotent: starting a running server or removing absent files is fine.
 pub trait ServiceManager {

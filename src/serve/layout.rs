@@ -1,0 +1,632 @@
+//! The read-only view `pgoci serve` has of a bundle: an OCI image layout
+//! directory, or a `.tar` of one read in place by byte offsets (never
+//! extracted or copied).
+//!
+//! Everything a client may ask for is known when the layout is opened:
+//! `index.json` names the images (each descriptor's
+//! `org.opencontainers.image.ref.name`, `registry/repository:tag` as
+//! `bundle export` writes it, or pgoci's `io.pgoci.repository` for what
+//! travels by digest), and the closure of each — the manifests an index
+//! lists, the config and layers of each manifest — is what its repository
+//! serves. Every manifest is read, checked against its digest and kept in
+//! memory (they are small); blobs stay on disk and are opened per request,
+//! only by a [`Digest`] of that closure, as `blobs/sha256/<hex>`: through
+//! directory handles that refuse symlinks (`O_NOFOLLOW`) and anything but
+//! a regular file, or as a byte range of the tar.
+
+use crate::bundle::IndexJson;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::names::{RepositoryName, TagName};
+use bytes::Bytes;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Where pgoci publishes a manifest that travels beside the images.
+const REPOSITORY: &str = "io.pgoci.repository";
+/// The largest manifest read (as for every document pgoci reads).
+const MANIFEST_CAP: u64 = crate::limits::DOCUMENT_CAP;
+/// How deep indexes may nest (an index of indexes of manifests).
+const MAX_DEPTH: usize = 4;
+
+/// An opened layout and what it serves.
+pub struct Layout {
+    pub path: PathBuf,
+    store: Store,
+    repos: BTreeMap<RepositoryName, Repo>,
+    manifests: HashMap<Digest, Manifest>,
+    /// Every blob a manifest of the closure lists, with its size.
+    blobs: HashMap<Digest, u64>,
+    /// Blobs listed but not in the layout (served as unknown).
+    missing: usize,
+    /// Descriptors of `index.json` naming no repository (not served).
+    unnamed: usize,
+}
+
+/// One repository: its tags and what it serves.
+#[derive(Default)]
+pub struct Repo {
+    pub tags: BTreeMap<TagName, Digest>,
+    /// Every manifest (and index) of the repository's closure.
+    pub manifests: BTreeSet<Digest>,
+    /// Every blob of it: configs, layers, and the manifests themselves.
+    pub blobs: BTreeSet<Digest>,
+}
+
+/// A manifest or index, read and checked once.
+pub struct Manifest {
+    pub bytes: Bytes,
+    /// The media type it was stored with (its descriptor's).
+    pub media_type: String,
+    /// What the referrers API reports: its `artifactType`, else its
+    /// config's media type.
+    pub artifact_type: Option<String>,
+    /// The manifest it refers to.
+    pub subject: Option<Digest>,
+    pub annotations: BTreeMap<String, String>,
+    /// What an index lists (and the layout holds).
+    children: Vec<Digest>,
+    /// Config and layers of an image manifest.
+    blobs: Vec<Digest>,
+}
+
+/// Bytes of a blob: a byte range of an open file.
+#[derive(Clone)]
+pub struct BlobFile {
+    pub file: Arc<File>,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl BlobFile {
+    /// The whole range, when it is at most `cap` bytes.
+    fn read_capped(&self, cap: u64) -> io::Result<Vec<u8>> {
+        if self.len > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than the {cap}-byte limit"),
+            ));
+        }
+        let mut buf = vec![0; self.len as usize];
+        self.file.read_exact_at(&mut buf, self.offset)?;
+        Ok(buf)
+    }
+}
+
+enum Store {
+    /// A directory: its handle, and that of `blobs/sha256` if there is one.
+    Dir { root: OwnedFd, sha: Option<OwnedFd> },
+    /// A tar: the file, and each regular entry's (data offset, size).
+    Tar {
+        file: Arc<File>,
+        entries: HashMap<String, (u64, u64)>,
+    },
+}
+
+/// Opens `name` under the directory `dir`: never through a symlink.
+fn open_at(dir: &OwnedFd, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{name} is a symlink"))
+        }
+        e => io::Error::from(e),
+    })
+}
+
+/// A regular file under `dir` (a FIFO or device is refused without
+/// blocking on it).
+fn open_regular_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
+    let file = File::from(open_at(dir, name, OFlags::NONBLOCK)?);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} is not a regular file"),
+        ));
+    }
+    Ok(file)
+}
+
+impl Store {
+    fn open(path: &Path) -> Result<Store> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::usage(format!("cannot open bundle {}: {e}", path.display()))
+                .hint("pass a bundle directory or .tar (an OCI image layout)")
+        })?;
+        let bad = |e: io::Error| {
+            Error::integrity(format!(
+                "{} is not an OCI image layout: {e}",
+                path.display()
+            ))
+        };
+        if meta.is_dir() {
+            let root = rustix::fs::open(
+                path,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| {
+                Error::usage(format!("cannot open bundle {}: {e}", path.display()))
+            })?;
+            let sha = match open_at(&root, "blobs", OFlags::DIRECTORY)
+                .and_then(|blobs| open_at(&blobs, "sha256", OFlags::DIRECTORY))
+            {
+                Ok(fd) => Some(fd),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(bad(io::Error::new(e.kind(), format!("blobs/sha256: {e}")))),
+            };
+            return Ok(Store::Dir { root, sha });
+        }
+        if !meta.is_file() {
+            return Err(Error::usage(format!(
+                "bundle {} is neither a directory nor a .tar file",
+                path.display()
+            )));
+        }
+        let file = File::open(path).map_err(|e| {
+            Error::usage(format!("cannot open bundle {}: {e}", path.display()))
+        })?;
+        let entries = scan_tar(&file).map_err(bad)?;
+        Ok(Store::Tar {
+            file: Arc::new(file),
+            entries,
+        })
+    }
+
+    /// A top-level file of the layout (`oci-layout`, `index.json`).
+    fn document(&self, name: &str) -> io::Result<Vec<u8>> {
+        let blob = match self {
+            Store::Dir { root, .. } => {
+                let file = open_regular_at(root, name)?;
+                let len = file.metadata()?.len();
+                BlobFile {
+                    file: Arc::new(file),
+                    offset: 0,
+                    len,
+                }
+            }
+            Store::Tar { .. } => self.tar_entry(name)?,
+        };
+        blob.read_capped(crate::limits::DOCUMENT_CAP)
+    }
+
+    fn tar_entry(&self, name: &str) -> io::Result<BlobFile> {
+        let Store::Tar { file, entries } = self else {
+            unreachable!("only for tars")
+        };
+        let &(offset, len) = entries
+            .get(name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no {name}")))?;
+        Ok(BlobFile {
+            file: file.clone(),
+            offset,
+            len,
+        })
+    }
+
+    /// `blobs/sha256/<hex>` of a digest; `NotFound` when absent.
+    fn blob(&self, digest: &Digest) -> io::Result<BlobFile> {
+        match self {
+            Store::Dir { sha, .. } => {
+                let sha = sha.as_ref().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::NotFound, "the layout has no blobs/sha256")
+                })?;
+                let file = open_regular_at(sha, digest.hex())?;
+                let len = file.metadata()?.len();
+                Ok(BlobFile {
+                    file: Arc::new(file),
+                    offset: 0,
+                    len,
+                })
+            }
+            Store::Tar { .. } => self.tar_entry(&format!("blobs/sha256/{}", digest.hex())),
+        }
+    }
+}
+
+/// Maps each regular file of a tar to its data offset and size (a later
+/// entry of the same name wins, as extracting would have it).
+fn scan_tar(file: &File) -> io::Result<HashMap<String, (u64, u64)>> {
+    let total = file.metadata()?.len();
+    let mut archive = tar::Archive::new(io::BufReader::new(file));
+    let mut entries = HashMap::new();
+    for entry in archive.entries_with_seek()? {
+        let entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let (offset, size) = (entry.raw_file_position(), entry.size());
+        if offset.checked_add(size).is_none_or(|end| end > total) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the tar is cut short in {name}"),
+            ));
+        }
+        entries.insert(name, (offset, size));
+    }
+    Ok(entries)
+}
+
+/// The parts of a manifest or index read here.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    #[serde(default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<Desc>,
+    #[serde(default)]
+    layers: Vec<Desc>,
+    #[serde(default)]
+    manifests: Vec<Desc>,
+    #[serde(default)]
+    subject: Option<Desc>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Desc {
+    #[serde(default)]
+    media_type: String,
+    digest: Digest,
+    size: u64,
+}
+
+/// Where an `index.json` descriptor is published: (repository, tag).
+/// `registry/repository:tag` (or `@digest`) in its ref name, else pgoci's
+/// repository annotation; a bare short name (`postgresql-17`, `latest`)
+/// names no repository.
+fn published_at(annotations: &BTreeMap<String, String>) -> Option<(String, Option<String>)> {
+    if let Some(name) = annotations.get(REF_NAME).filter(|n| n.contains('/')) {
+        let name = name.split_once('@').map_or(name.as_str(), |(n, _)| n);
+        let (repo, tag) = match name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
+            _ => (name, None),
+        };
+        return Some((repository_path(repo), tag));
+    }
+    annotations
+        .get(REPOSITORY)
+        .map(|r| (repository_path(r), None))
+}
+
+/// The repository path of `registry/path` as a registry serves it: the
+/// first component is the registry when it has a `.` or `:` or is
+/// `localhost` (Docker's rule); Docker Hub's one-component names are
+/// `library/NAME`.
+fn repository_path(name: &str) -> String {
+    let Some((first, rest)) = name.split_once('/') else {
+        return name.to_string();
+    };
+    if !(first.contains(['.', ':']) || first == "localhost") {
+        return name.to_string();
+    }
+    let hub = matches!(first, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    if hub && !rest.contains('/') {
+        return format!("library/{rest}");
+    }
+    rest.to_string()
+}
+
+impl Layout {
+    /// Opens a layout directory or `.tar` and reads what it serves: every
+    /// manifest `index.json` names and what it lists. A manifest that
+    /// does not match its digest, or a blob of another size than its
+    /// manifest says, is refused (exit 5); a blob or listed manifest the
+    /// layout does not hold is warned about and served as unknown.
+    pub fn open(path: &Path) -> Result<Layout> {
+        let store = Store::open(path)?;
+        let bad = |why: String| {
+            Error::integrity(format!(
+                "{} is not an OCI image layout pgoci can serve: {why}",
+                path.display()
+            ))
+            .hint("check it with `pgoci bundle verify`, or export it again")
+        };
+        let layout = store
+            .document("oci-layout")
+            .map_err(|e| bad(format!("oci-layout: {e}")))?;
+        let layout: serde_json::Value =
+            serde_json::from_slice(&layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
+        if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
+            return Err(bad("oci-layout is not version 1.0.0".into()));
+        }
+        let index = store
+            .document("index.json")
+            .map_err(|e| bad(format!("index.json: {e}")))?;
+        let index: IndexJson =
+            serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
+        let mut out = Layout {
+            path: path.to_path_buf(),
+            store,
+            repos: BTreeMap::new(),
+            manifests: HashMap::new(),
+            blobs: HashMap::new(),
+            missing: 0,
+            unnamed: 0,
+        };
+        for d in &index.manifests {
+            if !out.load(&d.digest, &d.media_type, d.size, 0)? {
+                return Err(bad(format!(
+                    "index.json lists {}, which the layout does not hold",
+                    d.digest
+                )));
+            }
+            let Some((repo, tag)) = published_at(&d.annotations) else {
+                out.unnamed += 1;
+                continue;
+            };
+            let repo = match RepositoryName::parse(&repo) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("{} is not served: {e}", d.digest);
+                    continue;
+                }
+            };
+            let tag = match tag.map(|t| TagName::parse(&t)).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("{} is served by digest only: {e}", d.digest);
+                    None
+                }
+            };
+            let entry = out.repos.entry(repo.clone()).or_default();
+            if let Some(tag) = tag {
+                match entry.tags.get(&tag) {
+                    Some(known) if *known != d.digest => tracing::warn!(
+                        "{repo}:{tag} is listed twice in index.json; serving {known}, not {}",
+                        d.digest
+                    ),
+                    _ => {
+                        entry.tags.insert(tag, d.digest.clone());
+                    }
+                }
+            }
+            out.attach(&repo, &d.digest, 0);
+        }
+        out.check_blobs().map_err(bad)?;
+        Ok(out)
+    }
+
+    /// Reads, checks and keeps a manifest and what it lists (once).
+    /// `Ok(false)`: the layout does not hold it.
+    fn load(&mut self, digest: &Digest, media_type: &str, size: u64, depth: usize) -> Result<bool> {
+        if self.manifests.contains_key(digest) {
+            return Ok(true);
+        }
+        let bad = |why: String| {
+            Error::integrity(format!(
+                "{}: manifest {digest} {why}",
+                self.path.display()
+            ))
+            .hint("check it with `pgoci bundle verify`, or export it again")
+        };
+        let bytes = match self.store.blob(digest) {
+            Ok(blob) => {
+                if blob.len != size {
+                    return Err(bad(format!(
+                        "is {} bytes, but listed as {size}",
+                        blob.len
+                    )));
+                }
+                blob.read_capped(MANIFEST_CAP)
+                    .map_err(|e| bad(e.to_string()))?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        if Digest::of_bytes(&bytes) != *digest {
+            return Err(bad("does not match its digest".into()));
+        }
+        let doc: Doc = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("is not a manifest or index: {e}")))?;
+        if !doc.manifests.is_empty() && depth >= MAX_DEPTH {
+            return Err(bad(format!("nests indexes deeper than {MAX_DEPTH}")));
+        }
+        let mut children = Vec::new();
+        for child in &doc.manifests {
+            if self.load(&child.digest, &child.media_type, child.size, depth + 1)? {
+                children.push(child.digest.clone());
+            } else {
+                tracing::warn!(
+                    "{digest} lists {}, which the layout does not hold: it is not served",
+                    child.digest
+                );
+            }
+        }
+        let mut blobs = Vec::new();
+        for b in doc.config.iter().chain(&doc.layers) {
+            self.blobs.entry(b.digest.clone()).or_insert(b.size);
+            blobs.push(b.digest.clone());
+        }
+        let stored_type = match media_type {
+            "" => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| crate::registry::OCI_MANIFEST.to_string()),
+            t => t.to_string(),
+        };
+        let artifact_type = doc
+            .artifact_type
+            .clone()
+            .or_else(|| doc.config.as_ref().map(|c| c.media_type.clone()));
+        self.manifests.insert(
+            digest.clone(),
+            Manifest {
+                bytes: Bytes::from(bytes),
+                media_type: stored_type,
+                artifact_type,
+                subject: doc.subject.map(|s| s.digest),
+                annotations: doc.annotations,
+                children,
+                blobs,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Puts a loaded manifest and its closure into a repository.
+    fn attach(&mut self, repo: &RepositoryName, digest: &Digest, depth: usize) {
+        let Some(m) = self.manifests.get(digest) else {
+            return;
+        };
+        let entry = self.repos.entry(repo.clone()).or_default();
+        if !entry.manifests.insert(digest.clone()) || depth > MAX_DEPTH {
+            return;
+        }
+        entry.blobs.insert(digest.clone());
+        entry.blobs.extend(m.blobs.iter().cloned());
+        for child in m.children.clone() {
+            self.attach(repo, &child, depth + 1);
+        }
+    }
+
+    /// Every listed blob: present with its listed size (or warned about).
+    fn check_blobs(&mut self) -> Result<(), String> {
+        let mut missing = 0;
+        for (digest, size) in &self.blobs {
+            if self.manifests.contains_key(digest) {
+                continue;
+            }
+            match self.store.blob(digest) {
+                Ok(b) if b.len == *size => {}
+                Ok(b) => {
+                    return Err(format!(
+                        "blob {digest} is {} bytes, but listed as {size}",
+                        b.len
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => missing += 1,
+                Err(e) => return Err(format!("blob {digest}: {e}")),
+            }
+        }
+        if missing > 0 {
+            tracing::warn!(
+                "{missing} blob(s) the manifests list are not in {}: they are served as unknown",
+                self.path.display()
+            );
+        }
+        self.missing = missing;
+        Ok(())
+    }
+
+    pub fn repo(&self, name: &RepositoryName) -> Option<&Repo> {
+        self.repos.get(name)
+    }
+
+    pub fn repos(&self) -> impl Iterator<Item = (&RepositoryName, &Repo)> {
+        self.repos.iter()
+    }
+
+    pub fn manifest(&self, digest: &Digest) -> Option<&Manifest> {
+        self.manifests.get(digest)
+    }
+
+    /// A config or layer of the closure, opened; `None` if the layout
+    /// does not hold it (any more) at its listed size. Manifests are
+    /// answered from memory ([`Layout::manifest_as_blob`]).
+    pub fn blob(&self, digest: &Digest) -> Option<BlobFile> {
+        let size = *self.blobs.get(digest)?;
+        match self.store.blob(digest) {
+            Ok(b) if b.len == size => Some(b),
+            Ok(_) => {
+                tracing::warn!("blob {digest} changed size since the layout was opened");
+                None
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!("blob {digest}: {e}");
+                }
+                None
+            }
+        }
+    }
+
+    /// A manifest's bytes, served as a blob (some clients ask so).
+    pub fn manifest_as_blob(&self, digest: &Digest) -> Option<Bytes> {
+        self.manifests.get(digest).map(|m| m.bytes.clone())
+    }
+
+    /// What was read: (repositories, tags, manifests, blobs, blobs
+    /// missing, descriptors naming no repository).
+    pub fn counts(&self) -> Counts {
+        Counts {
+            repositories: self.repos.len(),
+            tags: self.repos.values().map(|r| r.tags.len()).sum(),
+            manifests: self.manifests.len(),
+            blobs: self.blobs.len(),
+            missing: self.missing,
+            unnamed: self.unnamed,
+        }
+    }
+}
+
+/// What a layout serves, for the first line `pgoci serve` prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    pub repositories: usize,
+    pub tags: usize,
+    pub manifests: usize,
+    pub blobs: usize,
+    pub missing: usize,
+    pub unnamed: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_become_repository_paths() {
+        let at = |name: &str| {
+            published_at(&BTreeMap::from([(REF_NAME.to_string(), name.to_string())]))
+        };
+        assert_eq!(
+            at("127.0.0.1:5000/pgoci/postgresql:17"),
+            Some(("pgoci/postgresql".into(), Some("17".into())))
+        );
+        assert_eq!(
+            at("ghcr.io/cloudnative-pg/postgresql:18-minimal-trixie"),
+            Some((
+                "cloudnative-pg/postgresql".into(),
+                Some("18-minimal-trixie".into())
+            ))
+        );
+        assert_eq!(
+            at("docker.io/postgres:17"),
+            Some(("library/postgres".into(), Some("17".into())))
+        );
+        assert_eq!(
+            at("localhost/a/b@sha256:00"),
+            Some(("a/b".into(), None))
+        );
+        assert_eq!(at("pgoci/x:1"), Some(("pgoci/x".into(), Some("1".into()))));
+        // Short names (oras's) name no repository.
+        assert_eq!(at("postgresql-17"), None);
+        let by_repo = published_at(&BTreeMap::from([(
+            REPOSITORY.to_string(),
+            "127.0.0.1:5000/pgoci/pg_cron".to_string(),
+        )]));
+        assert_eq!(by_repo, Some(("pgoci/pg_cron".into(), None)));
+    }
+}

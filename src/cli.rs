@@ -190,6 +190,34 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         libraries: LibraryMode,
     },
+    /// Serve a bundle read-only as an OCI registry (the pull side of the
+    /// distribution spec), straight from the layout without copying it.
+    ///
+    /// Each image is served under the repository it came from, without
+    /// the registry (`reg.example/pgoci/postgresql:17` as
+    /// `pgoci/postgresql:17`), so a profile naming ADDR instead resolves the
+    /// same references; indexes, signatures, attestations and SBOMs beside
+    /// them too, with the referrers API. Manifests by tag and digest, blobs
+    /// with Range; every write is refused (405). SIGTERM or SIGINT stops
+    /// accepting and lets requests in flight finish (a second one stops at
+    /// once). -v logs one line per request.
+    Serve {
+        /// Bundle directory or .tar (any OCI image layout).
+        bundle: PathBuf,
+        /// Address to listen on, IP:PORT (port 0: any free port, printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Serve HTTPS with this certificate chain (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Require basic auth from the users of this file, one
+        /// `user:password` per line.
+        #[arg(long, value_name = "FILE")]
+        creds_file: Option<PathBuf>,
+    },
     /// Print shell completions for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell.
@@ -382,9 +410,11 @@ pub struct InstallArgs {
     /// Data directory [default: /var/lib/pgoci/<instance>/data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Service user (created as a system user if missing).
-    #[arg(long, default_value = "postgres")]
-    pub user: String,
+    /// Service user (created as a system user if missing) [default: the
+    /// instance's own, else postgres]. An existing instance keeps its user:
+    /// another one is refused.
+    #[arg(long)]
+    pub user: Option<String>,
     /// How the server is run [default: systemd when it is running, else none].
     #[arg(long, value_enum)]
     pub service: Option<ServiceKind>,

@@ -19,6 +19,9 @@
 //! becomes a type of [`names`] before use, documents are read with the caps
 //! of [`limits`], and values reach config files and units only through
 //! [`render`]'s quoting.
+//!
+//! [`serve`] answers the pull side of the OCI distribution spec from a
+//! bundle, read-only, for the hosts of a site.
 
 pub mod blobs;
 pub mod bundle;
@@ -43,6 +46,7 @@ pub mod registry;
 pub mod render;
 pub mod resolve;
 pub mod rootfs;
+pub mod serve;
 pub mod signature;
 pub mod unpack;
 

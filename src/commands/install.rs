@@ -59,19 +59,44 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
         None => format!("pg{}", lock.major()),
     };
     let instance = parse_instance_name(&instance)?;
-    pgoci::install::users::check_name(&args.user)?;
+    let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
+    // An existing instance keeps its user and service manager: changing
+    // them in passing would leave the old unit (or owner) behind.
+    let user = match (&args.user, &existing) {
+        (Some(u), Some(st)) if *u != st.user => {
+            return Err(Error::usage(format!(
+                "instance {instance} runs as user {}; --user {u} differs",
+                st.user
+            ))
+            .hint("leave --user out, or uninstall the instance and install it anew"))
+        }
+        (Some(u), _) => u.clone(),
+        (None, Some(st)) => st.user.clone(),
+        (None, None) => "postgres".to_string(),
+    };
+    let service = args.service.map(pgoci::install::service::ServiceKind::from);
+    if let (Some(s), Some(st)) = (service, &existing) {
+        if s != st.service {
+            return Err(Error::usage(format!(
+                "instance {instance} runs under {}; --service {} differs",
+                st.service.describe(),
+                s.describe()
+            ))
+            .hint("leave --service out, or uninstall the instance and install it anew"));
+        }
+    }
+    pgoci::install::users::check_name(&user)?;
     let mut opts = InstallOptions {
         port: args.port,
         data_dir: args.data_dir.clone(),
-        user: args.user.clone(),
-        service: args.service.map(Into::into),
+        user,
+        service,
         no_start: args.no_start,
         settings,
         initdb,
         libraries: args.libraries.into(),
         ..InstallOptions::new(layout.clone(), &instance)
     };
-    let existing = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?;
     if interactive && existing.is_none() {
         let provider_chosen = args.locale_provider.is_some()
             || args.icu_locale.is_some()
@@ -155,6 +180,10 @@ fn execute(
             ctx.reporter.as_ref(),
         )?;
         return Ok(outcome(command, lock, &report, true));
+    }
+    // Refused before a question is asked or a byte downloaded.
+    if plan.changes_anything() {
+        apply::require_root(command)?;
     }
     if interactive && plan.changes_anything() {
         eprintln!(

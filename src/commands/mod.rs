@@ -13,6 +13,7 @@ mod prompt;
 pub mod pull;
 mod reporter;
 pub mod resolve;
+pub mod serve;
 pub mod status;
 
 use crate::cli::{ChangeArgs, Cli, Command, Global, LockSource};
@@ -198,6 +199,7 @@ pub fn name(command: &Command) -> &'static str {
         Command::Gc { .. } => "gc",
         Command::Completions { .. } => "completions",
         Command::Doctor { .. } => "doctor",
+        Command::Serve { .. } => "serve",
         Command::GenerateMan { .. } => "generate-man",
     }
 }
@@ -236,6 +238,13 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             port,
             libraries,
         } => doctor::run(&ctx, bundle.as_deref(), port, libraries.into()),
+        Command::Serve {
+            bundle,
+            listen,
+            tls_cert,
+            tls_key,
+            creds_file,
+        } => serve::run(&ctx, bundle, listen, tls_cert.zip(tls_key), creds_file),
         Command::GenerateMan { dir } => docs::man_pages(&dir),
     }
 }

@@ -5,19 +5,27 @@ use pgoci::error::{Error, Result};
 use pgoci::install::state::InstanceState;
 use serde_json::json;
 
-/// Whether the postmaster recorded in `postmaster.pid` is alive.
+/// Whether the instance's server runs: the postmaster recorded in
+/// `postmaster.pid` is alive (EPERM from `kill(pid, 0)` means alive and
+/// someone else's); where the 0700 data directory cannot be read (status
+/// as an unprivileged user), whether its socket accepts a connection.
 fn server_running(state: &InstanceState) -> bool {
-    let Ok(text) = std::fs::read_to_string(state.data_dir.join("postmaster.pid")) else {
-        return false;
-    };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    else {
-        return false;
-    };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    match std::fs::read_to_string(state.data_dir.join("postmaster.pid")) {
+        Ok(text) => text
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+            .is_some_and(|pid| {
+                matches!(
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                    Ok(()) | Err(nix::errno::Errno::EPERM)
+                )
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            pgoci::install::facts::socket_accepts(&state.socket_dir, state.port)
+        }
+        Err(_) => false,
+    }
 }
 
 pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {

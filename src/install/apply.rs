@@ -315,9 +315,16 @@ impl InstallApplier<'_> {
                 }
                 let manager = service::manager(*service, self.layout());
                 let spec = self.spec()?;
-                let old = self.previous_spec();
+                // Only a server that ran before is started again on undo.
+                let old = match step {
+                    Step::Restart { .. } => self.previous_spec(),
+                    _ => None,
+                };
                 tx.server_changing(*service, spec.clone(), old);
-                self.ensure_runtime_dirs()?;
+                if self.previous.is_none() {
+                    tx.forget_on_undo(*service, &self.opts.instance);
+                }
+                self.ensure_runtime_dirs(tx)?;
                 match step {
                     Step::Restart { .. } => manager.restart(&spec)?,
                     _ => manager.start(&spec)?,
@@ -554,7 +561,9 @@ impl InstallApplier<'_> {
             major: self.lock.major(),
             port: self.target.port,
             data_dir: self.target.data_dir.clone(),
-            data_dir_created: self.previous.is_none_or(|p| p.data_dir_created),
+            data_dir_created: self
+                .previous
+                .map_or(!self.target.data_dir_existed, |p| p.data_dir_created),
             data_dir_complete,
             user: self.opts.user.clone(),
             service: self.target.service,
@@ -587,7 +596,13 @@ impl InstallApplier<'_> {
             tx.save_file(&state_path)?;
             self.new_state(false)?.write(&instance_dir)?;
         }
-        tx.create_dir(data_dir)?;
+        // A directory given empty (a mount point) is filled, never made:
+        // a rollback empties it again, and pgoci does not call it its own.
+        if data_dir.exists() {
+            tx.fill_empty_dir(data_dir);
+        } else {
+            tx.create_dir(data_dir)?;
+        }
         chown_mode(data_dir, &account, 0o700)?;
         let bin = self.gen_dir()?.join(&self.gen()?.dirs.bin);
         let env = generation::read_runtime_env(&self.gen_dir()?);
@@ -630,13 +645,14 @@ impl InstallApplier<'_> {
         Ok(())
     }
 
-    fn ensure_runtime_dirs(&self) -> Result<()> {
+    fn ensure_runtime_dirs(&self, tx: &mut Transaction) -> Result<()> {
         let account = self.account()?;
         for (dir, mode) in [
             (&self.target.socket_dir, 0o755),
             (&self.target.log_dir, 0o750),
         ] {
-            fs::create_dir_all(dir).with_path(dir, "create")?;
+            // Made by this run: removed again if it fails.
+            tx.create_dir(dir)?;
             chown_mode(dir, account, mode)?;
         }
         Ok(())

@@ -28,6 +28,9 @@ pub enum DataDirState {
     NonEmpty,
     /// A file, or something else that is not a directory.
     NotADirectory,
+    /// A directory this user may not look into (the 0700 data directory
+    /// of an existing instance, seen by `--check` without root).
+    Unreadable,
 }
 
 impl DataDirState {
@@ -42,6 +45,9 @@ impl DataDirState {
             },
             Ok(_) => match fs::read_dir(path).map(|mut e| e.next().is_some()) {
                 Ok(false) => DataDirState::Empty,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    DataDirState::Unreadable
+                }
                 _ => DataDirState::NonEmpty,
             },
         }
@@ -78,6 +84,9 @@ pub struct HostFacts {
     pub generation_env: RuntimeEnv,
     /// `pgoci.conf` as it is now.
     pub config: Option<String>,
+    /// `pgoci.conf` exists but this user may not read it (`--check`
+    /// without root): it is not compared.
+    pub config_unreadable: bool,
     /// `postgresql.conf` includes `pgoci.conf`.
     pub include_line_present: bool,
     /// The service manager's files as they are now (path → content).
@@ -122,6 +131,11 @@ impl HostFacts {
         let service_files =
             service_files(service::manager(service_kind, layout).as_ref(), instance);
         let server_running = match (&previous, current, &account) {
+            // Without root the service user's tools cannot be run: the
+            // server's socket says whether it runs.
+            (Some(prev), Some(_), _) if !nix::unistd::geteuid().is_root() => {
+                socket_accepts(&prev.socket_dir, prev.port)
+            }
             (Some(prev), Some(g), Some(acc)) => {
                 let spec = spec_of(layout, prev, g, acc, &generation_env);
                 service::manager(prev.service, layout).is_active(&spec)
@@ -163,6 +177,8 @@ impl HostFacts {
             current_generation_dir_exists: current_dir.as_deref().is_some_and(Path::is_dir),
             generation_env,
             config: fs::read_to_string(data_path.join("pgoci.conf")).ok(),
+            config_unreadable: fs::read_to_string(data_path.join("pgoci.conf"))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied),
             include_line_present: main_conf.lines().any(|l| l.trim() == config::INCLUDE_LINE),
             service_files,
             current_link: fs::read_link(layout.instance(instance).join("current"))
@@ -176,6 +192,12 @@ impl HostFacts {
             others,
         })
     }
+}
+
+/// Whether a server accepts connections on its Unix socket (a check any
+/// user may make).
+pub fn socket_accepts(socket_dir: &Path, port: u16) -> bool {
+    std::os::unix::net::UnixStream::connect(socket_dir.join(format!(".s.PGSQL.{port}"))).is_ok()
 }
 
 /// The first port tried when none is given.

@@ -222,6 +222,9 @@ pub struct InstallTarget {
     pub service: ServiceKind,
     pub socket_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// The data directory existed (empty) before: pgoci fills it, but
+    /// did not create it (and so `--purge` will not delete it).
+    pub data_dir_existed: bool,
 }
 
 /// A plan: the steps in order, and what a person should know first.
@@ -349,7 +352,15 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
                     user_settings: settings,
                 },
             )?;
-            facts.config.as_deref() != Some(text.as_str()) || !facts.include_line_present
+            if facts.config_unreadable {
+                warnings.push(format!(
+                    "{} cannot be read by this user: not compared (run as root to see whether it changes)",
+                    conf_path.display()
+                ));
+                false
+            } else {
+                facts.config.as_deref() != Some(text.as_str()) || !facts.include_line_present
+            }
         }
     };
     if config_changed {
@@ -421,6 +432,7 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
             service,
             socket_dir,
             log_dir,
+            data_dir_existed: matches!(facts.data_dir.state, DataDirState::Empty),
         }),
     })
 }
@@ -488,6 +500,13 @@ fn check_data_dir(lock: &Lock, instance: &InstanceName, facts: &HostFacts) -> Re
             .hint("use another --data-dir, or pg_upgrade the data first"))
         }
         (DataDirState::Initialised { .. }, Some(_)) => Ok(false),
+        // Without root the data directory cannot be looked into: what the
+        // instance recorded stands (an apply, as root, looks again).
+        (DataDirState::Unreadable, Some(prev)) if prev.data_dir_complete => Ok(false),
+        (DataDirState::Unreadable, _) => Err(Error::host(format!(
+            "data dir {shown} cannot be read by this user"
+        ))
+        .hint("run as root (or the directory's owner)")),
         (DataDirState::Initialised { .. }, None) => Err(Error::host(format!(
             "data dir {shown} already holds a PostgreSQL cluster that pgoci did not create"
         ))
@@ -755,6 +774,7 @@ mod tests {
             current_generation_dir_exists: false,
             generation_env: RuntimeEnv::default(),
             config: None,
+            config_unreadable: false,
             include_line_present: false,
             service_files: BTreeMap::new(),
             current_link: None,

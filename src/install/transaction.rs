@@ -27,8 +27,14 @@ enum Undo {
         path: PathBuf,
         previous: Option<PathBuf>,
     },
-    /// Remove a directory this transaction created.
+    /// Remove a directory this transaction created, with what is in it.
     Dir(PathBuf),
+    /// Remove a directory this transaction created on the way to another,
+    /// only if it is empty by then (someone else may have used it since).
+    EmptyDir(PathBuf),
+    /// Empty a directory that existed, empty, before this transaction
+    /// filled it (a mount point given as the data directory).
+    Contents(PathBuf),
 }
 
 /// A server this transaction touched: the new one to stop, and the old one
@@ -45,6 +51,7 @@ pub struct Transaction {
     journal: Vec<Undo>,
     reload: Option<ServiceKind>,
     server: Option<ServerChange>,
+    forget: Option<(ServiceKind, crate::names::InstanceName)>,
     committed: bool,
 }
 
@@ -55,6 +62,7 @@ impl Transaction {
             journal: Vec::new(),
             reload: None,
             server: None,
+            forget: None,
             committed: false,
         }
     }
@@ -93,17 +101,34 @@ impl Transaction {
         if path.exists() {
             return Ok(false);
         }
-        // Record the topmost missing ancestor, so a rollback removes it all.
-        let mut top = path.to_path_buf();
-        while let Some(parent) = top.parent() {
+        // The missing ancestors go only if nothing else lives in them by
+        // then; the directory itself goes with what this run put in it.
+        let mut missing = Vec::new();
+        let mut at = path.to_path_buf();
+        while let Some(parent) = at.parent() {
             if parent.exists() {
                 break;
             }
-            top = parent.to_path_buf();
+            missing.push(parent.to_path_buf());
+            at = parent.to_path_buf();
         }
         fs::create_dir_all(path).with_path(path, "create")?;
-        self.journal.push(Undo::Dir(top));
+        self.journal
+            .extend(missing.into_iter().rev().map(Undo::EmptyDir));
+        self.journal.push(Undo::Dir(path.to_path_buf()));
         Ok(true)
+    }
+
+    /// An existing empty directory this run will fill: emptied again on
+    /// rollback, never removed.
+    pub fn fill_empty_dir(&mut self, path: &Path) {
+        self.journal.push(Undo::Contents(path.to_path_buf()));
+    }
+
+    /// A first install: on rollback the service manager forgets the
+    /// instance too (systemd's enable symlink).
+    pub fn forget_on_undo(&mut self, kind: ServiceKind, instance: &crate::names::InstanceName) {
+        self.forget = Some((kind, instance.clone()));
     }
 
     /// Records a directory made by someone else for this transaction.
@@ -148,6 +173,9 @@ impl Transaction {
             // The new server may be half up; it must not hold the data dir.
             let _ = m.stop(&s.new);
         }
+        if let Some((kind, instance)) = &self.forget {
+            let _ = service::manager(*kind, &self.layout).forget(instance);
+        }
         let mut first_error = None;
         for undo in self.journal.drain(..).rev() {
             if let Err(e) = undo_one(undo) {
@@ -163,11 +191,13 @@ impl Transaction {
         if let (Some(m), Some(ServerChange { old: Some(old), .. })) = (&manager, &self.server) {
             match m.restart(old) {
                 Ok(()) => {
-                    restarted = old
-                        .bin
-                        .parent()
-                        .and_then(|g| g.file_name())
-                        .map(|n| n.to_string_lossy().into_owned())
+                    // The component after `generations/` (a rootfs server's
+                    // bin lies deeper inside its generation).
+                    let parts: Vec<_> = old.bin.components().collect();
+                    restarted = parts
+                        .windows(2)
+                        .find(|w| w[0].as_os_str() == "generations")
+                        .map(|w| w[1].as_os_str().to_string_lossy().into_owned());
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -203,13 +233,32 @@ fn undo_one(undo: Undo) -> Result<()> {
             previous: None,
         } => fsutil::remove_file_if_exists(&path).map(|_| ()),
         Undo::Dir(path) => fsutil::remove_dir_if_exists(&path).map(|_| ()),
+        Undo::EmptyDir(path) => {
+            // Not empty: someone else's now; left alone.
+            let _ = fs::remove_dir(&path);
+            Ok(())
+        }
+        Undo::Contents(path) => {
+            for entry in fs::read_dir(&path).with_path(&path, "read")? {
+                let entry = entry.with_path(&path, "read")?;
+                let p = entry.path();
+                if entry.file_type().with_path(&p, "stat")?.is_dir() {
+                    fsutil::remove_dir_if_exists(&p)?;
+                } else {
+                    fsutil::remove_file_if_exists(&p)?;
+                }
+            }
+            Ok(())
+        }
     }
 }
 
 impl Drop for Transaction {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = self.undo();
+            if let Err(e) = self.undo() {
+                tracing::error!("undoing an unfinished change failed: {}", e.message);
+            }
         }
     }
 }

@@ -32,6 +32,8 @@ use std::sync::Arc;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Where pgoci publishes a manifest that travels beside the images.
 const REPOSITORY: &str = "io.pgoci.repository";
+/// Why pgoci carries a manifest (`alias`: a short name of another).
+const ROLE: &str = "io.pgoci.role";
 /// The largest manifest read (as for every document pgoci reads).
 const MANIFEST_CAP: u64 = crate::limits::DOCUMENT_CAP;
 /// How deep indexes may nest (an index of indexes of manifests).
@@ -158,9 +160,7 @@ impl Store {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| {
-                Error::usage(format!("cannot open bundle {}: {e}", path.display()))
-            })?;
+            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
             let sha = match open_at(&root, "blobs", OFlags::DIRECTORY)
                 .and_then(|blobs| open_at(&blobs, "sha256", OFlags::DIRECTORY))
             {
@@ -176,9 +176,8 @@ impl Store {
                 path.display()
             )));
         }
-        let file = File::open(path).map_err(|e| {
-            Error::usage(format!("cannot open bundle {}: {e}", path.display()))
-        })?;
+        let file = File::open(path)
+            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
         let entries = scan_tar(&file).map_err(bad)?;
         Ok(Store::Tar {
             file: Arc::new(file),
@@ -321,7 +320,10 @@ fn repository_path(name: &str) -> String {
     if !(first.contains(['.', ':']) || first == "localhost") {
         return name.to_string();
     }
-    let hub = matches!(first, "docker.io" | "index.docker.io" | "registry-1.docker.io");
+    let hub = matches!(
+        first,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    );
     if hub && !rest.contains('/') {
         return format!("library/{rest}");
     }
@@ -373,7 +375,10 @@ impl Layout {
                 )));
             }
             let Some((repo, tag)) = published_at(&d.annotations) else {
-                out.unnamed += 1;
+                // pgoci's short names for oras name what a reference names too.
+                if d.annotations.get(ROLE).map(String::as_str) != Some("alias") {
+                    out.unnamed += 1;
+                }
                 continue;
             };
             let repo = match RepositoryName::parse(&repo) {
@@ -404,6 +409,13 @@ impl Layout {
             }
             out.attach(&repo, &d.digest, 0);
         }
+        if out.unnamed > 0 {
+            tracing::warn!(
+                "{} manifest(s) of index.json name no repository (only a short name such as `latest`): \
+                 they are not served",
+                out.unnamed
+            );
+        }
         out.check_blobs().map_err(bad)?;
         Ok(out)
     }
@@ -415,19 +427,13 @@ impl Layout {
             return Ok(true);
         }
         let bad = |why: String| {
-            Error::integrity(format!(
-                "{}: manifest {digest} {why}",
-                self.path.display()
-            ))
-            .hint("check it with `pgoci bundle verify`, or export it again")
+            Error::integrity(format!("{}: manifest {digest} {why}", self.path.display()))
+                .hint("check it with `pgoci bundle verify`, or export it again")
         };
         let bytes = match self.store.blob(digest) {
             Ok(blob) => {
                 if blob.len != size {
-                    return Err(bad(format!(
-                        "is {} bytes, but listed as {size}",
-                        blob.len
-                    )));
+                    return Err(bad(format!("is {} bytes, but listed as {size}", blob.len)));
                 }
                 blob.read_capped(MANIFEST_CAP)
                     .map_err(|e| bad(e.to_string()))?
@@ -598,9 +604,8 @@ mod tests {
 
     #[test]
     fn references_become_repository_paths() {
-        let at = |name: &str| {
-            published_at(&BTreeMap::from([(REF_NAME.to_string(), name.to_string())]))
-        };
+        let at =
+            |name: &str| published_at(&BTreeMap::from([(REF_NAME.to_string(), name.to_string())]));
         assert_eq!(
             at("127.0.0.1:5000/pgoci/postgresql:17"),
             Some(("pgoci/postgresql".into(), Some("17".into())))
@@ -616,10 +621,7 @@ mod tests {
             at("docker.io/postgres:17"),
             Some(("library/postgres".into(), Some("17".into())))
         );
-        assert_eq!(
-            at("localhost/a/b@sha256:00"),
-            Some(("a/b".into(), None))
-        );
+        assert_eq!(at("localhost/a/b@sha256:00"), Some(("a/b".into(), None)));
         assert_eq!(at("pgoci/x:1"), Some(("pgoci/x".into(), Some("1".into()))));
         // Short names (oras's) name no repository.
         assert_eq!(at("postgresql-17"), None);

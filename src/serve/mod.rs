@@ -172,11 +172,19 @@ fn name_unknown() -> Reply {
 }
 
 fn manifest_unknown() -> Reply {
-    Reply::error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown")
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "MANIFEST_UNKNOWN",
+        "manifest unknown",
+    )
 }
 
 fn blob_unknown() -> Reply {
-    Reply::error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry")
+    Reply::error(
+        StatusCode::NOT_FOUND,
+        "BLOB_UNKNOWN",
+        "blob unknown to registry",
+    )
 }
 
 fn digest_invalid() -> Reply {
@@ -202,7 +210,7 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+        if b[i] == b'%' && i + 2 < b.len() {
             if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -287,7 +295,13 @@ impl Server {
         reply
     }
 
-    fn route(&self, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Reply {
+    fn route(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Reply {
         if let Some(users) = &self.users {
             let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
             if !users.admits(given) {
@@ -364,7 +378,10 @@ impl Server {
             .take(limit.unwrap_or(usize::MAX))
             .map(|t| t.as_str())
             .collect();
-        let mut reply = Reply::json(StatusCode::OK, &json!({"name": name.as_str(), "tags": shown}));
+        let mut reply = Reply::json(
+            StatusCode::OK,
+            &json!({"name": name.as_str(), "tags": shown}),
+        );
         if let (Some(n), Some(end)) = (limit, shown.last()) {
             if after.len() > shown.len() {
                 reply = reply.with(
@@ -432,10 +449,8 @@ impl Server {
                     }),
                     Payload::Empty => Payload::Empty,
                 };
-                reply(StatusCode::PARTIAL_CONTENT, part).with(
-                    header::CONTENT_RANGE,
-                    &format!("bytes {start}-{end}/{len}"),
-                )
+                reply(StatusCode::PARTIAL_CONTENT, part)
+                    .with(header::CONTENT_RANGE, &format!("bytes {start}-{end}/{len}"))
             }
             Range::Unsatisfiable => Reply::new(StatusCode::RANGE_NOT_SATISFIABLE, Payload::Empty)
                 .with(header::CONTENT_RANGE, &format!("bytes */{len}")),
@@ -511,7 +526,11 @@ mod tests {
             "bytes=+1-2",
             "bytes=",
         ] {
-            assert_eq!(parse_range(Some(&h(bad)), 10), Range::Unsatisfiable, "{bad}");
+            assert_eq!(
+                parse_range(Some(&h(bad)), 10),
+                Range::Unsatisfiable,
+                "{bad}"
+            );
         }
         assert_eq!(parse_range(Some(&h("bytes=-1")), 0), Range::Unsatisfiable);
     }
@@ -519,8 +538,11 @@ mod tests {
     #[test]
     fn queries_are_decoded() {
         assert_eq!(
-            query_param(Some("n=2&artifactType=application%2Fspdx%2Bjson"), "artifactType")
-                .as_deref(),
+            query_param(
+                Some("n=2&artifactType=application%2Fspdx%2Bjson"),
+                "artifactType"
+            )
+            .as_deref(),
             Some("application/spdx+json")
         );
         assert_eq!(query_param(Some("n=2"), "last"), None);

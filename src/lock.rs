@@ -44,7 +44,7 @@ pub struct Pinned {
     /// required: its blobs travel with the artifact so an offline host
     /// can check it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signature: Option<crate::signature::record::SignatureRecord>,
+    pub signature: Option<SignatureRecord>,
 }
 
 impl Pinned {
@@ -226,6 +226,38 @@ impl Lock {
     /// Total bytes to download for this lock.
     pub fn download_size(&self) -> u64 {
         self.blobs().iter().map(|b| b.size).sum()
+    }
+}
+
+/// The signature of one artifact, in a lock: pointers to the blobs an
+/// offline host checks again (the checking is `signature::record`'s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    /// Who signed, as resolve's policy named it (`key sha256:…` or
+    /// `keyless SUBJECT issuer ISSUER`).
+    pub signer: String,
+    /// The digest the signature covers: the platform manifest's or the
+    /// index's it was picked from.
+    pub signed: Digest,
+    /// The cosign signature manifest.
+    pub manifest: Blob,
+    /// Its simple-signing payloads.
+    pub payloads: Vec<Blob>,
+    /// The image index, when the signature covers it (its bytes prove the
+    /// platform manifest is one of its entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<Blob>,
+}
+
+impl SignatureRecord {
+    /// Every blob to carry: index, signature manifest, payloads.
+    pub fn blobs(&self) -> Vec<Blob> {
+        self.index
+            .iter()
+            .cloned()
+            .chain(std::iter::once(self.manifest.clone()))
+            .chain(self.payloads.iter().cloned())
+            .collect()
     }
 }
 

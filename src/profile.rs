@@ -10,7 +10,6 @@ use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
 use crate::names::{
     check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
 };
-use crate::signature::policy::SignatureSpec;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -563,6 +562,30 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// A `signatures:` value as a profile writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SignatureSpec {
+    /// A cosign public key (PEM).
+    Key(std::path::PathBuf),
+    /// A keyless identity and the roots its certificates chain to.
+    Keyless(KeylessSpec),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeylessSpec {
+    pub issuer: String,
+    /// The certificate's SAN exactly…
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// …or any SAN this pattern matches whole (one of the two).
+    #[serde(default)]
+    pub subject_regexp: Option<String>,
+    /// A PEM CA bundle or a Sigstore `trusted_root.json`.
+    pub trusted_root: std::path::PathBuf,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -743,5 +766,20 @@ spec:
             nearest("pg_corn", ["pg_cron", "hstore", "vector"]),
             vec!["pg_cron"]
         );
+    }
+
+    #[test]
+    fn specs_parse_in_both_forms() {
+        let key: SignatureSpec = serde_saphyr::from_str("key: keys/cosign.pub").unwrap();
+        assert_eq!(key, SignatureSpec::Key("keys/cosign.pub".into()));
+        let keyless: SignatureSpec = serde_saphyr::from_str(
+            "keyless: {issuer: https://i.example, subject: me@example.org, trusted_root: r.json}",
+        )
+        .unwrap();
+        assert!(
+            matches!(keyless, SignatureSpec::Keyless(k) if k.subject.as_deref() == Some("me@example.org"))
+        );
+        assert!(serde_saphyr::from_str::<SignatureSpec>("kee: x").is_err());
+        assert!(serde_saphyr::from_str::<SignatureSpec>("keyless: {issuer: i}").is_err());
     }
 }

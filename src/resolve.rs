@@ -11,7 +11,7 @@ use crate::lock::{
 use crate::platform::{self, IndexEntry, Platform};
 use crate::profile::{nearest, substitute, Layout, Profile};
 use crate::registry::Registry;
-use crate::signature::{self, policy::Policies, record::SignatureRecord, Policy};
+use crate::signature::{self, policy::Policies, Policy};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -385,7 +385,7 @@ async fn pin(
         digest: m.digest,
         media_type: m.media_type,
     });
-    let record = SignatureRecord::new(&verified, &set, index_blob);
+    let record = signature::record::record(&verified, &set, index_blob);
     Ok((
         Pinned {
             signature: Some(record),

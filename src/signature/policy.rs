@@ -17,61 +17,36 @@
 
 use super::{Policy, SubjectMatch};
 use crate::error::{Error, Result};
-use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A `signatures:` value as a profile writes it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub enum SignatureSpec {
-    /// A cosign public key (PEM).
-    Key(PathBuf),
-    /// A keyless identity and the roots its certificates chain to.
-    Keyless(KeylessSpec),
-}
+pub use crate::profile::{KeylessSpec, SignatureSpec};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeylessSpec {
-    pub issuer: String,
-    /// The certificate's SAN exactly…
-    #[serde(default)]
-    pub subject: Option<String>,
-    /// …or any SAN this pattern matches whole (one of the two).
-    #[serde(default)]
-    pub subject_regexp: Option<String>,
-    /// A PEM CA bundle or a Sigstore `trusted_root.json`.
-    pub trusted_root: PathBuf,
-}
-
-impl KeylessSpec {
-    fn subject(&self) -> Result<SubjectMatch> {
-        match (&self.subject, &self.subject_regexp) {
-            (Some(s), None) => Ok(SubjectMatch::from(s.as_str())),
-            (None, Some(p)) => SubjectMatch::pattern(p),
-            _ => Err(Error::resolve(
-                "signatures.keyless needs exactly one of subject and subject_regexp",
-            )),
-        }
+/// The certificate subject a keyless spec asks for.
+fn keyless_subject(k: &KeylessSpec) -> Result<SubjectMatch> {
+    match (&k.subject, &k.subject_regexp) {
+        (Some(s), None) => Ok(SubjectMatch::from(s.as_str())),
+        (None, Some(p)) => SubjectMatch::pattern(p),
+        _ => Err(Error::resolve(
+            "signatures.keyless needs exactly one of subject and subject_regexp",
+        )),
     }
 }
 
-impl SignatureSpec {
-    /// The policy, with files read relative to `base` (the profile's directory).
-    pub fn load(&self, base: &Path) -> Result<Policy> {
-        let at = |p: &Path| {
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            }
-        };
-        match self {
-            SignatureSpec::Key(path) => Policy::key_file(&at(path)),
-            SignatureSpec::Keyless(k) => {
-                Policy::keyless(&k.issuer, k.subject()?, &at(&k.trusted_root))
-            }
+/// The policy a profile's spec names, with files read relative to `base`
+/// (the profile's directory).
+pub fn load(spec: &SignatureSpec, base: &Path) -> Result<Policy> {
+    let at = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    match spec {
+        SignatureSpec::Key(path) => Policy::key_file(&at(path)),
+        SignatureSpec::Keyless(k) => {
+            Policy::keyless(&k.issuer, keyless_subject(k)?, &at(&k.trusted_root))
         }
     }
 }
@@ -104,15 +79,15 @@ impl Policies {
         base: &Path,
     ) -> Result<Self> {
         let mut policies = Policies {
-            all: all.map(|s| s.load(base)).transpose()?,
-            server: server.map(|s| s.load(base)).transpose()?,
+            all: all.map(|s| load(s, base)).transpose()?,
+            server: server.map(|s| load(s, base)).transpose()?,
             extensions: BTreeMap::new(),
         };
         for (name, spec) in extensions {
             if let Some(spec) = spec {
                 policies.extensions.insert(
                     name.clone(),
-                    spec.load(base)
+                    load(spec, base)
                         .map_err(|e| e.context(format!("signatures of extension {name}")))?,
                 );
             }
@@ -160,19 +135,4 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn specs_parse_in_both_forms() {
-        let key: SignatureSpec = serde_saphyr::from_str("key: keys/cosign.pub").unwrap();
-        assert_eq!(key, SignatureSpec::Key("keys/cosign.pub".into()));
-        let keyless: SignatureSpec = serde_saphyr::from_str(
-            "keyless: {issuer: https://i.example, subject: me@example.org, trusted_root: r.json}",
-        )
-        .unwrap();
-        assert!(
-            matches!(keyless, SignatureSpec::Keyless(k) if k.subject.as_deref() == Some("me@example.org"))
-        );
-        assert!(serde_saphyr::from_str::<SignatureSpec>("kee: x").is_err());
-        assert!(serde_saphyr::from_str::<SignatureSpec>("keyless: {issuer: i}").is_err());
-    }
 }

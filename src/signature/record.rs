@@ -9,61 +9,31 @@ use crate::blobs::BlobSource;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::lock::Blob;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The signature of one artifact, in a lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignatureRecord {
-    /// Who signed, as resolve's policy named it (`key sha256:…` or
-    /// `keyless SUBJECT issuer ISSUER`).
-    pub signer: String,
-    /// The digest the signature covers: the platform manifest's or the
-    /// index's it was picked from.
-    pub signed: Digest,
-    /// The cosign signature manifest.
-    pub manifest: Blob,
-    /// Its simple-signing payloads.
-    pub payloads: Vec<Blob>,
-    /// The image index, when the signature covers it (its bytes prove the
-    /// platform manifest is one of its entries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<Blob>,
-}
+pub use crate::lock::SignatureRecord;
 
-impl SignatureRecord {
-    /// The record of a signature just verified online.
-    pub fn new(verified: &Verified, set: &SignatureSet, index: Option<Blob>) -> Self {
-        SignatureRecord {
-            signer: verified.signer.clone(),
-            signed: verified.signed.clone(),
-            manifest: Blob {
-                digest: set.digest.clone(),
-                size: set.manifest.len() as u64,
-                media_type: set.media_type.clone(),
-            },
-            payloads: set
-                .blobs
-                .iter()
-                .map(|(d, b)| Blob {
-                    digest: d.clone(),
-                    size: b.len() as u64,
-                    media_type: super::cosign::SIMPLE_SIGNING.into(),
-                })
-                .collect(),
-            // The index is only needed when it is what was signed.
-            index: index.filter(|i| i.digest == verified.signed),
-        }
-    }
-
-    /// Every blob to carry: index, signature manifest, payloads.
-    pub fn blobs(&self) -> Vec<Blob> {
-        self.index
+/// The record of a signature just verified online.
+pub fn record(verified: &Verified, set: &SignatureSet, index: Option<Blob>) -> SignatureRecord {
+    SignatureRecord {
+        signer: verified.signer.clone(),
+        signed: verified.signed.clone(),
+        manifest: Blob {
+            digest: set.digest.clone(),
+            size: set.manifest.len() as u64,
+            media_type: set.media_type.clone(),
+        },
+        payloads: set
+            .blobs
             .iter()
-            .cloned()
-            .chain(std::iter::once(self.manifest.clone()))
-            .chain(self.payloads.iter().cloned())
-            .collect()
+            .map(|(d, b)| Blob {
+                digest: d.clone(),
+                size: b.len() as u64,
+                media_type: super::cosign::SIMPLE_SIGNING.into(),
+            })
+            .collect(),
+        // The index is only needed when it is what was signed.
+        index: index.filter(|i| i.digest == verified.signed),
     }
 }
 

@@ -132,7 +132,3 @@ impl Policies {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-}

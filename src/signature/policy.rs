@@ -131,4 +131,3 @@ impl Policies {
         .map_err(|e| e.context(format!("profile {}", profile.name)))
     }
 }
-

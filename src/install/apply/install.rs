@@ -1,75 +1,27 @@
-//! The applier: carries out a [`Plan`] step by step inside a
-//! [`Transaction`], so a step that fails (or a server that does not come
-//! up) puts back the previous `current`, config, service files and state,
-//! and restarts the previous server. Each step checks whether its result
-//! is already there, so a run killed midway completes when run again.
+//! Applying an install (or same-major upgrade) plan: unpack, check the
+//! libraries, compose, the data checks, initdb, config, unit, switch, start.
 
-use super::config;
-use super::facts::spec_of;
-use super::generation::{self, ExtensionInput};
-use super::layout::HostLayout;
-use super::plan::{self, InstallTarget, Plan, Step};
-use super::service::{self, ServiceKind, ServiceManager, ServiceSpec};
-use super::state::{ExtensionState, GenerationState, InstanceState};
-use super::transaction::Transaction;
-use super::users::{self, Account};
-use super::{postgres, store, InstallOptions, InstallReport};
+use super::files::{chown_mode, write_config, write_service_files};
+use super::{report, require_root, undo, Runner};
 use crate::blobs::BlobSource;
-use crate::cache::Cache;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::fsutil;
+use crate::install::facts::spec_of;
+use crate::install::generation::{self, ExtensionInput};
+use crate::install::layout::HostLayout;
+use crate::install::plan::{self, InstallTarget, Plan, Step};
+use crate::install::service::{self, ServiceSpec};
+use crate::install::state::{ExtensionState, GenerationState, InstanceState};
+use crate::install::transaction::Transaction;
+use crate::install::users::{self, Account};
+use crate::install::{postgres, store, InstallOptions, InstallReport};
 use crate::lock::Lock;
 use crate::names::InstanceName;
-use crate::progress::{Event, Reporter};
+use crate::progress::Reporter;
 use crate::unpack;
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-
-/// Fails unless running as root: applying changes users, owners, services.
-pub fn require_root(command: &str) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        return Ok(());
-    }
-    Err(Error::host(format!(
-        "pgoci {command} must run as root (it creates users, chowns the data directory and runs services)"
-    ))
-    .hint("run it with sudo, or add --check to see the plan without changing anything"))
-}
-
-/// Runs steps, reporting each and collecting those that changed something.
-struct Runner<'a> {
-    reporter: &'a dyn Reporter,
-    done: Vec<Step>,
-}
-
-impl Runner<'_> {
-    fn run<T>(&mut self, step: &Step, f: impl FnOnce() -> Result<(T, bool)>) -> Result<T> {
-        let span = tracing::info_span!("step", kind = step.kind());
-        let _entered = span.enter();
-        self.reporter.event(&Event::StepStarted { step });
-        let started = Instant::now();
-        let (value, changed) = f()?;
-        self.reporter.event(&Event::StepFinished {
-            step,
-            changed,
-            elapsed: started.elapsed(),
-        });
-        tracing::debug!(
-            changed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "{}",
-            step.describe(true)
-        );
-        if changed {
-            self.done.push(step.clone());
-        }
-        Ok(value)
-    }
-}
 
 /// Applies an install (or upgrade) plan for `lock`, with blobs from `source`.
 pub fn install(
@@ -173,7 +125,7 @@ pub fn check_libraries(
     opts: &InstallOptions,
     bundle: Option<&dyn BlobSource>,
     reporter: &dyn Reporter,
-) -> Result<Option<super::libraries::LibraryReport>> {
+) -> Result<Option<crate::install::libraries::LibraryReport>> {
     let has = |kind: fn(&Step) -> bool| plan.steps.iter().any(kind);
     if !has(|s| matches!(s, Step::Compose { .. })) {
         return Ok(None);
@@ -195,40 +147,11 @@ pub fn check_libraries(
 fn check_stored_libraries(
     lock: &Lock,
     opts: &InstallOptions,
-) -> Result<super::libraries::LibraryReport> {
-    let report = super::libraries::check(lock, &opts.layout.store(), opts.libraries, false)?;
+) -> Result<crate::install::libraries::LibraryReport> {
+    let report =
+        crate::install::libraries::check(lock, &opts.layout.store(), opts.libraries, false)?;
     report.refuse_failed()?;
     Ok(report)
-}
-
-/// Rolls back, saying in the error what became of the host.
-fn undo(tx: Transaction, err: Error) -> Error {
-    let message = match tx.rollback() {
-        Ok(Some(gen)) => format!(
-            "{}; switched back to generation {gen} and restarted it",
-            err.message
-        ),
-        Ok(None) => format!("{}; every change of this run was undone", err.message),
-        Err(e2) => format!(
-            "{}; undoing the run also failed: {}",
-            err.message, e2.message
-        ),
-    };
-    let mut err = err;
-    err.message = message;
-    err
-}
-
-fn report(plan: &Plan, done: Vec<Step>) -> InstallReport {
-    InstallReport {
-        changed: !done.is_empty(),
-        instance: plan.instance.clone(),
-        actions: done,
-        warnings: plan.warnings.clone(),
-        libraries: None,
-        data: Vec::new(),
-        extension_updates: Vec::new(),
-    }
 }
 
 struct InstallApplier<'a> {
@@ -241,11 +164,11 @@ struct InstallApplier<'a> {
     gen: Option<GenerationState>,
     account: Option<Account>,
     /// The library check of the artifacts, once unpacked.
-    libraries: Option<super::libraries::LibraryReport>,
+    libraries: Option<crate::install::libraries::LibraryReport>,
     /// The collation change the new generation brings to existing data.
-    gate: Option<super::collation::Gate>,
+    gate: Option<crate::install::collation::Gate>,
     /// Extensions whose files' default version differs from the catalog's.
-    updates: Vec<super::extensions::Update>,
+    updates: Vec<crate::install::extensions::Update>,
 }
 
 impl InstallApplier<'_> {
@@ -300,7 +223,7 @@ impl InstallApplier<'_> {
                 // other collation libraries (the host changed): pgoci's own
                 // start path takes the gate as the unit's ExecStartPre does.
                 if let (Some(prev), Some(_)) = (self.previous, &self.target.reuse_generation) {
-                    super::datacare::start_gate(self.layout(), prev)?;
+                    crate::install::datacare::start_gate(self.layout(), prev)?;
                 }
                 // A collation change the gate let through: recorded before
                 // the start, so the unit's start gate lets the server up.
@@ -399,11 +322,11 @@ impl InstallApplier<'_> {
     }
 
     /// The old server, when it runs (asked what the data holds).
-    fn running_previous_server(&self) -> Option<super::cluster::Server> {
+    fn running_previous_server(&self) -> Option<crate::install::cluster::Server> {
         let prev = self.previous?;
         let spec = self.previous_spec()?;
         let running = service::manager(prev.service, self.layout()).is_active(&spec);
-        super::datacare::current_server(self.layout(), prev, running)
+        crate::install::datacare::current_server(self.layout(), prev, running)
     }
 
     /// The collation gate and the extension update paths for the new
@@ -415,9 +338,9 @@ impl InstallApplier<'_> {
         };
         let server = self.running_previous_server();
         let to = gen.collation.clone().unwrap_or_default();
-        self.gate = super::datacare::gate(
+        self.gate = crate::install::datacare::gate(
             prev,
-            super::datacare::data_libs(self.layout(), prev),
+            crate::install::datacare::data_libs(self.layout(), prev),
             &to,
             server.as_ref(),
             self.opts.collation,
@@ -425,7 +348,7 @@ impl InstallApplier<'_> {
         )?;
         if let Some(server) = &server {
             let gen_dir = self.gen_dir()?;
-            self.updates = super::datacare::extension_updates(
+            self.updates = crate::install::datacare::extension_updates(
                 self.layout(),
                 prev,
                 &gen_dir,
@@ -453,21 +376,26 @@ impl InstallApplier<'_> {
                     .into(),
             ]);
         }
-        let server = super::cluster::Server {
+        let server = crate::install::cluster::Server {
             bin: spec.bin.clone(),
-            client_dirs: super::cluster::host_client_dirs(self.layout()),
+            client_dirs: crate::install::cluster::host_client_dirs(self.layout()),
             env: spec.env.clone(),
             account: self.account()?.clone(),
             socket_dir: self.target.socket_dir.clone(),
             port: self.target.port,
         };
-        let updates: &[super::extensions::Update] = if self.opts.update_extensions {
+        let updates: &[crate::install::extensions::Update] = if self.opts.update_extensions {
             &self.updates
         } else {
             &[]
         };
         let _ = (prev, gen);
-        super::datacare::after_switch(&server, self.lock.major(), self.gate.as_ref(), updates)
+        crate::install::datacare::after_switch(
+            &server,
+            self.lock.major(),
+            self.gate.as_ref(),
+            updates,
+        )
     }
 
     fn gen(&self) -> Result<&GenerationState> {
@@ -659,83 +587,6 @@ impl InstallApplier<'_> {
     }
 }
 
-/// Gives a directory to the service user with `mode`.
-fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
-    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
-        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
-}
-
-/// Writes `pgoci.conf` and the include line; true when anything changed.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_config(
-    lock: &Lock,
-    instance: &InstanceName,
-    gen_dir: &Path,
-    port: u16,
-    socket_dir: &Path,
-    settings: &BTreeMap<String, String>,
-    data_dir: &Path,
-    tx: &mut Transaction,
-) -> Result<bool> {
-    let text = config::render(
-        lock,
-        &config::ConfigInput {
-            instance,
-            generation: gen_dir,
-            port,
-            socket_dir,
-            user_settings: settings,
-        },
-    )?;
-    let conf = data_dir.join("pgoci.conf");
-    tx.save_file(&conf)?;
-    let mut changed = fsutil::write_if_changed(&conf, text.as_bytes(), 0o644)?;
-    let main_conf = data_dir.join("postgresql.conf");
-    let current = fs::read_to_string(&main_conf).with_path(&main_conf, "read")?;
-    if !current.lines().any(|l| l.trim() == config::INCLUDE_LINE) {
-        tx.save_file(&main_conf)?;
-        let mut new = current;
-        if !new.ends_with('\n') {
-            new.push('\n');
-        }
-        new.push_str("\n# Added once by pgoci: settings pgoci manages (see pgoci.conf)\n");
-        new.push_str(config::INCLUDE_LINE);
-        new.push('\n');
-        fsutil::write_atomic(&main_conf, new.as_bytes())?;
-        changed = true;
-    }
-    Ok(changed)
-}
-
-/// Renders, checks and writes a manager's files; reloads it if any changed.
-pub(crate) fn write_service_files(
-    manager: &dyn ServiceManager,
-    spec: &ServiceSpec,
-    tx: &mut Transaction,
-) -> Result<bool> {
-    let mut changed = false;
-    if let (ServiceKind::Systemd, Some(gate)) = (manager.kind(), &spec.gate) {
-        install_gate_binary(gate)?;
-    }
-    for (path, text) in manager.render(spec)? {
-        if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
-            continue;
-        }
-        if let Some(warning) = manager.check_rendered(&path, &text)? {
-            tracing::warn!("{warning}");
-        }
-        tx.save_file(&path)?;
-        fsutil::write_if_changed(&path, text.as_bytes(), 0o644)?;
-        changed = true;
-    }
-    if changed {
-        tx.service_files_changed(manager.kind());
-        manager.reload()?;
-    }
-    Ok(changed)
-}
-
 /// What composing a generation needs.
 pub struct GenerationInput<'a> {
     pub layout: &'a HostLayout,
@@ -744,7 +595,7 @@ pub struct GenerationInput<'a> {
     pub lock_digest: &'a crate::digest::Digest,
     pub source: &'a dyn BlobSource,
     /// The library check of the artifacts (which loader, which image libraries).
-    pub libraries: Option<&'a super::libraries::LibraryReport>,
+    pub libraries: Option<&'a crate::install::libraries::LibraryReport>,
 }
 
 /// Unpacks what the store lacks and composes generation `name` (renamed
@@ -814,7 +665,7 @@ pub fn compose_generation(
         lock.server.version.clone()
     };
     let env = generation::read_runtime_env(&dest);
-    let collation = super::collation::of_generation(&layout.root, &dest, &dirs, &env);
+    let collation = crate::install::collation::of_generation(&layout.root, &dest, &dirs, &env);
     let gen = GenerationState {
         name: name.to_string(),
         lock_digest: input.lock_digest.clone(),
@@ -838,339 +689,4 @@ pub fn compose_generation(
         collation: Some(collation),
     };
     Ok((gen, created))
-}
-
-/// Puts this pgoci at `path` (the prefix's `bin/pgoci`), for the unit's
-/// `ExecStartPre=` collation gate: a hard link where the file system
-/// allows, else a copy; renamed into place, left alone when identical.
-fn install_gate_binary(path: &Path) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| {
-        Error::host(format!("cannot find pgoci's own executable: {e}")).caused_by(e)
-    })?;
-    let same = |a: &Path, b: &Path| -> bool {
-        use std::os::unix::fs::MetadataExt;
-        match (fs::metadata(a), fs::metadata(b)) {
-            (Ok(x), Ok(y)) => {
-                (x.dev(), x.ino()) == (y.dev(), y.ino())
-                    || (x.len() == y.len() && fs::read(a).ok() == fs::read(b).ok())
-            }
-            _ => false,
-        }
-    };
-    if same(&exe, path) {
-        return Ok(());
-    }
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::internal("gate binary path without a parent"))?;
-    fs::create_dir_all(dir).with_path(dir, "create")?;
-    let tmp = dir.join(format!(".pgoci.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(&exe, &tmp).is_err() {
-        fs::copy(&exe, &tmp).with_path(&tmp, "copy")?;
-    }
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).with_path(&tmp, "chmod")?;
-    fs::rename(&tmp, path).with_path(path, "write")
-}
-
-/// What a lifecycle command (rollback, uninstall, gc) did.
-#[derive(Debug, Clone)]
-pub struct LifecycleReport {
-    pub changed: bool,
-    pub actions: Vec<Step>,
-    /// What was done for the data (reindex, collation versions).
-    pub data: Vec<String>,
-}
-
-/// Applies a rollback plan: config and service files of the older
-/// generation, switch, restart; undone if the older server fails.
-pub fn rollback(
-    plan: &Plan,
-    layout: &HostLayout,
-    collation: Option<super::collation::Choice>,
-    reporter: &dyn Reporter,
-) -> Result<LifecycleReport> {
-    require_root("rollback")?;
-    let instance = &plan.instance.name;
-    let instance_dir = layout.instance(instance);
-    let mut st = InstanceState::read(&instance_dir)?
-        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
-    let target = st
-        .generations
-        .iter()
-        .find(|g| g.name == plan.instance.generation)
-        .cloned()
-        .ok_or_else(|| Error::internal("rollback target vanished from the state"))?;
-    let gen_dir = layout.generation(instance, &target.name);
-    let lock = Lock::read(&gen_dir.join(generation::GENERATION_LOCK))?;
-    let account = users::lookup(&st.user).ok_or_else(|| {
-        Error::host(format!(
-            "service user {} of instance {instance} is missing",
-            st.user
-        ))
-    })?;
-    let env = generation::read_runtime_env(&gen_dir);
-    let spec = spec_of(layout, &st, &target, &account, &env);
-    let old_spec = st.current_generation().map(|g| {
-        let env = generation::read_runtime_env(&layout.generation(instance, &g.name));
-        spec_of(layout, &st, g, &account, &env)
-    });
-    let manager = service::manager(st.service, layout);
-    // The collation gate, before anything changes: the data goes back to
-    // the older generation's libraries as they are now.
-    let running = old_spec.as_ref().is_some_and(|s| manager.is_active(s));
-    let gate = super::datacare::gate(
-        &st,
-        super::datacare::data_libs(layout, &st),
-        &super::datacare::generation_libs(layout, &st, &target),
-        super::datacare::current_server(layout, &st, running).as_ref(),
-        collation,
-        &format!("the rollback of instance {instance}"),
-    )?;
-    let mut runner = Runner {
-        reporter,
-        done: Vec::new(),
-    };
-    let mut tx = Transaction::new(layout);
-    let mut data = Vec::new();
-    let result = (|| -> Result<()> {
-        for step in &plan.steps {
-            match step {
-                Step::WriteConfig { .. } => runner.run(step, || {
-                    let changed = write_config(
-                        &lock,
-                        instance,
-                        &gen_dir,
-                        st.port,
-                        &st.socket_dir,
-                        &st.settings,
-                        &st.data_dir,
-                        &mut tx,
-                    )?;
-                    Ok(((), changed))
-                })?,
-                Step::WriteServiceFiles { .. } => runner.run(step, || {
-                    Ok(((), write_service_files(manager.as_ref(), &spec, &mut tx)?))
-                })?,
-                Step::Switch { to, .. } => runner.run(step, || {
-                    let link = instance_dir.join("current");
-                    tx.save_link(&link);
-                    fsutil::switch_symlink(&link, &PathBuf::from("generations").join(to))?;
-                    failpoint::hit("after-switch");
-                    Ok(((), true))
-                })?,
-                Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
-                    if gate.is_some() {
-                        // Recorded before the start: the unit's gate agrees.
-                        tx.save_file(&InstanceState::path(&instance_dir))?;
-                        InstanceState {
-                            collation: Some(super::datacare::generation_libs(layout, &st, &target)),
-                            ..st.clone()
-                        }
-                        .write(&instance_dir)?;
-                    }
-                    tx.server_changing(st.service, spec.clone(), old_spec.clone());
-                    manager.restart(&spec)?;
-                    Ok(((), true))
-                })?,
-                other => {
-                    return Err(Error::internal(format!(
-                        "a rollback plan holds a {} step",
-                        other.kind()
-                    )))
-                }
-            }
-        }
-        if let Some(g) = &gate {
-            let server = super::datacare::current_server(
-                layout,
-                &InstanceState {
-                    current: target.name.clone(),
-                    ..st.clone()
-                },
-                true,
-            )
-            .ok_or_else(|| Error::internal("rollback: no server to refresh collations on"))?;
-            data = super::datacare::after_switch(&server, st.major, Some(g), &[])?;
-        }
-        // The state last: a rollback killed before this is repeated whole.
-        st.current = target.name.clone();
-        st.collation = Some(super::datacare::generation_libs(layout, &st, &target));
-        tx.save_file(&InstanceState::path(&instance_dir))?;
-        st.write(&instance_dir)?;
-        let lock_copy = instance_dir.join("pgoci.lock");
-        tx.save_file(&lock_copy)?;
-        fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
-            tx.commit();
-            Ok(LifecycleReport {
-                changed: !runner.done.is_empty(),
-                actions: runner.done,
-                data,
-            })
-        }
-        Err(e) => Err(undo(tx, e)),
-    }
-}
-
-/// Applies an uninstall plan. Not a transaction: each step is final, and
-/// a run killed midway is completed by running it again (the state file
-/// goes last).
-pub fn uninstall(
-    plan: &Plan,
-    layout: &HostLayout,
-    reporter: &dyn Reporter,
-) -> Result<LifecycleReport> {
-    let mut runner = Runner {
-        reporter,
-        done: Vec::new(),
-    };
-    if plan.steps.is_empty() {
-        return Ok(LifecycleReport {
-            changed: false,
-            actions: Vec::new(),
-            data: Vec::new(),
-        });
-    }
-    require_root("uninstall")?;
-    let instance = &plan.instance.name;
-    let st = InstanceState::read(&layout.instance(instance))?
-        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
-    let manager = service::manager(st.service, layout);
-    for step in &plan.steps {
-        match step {
-            Step::Stop { .. } => runner.run(step, || {
-                let Some(gen) = st.current_generation() else {
-                    return Ok(((), false));
-                };
-                let account = users::lookup(&st.user).ok_or_else(|| {
-                    Error::host(format!(
-                        "service user {} of instance {instance} is missing",
-                        st.user
-                    ))
-                })?;
-                let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
-                let stopped = manager.stop(&spec_of(layout, &st, gen, &account, &env))?;
-                failpoint::hit("uninstall-after-stop");
-                Ok(((), stopped))
-            })?,
-            Step::RemoveServiceFiles { files } => runner.run(step, || {
-                manager.forget(instance)?;
-                let mut removed = false;
-                for f in files {
-                    removed |= fsutil::remove_file_if_exists(f)?;
-                }
-                if removed {
-                    manager.reload()?;
-                }
-                Ok(((), removed))
-            })?,
-            Step::RemoveInstance { dir } => runner.run(step, || {
-                for d in [layout.socket_dir(instance), layout.log_dir(instance)] {
-                    fsutil::remove_dir_if_exists(&d)?;
-                }
-                // Generations first, the state last: a killed run can be repeated.
-                fsutil::remove_dir_if_exists(&dir.join("generations"))?;
-                Ok(((), fsutil::remove_dir_if_exists(dir)?))
-            })?,
-            Step::PurgeData { data_dir } => runner.run(step, || {
-                let removed = fsutil::remove_dir_if_exists(data_dir)?;
-                failpoint::hit("uninstall-after-purge");
-                Ok(((), removed))
-            })?,
-            other => {
-                return Err(Error::internal(format!(
-                    "an uninstall plan holds a {} step",
-                    other.kind()
-                )))
-            }
-        }
-    }
-    Ok(LifecycleReport {
-        changed: !runner.done.is_empty(),
-        actions: runner.done,
-        data: Vec::new(),
-    })
-}
-
-/// Plans gc: store entries no generation of any instance uses (and the
-/// stored layers only they were composed from), and cache
-/// blobs that neither those generations' locks nor `keep` locks need.
-pub fn plan_gc(layout: &HostLayout, cache: Option<&Cache>, keep: &[Lock]) -> Result<Vec<Step>> {
-    let instances = super::facts::other_instances(layout, "")?;
-    let mut used_store = std::collections::BTreeSet::new();
-    let mut used_blobs = std::collections::BTreeSet::new();
-    for st in &instances {
-        for g in &st.generations {
-            used_store.extend(g.store.iter().cloned());
-            let lock_file = layout
-                .generation(&st.instance, &g.name)
-                .join(generation::GENERATION_LOCK);
-            if let Ok(lock) = Lock::read(&lock_file) {
-                used_blobs.extend(lock.blobs().into_iter().map(|b| b.digest));
-            }
-        }
-    }
-    for lock in keep {
-        used_blobs.extend(lock.blobs().into_iter().map(|b| b.digest));
-        used_store.extend(lock.artifacts().map(|a| a.digest.hex().to_string()));
-    }
-    let store_entries = store::unused(layout, &used_store);
-    let mut blobs = BTreeMap::new();
-    if let Some(cache) = cache {
-        for d in cache.digests()? {
-            if !used_blobs.contains(&d) {
-                let size = fs::metadata(cache.path(&d)).map(|m| m.len()).unwrap_or(0);
-                blobs.insert(d, size);
-            }
-        }
-    }
-    Ok(plan::gc(store_entries, blobs))
-}
-
-/// Applies gc steps.
-pub fn gc(
-    steps: &[Step],
-    layout: &HostLayout,
-    cache: Option<&Cache>,
-    reporter: &dyn Reporter,
-) -> Result<LifecycleReport> {
-    let mut runner = Runner {
-        reporter,
-        done: Vec::new(),
-    };
-    // Entries a killed gc or install moved aside.
-    store::clean(layout);
-    for step in steps {
-        match step {
-            Step::RemoveStoreEntry { entry, .. } => {
-                runner.run(step, || Ok(((), store::remove(layout, entry)?)))?
-            }
-            Step::RemoveCacheBlob { digest, .. } => runner.run(step, || {
-                let Some(cache) = cache else {
-                    return Ok(((), false));
-                };
-                Ok(((), fsutil::remove_file_if_exists(&cache.path(digest))?))
-            })?,
-            other => {
-                return Err(Error::internal(format!(
-                    "a gc plan holds a {} step",
-                    other.kind()
-                )))
-            }
-        }
-    }
-    Ok(LifecycleReport {
-        changed: !runner.done.is_empty(),
-        actions: runner.done,
-        data: Vec::new(),
-    })
-}
-
-/// Re-hashes the current generation of an instance.
-pub fn verify(layout: &HostLayout, st: &InstanceState) -> Result<super::manifest::Drift> {
-    super::manifest::verify_generation(&layout.generation(&st.instance, &st.current))
 }

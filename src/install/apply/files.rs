@@ -1,0 +1,126 @@
+//! The files an apply writes for an instance: `pgoci.conf` (and the
+//! include line), the service manager's files, pgoci's own copy for the
+//! unit's start gate, owners and modes.
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use crate::install::config;
+use crate::install::service::{ServiceKind, ServiceManager, ServiceSpec};
+use crate::install::transaction::Transaction;
+use crate::install::users::Account;
+use crate::lock::Lock;
+use crate::names::InstanceName;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Gives a directory to the service user with `mode`.
+pub(super) fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
+    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
+        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
+}
+
+/// Writes `pgoci.conf` and the include line; true when anything changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_config(
+    lock: &Lock,
+    instance: &InstanceName,
+    gen_dir: &Path,
+    port: u16,
+    socket_dir: &Path,
+    settings: &BTreeMap<String, String>,
+    data_dir: &Path,
+    tx: &mut Transaction,
+) -> Result<bool> {
+    let text = config::render(
+        lock,
+        &config::ConfigInput {
+            instance,
+            generation: gen_dir,
+            port,
+            socket_dir,
+            user_settings: settings,
+        },
+    )?;
+    let conf = data_dir.join("pgoci.conf");
+    tx.save_file(&conf)?;
+    let mut changed = fsutil::write_if_changed(&conf, text.as_bytes(), 0o644)?;
+    let main_conf = data_dir.join("postgresql.conf");
+    let current = fs::read_to_string(&main_conf).with_path(&main_conf, "read")?;
+    if !current.lines().any(|l| l.trim() == config::INCLUDE_LINE) {
+        tx.save_file(&main_conf)?;
+        let mut new = current;
+        if !new.ends_with('\n') {
+            new.push('\n');
+        }
+        new.push_str("\n# Added once by pgoci: settings pgoci manages (see pgoci.conf)\n");
+        new.push_str(config::INCLUDE_LINE);
+        new.push('\n');
+        fsutil::write_atomic(&main_conf, new.as_bytes())?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// Renders, checks and writes a manager's files; reloads it if any changed.
+pub(crate) fn write_service_files(
+    manager: &dyn ServiceManager,
+    spec: &ServiceSpec,
+    tx: &mut Transaction,
+) -> Result<bool> {
+    let mut changed = false;
+    if let (ServiceKind::Systemd, Some(gate)) = (manager.kind(), &spec.gate) {
+        install_gate_binary(gate)?;
+    }
+    for (path, text) in manager.render(spec)? {
+        if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
+            continue;
+        }
+        if let Some(warning) = manager.check_rendered(&path, &text)? {
+            tracing::warn!("{warning}");
+        }
+        tx.save_file(&path)?;
+        fsutil::write_if_changed(&path, text.as_bytes(), 0o644)?;
+        changed = true;
+    }
+    if changed {
+        tx.service_files_changed(manager.kind());
+        manager.reload()?;
+    }
+    Ok(changed)
+}
+
+/// Puts this pgoci at `path` (the prefix's `bin/pgoci`), for the unit's
+/// `ExecStartPre=` collation gate: a hard link where the file system
+/// allows, else a copy; renamed into place, left alone when identical.
+fn install_gate_binary(path: &Path) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| {
+        Error::host(format!("cannot find pgoci's own executable: {e}")).caused_by(e)
+    })?;
+    let same = |a: &Path, b: &Path| -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (fs::metadata(a), fs::metadata(b)) {
+            (Ok(x), Ok(y)) => {
+                (x.dev(), x.ino()) == (y.dev(), y.ino())
+                    || (x.len() == y.len() && fs::read(a).ok() == fs::read(b).ok())
+            }
+            _ => false,
+        }
+    };
+    if same(&exe, path) {
+        return Ok(());
+    }
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::internal("gate binary path without a parent"))?;
+    fs::create_dir_all(dir).with_path(dir, "create")?;
+    let tmp = dir.join(format!(".pgoci.tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(&exe, &tmp).is_err() {
+        fs::copy(&exe, &tmp).with_path(&tmp, "copy")?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).with_path(&tmp, "chmod")?;
+    fs::rename(&tmp, path).with_path(path, "write")
+}

@@ -1,0 +1,236 @@
+//! Applying rollback and uninstall plans.
+
+use super::files::{write_config, write_service_files};
+use super::{require_root, undo, LifecycleReport, Runner};
+use crate::error::{Error, Result};
+use crate::failpoint;
+use crate::fsutil;
+use crate::install::facts::spec_of;
+use crate::install::generation::{self};
+use crate::install::layout::HostLayout;
+use crate::install::plan::{Plan, Step};
+use crate::install::service;
+use crate::install::state::InstanceState;
+use crate::install::transaction::Transaction;
+use crate::install::users::{self};
+use crate::lock::Lock;
+use crate::progress::Reporter;
+use std::path::PathBuf;
+
+/// Applies a rollback plan: config and service files of the older
+/// generation, switch, restart; undone if the older server fails.
+pub fn rollback(
+    plan: &Plan,
+    layout: &HostLayout,
+    collation: Option<crate::install::collation::Choice>,
+    reporter: &dyn Reporter,
+) -> Result<LifecycleReport> {
+    require_root("rollback")?;
+    let instance = &plan.instance.name;
+    let instance_dir = layout.instance(instance);
+    let mut st = InstanceState::read(&instance_dir)?
+        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let target = st
+        .generations
+        .iter()
+        .find(|g| g.name == plan.instance.generation)
+        .cloned()
+        .ok_or_else(|| Error::internal("rollback target vanished from the state"))?;
+    let gen_dir = layout.generation(instance, &target.name);
+    let lock = Lock::read(&gen_dir.join(generation::GENERATION_LOCK))?;
+    let account = users::lookup(&st.user).ok_or_else(|| {
+        Error::host(format!(
+            "service user {} of instance {instance} is missing",
+            st.user
+        ))
+    })?;
+    let env = generation::read_runtime_env(&gen_dir);
+    let spec = spec_of(layout, &st, &target, &account, &env);
+    let old_spec = st.current_generation().map(|g| {
+        let env = generation::read_runtime_env(&layout.generation(instance, &g.name));
+        spec_of(layout, &st, g, &account, &env)
+    });
+    let manager = service::manager(st.service, layout);
+    // The collation gate, before anything changes: the data goes back to
+    // the older generation's libraries as they are now.
+    let running = old_spec.as_ref().is_some_and(|s| manager.is_active(s));
+    let gate = crate::install::datacare::gate(
+        &st,
+        crate::install::datacare::data_libs(layout, &st),
+        &crate::install::datacare::generation_libs(layout, &st, &target),
+        crate::install::datacare::current_server(layout, &st, running).as_ref(),
+        collation,
+        &format!("the rollback of instance {instance}"),
+    )?;
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    let mut tx = Transaction::new(layout);
+    let mut data = Vec::new();
+    let result = (|| -> Result<()> {
+        for step in &plan.steps {
+            match step {
+                Step::WriteConfig { .. } => runner.run(step, || {
+                    let changed = write_config(
+                        &lock,
+                        instance,
+                        &gen_dir,
+                        st.port,
+                        &st.socket_dir,
+                        &st.settings,
+                        &st.data_dir,
+                        &mut tx,
+                    )?;
+                    Ok(((), changed))
+                })?,
+                Step::WriteServiceFiles { .. } => runner.run(step, || {
+                    Ok(((), write_service_files(manager.as_ref(), &spec, &mut tx)?))
+                })?,
+                Step::Switch { to, .. } => runner.run(step, || {
+                    let link = instance_dir.join("current");
+                    tx.save_link(&link);
+                    fsutil::switch_symlink(&link, &PathBuf::from("generations").join(to))?;
+                    failpoint::hit("after-switch");
+                    Ok(((), true))
+                })?,
+                Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
+                    if gate.is_some() {
+                        // Recorded before the start: the unit's gate agrees.
+                        tx.save_file(&InstanceState::path(&instance_dir))?;
+                        InstanceState {
+                            collation: Some(crate::install::datacare::generation_libs(
+                                layout, &st, &target,
+                            )),
+                            ..st.clone()
+                        }
+                        .write(&instance_dir)?;
+                    }
+                    tx.server_changing(st.service, spec.clone(), old_spec.clone());
+                    manager.restart(&spec)?;
+                    Ok(((), true))
+                })?,
+                other => {
+                    return Err(Error::internal(format!(
+                        "a rollback plan holds a {} step",
+                        other.kind()
+                    )))
+                }
+            }
+        }
+        if let Some(g) = &gate {
+            let server = crate::install::datacare::current_server(
+                layout,
+                &InstanceState {
+                    current: target.name.clone(),
+                    ..st.clone()
+                },
+                true,
+            )
+            .ok_or_else(|| Error::internal("rollback: no server to refresh collations on"))?;
+            data = crate::install::datacare::after_switch(&server, st.major, Some(g), &[])?;
+        }
+        // The state last: a rollback killed before this is repeated whole.
+        st.current = target.name.clone();
+        st.collation = Some(crate::install::datacare::generation_libs(
+            layout, &st, &target,
+        ));
+        tx.save_file(&InstanceState::path(&instance_dir))?;
+        st.write(&instance_dir)?;
+        let lock_copy = instance_dir.join("pgoci.lock");
+        tx.save_file(&lock_copy)?;
+        fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            tx.commit();
+            Ok(LifecycleReport {
+                changed: !runner.done.is_empty(),
+                actions: runner.done,
+                data,
+            })
+        }
+        Err(e) => Err(undo(tx, e)),
+    }
+}
+
+/// Applies an uninstall plan. Not a transaction: each step is final, and
+/// a run killed midway is completed by running it again (the state file
+/// goes last).
+pub fn uninstall(
+    plan: &Plan,
+    layout: &HostLayout,
+    reporter: &dyn Reporter,
+) -> Result<LifecycleReport> {
+    let mut runner = Runner {
+        reporter,
+        done: Vec::new(),
+    };
+    if plan.steps.is_empty() {
+        return Ok(LifecycleReport {
+            changed: false,
+            actions: Vec::new(),
+            data: Vec::new(),
+        });
+    }
+    require_root("uninstall")?;
+    let instance = &plan.instance.name;
+    let st = InstanceState::read(&layout.instance(instance))?
+        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let manager = service::manager(st.service, layout);
+    for step in &plan.steps {
+        match step {
+            Step::Stop { .. } => runner.run(step, || {
+                let Some(gen) = st.current_generation() else {
+                    return Ok(((), false));
+                };
+                let account = users::lookup(&st.user).ok_or_else(|| {
+                    Error::host(format!(
+                        "service user {} of instance {instance} is missing",
+                        st.user
+                    ))
+                })?;
+                let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
+                let stopped = manager.stop(&spec_of(layout, &st, gen, &account, &env))?;
+                failpoint::hit("uninstall-after-stop");
+                Ok(((), stopped))
+            })?,
+            Step::RemoveServiceFiles { files } => runner.run(step, || {
+                manager.forget(instance)?;
+                let mut removed = false;
+                for f in files {
+                    removed |= fsutil::remove_file_if_exists(f)?;
+                }
+                if removed {
+                    manager.reload()?;
+                }
+                Ok(((), removed))
+            })?,
+            Step::RemoveInstance { dir } => runner.run(step, || {
+                for d in [layout.socket_dir(instance), layout.log_dir(instance)] {
+                    fsutil::remove_dir_if_exists(&d)?;
+                }
+                // Generations first, the state last: a killed run can be repeated.
+                fsutil::remove_dir_if_exists(&dir.join("generations"))?;
+                Ok(((), fsutil::remove_dir_if_exists(dir)?))
+            })?,
+            Step::PurgeData { data_dir } => runner.run(step, || {
+                let removed = fsutil::remove_dir_if_exists(data_dir)?;
+                failpoint::hit("uninstall-after-purge");
+                Ok(((), removed))
+            })?,
+            other => {
+                return Err(Error::internal(format!(
+                    "an uninstall plan holds a {} step",
+                    other.kind()
+                )))
+            }
+        }
+    }
+    Ok(LifecycleReport {
+        changed: !runner.done.is_empty(),
+        actions: runner.done,
+        data: Vec::new(),
+    })
+}

@@ -1,0 +1,105 @@
+//! The applier: carries out a [`Plan`] step by step inside a
+//! [`Transaction`], so a step that fails (or a server that does not come
+//! up) puts back the previous `current`, config, service files and state,
+//! and restarts the previous server. Each step checks whether its result
+//! is already there, so a run killed midway completes when run again.
+
+use super::plan::{Plan, Step};
+use super::transaction::Transaction;
+use super::InstallReport;
+use crate::error::{Error, Result};
+use crate::progress::{Event, Reporter};
+use std::time::Instant;
+
+mod files;
+mod gc;
+mod install;
+mod lifecycle;
+mod verify;
+
+pub(crate) use files::{write_config, write_service_files};
+pub use gc::{gc, plan_gc};
+pub use install::{check_libraries, compose_generation, install, GenerationInput};
+pub use lifecycle::{rollback, uninstall};
+pub use verify::verify;
+
+/// Fails unless running as root: applying changes users, owners, services.
+pub fn require_root(command: &str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(Error::host(format!(
+        "pgoci {command} must run as root (it creates users, chowns the data directory and runs services)"
+    ))
+    .hint("run it with sudo, or add --check to see the plan without changing anything"))
+}
+
+/// Runs steps, reporting each and collecting those that changed something.
+struct Runner<'a> {
+    reporter: &'a dyn Reporter,
+    done: Vec<Step>,
+}
+
+impl Runner<'_> {
+    fn run<T>(&mut self, step: &Step, f: impl FnOnce() -> Result<(T, bool)>) -> Result<T> {
+        let span = tracing::info_span!("step", kind = step.kind());
+        let _entered = span.enter();
+        self.reporter.event(&Event::StepStarted { step });
+        let started = Instant::now();
+        let (value, changed) = f()?;
+        self.reporter.event(&Event::StepFinished {
+            step,
+            changed,
+            elapsed: started.elapsed(),
+        });
+        tracing::debug!(
+            changed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "{}",
+            step.describe(true)
+        );
+        if changed {
+            self.done.push(step.clone());
+        }
+        Ok(value)
+    }
+}
+
+/// Rolls back, saying in the error what became of the host.
+fn undo(tx: Transaction, err: Error) -> Error {
+    let message = match tx.rollback() {
+        Ok(Some(gen)) => format!(
+            "{}; switched back to generation {gen} and restarted it",
+            err.message
+        ),
+        Ok(None) => format!("{}; every change of this run was undone", err.message),
+        Err(e2) => format!(
+            "{}; undoing the run also failed: {}",
+            err.message, e2.message
+        ),
+    };
+    let mut err = err;
+    err.message = message;
+    err
+}
+
+fn report(plan: &Plan, done: Vec<Step>) -> InstallReport {
+    InstallReport {
+        changed: !done.is_empty(),
+        instance: plan.instance.clone(),
+        actions: done,
+        warnings: plan.warnings.clone(),
+        libraries: None,
+        data: Vec::new(),
+        extension_updates: Vec::new(),
+    }
+}
+
+/// What a lifecycle command (rollback, uninstall, gc) did.
+#[derive(Debug, Clone)]
+pub struct LifecycleReport {
+    pub changed: bool,
+    pub actions: Vec<Step>,
+    /// What was done for the data (reindex, collation versions).
+    pub data: Vec<String>,
+}

@@ -108,3 +108,19 @@ pub fn remove_dir_if_exists(path: &Path) -> Result<bool> {
         Err(e) => Err(e).with_path(path, "remove"),
     }
 }
+
+/// The text right after the first `marker` in a file's bytes, as long as
+/// `keep` accepts its characters: how a version is read out of a binary
+/// (`postgres (PostgreSQL) 17.10`, glibc's `release version 2.36.`)
+/// without running it.
+pub fn text_after_marker(path: &Path, marker: &[u8], keep: impl Fn(u8) -> bool) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    let at = bytes.windows(marker.len()).position(|w| w == marker)? + marker.len();
+    Some(
+        bytes[at..]
+            .iter()
+            .take_while(|b| keep(**b))
+            .map(|&b| b as char)
+            .collect(),
+    )
+}

@@ -61,14 +61,9 @@ const LIBC_PATHS: &[&str] = &[
 /// glibc's release as its `libc.so.6` states it ("… release version
 /// 2.36."), read from the file: nothing is run.
 pub fn glibc_release(libc: &Path) -> Option<String> {
-    const MARKER: &[u8] = b"release version ";
-    let bytes = std::fs::read(libc).ok()?;
-    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER)? + MARKER.len();
-    let version: String = bytes[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit() || **b == b'.')
-        .map(|&b| b as char)
-        .collect();
+    let version = crate::fsutil::text_after_marker(libc, b"release version ", |b| {
+        b.is_ascii_digit() || b == b'.'
+    })?;
     let version = version.trim_end_matches('.').to_string();
     (version.contains('.')).then_some(version)
 }

@@ -346,14 +346,9 @@ pub fn wait_ready(data: &Path, timeout: Duration) -> Result<()> {
 /// `postgres (PostgreSQL) 17.10` string in the file: nothing from an
 /// artifact is run to inspect it.
 pub fn version_of_binary(postgres: &Path) -> Option<String> {
-    const MARKER: &[u8] = b"(PostgreSQL) ";
-    let bytes = std::fs::read(postgres).ok()?;
-    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER)? + MARKER.len();
-    let version: String = bytes[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.')
-        .map(|&b| b as char)
-        .collect();
+    let version = crate::fsutil::text_after_marker(postgres, b"(PostgreSQL) ", |b| {
+        b.is_ascii_alphanumeric() || b == b'.'
+    })?;
     (!version.is_empty() && version.as_bytes()[0].is_ascii_digit()).then_some(version)
 }
 

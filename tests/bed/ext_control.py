@@ -14,41 +14,25 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import sys
 import tarfile
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ocireg import Repo  # noqa: E402
 
 REG, REPO, TAG, SUFFIX, EXT, VERSION = sys.argv[1:7]
-BASE = f"http://{REG}/v2/{REPO}"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+repo = Repo(REG, REPO)
+get = lambda path, accept="*/*": repo.get(path, accept)  # noqa: E731
+put_blob = repo.put_blob
 
-
-def get(url, accept="*/*"):
-    req = urllib.request.Request(url, headers={"Accept": accept})
-    with urllib.request.urlopen(req) as r:
-        return r.read()
-
-
-def put_blob(data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    req = urllib.request.Request(f"{BASE}/blobs/uploads/", method="POST")
-    with urllib.request.urlopen(req) as r:
-        location = r.headers["Location"]
-    if location.startswith("/"):
-        location = f"http://{REG}{location}"
-    sep = "&" if "?" in location else "?"
-    req = urllib.request.Request(f"{location}{sep}digest={digest}", data=data, method="PUT",
-                                 headers={"Content-Type": "application/octet-stream"})
-    urllib.request.urlopen(req).close()
-    return digest
-
-
-manifest = json.loads(get(f"{BASE}/manifests/{TAG}", OCI_MANIFEST))
-config = json.loads(get(f"{BASE}/blobs/{manifest['config']['digest']}"))
+manifest = json.loads(get(f"manifests/{TAG}", OCI_MANIFEST))
+config = json.loads(get(f"blobs/{manifest['config']['digest']}"))
 layers, diff_ids, changed = [], [], 0
 for layer in manifest["layers"]:
-    raw = get(f"{BASE}/blobs/{layer['digest']}")
+    raw = get(f"blobs/{layer['digest']}")
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     out = io.BytesIO()
@@ -74,7 +58,4 @@ manifest["config"] = {"mediaType": manifest["config"]["mediaType"],
                       "digest": put_blob(config_bytes), "size": len(config_bytes)}
 manifest["layers"] = layers
 body = json.dumps(manifest, sort_keys=True).encode()
-req = urllib.request.Request(f"{BASE}/manifests/{TAG}-{SUFFIX}", data=body, method="PUT",
-                             headers={"Content-Type": OCI_MANIFEST})
-urllib.request.urlopen(req).close()
-print("sha256:" + hashlib.sha256(body).hexdigest())
+print(repo.put_manifest(f"{TAG}-{SUFFIX}", body, OCI_MANIFEST))

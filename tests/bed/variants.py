@@ -16,6 +16,7 @@ Idempotent: pushing the same bytes again changes nothing.
 import gzip
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,25 +46,12 @@ def get(url, accept):
         return r.read()
 
 
-def put_blob(data):
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    req = urllib.request.Request(f"{BASE}/blobs/uploads/", method="POST")
-    with urllib.request.urlopen(req) as r:
-        location = r.headers["Location"]
-    sep = "&" if "?" in location else "?"
-    if location.startswith("/"):
-        location = f"http://{REG}{location}"
-    req = urllib.request.Request(f"{location}{sep}digest={digest}", data=data, method="PUT",
-                                 headers={"Content-Type": "application/octet-stream"})
-    urllib.request.urlopen(req).close()
-    return digest
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ocireg import Repo  # noqa: E402
 
-
-def put_manifest(ref, data, media_type):
-    req = urllib.request.Request(f"{BASE}/manifests/{ref}", data=data, method="PUT",
-                                 headers={"Content-Type": media_type})
-    urllib.request.urlopen(req).close()
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+_repo = Repo(REG, REPO)
+put_blob = _repo.put_blob
+put_manifest = _repo.put_manifest
 
 
 subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",

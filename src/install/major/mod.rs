@@ -254,6 +254,24 @@ impl<'a> Instance<'a> {
         st.write(&self.dir)
     }
 
+    /// Points the instance at generation `gen` on `data_dir`: the service
+    /// manager's files, the lock copy, then `current` (the state is the
+    /// caller's to write).
+    fn switch_to(&self, st: &InstanceState, gen: &GenerationState, data_dir: &Path) -> Result<()> {
+        let gen_dir = self.layout.generation(self.name, &gen.name);
+        let lock = Lock::read(&gen_dir.join(GENERATION_LOCK))?;
+        let spec = self.spec(st, gen, data_dir);
+        let mut tx = Transaction::new(self.layout);
+        crate::install::apply::write_service_files(self.manager.as_ref(), &spec, &mut tx)?;
+        fsutil::write_atomic(&self.dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
+        fsutil::switch_symlink(
+            &self.dir.join("current"),
+            &PathBuf::from("generations").join(&gen.name),
+        )?;
+        tx.commit();
+        Ok(())
+    }
+
     fn ensure_runtime_dirs(&self, st: &InstanceState) -> Result<()> {
         for (dir, mode) in [
             (st.socket_dir.clone(), 0o755),

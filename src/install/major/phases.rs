@@ -90,15 +90,7 @@ pub(super) fn finish(
         // data is used with the new libraries from this start on, and the
         // unit's start gate must agree.
         next.collation = gen.collation.clone();
-        let spec = inst.spec(&next, &gen, &rec.new_data_dir);
-        let mut tx = Transaction::new(inst.layout);
-        crate::install::apply::write_service_files(inst.manager.as_ref(), &spec, &mut tx)?;
-        fsutil::write_atomic(&inst.dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
-        fsutil::switch_symlink(
-            &inst.dir.join("current"),
-            &PathBuf::from("generations").join(&gen.name),
-        )?;
-        tx.commit();
+        inst.switch_to(&next, &gen, &rec.new_data_dir)?;
         *st = next;
         set_phase(st, Phase::Switched)?;
         actions.push(format!(
@@ -142,27 +134,16 @@ pub(super) fn finish(
     actions.push(format!("started PostgreSQL {}", rec.to_major));
     failpoint::hit("major-after-start");
 
-    // Extensions, as the new server sees them now.
+    // Extensions, as the new server sees them now (the checks refused
+    // what has no update path before the old server stopped).
     let server = inst.server(st, &gen);
-    let installed: Vec<extensions::Installed> = server
-        .installed_extensions()?
-        .into_iter()
-        .filter(|e| !extensions::built_in(&e.name))
-        .collect();
-    let updates = extensions::plan(
-        &installed,
-        &extensions::control_dirs(&gen_dir, &gen.dirs.sharedir),
-    );
-    for u in updates.iter().filter(|u| u.needed() && u.possible()) {
-        server.execute(&u.database, &extensions::alter_statement(u))?;
-        actions.push(format!(
-            "updated extension {} {} → {} in database {}",
-            u.name,
-            u.installed,
-            u.target.as_deref().unwrap_or("?"),
-            u.database
-        ));
-    }
+    let updates = crate::install::datacare::extension_updates(
+        inst.layout,
+        st,
+        &gen_dir,
+        &gen.dirs.sharedir,
+        &server,
+    )?;
     // The collation choice (reindex), then every recorded version refreshed.
     let gate = rec.collation_change.as_ref().and_then(|c| {
         Change::between(&c.from, &c.to).map(|change| Gate {
@@ -175,10 +156,15 @@ pub(super) fn finish(
             }),
         })
     });
-    let rebuilt = collation::apply(&server, rec.to_major, gate.as_ref(), &mut |_, _| {})?;
-    for r in rebuilt {
-        actions.push(format!("reindexed {r}"));
-    }
+    // Versions are refreshed even without a gate (after_switch always
+    // does): pg_upgrade carries the old ones over, and C.UTF-8 is refreshed
+    // without asking.
+    actions.extend(crate::install::datacare::after_switch(
+        &server,
+        rec.to_major,
+        gate.as_ref(),
+        &updates,
+    )?);
     let analyze_started = std::time::Instant::now();
     server.analyze_all(rec.to_major, jobs())?;
     let analyze_ms = analyze_started.elapsed().as_millis() as u64;

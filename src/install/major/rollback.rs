@@ -117,21 +117,13 @@ pub(super) fn rollback_major(
         actions.push(format!("stopped PostgreSQL {}", rec.to_major));
     }
     restore_pg_control(&rec.old_data_dir)?;
-    let lock = Lock::read(&old_gen_dir.join(GENERATION_LOCK))?;
     let mut back = st.clone();
     back.major = rec.from_major;
     back.data_dir = rec.old_data_dir.clone();
     back.current = old_gen.name.clone();
     back.collation = Some(data_libs);
     let spec = inst.spec(&back, &old_gen, &rec.old_data_dir);
-    let mut tx = Transaction::new(inst.layout);
-    crate::install::apply::write_service_files(inst.manager.as_ref(), &spec, &mut tx)?;
-    fsutil::write_atomic(&inst.dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
-    fsutil::switch_symlink(
-        &inst.dir.join("current"),
-        &PathBuf::from("generations").join(&old_gen.name),
-    )?;
-    tx.commit();
+    inst.switch_to(&back, &old_gen, &rec.old_data_dir)?;
     back.major_upgrade = Some(MajorRecord {
         phase: Phase::Prepared,
         ..rec.clone()

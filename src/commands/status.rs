@@ -101,20 +101,15 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
                 pgoci::install::datacare::current_server(&layout, s, true),
                 gen,
             ) {
-                let installed: Vec<_> = server
-                    .installed_extensions()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|e| !pgoci::install::extensions::built_in(&e.name))
-                    .collect();
-                let dirs = pgoci::install::extensions::control_dirs(
+                updates = pgoci::install::datacare::planned_updates(
                     &layout.generation(&s.instance, &g.name),
                     &g.dirs.sharedir,
-                );
-                updates = pgoci::install::extensions::plan(&installed, &dirs)
-                    .into_iter()
-                    .filter(|u| u.needed())
-                    .collect();
+                    &server,
+                )
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| u.needed())
+                .collect();
                 for u in &updates {
                     text.push_str(&format!(
                         "    update available: extension {} {} → {} in database {}{}\n",

@@ -81,22 +81,33 @@ pub fn gate(
     Ok(Some(gate))
 }
 
-/// The extension updates a generation's files call for (every database
-/// of the running server), refused (exit 6) where no update path exists.
-pub fn extension_updates(
-    layout: &HostLayout,
-    st: &InstanceState,
+/// Every database × extension of the running server against a
+/// generation's files, as planned (see [`extensions::plan`]).
+pub fn planned_updates(
     gen_dir: &std::path::Path,
     sharedir: &std::path::Path,
     server: &Server,
 ) -> Result<Vec<Update>> {
-    let _ = layout;
     let installed: Vec<extensions::Installed> = server
         .installed_extensions()?
         .into_iter()
         .filter(|e| !extensions::built_in(&e.name))
         .collect();
-    let updates = extensions::plan(&installed, &extensions::control_dirs(gen_dir, sharedir));
+    Ok(extensions::plan(
+        &installed,
+        &extensions::control_dirs(gen_dir, sharedir),
+    ))
+}
+
+/// The extension updates a generation's files call for, refused (exit 6)
+/// where no update path exists.
+pub fn extension_updates(
+    st: &InstanceState,
+    gen_dir: &std::path::Path,
+    sharedir: &std::path::Path,
+    server: &Server,
+) -> Result<Vec<Update>> {
+    let updates = planned_updates(gen_dir, sharedir, server)?;
     extensions::refuse_impossible(
         &updates,
         &format!("the new files of instance {}", st.instance),

@@ -349,7 +349,6 @@ impl InstallApplier<'_> {
         if let Some(server) = &server {
             let gen_dir = self.gen_dir()?;
             self.updates = crate::install::datacare::extension_updates(
-                self.layout(),
                 prev,
                 &gen_dir,
                 &gen.dirs.sharedir,

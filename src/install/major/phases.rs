@@ -137,13 +137,13 @@ pub(super) fn finish(
     // Extensions, as the new server sees them now (the checks refused
     // what has no update path before the old server stopped).
     let server = inst.server(st, &gen);
-    let updates = crate::install::datacare::extension_updates(
-        inst.layout,
-        st,
-        &gen_dir,
-        &gen.dirs.sharedir,
-        &server,
-    )?;
+    // (An extension created since the checks without a path is left as it
+    // is: the server runs already, and `status` shows it.)
+    let updates: Vec<_> =
+        crate::install::datacare::planned_updates(&gen_dir, &gen.dirs.sharedir, &server)?
+            .into_iter()
+            .filter(|u| u.needed() && u.possible())
+            .collect();
     // The collation choice (reindex), then every recorded version refreshed.
     let gate = rec.collation_change.as_ref().and_then(|c| {
         Change::between(&c.from, &c.to).map(|change| Gate {

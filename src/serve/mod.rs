@@ -191,7 +191,7 @@ fn digest_invalid() -> Reply {
     Reply::error(
         StatusCode::BAD_REQUEST,
         "DIGEST_INVALID",
-        "provided digest did not match uploaded content",
+        "invalid digest: sha256:<64 lowercase hex> expected",
     )
 }
 

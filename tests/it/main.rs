@@ -22,6 +22,7 @@ mod mutations;
 mod registries;
 mod republish;
 mod resolve;
+mod serve;
 mod signatures;
 mod systemd;
 mod terminal;

@@ -4,7 +4,6 @@
 //! `--json`).
 
 use crate::digest::Digest;
-use crate::install::plan::Step;
 use std::io::Read;
 use std::time::Duration;
 
@@ -29,11 +28,14 @@ impl Phase {
 /// A typed progress event from a local phase or a plan's apply.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
-    /// An apply starts a step of its plan.
-    StepStarted { step: &'a Step },
-    /// The step is over; `changed` is false when there was nothing to do.
+    /// An apply starts a step of its plan (`kind` as `--json` names it,
+    /// `plan` the sentence the plan shows).
+    StepStarted { kind: &'a str, plan: &'a str },
+    /// The step is over (`done` says what it did, in the past tense);
+    /// `changed` is false when there was nothing to do.
     StepFinished {
-        step: &'a Step,
+        kind: &'a str,
+        done: &'a str,
         changed: bool,
         elapsed: Duration,
     },

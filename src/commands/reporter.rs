@@ -52,10 +52,10 @@ impl Reporter for Lines {
     fn event(&self, event: &Event) {
         match event {
             Event::StepFinished {
-                step,
+                done,
                 changed: true,
                 ..
-            } => say(format_args!("{}", step.describe(true))),
+            } => say(format_args!("{done}")),
             Event::BlobStarted { digest, size, .. } => {
                 self.sizes
                     .lock()
@@ -151,11 +151,11 @@ impl Reporter for Bars {
     fn event(&self, event: &Event) {
         match event {
             Event::StepFinished {
-                step,
+                done,
                 changed: true,
                 ..
             } => {
-                let line = step.describe(true);
+                let line = done.to_string();
                 // Above the bars while they draw; a plain line once they are gone.
                 if self.overall.lock().expect("poisoned").is_some() {
                     let _ = self.multi.println(line);

@@ -44,19 +44,24 @@ impl Runner<'_> {
     fn run<T>(&mut self, step: &Step, f: impl FnOnce() -> Result<(T, bool)>) -> Result<T> {
         let span = tracing::info_span!("step", kind = step.kind());
         let _entered = span.enter();
-        self.reporter.event(&Event::StepStarted { step });
+        // Progress knows sentences, not the plan's types.
+        self.reporter.event(&Event::StepStarted {
+            kind: step.kind(),
+            plan: &step.describe(false),
+        });
         let started = Instant::now();
         let (value, changed) = f()?;
+        let done = step.describe(true);
         self.reporter.event(&Event::StepFinished {
-            step,
+            kind: step.kind(),
+            done: &done,
             changed,
             elapsed: started.elapsed(),
         });
         tracing::debug!(
             changed,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "{}",
-            step.describe(true)
+            "{done}"
         );
         if changed {
             self.done.push(step.clone());

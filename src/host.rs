@@ -7,35 +7,13 @@ use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::install::layout::HostLayout;
 use crate::lock::Lock;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 pub use crate::install::preflight::Check;
+pub use crate::system::{free_bytes, glibc_version, which};
 
 fn check(name: &str, ok: bool, detail: impl Into<String>) -> Check {
     Check::new(name, ok, detail)
-}
-
-/// The host's glibc version, as `getconf` reports it.
-pub fn glibc_version() -> Option<String> {
-    let out = Command::new("getconf")
-        .arg("GNU_LIBC_VERSION")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .map(str::to_string)
-}
-
-/// Free bytes on the filesystem holding `path` (or its nearest existing parent).
-pub fn free_bytes(path: &Path) -> Option<u64> {
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        p = p.parent()?.to_path_buf();
-    }
-    let st = nix::sys::statvfs::statvfs(&p).ok()?;
-    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
 /// Runs every check; with a lock and its blobs, also the library check.
@@ -135,15 +113,6 @@ pub fn doctor(
         checks,
         libraries: table,
     })
-}
-
-/// A program on `PATH`.
-pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_string_lossy()
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
 }
 
 /// Unpacks the artifacts into a scratch store (removed on return) and

@@ -41,8 +41,8 @@ impl PreflightFacts {
     pub fn gather(prefix: &std::path::Path, user: &str) -> Self {
         PreflightFacts {
             host_platform: Platform::host(),
-            free_bytes: crate::host::free_bytes(prefix),
-            useradd: crate::host::which("useradd").is_some(),
+            free_bytes: crate::system::free_bytes(prefix),
+            useradd: crate::system::which("useradd").is_some(),
             user_exists: super::users::lookup(user).is_some(),
         }
     }

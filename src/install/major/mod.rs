@@ -458,7 +458,7 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
         let copy_bytes = match method {
             Method::Copy => {
                 let need = dir_bytes(&old_data);
-                let free = crate::host::free_bytes(&parent).unwrap_or(u64::MAX);
+                let free = crate::system::free_bytes(&parent).unwrap_or(u64::MAX);
                 if free < need + need / 10 {
                     return Err(Error::host(format!(
                         "--method copy needs {} free on {} (the data dir plus 10%); {} is free",

@@ -75,7 +75,7 @@ pub struct InstanceState {
     /// A major upgrade in progress, or done and not yet finalized (its old
     /// data directory is kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub major_upgrade: Option<super::major::MajorRecord>,
+    pub major_upgrade: Option<MajorRecord>,
 }
 
 /// States written before `data_dir_complete` existed were written after
@@ -117,4 +117,51 @@ impl InstanceState {
     pub fn current_generation(&self) -> Option<&GenerationState> {
         self.generations.iter().find(|g| g.name == self.current)
     }
+}
+
+/// How far a major upgrade got; each phase is recorded before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The new generation is composed; the new data directory is being made.
+    Prepared,
+    /// The new cluster is initialised; the old server still runs.
+    Initialised,
+    /// The old server is being stopped and `pg_upgrade` runs.
+    Stopping,
+    /// `pg_upgrade` finished: the new data directory is the upgraded cluster.
+    Upgraded,
+    /// `current` points at the new generation, the state at the new data.
+    Switched,
+    /// The new server was started (after `link`, the old data is gone).
+    Started,
+    /// Extensions updated, statistics rebuilt.
+    Done,
+}
+
+/// A major upgrade in progress, or done and not yet finalized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MajorRecord {
+    pub from_major: u32,
+    pub to_major: u32,
+    pub from_generation: String,
+    pub to_generation: String,
+    pub old_data_dir: PathBuf,
+    pub new_data_dir: PathBuf,
+    pub method: super::cluster::Method,
+    pub phase: Phase,
+    /// The collation libraries the old data was used with.
+    #[serde(default)]
+    pub old_collation: Option<CollationLibs>,
+    /// What the user chose for a collation change (applied after start).
+    #[serde(default)]
+    pub collation_change: Option<CollationChange>,
+}
+
+/// A collation change the upgrade crosses, and the user's choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollationChange {
+    pub from: CollationLibs,
+    pub to: CollationLibs,
+    pub reindex: bool,
 }

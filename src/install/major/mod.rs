@@ -19,7 +19,7 @@
 
 use super::apply::{compose_generation, require_root, GenerationInput};
 use super::cluster::{ClusterOptions, Method, Server, Upgrade};
-use super::collation::{self, Change, Choice, CollationLibs, Gate};
+use super::collation::{self, Change, Choice, Gate};
 use super::extensions::{self, Update};
 use super::facts::spec_of;
 use super::generation::{self, GENERATION_LOCK};
@@ -38,7 +38,7 @@ use crate::install::postgres::InitdbSettings;
 use crate::lock::Lock;
 use crate::names::{InstanceName, LocaleName};
 use crate::progress::Reporter;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -57,52 +57,7 @@ use report::*;
 use rollback::*;
 pub use rollback::{finalize, rollback};
 
-/// How far a major upgrade got; each phase is recorded before it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// The new generation is composed; the new data directory is being made.
-    Prepared,
-    /// The new cluster is initialised; the old server still runs.
-    Initialised,
-    /// The old server is being stopped and `pg_upgrade` runs.
-    Stopping,
-    /// `pg_upgrade` finished: the new data directory is the upgraded cluster.
-    Upgraded,
-    /// `current` points at the new generation, the state at the new data.
-    Switched,
-    /// The new server was started (after `link`, the old data is gone).
-    Started,
-    /// Extensions updated, statistics rebuilt.
-    Done,
-}
-
-/// A major upgrade in progress, or done and not yet finalized.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MajorRecord {
-    pub from_major: u32,
-    pub to_major: u32,
-    pub from_generation: String,
-    pub to_generation: String,
-    pub old_data_dir: PathBuf,
-    pub new_data_dir: PathBuf,
-    pub method: Method,
-    pub phase: Phase,
-    /// The collation libraries the old data was used with.
-    #[serde(default)]
-    pub old_collation: Option<CollationLibs>,
-    /// What the user chose for a collation change (applied after start).
-    #[serde(default)]
-    pub collation_change: Option<CollationChange>,
-}
-
-/// A collation change the upgrade crosses, and the user's choice.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CollationChange {
-    pub from: CollationLibs,
-    pub to: CollationLibs,
-    pub reindex: bool,
-}
+pub use super::state::{CollationChange, MajorRecord, Phase};
 
 /// What a major upgrade is asked to do.
 pub struct Request<'a> {

@@ -359,14 +359,13 @@ pub fn major_of_version(version: &str) -> Option<u32> {
 }
 
 /// Whether a server binary links libsystemd (then it sends sd_notify
-/// READY=1 and the unit can be `Type=notify`): its name is among the
-/// dynamic section's strings.
+/// READY=1 and the unit can be `Type=notify`): a `DT_NEEDED` entry, read
+/// from its ELF dynamic section.
 pub fn links_libsystemd(postgres: &Path) -> bool {
-    std::fs::read(postgres).is_ok_and(|bytes| {
-        bytes
-            .windows(b"libsystemd.so".len())
-            .any(|w| w == b"libsystemd.so")
-    })
+    crate::elf::inspect::inspect(postgres)
+        .ok()
+        .flatten()
+        .is_some_and(|info| info.needed.iter().any(|n| n.starts_with("libsystemd.so")))
 }
 
 /// The major of an existing data directory (`PG_VERSION`).

@@ -179,7 +179,28 @@ fn execute(
             bundle,
             ctx.reporter.as_ref(),
         )?;
-        return Ok(outcome(command, lock, &report, true));
+        // What a new generation brings to existing data: refused here as
+        // the apply would refuse it.
+        let gate = match &report.libraries {
+            Some(libs) => pgoci::install::apply::check_collation(opts, libs)?,
+            None => None,
+        };
+        let mut out = outcome(command, lock, &report, true);
+        if let Some(g) = gate {
+            out = out
+                .note(format!(
+                    "collation libraries change: {} → {} (chosen: {})",
+                    g.change.from,
+                    g.change.to,
+                    match g.choice {
+                        Some(pgoci::install::collation::Choice::Reindex) => "reindex",
+                        Some(pgoci::install::collation::Choice::Accept) => "accept",
+                        None => "nothing affected",
+                    }
+                ))
+                .field("collation", g);
+        }
+        return Ok(out);
     }
     // Refused before a question is asked or a byte downloaded.
     if plan.changes_anything() {

@@ -111,27 +111,6 @@ pub fn of_generation(
     }
 }
 
-/// The libraries artifacts in the store would run on, before composing:
-/// the image's glibc when the library check chose its loader.
-pub fn of_artifacts(
-    root: &Path,
-    server_bin: &Path,
-    report: &super::libraries::LibraryReport,
-) -> CollationLibs {
-    let glibc = match &report.image_loader {
-        Some(_) => report
-            .from_image
-            .iter()
-            .find(|(soname, _)| soname == "libc.so.6")
-            .and_then(|(_, path)| glibc_release(path)),
-        None => host_glibc(root),
-    };
-    CollationLibs {
-        glibc,
-        icu: icu_of(&server_bin.join("postgres")),
-    }
-}
-
 fn parse_version(v: &str) -> (u32, u32) {
     let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))

@@ -72,6 +72,8 @@ pub struct LibraryReport {
     pub image_loader: Option<PathBuf>,
     /// `host` or `image`: whose dynamic loader (and glibc) runs the server.
     pub loader: &'static str,
+    /// The collation libraries the server would run on (glibc, ICU).
+    pub collation: super::collation::CollationLibs,
 }
 
 impl LibraryReport {
@@ -222,8 +224,21 @@ pub fn check(
         .filter(|(_, lib)| lock.server.layout == Layout::Rootfs && lib.found.root == Some(0))
         .map(|(soname, lib)| (soname.clone(), lib.found.host.clone()))
         .collect();
+    // The collation libraries the server would run on, read while the
+    // artifacts are at hand (a scratch store is gone after the check).
+    let collation = super::collation::CollationLibs {
+        glibc: match &image_loader {
+            Some(_) => from_image
+                .iter()
+                .find(|(soname, _)| soname == "libc.so.6")
+                .and_then(|(_, path)| super::collation::glibc_release(path)),
+            None => super::collation::host_glibc(Path::new("/")),
+        },
+        icu: super::collation::icu_of(&server.join(&dirs.bin).join("postgres")),
+    };
     Ok(LibraryReport {
         mode,
+        collation,
         files_checked: files.len(),
         rows: rows(&host, &image, &plan, server),
         failures,

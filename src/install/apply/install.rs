@@ -142,6 +142,31 @@ pub fn check_libraries(
     }
 }
 
+/// The collation gate an upgrade would meet, for `--check`: the data's
+/// libraries against those the checked artifacts run on. Exit 6 where the
+/// apply would refuse; `None` for a new instance or no change. Without
+/// root the server cannot be asked, so every database counts.
+pub fn check_collation(
+    opts: &InstallOptions,
+    libraries: &crate::install::libraries::LibraryReport,
+) -> Result<Option<crate::install::collation::Gate>> {
+    let layout = &opts.layout;
+    let Some(prev) = InstanceState::read(&layout.instance(&opts.instance))? else {
+        return Ok(None);
+    };
+    let running = nix::unistd::geteuid().is_root()
+        && crate::install::facts::socket_accepts(&prev.socket_dir, prev.port);
+    let server = crate::install::datacare::current_server(layout, &prev, running);
+    crate::install::datacare::gate(
+        &prev,
+        crate::install::datacare::data_libs(layout, &prev),
+        &libraries.collation,
+        server.as_ref(),
+        opts.collation,
+        &format!("the upgrade of instance {}", prev.instance),
+    )
+}
+
 /// The `--libraries` check of the lock's artifacts in the store: exit 6 if
 /// the server could not run. Install runs it before any other change.
 fn check_stored_libraries(

@@ -19,7 +19,7 @@ mod verify;
 
 pub(crate) use files::{write_config, write_service_files};
 pub use gc::{gc, plan_gc};
-pub use install::{check_libraries, compose_generation, install, GenerationInput};
+pub use install::{check_collation, check_libraries, compose_generation, install, GenerationInput};
 pub use lifecycle::{rollback, uninstall};
 pub use verify::verify;
 

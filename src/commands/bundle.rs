@@ -2,7 +2,7 @@
 
 use super::{
     output::{human_bytes, Outcome},
-    pull::{pull_companions, pull_locks},
+    pull::pull_all,
     Context,
 };
 use crate::cli::BundleCommand;
@@ -20,11 +20,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
             // Nothing is fetched for a target that would be refused.
             bundle::check_target(&output)?;
             let locks = ctx.locks(&source)?;
-            let (cache, _) = pull_locks(ctx, &locks)?;
-            let companions = match images_only {
-                true => Vec::new(),
-                false => pull_companions(ctx, &locks, &cache)?,
-            };
+            let (cache, _, companions) = pull_all(ctx, &locks, !images_only)?;
             let report = bundle::export_with(&locks, &companions, &cache, &output)?;
             Ok(Outcome::new("bundle export", true)
                 .field("path", &report.path)

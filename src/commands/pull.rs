@@ -6,53 +6,58 @@ use super::{
 };
 use crate::cli::LockSource;
 use pgoci::cache::Cache;
+use pgoci::companions::Companion;
 use pgoci::error::Result;
 use pgoci::fetch::{self, PullReport};
 use pgoci::lock::Lock;
+use tracing::Instrument;
 
 /// Pulls a lock; shared by `install` and `upgrade`.
 pub fn pull_lock(ctx: &Context, lock: &Lock) -> Result<(Cache, PullReport)> {
     pull_locks(ctx, std::slice::from_ref(lock))
 }
 
-/// Pulls several locks at once; shared by `pull` and `bundle export`.
+/// Pulls several locks at once; shared by `install` and `upgrade`.
 pub fn pull_locks(ctx: &Context, locks: &[Lock]) -> Result<(Cache, PullReport)> {
-    let cache = ctx.cache()?;
-    let _span = tracing::info_span!("pull", locks = locks.len()).entered();
-    let report = ctx.block_on(fetch::pull(
-        locks,
-        ctx.registry()?,
-        &cache,
-        ctx.reporter.clone(),
-        ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
-    ))?;
-    // The signatures came down with the blobs; what the policy requires
-    // is checked on the local copies before anything uses them.
-    for lock in locks {
-        ctx.check_signatures(lock, &cache)?;
-    }
+    let (cache, report, _) = pull_all(ctx, locks, false)?;
     Ok((cache, report))
 }
 
-/// What travels beside the locked images (their indexes, signatures,
-/// attestations, SBOMs), into the cache: `pgoci pull` fetches it so that
-/// `bundle export` can run later with no registry, and the export takes
-/// it from there. A cache that records it all, blobs included, asks no
-/// registry; otherwise the registry is asked for what the cache lacks.
-pub fn pull_companions(
+/// Pulls the locks' blobs and, with `companions`, what travels beside the
+/// locked images (their indexes, signatures, attestations, SBOMs): `pgoci
+/// pull` fetches that too so that `bundle export` can run later with no
+/// registry, and the export takes it from there. All of it over one
+/// registry client in one runtime: one token per repository, one
+/// connection pool. A cache that records what travels beside, blobs
+/// included, asks no registry for it; otherwise the registry is asked for
+/// what the cache lacks.
+pub fn pull_all(
     ctx: &Context,
     locks: &[Lock],
-    cache: &Cache,
-) -> Result<Vec<pgoci::companions::Companion>> {
-    if let Some(found) = pgoci::companions::cached(locks, cache)? {
-        if found.iter().all(|c| c.blobs.iter().all(|b| cache.has(b))) {
-            return Ok(found);
-        }
-    }
+    companions: bool,
+) -> Result<(Cache, PullReport, Vec<Companion>)> {
+    let cache = ctx.cache()?;
     let registry = ctx.registry()?;
-    let _span = tracing::info_span!("referrers").entered();
-    ctx.block_on(async {
-        let found = pgoci::companions::discover(&registry, locks, cache)
+    let jobs = ctx.global.jobs.unwrap_or_else(fetch::default_jobs);
+    let (report, found) = ctx.block_on(async {
+        let report = fetch::pull(locks, registry.clone(), &cache, ctx.reporter.clone(), jobs)
+            .instrument(tracing::info_span!("pull", locks = locks.len()))
+            .await?;
+        // The signatures came down with the blobs; what the policy
+        // requires is checked on the local copies before anything uses them.
+        for lock in locks {
+            ctx.check_signatures(lock, &cache)?;
+        }
+        if !companions {
+            return Ok((report, Vec::new()));
+        }
+        if let Some(found) = pgoci::companions::cached(locks, &cache)? {
+            if found.iter().all(|c| c.blobs.iter().all(|b| cache.has(b))) {
+                return Ok((report, found));
+            }
+        }
+        let found = pgoci::companions::discover(&registry, locks, &cache)
+            .instrument(tracing::info_span!("referrers"))
             .await
             .map_err(|e| match e.kind {
                 pgoci::Kind::Registry => e.hint(
@@ -65,24 +70,17 @@ pub fn pull_companions(
             .iter()
             .flat_map(|c| c.blobs.iter().map(|b| (c.reference(), b.clone())))
             .collect();
-        fetch::pull_blobs(
-            blobs,
-            registry.clone(),
-            cache,
-            ctx.reporter.clone(),
-            ctx.global.jobs.unwrap_or_else(fetch::default_jobs),
-        )
-        .await?;
-        Ok(found)
-    })
+        fetch::pull_blobs(blobs, registry.clone(), &cache, ctx.reporter.clone(), jobs).await?;
+        Ok((report, found))
+    })?;
+    Ok((cache, report, found))
 }
 
 pub fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
     let locks = ctx.locks(source)?;
-    let (cache, report) = pull_locks(ctx, &locks)?;
-    // What a later `bundle export` carries beside the images, so it needs
-    // no registry.
-    let companions = pull_companions(ctx, &locks, &cache)?;
+    // With what a later `bundle export` carries beside the images, so
+    // that export needs no registry.
+    let (cache, report, companions) = pull_all(ctx, &locks, true)?;
     Ok(Outcome::new("pull", report.fetched > 0)
         .field("companions", companions.len())
         .field("fetched", report.fetched)

@@ -369,12 +369,24 @@ fn without_the_registry_only_an_images_only_export_works() {
     let d = dir.path();
     let bed = bed();
     export(d, &d.join("warm"));
-    // The cache holds every blob; the registry answers only over plain
-    // HTTP, which this run is not allowed to use.
-    let offline = || {
+    // A cache holding every blob but no record of what travels beside
+    // them (blobs copied from the warm one, as another tool could); the
+    // registry answers only over plain HTTP, which this run is not
+    // allowed to use.
+    let blobs_only = d.join("blobs-only");
+    std::fs::create_dir_all(blobs_only.join("blobs/sha256")).unwrap();
+    for e in std::fs::read_dir(d.join("cache/blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(
+            e.path(),
+            blobs_only.join("blobs/sha256").join(e.file_name()),
+        )
+        .unwrap();
+    }
+    let offline = |cache: &std::path::Path| {
         let mut cmd = assert_cmd::Command::cargo_bin("pgoci").unwrap();
         cmd.env_remove("PGOCI_PROFILE")
-            .env("PGOCI_CACHE_DIR", d.join("cache"))
+            .env("PGOCI_CACHE_DIR", cache)
             .arg("--profile")
             .arg(&bed.profile)
             .args(["bundle", "export"]);
@@ -386,7 +398,7 @@ fn without_the_registry_only_an_images_only_export_works() {
         .arg(&lock)
         .assert()
         .success();
-    let out = offline()
+    let out = offline(&blobs_only)
         .args(["--lock"])
         .arg(&lock)
         .arg("-o")
@@ -404,7 +416,8 @@ fn without_the_registry_only_an_images_only_export_works() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    offline()
+    assert!(!d.join("no").exists());
+    offline(&blobs_only)
         .args(["--images-only", "--lock"])
         .arg(&lock)
         .arg("-o")
@@ -415,6 +428,19 @@ fn without_the_registry_only_an_images_only_export_works() {
         std::fs::read(d.join("yes/index.json")).unwrap(),
         std::fs::read(d.join("warm/index.json")).unwrap(),
         "the bed's pg15 images have nothing beside them"
+    );
+    // The cache the first export filled records what it found beside the
+    // images (nothing, here): exporting from it needs no registry.
+    offline(&d.join("cache"))
+        .args(["--lock"])
+        .arg(&lock)
+        .arg("-o")
+        .arg(d.join("again"))
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(d.join("again/index.json")).unwrap(),
+        std::fs::read(d.join("warm/index.json")).unwrap()
     );
 }
 

@@ -84,14 +84,19 @@ fn a_failed_first_install_into_an_empty_mount_point_is_undone_and_runs_again() {
     for p in [dir.path(), root.as_path(), &cache] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let bin = assert_cmd::cargo::cargo_bin("pgoci");
+    // A copy the unprivileged user can reach (the target dir may be under
+    // /root, which it cannot).
+    let bin = dir.path().join("pgoci");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("pgoci"), &bin).unwrap();
+    let profile = dir.path().join("profile.yaml");
+    std::fs::copy(&bed().profile, &profile).unwrap();
     let as_nobody = |args: &[&str]| {
         std::process::Command::new("runuser")
             .args(["-u", "nobody", "--"])
             .arg(&bin)
             .env("PGOCI_CACHE_DIR", dir.path().join("nobody-cache"))
             .arg("--profile")
-            .arg(&bed().profile)
+            .arg(&profile)
             .args(["--insecure-registry", &bed().registry, "--json", "--root"])
             .arg(&root)
             .args(args)

@@ -13,15 +13,15 @@ use std::path::{Path, PathBuf};
 
 /// A registry copied from the bed's, signed (`bed.sh cosign-sign`) and
 /// with SBOMs and an attestation attached (`bed.sh attach`), on its own.
-struct Attached {
+pub(crate) struct Attached {
     state: PathBuf,
-    registry: String,
-    profile: PathBuf,
+    pub(crate) registry: String,
+    pub(crate) profile: PathBuf,
     env: BTreeMap<String, String>,
 }
 
 impl Attached {
-    fn start(name: &str) -> Self {
+    pub(crate) fn start(name: &str) -> Self {
         let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bed-{name}"));
         let out = bed_sh(&[
             "attach",
@@ -51,6 +51,11 @@ impl Attached {
 
     fn port(&self) -> u16 {
         self.registry.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+
+    /// Stops the registry (its data is kept).
+    pub(crate) fn stop(&self) {
+        bed_sh(&["down", self.state.to_str().unwrap()]);
     }
 }
 

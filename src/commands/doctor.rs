@@ -28,6 +28,43 @@ pub fn run(
         }
         _ => None,
     };
+    // The collation gate of each instance already here: a C library that
+    // changed under its data (a host OS upgrade) refuses its next start.
+    let layout = ctx.layout();
+    let mut gates = Vec::new();
+    for st in pgoci::install::other_instances(&layout, "")? {
+        if let Some(g) = pgoci::install::datacare::gate_state(&layout, &st) {
+            gates.push((st.instance.clone(), g));
+        }
+    }
+    if !gates.is_empty() {
+        let changed: Vec<String> = gates
+            .iter()
+            .filter_map(|(name, g)| {
+                g.change
+                    .as_ref()
+                    .map(|c| format!("{name}: data last used with {}, now {}", c.from, c.to))
+            })
+            .collect();
+        report.checks.push(match changed.is_empty() {
+            true => Check::new(
+                "collation",
+                true,
+                format!(
+                    "{} instance(s) run on the collation libraries their data was last used with",
+                    gates.len()
+                ),
+            ),
+            false => Check::new(
+                "collation",
+                false,
+                format!(
+                    "{}; starts are refused until `pgoci collation --instance NAME --collation-change reindex|accept`",
+                    changed.join("; ")
+                ),
+            ),
+        });
+    }
     let checks = &report.checks;
     let mut text = String::new();
     for c in checks {
@@ -102,6 +139,13 @@ pub fn run(
         .collect();
     // Every check is in the document, on success and on failure alike.
     let mut outcome = Outcome::new("doctor", false)
+        .field(
+            "instances",
+            gates
+                .iter()
+                .map(|(name, g)| serde_json::json!({"name": name, "collation": g}))
+                .collect::<Vec<_>>(),
+        )
         .field("checks", checks)
         .field("libraries", &report.libraries)
         .field("signatures", &signatures)

@@ -32,6 +32,14 @@ enum Source {
 pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
     let settings = parse_settings(&args.set)?;
+    // A host path, placed under --root: relative to what would be a guess.
+    if let Some(d) = args.data_dir.as_ref().filter(|d| d.is_relative()) {
+        return Err(Error::usage(format!(
+            "--data-dir {} is relative",
+            d.display()
+        ))
+        .hint("give the data directory as an absolute host path (under --root it is placed in the root)"));
+    }
     let initdb = initdb_settings(args)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {

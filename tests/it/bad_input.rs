@@ -166,6 +166,10 @@ fn hostile_instance_names_settings_and_data_dirs_are_refused_before_anything_is_
         assert_eq!(out.status.code(), Some(2), "{prefix:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("--prefix"), "{}", stderr(&out));
     }
+    // A relative data directory would be a guess: exit 2, nothing written.
+    let out = run(&["--instance", "ok", "--data-dir", "rel/data"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("relative"), "{}", stderr(&out));
     assert!(tree(&root).is_empty(), "wrote {:?}", tree(&root));
     // A regular file as the data directory: refused in preflight (exit 6).
     // (--data-dir is a host path: under --root it is placed in the root.)

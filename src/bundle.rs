@@ -1186,7 +1186,13 @@ fn open_regular(path: &Path) -> std::io::Result<fs::File> {
 
 /// Maps each regular file of a tar to its data offset and size.
 fn scan_tar(path: &Path) -> std::io::Result<HashMap<String, (u64, u64)>> {
-    let file = fs::File::open(path)?;
+    tar_entries(&fs::File::open(path)?)
+}
+
+/// Maps each regular file of a tar to its data offset and size (a later
+/// entry of the same name wins, as extracting would have it).
+pub fn tar_entries(file: &fs::File) -> std::io::Result<HashMap<String, (u64, u64)>> {
+    let total = file.metadata()?.len();
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut entries = HashMap::new();
     for entry in archive.entries_with_seek()? {
@@ -1199,7 +1205,14 @@ fn scan_tar(path: &Path) -> std::io::Result<HashMap<String, (u64, u64)>> {
             .to_string_lossy()
             .trim_start_matches("./")
             .to_string();
-        entries.insert(name, (entry.raw_file_position(), entry.size()));
+        let (offset, size) = (entry.raw_file_position(), entry.size());
+        if offset.checked_add(size).is_none_or(|end| end > total) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the tar is cut short in {name}"),
+            ));
+        }
+        entries.insert(name, (offset, size));
     }
     Ok(entries)
 }

@@ -295,13 +295,21 @@ impl Upgrade<'_> {
     /// server). Its logs go into the new data directory.
     pub fn run(&self, check: bool) -> Result<()> {
         let mut cmd = as_user(&self.new_bin.join("pg_upgrade"), &self.old.account);
-        // Both servers run under pg_upgrade: the old one's library path
-        // (the new one's executables carry their own RPATH when they need
-        // one), and the variables of both.
-        if let Some(p) = &self.old.env.ld_library_path {
-            cmd.env("LD_LIBRARY_PATH", p);
-        } else if let Some(p) = &self.new_env.ld_library_path {
-            cmd.env("LD_LIBRARY_PATH", p);
+        // Both servers run under pg_upgrade, so both library paths: the
+        // new one's first (a library both carry is then the newer build,
+        // which the old server's binaries take too; executables patched to
+        // an image's loader search their RPATH before either), and the
+        // variables of both.
+        let paths: Vec<&std::path::Path> =
+            [&self.new_env.ld_library_path, &self.old.env.ld_library_path]
+                .into_iter()
+                .flatten()
+                .map(|p| p.as_path())
+                .collect();
+        if !paths.is_empty() {
+            let joined = std::env::join_paths(paths)
+                .map_err(|e| Error::internal(format!("library paths cannot be joined: {e}")))?;
+            cmd.env("LD_LIBRARY_PATH", joined);
         }
         cmd.envs(&self.old.env.vars).envs(&self.new_env.vars);
         cmd.current_dir(self.new_data)

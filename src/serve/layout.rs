@@ -178,7 +178,7 @@ impl Store {
         }
         let file = File::open(path)
             .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
-        let entries = scan_tar(&file).map_err(bad)?;
+        let entries = crate::bundle::tar_entries(&file).map_err(bad)?;
         Ok(Store::Tar {
             file: Arc::new(file),
             entries,
@@ -234,34 +234,6 @@ impl Store {
             Store::Tar { .. } => self.tar_entry(&format!("blobs/sha256/{}", digest.hex())),
         }
     }
-}
-
-/// Maps each regular file of a tar to its data offset and size (a later
-/// entry of the same name wins, as extracting would have it).
-fn scan_tar(file: &File) -> io::Result<HashMap<String, (u64, u64)>> {
-    let total = file.metadata()?.len();
-    let mut archive = tar::Archive::new(io::BufReader::new(file));
-    let mut entries = HashMap::new();
-    for entry in archive.entries_with_seek()? {
-        let entry = entry?;
-        if entry.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let name = entry
-            .path()?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        let (offset, size) = (entry.raw_file_position(), entry.size());
-        if offset.checked_add(size).is_none_or(|end| end > total) {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the tar is cut short in {name}"),
-            ));
-        }
-        entries.insert(name, (offset, size));
-    }
-    Ok(entries)
 }
 
 /// The parts of a manifest or index read here.

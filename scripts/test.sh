@@ -70,4 +70,14 @@ cargo build --features failpoints --bin pgoci
 PGOCI_BIN="$bin" PGOCI_FAILPOINTS_BIN="$target_dir/x86_64-unknown-linux-gnu/debug/pgoci" \
   UPGRADE_STATE="$target_dir/tmp/upgrade" tests/upgrade.sh
 
+step "Ansible over SSH: the role and its playbooks on a bullseye, bookworm and trixie fleet"
+# Three minbase hosts with sshd, each in a network namespace of its own
+# (tests/bed/fleet.sh), Debian's ansible-core on a controller namespace:
+# check mode changes nothing, install (the trixie 17 image + pgvector,
+# the image's glibc on the older hosts), psql, changed=0; the rolling
+# upgrade playbook (check, a failure on the second host rolled back, good)
+# and the major upgrade playbook 15 -> 17 (refused check, a rolled-back
+# failure, good, finalize). About five minutes warm.
+PGOCI_BIN="$bin" FLEET_STATE="$target_dir/tmp/fleet" tests/fleet.sh
+
 step "all tests passed"

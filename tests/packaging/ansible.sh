@@ -118,6 +118,9 @@ PLAY
 export ANSIBLE_ROLES_PATH=$REPO/packaging/ansible/roles
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_HOST_KEY_CHECKING=0
 export ANSIBLE_LOCAL_TEMP=$T/ansible-tmp ANSIBLE_RETRY_FILES_ENABLED=0
+# Ansible's own files in the test's directory, not in ~/.ansible.
+export ANSIBLE_HOME=$T/ansible-home ANSIBLE_REMOTE_TMP=$T/ansible-remote
+export ANSIBLE_SSH_CONTROL_PATH_DIR=$T/ansible-home/cp
 
 RUN=0
 play() { # BUNDLE [ansible-playbook args...]

@@ -29,6 +29,8 @@ trap cleanup EXIT
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --features failpoints -- -D warnings
+# Architecture: modules of src/ never import each other in a circle.
+python3 scripts/import-circles.py
 
 step "unit and integration tests"
 # failpoints: the kill -9 tests crash pgoci at named points (never in release builds).

@@ -16,7 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Gives a directory to the service user with `mode`.
-pub(super) fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
+pub(crate) fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
     nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
         .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")

@@ -17,7 +17,7 @@ mod install;
 mod lifecycle;
 mod verify;
 
-pub(crate) use files::{write_config, write_service_files};
+pub(crate) use files::{chown_mode, write_config, write_service_files};
 pub use gc::{gc, plan_gc};
 pub use install::{check_collation, check_libraries, compose_generation, install, GenerationInput};
 pub use lifecycle::{rollback, uninstall};

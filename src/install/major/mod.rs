@@ -17,7 +17,7 @@
 //! operation: it spans a server stop and a long external tool, and must
 //! survive the process.
 
-use super::apply::{compose_generation, require_root, GenerationInput};
+use super::apply::{chown_mode, compose_generation, require_root, GenerationInput};
 use super::cluster::{ClusterOptions, Method, Server, Upgrade};
 use super::collation::{self, Change, Choice, Gate};
 use super::extensions::{self, Update};
@@ -237,13 +237,6 @@ impl<'a> Instance<'a> {
         }
         Ok(())
     }
-}
-
-fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
-        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
 }
 
 /// `pgoci upgrade --major N`: plans, checks and (unless `check`) runs a

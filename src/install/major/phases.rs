@@ -13,10 +13,8 @@ pub(super) fn init_cluster(
     initdb: &InitdbSettings,
     data: &Path,
 ) -> Result<()> {
-    if data.exists() {
-        // Left by a killed run of ours (the journal says so): start afresh.
-        fs::remove_dir_all(data).with_path(data, "remove")?;
-    }
+    // Never over something there: the checks refused an existing new data
+    // directory, and undoing a killed run set its attempt aside.
     fs::create_dir(data).with_path(data, "create")?;
     chown_mode(data, &inst.account, 0o700)?;
     let gen_dir = inst.layout.generation(inst.name, &gen.name);

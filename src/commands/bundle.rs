@@ -53,9 +53,10 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
             let blobs = bundle.verify(ctx.reporter.as_ref())?;
+            let carried = bundle.companions()?;
             let mut signatures = 0;
             for (lock, _) in &bundle.locks {
-                signatures += ctx.check_signatures(lock, &bundle)?;
+                signatures += ctx.check_signatures(lock, &carried, &bundle)?;
             }
             let mut outcome = Outcome::new("bundle verify", false);
             if signatures > 0 {

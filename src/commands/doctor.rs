@@ -167,8 +167,9 @@ fn signature_statuses(
 ) -> Result<Vec<pgoci::signature::record::SignatureStatus>> {
     let policies = ctx.policies()?;
     let locks: Vec<&pgoci::lock::Lock> = bundle.locks.iter().map(|(l, _)| l).collect();
+    let carried = bundle.companions()?;
     Ok(pgoci::signature::record::statuses(
-        &locks, bundle, &policies,
+        &locks, &carried, bundle, &policies,
     ))
 }
 

@@ -142,14 +142,20 @@ impl Context {
     }
 
     /// Checks the signatures `policies` require on a lock's artifacts,
-    /// offline, from local blobs (cache or bundle); returns how many.
-    pub fn check_signatures(&self, lock: &Lock, source: &dyn BlobSource) -> Result<usize> {
+    /// offline, from local blobs (cache or bundle): the ones the lock
+    /// records, else the ones `carried` beside the images; returns how many.
+    pub fn check_signatures(
+        &self,
+        lock: &Lock,
+        carried: &[pgoci::companions::Companion],
+        source: &dyn BlobSource,
+    ) -> Result<usize> {
         let policies = self.policies()?;
         if policies.is_empty() {
             return Ok(0);
         }
         let _span = tracing::info_span!("signatures").entered();
-        let checked = pgoci::signature::record::verify_lock(lock, source, &policies)?;
+        let checked = pgoci::signature::record::verify_lock(lock, carried, source, &policies)?;
         for (image, v) in &checked {
             tracing::info!("{image}: signed by {} ({})", v.signer, v.signature);
         }

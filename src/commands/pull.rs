@@ -45,8 +45,9 @@ pub fn pull_all(
             .await?;
         // The signatures came down with the blobs; what the policy
         // requires is checked on the local copies before anything uses them.
+        let carried = pgoci::companions::cached(locks, &cache)?.unwrap_or_default();
         for lock in locks {
-            ctx.check_signatures(lock, &cache)?;
+            ctx.check_signatures(lock, &carried, &cache)?;
         }
         if !companions {
             return Ok((report, Vec::new()));

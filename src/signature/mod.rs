@@ -20,6 +20,7 @@
 //! signatures stored in another repository (`COSIGN_REPOSITORY`) are not
 //! looked for.
 
+pub mod carried;
 pub mod cosign;
 pub mod key;
 pub mod keyless;

@@ -6,9 +6,10 @@
 
 use super::{verify, Policy, SignatureSet, Subject, Verified};
 use crate::blobs::BlobSource;
+use crate::companions::Companion;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::lock::Blob;
+use crate::lock::{Blob, Pinned};
 use std::collections::BTreeMap;
 
 pub use crate::lock::SignatureRecord;
@@ -38,28 +39,35 @@ pub fn record(verified: &Verified, set: &SignatureSet, index: Option<Blob>) -> S
 }
 
 /// Checks an artifact's signature offline, from the blobs `source` holds
-/// (cache or bundle), against `policy`. `record` is what the lock says;
-/// none, or one whose blobs do not verify under the policy, is an
-/// integrity error naming the image and the required signer.
+/// (cache or bundle), against `policy`. The lock's record says which
+/// signature to read; without one, the signatures `carried` beside the
+/// image (a bundle's or the cache's companions) are tried, so a site's own
+/// key checks what a supplier exported without a policy. None that
+/// verifies is an integrity error naming the image and the required signer.
 pub fn verify_local(
-    image: &str,
-    digest: &Digest,
-    record: Option<&SignatureRecord>,
+    pinned: &Pinned,
+    carried: &[Companion],
     source: &dyn BlobSource,
     policy: &Policy,
 ) -> Result<Verified> {
-    let Some(record) = record else {
+    let (image, digest) = (pinned.reference.as_str(), &pinned.digest);
+    let Some(record) = pinned.signature.as_ref() else {
+        let (sets, index) = super::carried::sets_for(pinned, carried, source);
         return verify(
             Subject {
                 image,
                 digest,
-                index: None,
+                index: index.as_ref().map(|(d, b)| (d, b.as_slice())),
             },
-            &[],
+            &sets,
             policy,
         )
         .map_err(|e| {
-            e.hint("the lock records no signature: resolve it again with the signature requirement")
+            if sets.is_empty() {
+                e.hint("no signature of it travels with the lock or the bundle: have the supplier sign the image and export again")
+            } else {
+                e
+            }
         });
     };
     let bad = |e: Error| {
@@ -100,19 +108,14 @@ pub fn verify_local(
 /// `source`; returns (image, what verified) per checked artifact.
 pub fn verify_lock(
     lock: &crate::lock::Lock,
+    carried: &[Companion],
     source: &dyn BlobSource,
     policies: &super::policy::Policies,
 ) -> Result<Vec<(String, Verified)>> {
     let mut checked = Vec::new();
-    let mut check = |pinned: &crate::lock::Pinned, policy: Option<&Policy>| -> Result<()> {
+    let mut check = |pinned: &Pinned, policy: Option<&Policy>| -> Result<()> {
         if let Some(policy) = policy {
-            let v = verify_local(
-                &pinned.reference,
-                &pinned.digest,
-                pinned.signature.as_ref(),
-                source,
-                policy,
-            )?;
+            let v = verify_local(pinned, carried, source, policy)?;
             checked.push((pinned.reference.clone(), v));
         }
         Ok(())
@@ -146,35 +149,39 @@ pub struct SignatureStatus {
 /// policy names is reported as the lock records it.
 pub fn statuses(
     locks: &[&crate::lock::Lock],
+    carried: &[Companion],
     source: &dyn BlobSource,
     policies: &super::policy::Policies,
 ) -> Vec<SignatureStatus> {
     let mut out: Vec<SignatureStatus> = Vec::new();
-    let mut one = |pinned: &crate::lock::Pinned, policy: Option<&Policy>| {
+    let mut one = |pinned: &Pinned, policy: Option<&Policy>| {
         if out.iter().any(|s| s.digest == pinned.digest) {
             return;
         }
         let record = pinned.signature.as_ref();
         let (status, ok, signer, detail) = match (policy, record) {
-            (Some(policy), _) => match verify_local(
-                &pinned.reference,
-                &pinned.digest,
-                record,
-                source,
-                policy,
-            ) {
+            (Some(policy), _) => match verify_local(pinned, carried, source, policy) {
                 Ok(v) => (
                     "signed",
                     true,
                     Some(v.signer),
-                    format!("signature {} over {}", v.signature.short(), v.signed.short()),
+                    format!(
+                        "signature {} over {}{}",
+                        v.signature.short(),
+                        v.signed.short(),
+                        if record.is_none() {
+                            " (carried beside the image; the lock records none)"
+                        } else {
+                            ""
+                        }
+                    ),
                 ),
-                Err(_) if record.is_none() => (
+                Err(e) if record.is_none() && e.message.contains("not signed") => (
                     "unsigned",
                     false,
                     None,
                     format!(
-                        "required: {}; the lock records no signature (resolve it again with the requirement)",
+                        "required: {}; no signature of it travels with the lock or the bundle",
                         policy.describe()
                     ),
                 ),

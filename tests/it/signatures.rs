@@ -561,3 +561,147 @@ fn doctor_reports_each_images_signature_offline() {
         "{err}"
     );
 }
+
+/// The supplier exports with no policy of its own: the lock records no
+/// signer, but the cosign manifests travel beside the images. The site's
+/// own key checks them offline (`bundle verify`, `doctor --bundle`,
+/// `install --bundle`), and still refuses a swapped, unsigned or
+/// foreign-signed image.
+#[test]
+fn a_site_checks_an_unpoliced_export_with_its_own_key() {
+    let s = signed();
+    let dir = scratch();
+    let d = dir.path();
+    let supplier = |cache: &str| pgoci(&s.profile, &s.registry, &d.join(cache));
+    let export = |major: &str, ext: &str, bundle: &Path| {
+        let lock = d.join(format!("{major}.lock"));
+        supplier("cache")
+            .args(["resolve", "--major", major, "--ext", ext, "-o"])
+            .arg(&lock)
+            .assert()
+            .success();
+        assert!(!std::fs::read_to_string(&lock)
+            .unwrap()
+            .contains("signature"));
+        supplier("cache")
+            .args(["bundle", "export", "--lock"])
+            .arg(&lock)
+            .arg("-o")
+            .arg(bundle)
+            .assert()
+            .success();
+    };
+    let bundle = d.join("17");
+    export("17", "hstore", &bundle);
+
+    let dead = format!("127.0.0.1:{}", free_port());
+    let site = |key: &str| {
+        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-site"));
+        cmd.arg("--require-signature-key").arg(s.path(key));
+        cmd
+    };
+    // The server's tag names an index signed by cosign: the index travels
+    // too, so its signature covers the platform manifest offline.
+    let out = site("KEY")
+        .args(["--json", "bundle", "verify"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(json(&out)["signatures"], 2);
+    let out = site("WRONG_KEY")
+        .args(["bundle", "verify"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong.pub"), "{}", stderr(&out));
+
+    let out = site("KEY")
+        .args(["--json", "doctor", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let rows = json(&out)["signatures"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "signed" && r["detail"].as_str().unwrap().contains("carried")),
+        "{rows:?}"
+    );
+
+    let root = d.join("root");
+    let port = free_port();
+    let out = site("KEY")
+        .args(["install", "--yes", "--instance", "site", "--port"])
+        .arg(port.to_string())
+        .arg("--root")
+        .arg(&root)
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    drop(Servers::of(&root, "site"));
+
+    // A carrier who swaps a layer and rehashes everything cannot sign it.
+    swap_layer_and_rehash(&bundle, "hstore");
+    let out = site("KEY")
+        .args(["bundle", "verify"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pgoci/hstore:1.8-17"),
+        "{}",
+        stderr(&out)
+    );
+    let swapped_root = d.join("root-swapped");
+    let out = site("KEY")
+        .args(["install", "--yes", "--instance", "swapped", "--port"])
+        .arg(free_port().to_string())
+        .arg("--root")
+        .arg(&swapped_root)
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(!swapped_root.join("var/lib/pgoci/swapped").exists());
+
+    // 15 is signed by another key and pg_cron by nobody: both refused,
+    // each by name, the unsigned one saying nothing travelled with it.
+    let bundle15 = d.join("15");
+    export("15", "pg_cron", &bundle15);
+    let out = site("KEY")
+        .args(["bundle", "verify"])
+        .arg(&bundle15)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("pgoci/postgresql-debian:15") && err.contains("another key"),
+        "{err}"
+    );
+    let out = site("KEY")
+        .args(["--json", "doctor", "--bundle"])
+        .arg(&bundle15)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let rows = json(&out)["signatures"].as_array().unwrap().clone();
+    let status = |image: &str| {
+        rows.iter()
+            .find(|r| r["image"].as_str().unwrap().contains(image))
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        status("postgresql-debian:15").as_deref(),
+        Some("bad"),
+        "{rows:?}"
+    );
+    assert_eq!(status("pg_cron").as_deref(), Some("unsigned"), "{rows:?}");
+}

@@ -32,7 +32,7 @@ bench_tools
 registry=$(tests/bed/bed.sh up "$state" | sed -n 's/^REGISTRY=//p' | tail -1)
 cargo build --release --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-pgoci="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"
+pgoci="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/pgoci"
 work=$(mktemp -d)
 chmod 0755 "$work" # initdb runs as postgres under it (install, rss, bytes)
 trap 'rm -rf "$work"; tests/bed/bed.sh down "$state" >/dev/null 2>&1' EXIT

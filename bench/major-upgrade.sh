@@ -17,7 +17,7 @@
 #   PGOCI_BIN=target/.../release/pgoci bench/major-upgrade.sh [clone copy link]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-: "${PGOCI_BIN:=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/release/pgoci}"
+: "${PGOCI_BIN:=${CARGO_TARGET_DIR:-$ROOT/target}/$(rustc -vV | sed -n 's/^host: //p')/release/pgoci}"
 STATE=${BENCH_STATE:-/tmp/pgoci-bench-major}
 SCALE=${SCALE:-68}
 methods=("$@")

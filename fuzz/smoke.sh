@@ -38,7 +38,7 @@ work=${FUZZ_WORK:-$(mktemp -d /tmp/pgoci-fuzz.XXXXXX)}
 for t in "${targets[@]}"; do
   mkdir -p "$work/corpus/$t" "$work/artifacts/$t"
   cp -r "corpus/$t/." "$work/corpus/$t/"
-  bin=$target_dir/x86_64-unknown-linux-gnu/release/$t
+  bin=$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/$t
   log=$work/$t.log
   start=$(date +%s)
   if ! "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 \

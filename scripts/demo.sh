@@ -21,7 +21,7 @@ tests/bed/bed.sh prepare
 say "2. build pgoci"
 cargo build --release --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-pgoci="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"
+pgoci="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/pgoci"
 
 # A re-run starts from scratch: stop the previous demo's server.
 if [ -d "$DEMO/root/opt/pgoci/instances/pg15/current" ]; then

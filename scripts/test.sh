@@ -41,7 +41,8 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20} fuzz/smoke.sh
 
 step "static release binary (plain cargo build --release, see .cargo/config.toml)"
 cargo build --release
-bin="$target_dir/x86_64-unknown-linux-gnu/release/pgoci"
+host_triple=$(rustc -vV | sed -n 's/^host: //p')
+bin="$target_dir/$host_triple/release/pgoci"
 ldd_out=$(ldd "$bin" 2>&1 || true)
 case "$ldd_out" in
   *"not a dynamic executable"*|*"statically linked"*) echo "static: $bin ($ldd_out)" >&2 ;;
@@ -69,7 +70,7 @@ step "major upgrades and the collation gate on a bare Debian bookworm host"
 # glibc (collation gate, reindex, amcheck). The crash points need the
 # failpoints build (the debug binary cargo test built; static like all).
 cargo build --features failpoints --bin pgoci
-PGOCI_BIN="$bin" PGOCI_FAILPOINTS_BIN="$target_dir/x86_64-unknown-linux-gnu/debug/pgoci" \
+PGOCI_BIN="$bin" PGOCI_FAILPOINTS_BIN="$target_dir/$host_triple/debug/pgoci" \
   UPGRADE_STATE="$target_dir/tmp/upgrade" tests/upgrade.sh
 
 step "Ansible over SSH: the role and its playbooks on a bullseye, bookworm and trixie fleet"

@@ -4,7 +4,7 @@
 #   packaging/deb/build.sh [OUT.deb]
 #
 # PGOCI_BIN: the binary to package (meant for the static release build,
-#   target/x86_64-unknown-linux-gnu/release/pgoci). Default: `cargo build`
+#   target/<host triple>/release/pgoci). Default: `cargo build`
 #   and the debug binary, which is then stripped and, being dynamically
 #   linked, gets a Depends on the packages of its shared libraries.
 # Output: OUT.deb, or packaging/deb/out/pgoci_<version>_amd64.deb.
@@ -19,7 +19,7 @@ if [ -z "${PGOCI_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet)
   tdir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
-  PGOCI_BIN=$tdir/x86_64-unknown-linux-gnu/debug/pgoci
+  PGOCI_BIN=$tdir/$(rustc -vV | sed -n 's/^host: //p')/debug/pgoci
 fi
 [ -x "$PGOCI_BIN" ] || die "PGOCI_BIN=$PGOCI_BIN is not executable"
 

@@ -26,7 +26,7 @@ if [ -z "${PGOCI_BIN:-}" ]; then
   (cd "$REPO" && cargo build --quiet)
   tdir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys;print(json.load(sys.stdin)["target_directory"])')
-  PGOCI_BIN=$tdir/x86_64-unknown-linux-gnu/debug/pgoci
+  PGOCI_BIN=$tdir/$(rustc -vV | sed -n 's/^host: //p')/debug/pgoci
 fi
 PGOCI_BIN=$(realpath "$PGOCI_BIN")
 [ -x "$PGOCI_BIN" ] || die "PGOCI_BIN=$PGOCI_BIN is not executable"

@@ -21,6 +21,10 @@
 #              as the service user through the instance socket
 #              (CREATE EXTENSION vector)
 #   rerun      role again: changed=0 on every host
+#   served     `pgoci serve` of the site bundle (15 and 17) on the controller's
+#              side; the role with a profile naming it instead of a copied
+#              bundle: --check --diff, install of 15 + vector (each host's
+#              cache holds the 15 lock's blobs, none of 17's), psql, changed=0
 #   roll-check rolling-upgrade.yml to B with --check --diff: each host's plan
 #              (generation 1-A -> 2-B), nothing changed
 #   roll-fail  rolling-upgrade.yml to B, bookworm made to fail (a
@@ -160,37 +164,12 @@ log "bundles: A lock $LOCK_A, B lock $LOCK_B (rebuilt image), site (15 and 17): 
 "$BED/fleet.sh" up "$FLEET" "${HOSTS[@]}" 2>"$LOGS/fleet-up.log" ||
   { cat "$LOGS/fleet-up.log" >&2; fail "fleet.sh up"; }
 
-# Ansible as a user configures it; the only departures from the defaults
-# keep its own files in this run's directory (home, local temp, control
-# sockets) and its remote temp dir in the hosts' /tmp.
-cat >"$STATE/ansible.cfg" <<EOF
-[defaults]
-inventory = $FLEET/inventory
-roles_path = $ROOT/packaging/ansible/roles
-home = $STATE/ansible
-local_tmp = $STATE/ansible/tmp
-remote_tmp = /tmp/.ansible-remote
-retry_files_enabled = False
-nocolor = True
-forks = 10
-
-[ssh_connection]
-control_path_dir = $STATE/ansible/cp
-EOF
-export ANSIBLE_CONFIG=$STATE/ansible.cfg
-unset ANSIBLE_ROLES_PATH ANSIBLE_INVENTORY ANSIBLE_REMOTE_TMP ANSIBLE_SSH_USETTY ANSIBLE_PIPELINING
+# shellcheck source=tests/bed/fleet-ansible.sh
+. "$BED/fleet-ansible.sh"
+fleet_ansible_config "$STATE" "$FLEET" "$ROOT"
 cat >"$STATE/vars.yml" <<EOF
 pgoci_play_hosts: fleet
 pgoci_binary_src: $PG
-EOF
-cat >"$STATE/install.yml" <<'EOF'
----
-- name: PostgreSQL with pgoci
-  hosts: fleet
-  become: true
-  gather_facts: false
-  roles:
-    - pgoci
 EOF
 
 RUN=0
@@ -349,6 +328,51 @@ for h in "${HOSTS[@]}"; do
   assert_recap "$h" failed = 0
   assert_recap "$h" changed = 0
 done
+
+# --- a served bundle instead of copies ------------------------------------
+# `pgoci serve` on the controller's side serves the site bundle (15 and 17)
+# as it is, at one address every host reaches (10.233.0.1 on the
+# controller namespace's loopback, a host route through each veth); the
+# role ships only a profile naming it: each host resolves 15 + vector
+# there and downloads that lock's blobs, none of 17's.
+scenario served
+SERVE_ADDR=10.233.0.1:5999
+"$BED/fleet.sh" serve "$FLEET" "$PG" "$B/site.tar" "$SERVE_ADDR" 2>"$LOGS/serve-up.log" ||
+  { cat "$LOGS/serve-up.log" >&2; fail "fleet.sh serve"; }
+sed "s|$REG|$SERVE_ADDR|g" "$STATE/bed/cnpg-profile.yaml" >"$STATE/work/site-profile.yaml"
+cat >"$STATE/work/served.yml" <<EOF
+pgoci_profile_src: $STATE/work/site-profile.yaml
+pgoci_install_major: 15
+pgoci_extensions: [vector]
+pgoci_insecure_registries: ["$SERVE_ADDR"]
+pgoci_instance: site
+pgoci_port: 5436
+EOF
+play served-check ok "$STATE/install.yml" -e "@$STATE/work/served.yml" --check --diff
+for h in "${HOSTS[@]}"; do
+  assert_recap "$h" failed = 0
+  assert_recap "$h" changed -gt 0
+done
+assert_log "+instance site: PostgreSQL 15"
+play served ok "$STATE/install.yml" -e "@$STATE/work/served.yml"
+lock15_bytes=$(awk '$1 == "size:" { s += $2 } END { print s }' "$STATE/work/pg15.lock")
+site_bytes=$(stat -c %s "$B/site.tar")
+for h in "${HOSTS[@]}"; do
+  assert_recap "$h" failed = 0
+  assert_recap "$h" changed -gt 0
+  assert_inst "$h" site 'i["major"]' 15
+  assert_inst "$h" site 'i["running"]' True
+  out=$(psql_on "$h" site "CREATE EXTENSION vector; SELECT extversion FROM pg_extension WHERE extname = 'vector'") ||
+    fail "$h: psql: $out"
+  [ "$(tail -n1 <<<"$out")" = 0.8.0 ] || fail "$h: psql answered '$out', want 0.8.0"
+  [ ! -e "$FLEET/hosts/$h/root/var/cache/pgoci/bundles/site.tar" ] || fail "$h: the bundle was copied"
+  got=$(find "$FLEET/hosts/$h/root/var/cache/pgoci/blobs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  [ "$got" -eq "$lock15_bytes" ] ||
+    fail "$h: downloaded $got bytes of blobs, want exactly the 15 lock's $lock15_bytes"
+  log "$h: $got bytes downloaded from the served bundle (the bundle: $site_bytes)"
+done
+play served-again ok "$STATE/install.yml" -e "@$STATE/work/served.yml"
+for h in "${HOSTS[@]}"; do assert_recap "$h" changed = 0; done
 
 # --- rolling upgrades ----------------------------------------------------
 ROLL=$ROOT/packaging/ansible/playbooks/rolling-upgrade.yml

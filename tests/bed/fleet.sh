@@ -27,6 +27,9 @@
 #                                        owner, size, mtime, link target, sha256),
 #                                        /proc /sys /dev /run /tmp and each PATH left
 #                                        out (and the mtime of PATH's directory)
+#   fleet.sh serve STATE PGOCI BUNDLE IP:PORT
+#                                        `pgoci serve BUNDLE` on the controller's side at
+#                                        IP:PORT (10.233.0.X), reachable from every host
 #
 # `up` writes STATE/inventory (Ansible INI, group `fleet`, user `deploy`
 # with passwordless sudo, the run's key), STATE/ssh_config,
@@ -338,6 +341,30 @@ fleet_ssh() { # STATE HOST CMD...
   fleet_ctl "$state" -- ssh -F "$state/ssh_config" "$addr" -- "$cmd"
 }
 
+# Serves BUNDLE with PGOCI (`pgoci serve`) in the controller namespace at
+# IP:PORT, an address of 10.233.0.0/24 no host has: put on the controller
+# namespace's loopback, with a route to it on every host through its veth,
+# so one address (one profile) serves the whole fleet. `down` stops it
+# with the namespace's other processes.
+fleet_serve() { # STATE PGOCI BUNDLE IP:PORT
+  local state=$1 pg=$2 bundle=$3 addr=$4 ip=${4%:*} h pid
+  # shellcheck disable=SC1091
+  . "$state/fleet.env"
+  ip -n "$FLEET_CTL_NETNS" addr add "$ip/32" dev lo
+  for h in "$state"/hosts/*/; do
+    ip -n "$(cat "$h/netns")" route add "$ip/32" via "$(sed 's/\.2$/.1/' "$h/addr")"
+  done
+  ip netns exec "$FLEET_CTL_NETNS" "$pg" -q serve "$bundle" --listen "$addr" >"$state/serve.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$state/serve.pid"
+  for _ in $(seq 100); do
+    ip netns exec "$FLEET_CTL_NETNS" curl -fsS -o /dev/null "http://$addr/v2/" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$state/serve.log" >&2; fdie "pgoci serve exited"; }
+    sleep 0.2
+  done
+  fdie "pgoci serve did not answer at $addr in 20 s"
+}
+
 fleet_tree() { # STATE HOST [PATH...]
   local r=$1/hosts/$2/root
   [ -d "$r" ] || fdie "no host $2 in $1"
@@ -400,6 +427,7 @@ fleet_main() {
     ctl) [ $# -ge 2 ] || fdie "usage: fleet.sh ctl STATE -- CMD..."; fleet_ctl "$@" ;;
     ssh) [ $# -ge 3 ] || fdie "usage: fleet.sh ssh STATE HOST CMD..."; fleet_ssh "$@" ;;
     tree) [ $# -ge 2 ] || fdie "usage: fleet.sh tree STATE HOST [PATH...]"; fleet_tree "$@" ;;
+    serve) [ $# -eq 4 ] || fdie "usage: fleet.sh serve STATE PGOCI BUNDLE IP:PORT"; fleet_serve "$@" ;;
     *) sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   esac
 }

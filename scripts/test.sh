@@ -16,6 +16,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "test bed: tools and fixtures"
 tests/bed/bed.sh prepare
+# trixie's cosign and oras for the signature and referrer tests, fetched
+# here once rather than by the first tests that need them
+tests/bed/bed.sh prepare-peers
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cleanup() {

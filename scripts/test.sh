@@ -34,6 +34,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --features failpoints -- -D warnings
 # Architecture: modules of src/ never import each other in a circle.
 python3 scripts/import-circles.py
+# docs/ covers every command and flag of the man pages, every exit code;
+# nothing points outside the clone (../shared).
+python3 scripts/check-docs.py
 
 step "unit and integration tests"
 # failpoints: the kill -9 tests crash pgoci at named points (never in release builds).
@@ -51,6 +54,8 @@ case "$ldd_out" in
   *) echo "pgoci is not static: $ldd_out" >&2; exit 1 ;;
 esac
 "$bin" --version
+# docs/cli.md against the binary's own --help, every command and flag
+python3 scripts/check-docs.py --bin "$bin"
 
 step "packaging: .deb built and installed"
 PGOCI_BIN="$bin" tests/packaging/deb.sh

@@ -131,15 +131,17 @@ if args:
     commands = help_commands(pgoci)
     if not commands:
         problems.append(f"{args[1]} --help lists no commands")
-    check_global(help_flags(pgoci), "pgoci --help")
+    # Global flags are listed by every command's --help too: checked once.
+    global_flags = help_flags(pgoci)
+    check_global(global_flags, "pgoci --help")
     for cmd in commands:
         inner = help_commands(pgoci + [cmd])
         if inner:
             for sub in inner:
-                check_command(f"{cmd} {sub}", help_flags(pgoci + [cmd, sub]), f"pgoci {cmd} {sub} --help")
+                flags = help_flags(pgoci + [cmd, sub]) - global_flags
+                check_command(f"{cmd} {sub}", flags, f"pgoci {cmd} {sub} --help")
         else:
-            # Global flags are listed by every command's --help too.
-            check_command(cmd, help_flags(pgoci + [cmd]) - help_flags(pgoci), f"pgoci {cmd} --help")
+            check_command(cmd, help_flags(pgoci + [cmd]) - global_flags, f"pgoci {cmd} --help")
 
 # Exit codes.
 codes = sorted(set(int(c) for c in re.findall(r"Kind::\w+ => (\d+),", (ROOT / "src/error.rs").read_text())))

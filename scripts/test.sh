@@ -35,7 +35,7 @@ cargo clippy --all-targets --features failpoints -- -D warnings
 # Architecture: modules of src/ never import each other in a circle.
 python3 scripts/import-circles.py
 # docs/ covers every command and flag of the man pages, every exit code;
-# nothing points outside the clone (../shared).
+# nothing points at folders beside the clone.
 python3 scripts/check-docs.py
 
 step "unit and integration tests"

@@ -16,6 +16,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 
 step "test bed: tools and fixtures"
 tests/bed/bed.sh prepare
+# trixie's cosign and oras for the signature and referrer tests, fetched
+# here once rather than by the first tests that need them
+tests/bed/bed.sh prepare-peers
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cleanup() {
@@ -31,6 +34,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --features failpoints -- -D warnings
 # Architecture: modules of src/ never import each other in a circle.
 python3 scripts/import-circles.py
+# docs/ covers every command and flag of the man pages, every exit code;
+# nothing points at folders beside the clone.
+python3 scripts/check-docs.py
 
 step "unit and integration tests"
 # failpoints: the kill -9 tests crash pgoci at named points (never in release builds).
@@ -49,6 +55,8 @@ case "$ldd_out" in
   *) echo "pgoci is not static: $ldd_out" >&2; exit 1 ;;
 esac
 "$bin" --version
+# docs/cli.md against the binary's own --help, every command and flag
+python3 scripts/check-docs.py --bin "$bin"
 
 step "packaging: .deb built and installed"
 PGOCI_BIN="$bin" tests/packaging/deb.sh

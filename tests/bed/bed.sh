@@ -3,6 +3,8 @@
 # loopback OCI distribution registry.
 #
 #   bed.sh prepare                 build/cache all fixture layouts (idempotent)
+#   bed.sh prepare-peers           fetch trixie's cosign and oras once (the
+#                                  tests' peers; tests/bed/debian-fetch.sh)
 #   bed.sh up STATE_DIR            start registry (or reuse), push fixtures,
 #                                  write STATE_DIR/env + STATE_DIR/profile.yaml
 #   bed.sh registry-only STATE_DIR start an empty registry (no push, no profile)
@@ -217,10 +219,6 @@ major_minor() { echo "$1" | cut -d. -f1,2; }
 
 prepare() {
   ensure_tools
-  # The peers the tests run (trixie's cosign and oras), fetched once here
-  # rather than by the first tests that need them, all at once.
-  ensure_cosign
-  ensure_oras
   download_all
   mkdir -p "$LAY"
   local deb15 debcron
@@ -852,9 +850,11 @@ cmd_token_registry() {
 
 COSIGN_ROOT=$CACHE/cosign
 COSIGN=$COSIGN_ROOT/root/usr/bin/cosign
-# The shared tool that fetches trixie's .debs (the repository sits beside
-# /work/shared in this workspace); PGOCI_DEBIAN_FETCH overrides.
-DEBIAN_FETCH=${PGOCI_DEBIAN_FETCH:-$BED_DIR/../../../shared/tools/debian-fetch}
+# Fetches trixie's .debs with apt state of its own (debian-fetch.sh: a
+# temporary sources list, lists cached under $CACHE/debian-fetch, nothing
+# of the machine's apt touched); PGOCI_DEBIAN_FETCH overrides (same
+# interface: [-x] SUITE DEST PKG...).
+DEBIAN_FETCH=${PGOCI_DEBIAN_FETCH:-$BED_DIR/debian-fetch.sh}
 
 # Fetches trixie's package NAME into ROOT (ROOT/root/usr/bin/NAME) once:
 # concurrent tests wait on one lock, and the tool appears by rename only
@@ -862,14 +862,14 @@ DEBIAN_FETCH=${PGOCI_DEBIAN_FETCH:-$BED_DIR/../../../shared/tools/debian-fetch}
 fetch_trixie_tool() {
   local name=$1 root=$2 bin=$2/root/usr/bin/$1
   [ -x "$bin" ] && return 0
-  [ -x "$DEBIAN_FETCH" ] || die "$name: $DEBIAN_FETCH not found (set PGOCI_DEBIAN_FETCH)"
+  [ -x "$DEBIAN_FETCH" ] || die "$name: $DEBIAN_FETCH not found or not executable (PGOCI_DEBIAN_FETCH)"
   mkdir -p "$(dirname "$root")"
   (
     flock 9
     [ -x "$bin" ] && exit 0
     log "fetching trixie's $name"
     rm -rf "$root.tmp" "$root"
-    "$DEBIAN_FETCH" -x trixie "$root.tmp" "$name" >&2
+    PGOCI_BED_CACHE=$CACHE "$DEBIAN_FETCH" -x trixie "$root.tmp" "$name" >&2
     [ -x "$root.tmp/root/usr/bin/$name" ] || die "$name: not found at $root.tmp/root/usr/bin/$name after debian-fetch"
     mv "$root.tmp" "$root"
   ) 9>"$root.lock"
@@ -1037,7 +1037,7 @@ JSON
 }
 
 usage() {
-  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -1046,6 +1046,10 @@ main() {
   local cmd=$1; shift
   case "$cmd" in
     prepare) with_lock "$CACHE/.lock" prepare ;;
+    # The peers the tests run (trixie's cosign and oras), fetched once up
+    # front by the test suite rather than by the first tests that need
+    # them, all at once; the demo uses neither.
+    prepare-peers) ensure_cosign; ensure_oras ;;
     up) [ $# -eq 1 ] || usage; cmd_up "$1" 1 ;;
     registry-only) [ $# -eq 1 ] || usage; cmd_up "$1" 0 ;;
     clone) [ $# -eq 2 ] || usage; cmd_clone "$1" "$2" ;;

@@ -1,5 +1,5 @@
 //! One error type for the whole library. Every error carries a [`Kind`], and
-//! the kind alone decides the process exit code (spec/cli.md, "Exit codes"),
+//! the kind alone decides the process exit code (docs/exit-codes.md),
 //! so callers can never drift from the contract.
 
 use std::fmt;

@@ -217,7 +217,7 @@ impl Profile {
                 "profile {origin} is not valid: {}",
                 one_line(&e.to_string())
             ))
-            .hint("see spec/formats.md for the profile format")
+            .hint("see docs/formats.md for the profile format")
         })?;
         profile.digest = Some(Digest::of_bytes(text.as_bytes()));
         profile.validate(origin)?;

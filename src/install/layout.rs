@@ -1,4 +1,4 @@
-//! Where things live on the host (spec/host.md), in one place. Every host
+//! Where things live on the host (docs/host-layout.md), in one place. Every host
 //! path goes through here so `--root` and `--prefix` move all of them.
 
 use crate::names::InstanceName;

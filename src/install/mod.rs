@@ -1,4 +1,4 @@
-//! Installing a lock onto the host (spec/host.md), and the rest of an
+//! Installing a lock onto the host (docs/host-layout.md), and the rest of an
 //! instance's life, as plan-then-apply:
 //!
 //! - [`facts`] looks at the host, read-only;

@@ -3,7 +3,7 @@
 //! plan (`--check`, or a confirmation at a terminal), then apply it.
 
 use super::{
-    output::{human_bytes, Outcome},
+    output::{human_bytes, say, Outcome},
     prompt,
     pull::pull_lock,
     Context,
@@ -215,10 +215,10 @@ fn execute(
         apply::require_root(command)?;
     }
     if interactive && plan.changes_anything() {
-        eprintln!(
+        say(format_args!(
             "{}",
             plan_text(lock, &plan, matches!(source, Source::Registry))
-        );
+        ));
         if !prompt::confirm("Go ahead?")? {
             return Ok(Outcome::new(command, false).note("cancelled: nothing changed"));
         }
@@ -553,9 +553,9 @@ fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcom
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
     if interactive {
         let plan = pgoci::install::major::upgrade(&request(true), ctx.reporter.as_ref())?;
-        eprintln!("Plan for instance {instance}:");
+        say(format_args!("Plan for instance {instance}:"));
         for a in &plan.actions {
-            eprintln!("  - {a}");
+            say(format_args!("  - {a}"));
         }
         if !prompt::confirm("Go ahead?")? {
             return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));
@@ -584,9 +584,9 @@ fn finalize(
         return Ok(major_outcome("upgrade", instance, &plan, true));
     }
     if prompt::interactive(change.yes, ctx.global.json) {
-        eprintln!("Plan for instance {instance}:");
+        say(format_args!("Plan for instance {instance}:"));
         for a in &plan.actions {
-            eprintln!("  - {a}");
+            say(format_args!("  - {a}"));
         }
         if !prompt::confirm("Delete the old data for good?")? {
             return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));

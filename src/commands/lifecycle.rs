@@ -3,7 +3,7 @@
 
 use super::{
     install::parse_instance_name,
-    output::{human_bytes, Outcome},
+    output::{human_bytes, say, Outcome},
     prompt, Context,
 };
 use crate::cli::ChangeArgs;
@@ -39,9 +39,9 @@ fn show_plan(
         return Ok(Some(outcome));
     }
     if !steps.is_empty() && prompt::interactive(change.yes, ctx.global.json) {
-        eprintln!("Plan for {command}:");
+        say(format_args!("Plan for {command}:"));
         for s in steps {
-            eprintln!("  - {}", s.describe(false));
+            say(format_args!("  - {}", s.describe(false)));
         }
         if !prompt::confirm("Go ahead?")? {
             return Ok(Some(
@@ -88,9 +88,9 @@ pub fn rollback(
         }
     } else if let Some(plan) = pgoci::install::major::rollback(&layout, instance, collation, true)?
     {
-        eprintln!("Plan for rollback:");
+        say(format_args!("Plan for rollback:"));
         for a in &plan.actions {
-            eprintln!("  - {a}");
+            say(format_args!("  - {a}"));
         }
         if !prompt::confirm("Go ahead?")? {
             return Ok(Outcome::new("rollback", false).note("cancelled: nothing changed"));
@@ -167,7 +167,9 @@ fn confirm_purge(
 ) -> Result<()> {
     let data = plan.instance.data_dir.display();
     if prompt::interactive(change.yes, ctx.global.json) {
-        eprintln!("--purge deletes the data directory {data} of instance {instance}.");
+        say(format_args!(
+            "--purge deletes the data directory {data} of instance {instance}."
+        ));
         let typed = prompt::text("Type the instance name to delete its data", String::new())?;
         if typed != instance.as_str() {
             return Err(Error::usage(format!(

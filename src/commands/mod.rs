@@ -17,7 +17,7 @@ pub mod serve;
 pub mod status;
 
 use crate::cli::{ChangeArgs, Cli, Command, Global, LockSource};
-use output::Outcome;
+use output::{say, Outcome};
 use pgoci::blobs::BlobSource;
 use pgoci::cache::Cache;
 use pgoci::error::{Error, Result};
@@ -175,10 +175,10 @@ impl Context {
         let quiet = self.global.json || self.global.quiet > 0;
         pgoci::install::exclusive::PrefixGuard::acquire(&layout, change.no_wait, || {
             if !quiet {
-                eprintln!(
+                say(format_args!(
                     "waiting for another pgoci to finish with {}",
                     layout.prefix.display()
-                );
+                ));
             }
         })
         .map(Some)

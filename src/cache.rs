@@ -30,7 +30,7 @@ impl Cache {
     /// The default cache directory: `/var/cache/pgoci` for root, else the
     /// user's cache dir (`~/.cache/pgoci`).
     pub fn default_dir() -> PathBuf {
-        if nix::unistd::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() {
             return PathBuf::from("/var/cache/pgoci");
         }
         directories::ProjectDirs::from("", "", "pgoci")

@@ -144,7 +144,7 @@ impl Error {
             _ => Kind::Host,
         };
         let kind = match err.raw_os_error() {
-            Some(code) if code == nix::libc::ENOSPC || code == nix::libc::EDQUOT => Kind::Host,
+            Some(code) if code == libc::ENOSPC || code == libc::EDQUOT => Kind::Host,
             _ => kind,
         };
         Self::new(kind, format!("cannot {action} {}: {err}", path.display())).caused_by(err)

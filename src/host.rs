@@ -36,7 +36,7 @@ pub fn doctor(
     let mut checks = Vec::new();
     checks.push(check(
         "root",
-        nix::unistd::geteuid().is_root(),
+        rustix::process::geteuid().is_root(),
         "install needs root (user, chown, service)",
     ));
     checks.push(check(

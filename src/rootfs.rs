@@ -478,7 +478,7 @@ mod tests {
         assert_eq!(mode("usr/share"), 0o555);
         assert_eq!(mode(""), 0o555);
         let removed = fs::remove_dir_all(&root);
-        if nix::unistd::geteuid().is_root() {
+        if rustix::process::geteuid().is_root() {
             removed.unwrap();
             assert!(!root.exists());
         } else {

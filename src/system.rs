@@ -25,8 +25,8 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     while !p.exists() {
         p = p.parent()?.to_path_buf();
     }
-    let st = nix::sys::statvfs::statvfs(&p).ok()?;
-    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+    let st = rustix::fs::statvfs(&p).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// The first executable file named `program` on `PATH` (a file without an

@@ -456,10 +456,10 @@ fn open_regular(path: &Path) -> std::io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| {
-            if e.raw_os_error() == Some(nix::libc::ELOOP) {
+            if e.raw_os_error() == Some(libc::ELOOP) {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("{} is a symlink", path.display()),

@@ -212,7 +212,7 @@ fn remove_any(path: &Path) {
 fn write_error(target: &Path, action: &str, e: std::io::Error) -> Error {
     let full = matches!(
         e.raw_os_error(),
-        Some(c) if c == nix::libc::ENOSPC || c == nix::libc::EDQUOT
+        Some(c) if c == libc::ENOSPC || c == libc::EDQUOT
     );
     if full {
         let dir = std::path::absolute(target)

@@ -15,10 +15,12 @@ fn server_running(state: &InstanceState) -> bool {
             .lines()
             .next()
             .and_then(|l| l.trim().parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
             .is_some_and(|pid| {
+                // EPERM: alive, owned by another user.
                 matches!(
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                    Ok(()) | Err(nix::errno::Errno::EPERM)
+                    rustix::process::test_kill_process(pid),
+                    Ok(()) | Err(rustix::io::Errno::PERM)
                 )
             }),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -96,7 +98,7 @@ pub fn run(ctx: &Context, only: Option<&str>, verify: bool) -> Result<Outcome> {
         // Extension updates the files offer (root and a running server:
         // the catalog of each database is asked).
         let mut updates = Vec::new();
-        if running && nix::unistd::geteuid().is_root() {
+        if running && rustix::process::geteuid().is_root() {
             if let (Some(server), Some(g)) = (
                 pgoci::install::datacare::current_server(&layout, s, true),
                 gen,

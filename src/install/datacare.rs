@@ -243,11 +243,12 @@ pub fn resolve(
     if !running {
         std::fs::create_dir_all(&st.socket_dir)
             .map_err(|e| crate::error::Error::io(&st.socket_dir, "create", e))?;
-        let _ = nix::unistd::chown(
+        rustix::fs::chown(
             &st.socket_dir,
-            Some(account.uid.into()),
-            Some(account.gid.into()),
-        );
+            Some(rustix::fs::Uid::from_raw(account.uid)),
+            Some(rustix::fs::Gid::from_raw(account.gid)),
+        )
+        .map_err(|e| crate::error::Error::io(&st.socket_dir, "chown", e.into()))?;
         super::postgres::start_private(
             &server.bin,
             &spec.data_dir,

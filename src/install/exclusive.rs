@@ -32,7 +32,7 @@ pub struct PrefixGuard {
 
 /// The directory of prefix locks for this user.
 fn lock_dir() -> PathBuf {
-    let uid = nix::unistd::geteuid();
+    let uid = rustix::process::geteuid();
     let name = match uid.is_root() {
         true => "pgoci".to_string(),
         false => format!("pgoci-{uid}"),
@@ -73,7 +73,7 @@ fn safe_dir(dir: &Path) -> Result<()> {
     if !meta.is_dir() {
         return Err(unsafe_lock(dir, "it is not a directory"));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if meta.uid() != rustix::process::geteuid().as_raw() {
         return Err(unsafe_lock(
             dir,
             &format!("the directory belongs to uid {}", meta.uid()),
@@ -99,17 +99,17 @@ fn open_lock(path: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC | nix::libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(nix::libc::ELOOP) => unsafe_lock(path, "it is a symlink"),
+            Some(libc::ELOOP) => unsafe_lock(path, "it is a symlink"),
             _ => Error::io(path, "open lock", e),
         })?;
     let meta = file.metadata().with_path(path, "inspect")?;
     if !meta.is_file() {
         return Err(unsafe_lock(path, "it is not a regular file"));
     }
-    if meta.uid() != nix::unistd::geteuid().as_raw() {
+    if meta.uid() != rustix::process::geteuid().as_raw() {
         return Err(unsafe_lock(
             path,
             &format!("it belongs to uid {}", meta.uid()),

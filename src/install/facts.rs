@@ -133,7 +133,7 @@ impl HostFacts {
         let server_running = match (&previous, current, &account) {
             // Without root the service user's tools cannot be run: the
             // server's socket says whether it runs.
-            (Some(prev), Some(_), _) if !nix::unistd::geteuid().is_root() => {
+            (Some(prev), Some(_), _) if !rustix::process::geteuid().is_root() => {
                 socket_accepts(&prev.socket_dir, prev.port)
             }
             (Some(prev), Some(g), Some(acc)) => {
@@ -160,7 +160,7 @@ impl HostFacts {
             _ => Default::default(),
         };
         Ok(HostFacts {
-            is_root: nix::unistd::geteuid().is_root(),
+            is_root: rustix::process::geteuid().is_root(),
             default_service: ServiceKind::default_for(layout),
             data_dir: DataDirFacts {
                 state: DataDirState::of(&data_path),

@@ -2,7 +2,7 @@
 //! multi-thread runtime, over TLS (rustls, ring) when asked, one task per
 //! connection; blob bodies streamed from the file in chunks read on the
 //! blocking pool (never the whole blob in memory); SIGTERM and SIGINT
-//! waited for by a thread of their own, then a graceful stop.
+//! taken over by tokio's handlers, then a graceful stop.
 
 use super::{Payload, Ready, Server, Summary};
 use crate::error::{Error, Result};
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -67,34 +67,32 @@ pub(super) fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// Blocks SIGTERM and SIGINT in this thread (and so in every thread
-/// started after it) and waits for them on a thread of its own.
-fn signals() -> Result<UnboundedReceiver<nix::sys::signal::Signal>> {
-    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGINT);
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
-        .map_err(|e| Error::host(format!("cannot take over SIGTERM and SIGINT: {e}")))?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::Builder::new()
-        .name("pgoci-signals".into())
-        .spawn(move || {
-            while let Ok(signal) = set.wait() {
-                if tx.send(signal).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|e| Error::host(format!("cannot start the signal thread: {e}")))?;
-    Ok(rx)
+/// SIGTERM and SIGINT, taken over from their default (to end the process)
+/// so that a stop lets the answers in flight finish.
+struct StopSignals {
+    term: Signal,
+    int: Signal,
 }
 
-/// The next stop signal (never, if the signal thread is gone).
-async fn next_signal(stop: &mut UnboundedReceiver<nix::sys::signal::Signal>) {
-    match stop.recv().await {
-        Some(signal) => tracing::info!("{signal}: stopping"),
-        None => std::future::pending().await,
+impl StopSignals {
+    /// Within the runtime: tokio's handler is installed for both.
+    fn take_over() -> Result<Self> {
+        let take = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::host(format!("cannot take over {name}: {e}")))
+        };
+        Ok(StopSignals {
+            term: take(SignalKind::terminate(), "SIGTERM")?,
+            int: take(SignalKind::interrupt(), "SIGINT")?,
+        })
+    }
+
+    /// The next stop signal.
+    async fn next(&mut self) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        tracing::info!("{name}: stopping");
     }
 }
 
@@ -102,11 +100,15 @@ async fn next_signal(stop: &mut UnboundedReceiver<nix::sys::signal::Signal>) {
 /// holds a socket, and a blob file while it streams one) and returns how
 /// many connections fit.
 fn connection_slots() -> usize {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let mut soft = 1024;
-    if let Ok((s, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        soft = s;
-        if hard > s && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current.unwrap_or(1024);
+    if let Some(hard) = limit.maximum {
+        let raised = Rlimit {
+            current: Some(hard),
+            maximum: Some(hard),
+        };
+        if hard > soft && setrlimit(Resource::Nofile, raised).is_ok() {
             soft = hard;
         }
     }
@@ -119,8 +121,6 @@ pub(super) fn run(
     tls: Option<Arc<ServerConfig>>,
     ready: impl FnOnce(&Ready),
 ) -> Result<Summary> {
-    // Before the runtime's threads exist, so they inherit the mask.
-    let mut stop = signals()?;
     let slots = connection_slots();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +128,7 @@ pub(super) fn run(
         .build()
         .map_err(|e| Error::host(format!("cannot start the async runtime: {e}")).caused_by(e))?;
     let result = runtime.block_on(async move {
+        let mut stop = StopSignals::take_over()?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             let hint = match e.kind() {
                 io::ErrorKind::AddrInUse => "another process listens there: pick another port",
@@ -174,7 +175,7 @@ async fn serve(
     server: Arc<Server>,
     tls: Option<TlsAcceptor>,
     slots: usize,
-    stop: &mut UnboundedReceiver<nix::sys::signal::Signal>,
+    stop: &mut StopSignals,
 ) -> (u64, bool) {
     let graceful = GracefulShutdown::new();
     let requests = Arc::new(AtomicU64::new(0));
@@ -186,7 +187,7 @@ async fn serve(
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = next_signal(stop) => break,
+            _ = stop.next() => break,
         };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -198,7 +199,7 @@ async fn serve(
                     continue;
                 }
             },
-            _ = next_signal(stop) => break,
+            _ = stop.next() => break,
         };
         let _ = stream.set_nodelay(true);
         let watcher = graceful.watcher();
@@ -250,7 +251,7 @@ async fn serve(
     }
     let forced = tokio::select! {
         _ = graceful.shutdown() => false,
-        _ = next_signal(stop) => true,
+        _ = stop.next() => true,
     };
     (requests.load(Ordering::Relaxed), forced)
 }

@@ -10,7 +10,7 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 export BENCH_RESULTS=$results
 t0=$(date +%s)
-for s in pull-vs-skopeo export-verify install-vs-tar noop-rerun peak-rss bytes; do
+for s in pull-vs-skopeo export-verify install-vs-tar noop-rerun peak-rss bytes serve; do
   echo "== bench/$s.sh"
   "bench/$s.sh" 2> >(grep -v '^\[bed\]' >&2)
   echo

@@ -23,7 +23,9 @@
 #   rerun      role again: changed=0 on every host
 #   served     `pgoci serve` of the site bundle (15 and 17) on the controller's
 #              side; the role with a profile naming it instead of a copied
-#              bundle: --check --diff, install of 15 + vector (each host's
+#              bundle: --check --diff; the site's own key given to the role
+#              refused on every host (the bed's images are not signed by
+#              it: exit 5, nothing installed); install of 15 + vector (each host's
 #              cache holds the 15 lock's blobs, none of 17's), psql, changed=0
 #   roll-check rolling-upgrade.yml to B with --check --diff: each host's plan
 #              (generation 1-A -> 2-B), nothing changed
@@ -354,6 +356,16 @@ for h in "${HOSTS[@]}"; do
   assert_recap "$h" changed -gt 0
 done
 assert_log "+instance site: PostgreSQL 15"
+# The site's own key, given to the role: the bed's images carry no
+# signature by it, so every host refuses (exit 5) before installing.
+openssl ecparam -genkey -name prime256v1 -noout 2>/dev/null | openssl ec -pubout -out "$STATE/work/site.pub" 2>/dev/null
+play served-unsigned fail "$STATE/install.yml" -e "@$STATE/work/served.yml" -e "pgoci_signature_key_src=$STATE/work/site.pub"
+for h in "${HOSTS[@]}"; do
+  assert_recap "$h" failed = 1
+  assert_inst "$h" site 'i' None
+done
+assert_log "pgoci install failed (exit 5)"
+assert_log "not signed"
 play served ok "$STATE/install.yml" -e "@$STATE/work/served.yml"
 lock15_bytes=$(awk '$1 == "size:" { s += $2 } END { print s }' "$STATE/work/pg15.lock")
 site_bytes=$(stat -c %s "$B/site.tar")

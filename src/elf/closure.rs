@@ -306,6 +306,13 @@ impl Walker<'_> {
         let m = obj.info.machine;
         for ri in 0..self.roots.len() {
             if soname.contains('/') {
+                // A library named by a path: looked up inside image roots
+                // only. On the host root it would mean reading whatever
+                // host file an image names (as root); such a need is
+                // reported missing there, and install refuses it.
+                if self.roots[ri].kind == RootKind::Host {
+                    continue;
+                }
                 let r = self.roots[ri].resolve(Path::new(soname));
                 if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, soname.into(), &m)) {
                     return Some(hit);

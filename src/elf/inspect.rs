@@ -864,6 +864,41 @@ mod strict_tests {
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
     }
 
+    /// The fuzz seeds made by `fuzz/make-seeds.py`: a 64-bit little- and a
+    /// 32-bit big-endian object with every field the reader looks at.
+    #[test]
+    fn the_synthetic_seeds_read_fully() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/elf");
+        for (name, is_64, little) in [("tiny64le.so", true, true), ("tiny32be.so", false, false)] {
+            let info = inspect(&corpus.join(name)).unwrap().unwrap();
+            assert_eq!(
+                (info.machine.is_64, info.machine.little_endian),
+                (is_64, little)
+            );
+            assert_eq!(info.needed, ["libc.so.6"]);
+            assert_eq!(info.soname.as_deref(), Some("libseed.so.1"));
+            assert_eq!(info.runpath, ["$ORIGIN/../lib", "/opt/x"]);
+            assert_eq!(info.rpath, ["/old/rpath"]);
+            assert_eq!(
+                info.interpreter.as_deref(),
+                Some("/lib64/ld-linux-x86-64.so.2")
+            );
+            assert!(info.required_versions["libc.so.6"].contains("GLIBC_2.34"));
+            assert_eq!(
+                info.defined_versions,
+                BTreeSet::from(["SEED_1.0".to_string()])
+            );
+        }
+        for name in ["ld.so.cache", "ld.so.cache-old"] {
+            let cache =
+                crate::elf::ldcache::parse(&std::fs::read(corpus.join(name)).unwrap()).unwrap();
+            let libc: Vec<_> = cache
+                .lookup("libc.so.6", crate::elf::ldcache::FLAGS_X86_64)
+                .collect();
+            assert_eq!(libc, ["/lib/x86_64-linux-gnu/libc.so.6"], "{name}");
+        }
+    }
+
     /// No false alarm: every ELF file of the host's library directories and
     /// PostgreSQL (if installed) reads, from a file and from memory alike.
     #[test]

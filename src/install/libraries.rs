@@ -207,10 +207,15 @@ pub fn check(
         image_roots.push(Root::image(server));
     }
     image_roots.extend(ext_roots.iter().cloned());
-    let mut host = elf::closure(&files, &host_roots);
-    let image = elf::closure(&files, &image_roots);
+    // The artifacts' own `$ORIGIN` paths resolve inside their store entry.
+    let confine: Vec<PathBuf> = std::iter::once(server)
+        .chain(&ext_dirs)
+        .map(|d| fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+        .collect();
+    let mut host = elf::closure_confined(&files, &host_roots, &confine);
+    let image = elf::closure_confined(&files, &image_roots, &confine);
     if mode == LibraryMode::Auto && lock.server.layout == Layout::Rootfs {
-        add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server);
+        add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server, &confine);
     }
     let plan = policy::plan(mode.policy(), &host, &image);
     // A `DT_NEEDED` naming a path ("/tmp/x/libz.so", "../lib/libz.so"):
@@ -236,8 +241,8 @@ pub fn check(
     }
     let mut optional_missing: Vec<String> = optional_broken;
     if !optional_files.is_empty() {
-        let h = elf::closure(&optional_files, &host_roots);
-        let i = elf::closure(&optional_files, &image_roots);
+        let h = elf::closure_confined(&optional_files, &host_roots, &confine);
+        let i = elf::closure_confined(&optional_files, &image_roots, &confine);
         optional_missing.extend(
             policy::plan(mode.policy(), &h, &i)
                 .failures
@@ -343,11 +348,12 @@ fn add_host_libraries_behind_the_image(
     files: &[PathBuf],
     host_roots: &[Root],
     server: &Path,
+    confine: &[PathBuf],
 ) {
     let mut roots = host_roots.to_vec();
     roots.push(Root::image(server));
     let image_root = host_roots.len();
-    let lookahead = elf::closure(files, &roots);
+    let lookahead = elf::closure_confined(files, &roots, confine);
     for (soname, lib) in lookahead.libraries {
         if lib.found.root.is_some_and(|r| r < image_root) {
             host.libraries.entry(soname).or_insert(lib);

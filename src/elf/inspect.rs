@@ -932,5 +932,32 @@ mod strict_tests {
             }
         }
         assert!(checked > 100, "{checked}");
+        // More trees to scan, recursively (unpacked images of other
+        // releases): `PGOCI_ELF_SCAN=/a:/b cargo test every_real_file`.
+        let extra = std::env::var("PGOCI_ELF_SCAN").unwrap_or_default();
+        let mut pending: Vec<PathBuf> = std::env::split_paths(&extra)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        let mut scanned = 0;
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let t = e.file_type().unwrap();
+                if t.is_dir() {
+                    pending.push(e.path());
+                } else if t.is_file() {
+                    match inspect(&e.path()) {
+                        Ok(Some(_)) => scanned += 1,
+                        Ok(None) => {}
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            }
+        }
+        if !extra.is_empty() {
+            eprintln!("{scanned} ELF files read under {extra}");
+        }
     }
 }

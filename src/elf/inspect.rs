@@ -411,11 +411,15 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             MAX_PHDR_BYTES / ph_size
         ));
     }
-    let ph = r.bytes(
-        phoff,
-        phnum * ph_size,
-        &format!("the program header table ({phnum} × {ph_size} bytes, e_phoff/e_phnum)"),
-    )?;
+    // No table, no offset to check (a relocatable object's e_phoff is 0).
+    let ph = match phnum {
+        0 => Vec::new(),
+        _ => r.bytes(
+            phoff,
+            phnum * ph_size,
+            &format!("the program header table ({phnum} × {ph_size} bytes, e_phoff/e_phnum)"),
+        )?,
+    };
     let mut interp_at = None;
     let mut dynamic_at = None;
     for i in 0..phnum as usize {
@@ -832,6 +836,15 @@ mod strict_tests {
         let e = dyn_entry(&b, DT_VERDEFNUM);
         le64(&mut b, e, 0x6000_0000); // an unknown tag: DT_VERDEF alone
         refused(&b, "DT_VERDEF without DT_VERDEFNUM");
+        // No program headers: an object file needs nothing, whatever its
+        // e_phoff; a shared library cannot be loaded.
+        let mut b = real.clone();
+        le16(&mut b, 56, 0);
+        le64(&mut b, 32, u64::MAX);
+        refused(&b, "e_phnum 0");
+        le16(&mut b, 16, 1); // ET_REL
+        let info = inspect_bytes(&b).unwrap().unwrap();
+        assert!(info.needed.is_empty() && info.interpreter.is_none());
         // Truncated: every cut of the headers is refused, none panics.
         for len in [16, 40, 63, 64, 100, 1000] {
             assert!(inspect_bytes(&real[..len]).is_err(), "{len}");

@@ -2,7 +2,8 @@
 //! its extensions need, and whether the host or the image provides each —
 //! read from the ELF files ([`crate::elf`]), never by running them. Install
 //! runs this right after unpacking, before anything else changes, and
-//! refuses (exit 6) what cannot run; doctor prints the same table.
+//! refuses (exit 6) what cannot run, and (exit 5) an artifact whose ELF
+//! files are broken; doctor prints the same table.
 
 use super::generation::server_dirs;
 use crate::elf::{self, policy, Closure, Problem, Root};
@@ -149,10 +150,12 @@ fn elf_files_in(dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
 }
 
 /// Whether a closure problem is the artifacts' fault: a file under the
-/// store that claims to be ELF and cannot be read.
-fn artifact_damage(p: &Problem, store: &Path) -> Option<String> {
+/// store (as given or canonical) that claims to be ELF and cannot be read.
+fn artifact_damage(p: &Problem, stores: &[PathBuf]) -> Option<String> {
     match p {
-        Problem::Unreadable { path, message } if path.starts_with(store) => Some(message.clone()),
+        Problem::Unreadable { path, message } if stores.iter().any(|s| path.starts_with(s)) => {
+            Some(message.clone())
+        }
         _ => None,
     }
 }
@@ -218,6 +221,10 @@ pub fn check(
         add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server, &confine);
     }
     let plan = policy::plan(mode.policy(), &host, &image);
+    let stores = [
+        store.to_path_buf(),
+        fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf()),
+    ];
     // A `DT_NEEDED` naming a path ("/tmp/x/libz.so", "../lib/libz.so"):
     // ld.so would open that very path on the host, which pgoci can neither
     // check nor place; the closure never looks it up on the host.
@@ -233,7 +240,7 @@ pub fn check(
         }
     }
     for p in host.problems.iter().chain(&image.problems) {
-        if let Some(why) = artifact_damage(p, store) {
+        if let Some(why) = artifact_damage(p, &stores) {
             if !broken.contains(&why) {
                 broken.push(why);
             }
@@ -253,7 +260,7 @@ pub fn check(
     let mut failures: Vec<String> = plan
         .failures
         .iter()
-        .filter(|p| artifact_damage(p, store).is_none())
+        .filter(|p| artifact_damage(p, &stores).is_none())
         .map(|p| shorten(&p.to_string(), server))
         .collect();
     // glibc libraries of the very same release as the host's mix safely with

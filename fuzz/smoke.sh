@@ -6,14 +6,14 @@
 # and fails on the first crash, panic or internal error, leaving the
 # reproducer in $FUZZ_WORK/artifacts/TARGET/. Prints executions per target.
 #
-#   fuzz/smoke.sh [TARGET...]      (default: unpack layer_store lock profile bundle)
+#   fuzz/smoke.sh [TARGET...]      (default: unpack layer_store lock profile bundle elf)
 # Env: FUZZ_SECONDS, FUZZ_TARGET_DIR (default $CARGO_TARGET_DIR/../fuzz-target
 # or fuzz/target), FUZZ_WORK (default a temp dir, removed when all pass).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(unpack layer_store lock profile bundle)
+[ ${#targets[@]} -gt 0 ] || targets=(unpack layer_store lock profile bundle elf)
 seconds=${FUZZ_SECONDS:-15}
 if [ -n "${FUZZ_TARGET_DIR:-}" ]; then
   target_dir=$FUZZ_TARGET_DIR

@@ -144,7 +144,7 @@ fn libraries(
     reporter: &dyn crate::progress::Reporter,
 ) -> Result<(Check, crate::install::libraries::LibraryReport)> {
     let report = scratch_library_report(lock, source, mode, reporter)?;
-    let check = match report.failures.is_empty() {
+    let check = match report.failures.is_empty() && report.broken.is_empty() {
         true => Check::new(
             "libraries",
             true,
@@ -160,7 +160,17 @@ fn libraries(
                 },
             ),
         ),
-        false => Check::new("libraries", false, report.failures.join("; ")),
+        false => Check::new(
+            "libraries",
+            false,
+            report
+                .broken
+                .iter()
+                .chain(&report.failures)
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
     };
     Ok((check, report))
 }

@@ -171,7 +171,8 @@ enum Dir {
     EachRoot(PathBuf),
     /// `$ORIGIN` of a library found in root `i`: only there.
     InRoot(usize, PathBuf),
-    /// `$ORIGIN` of a given file: a host path.
+    /// `$ORIGIN` of a given file: a host path, resolved inside the
+    /// confining directory that holds it (its artifact), if any.
     Host(PathBuf),
 }
 
@@ -186,6 +187,9 @@ struct Obj {
 
 struct Walker<'a> {
     roots: &'a [Root],
+    /// Directories (artifacts in the store) that `$ORIGIN` paths of files
+    /// outside every image root may not leave.
+    confine: &'a [PathBuf],
     files: HashMap<PathBuf, Option<Rc<ElfInfo>>>,
     caches: HashMap<usize, Option<LdCache>>,
     out: Closure,
@@ -264,13 +268,26 @@ impl Walker<'_> {
         };
         let resolved = match at {
             Some(i) => self.roots[i].resolve(&searched)?,
-            None => {
-                let host = std::fs::canonicalize(&searched).ok()?;
-                Resolved {
-                    inner: host.clone(),
-                    host,
+            None => match self.confine.iter().find(|c| searched.starts_with(c)) {
+                // Symlinks of an artifact resolve inside it, like an image
+                // root's: a link to /etc/shadow or `../../..` never leads to
+                // a host file being opened.
+                Some(base) => {
+                    let inner = Path::new("/").join(searched.strip_prefix(base).ok()?);
+                    let r = Root::image(base).resolve(&inner)?;
+                    Resolved {
+                        inner: r.host.clone(),
+                        host: r.host,
+                    }
                 }
-            }
+                None => {
+                    let host = std::fs::canonicalize(&searched).ok()?;
+                    Resolved {
+                        inner: host.clone(),
+                        host,
+                    }
+                }
+            },
         };
         self.candidate(at, resolved, searched, m)
     }
@@ -306,6 +323,13 @@ impl Walker<'_> {
         let m = obj.info.machine;
         for ri in 0..self.roots.len() {
             if soname.contains('/') {
+                // A library named by a path: looked up inside image roots
+                // only. On the host root it would mean reading whatever
+                // host file an image names (as root); such a need is
+                // reported missing there, and install refuses it.
+                if self.roots[ri].kind == RootKind::Host {
+                    continue;
+                }
                 let r = self.roots[ri].resolve(Path::new(soname));
                 if let Some(hit) = r.and_then(|r| self.candidate(Some(ri), r, soname.into(), &m)) {
                     return Some(hit);
@@ -394,8 +418,16 @@ fn file_origin(file: &Path, roots: &[Root]) -> (Option<usize>, PathBuf) {
 /// The closure of `files` (host paths) against `roots`, searched in order.
 /// Files that are not ELF are skipped; statically linked ones need nothing.
 pub fn closure(files: &[PathBuf], roots: &[Root]) -> Closure {
+    closure_confined(files, roots, &[])
+}
+
+/// [`closure`], with the `$ORIGIN` search paths of files that lie in no
+/// image root confined to the directory of `confine` holding them (the
+/// artifacts' store entries): their symlinks resolve inside it.
+pub fn closure_confined(files: &[PathBuf], roots: &[Root], confine: &[PathBuf]) -> Closure {
     let mut w = Walker {
         roots,
+        confine,
         files: HashMap::new(),
         caches: HashMap::new(),
         out: Closure::default(),
@@ -779,6 +811,38 @@ mod tests {
         let libc = &c.libraries["libc.so.6"];
         assert_eq!(libc.found.inner, Path::new("/usr/lib/libc.so.6"));
         assert_eq!(libc.found.root, Some(0));
+    }
+
+    /// A given file outside every image root (an artifact in the store)
+    /// whose `$ORIGIN/../lib` holds a symlink to a host library: followed
+    /// on the host without confinement, resolved inside the artifact with
+    /// it (where it leads nowhere, so the host's own copy is found by the
+    /// ordinary search instead, as a host library).
+    #[test]
+    fn origin_symlinks_stay_inside_a_confining_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("artifact");
+        std::fs::create_dir_all(app.join("bin")).unwrap();
+        std::fs::create_dir_all(app.join("lib")).unwrap();
+        std::fs::write(app.join("bin/ls"), ls_with_origin_runpath()).unwrap();
+        let libc = std::fs::canonicalize("/lib/x86_64-linux-gnu/libc.so.6").unwrap();
+        std::os::unix::fs::symlink(&libc, app.join("lib/libc.so.6")).unwrap();
+        let files = [app.join("bin/ls")];
+        let loose = closure(&files, &[Root::host()]);
+        assert_eq!(loose.libraries["libc.so.6"].found.root, None);
+        assert_eq!(loose.libraries["libc.so.6"].found.host, libc);
+        let confined = closure_confined(&files, &[Root::host()], std::slice::from_ref(&app));
+        assert!(confined.is_ok(), "{:?}", confined.problems);
+        let found = &confined.libraries["libc.so.6"].found;
+        assert_eq!(found.root, Some(0), "{found:?}");
+        assert_eq!(found.kind, Some(RootKind::Host));
+        // A relative escape is clamped at the artifact too.
+        std::fs::remove_file(app.join("lib/libc.so.6")).unwrap();
+        let up = "../".repeat(libc.components().count() + 4);
+        let rel = format!("{up}{}", libc.strip_prefix("/").unwrap().display());
+        std::os::unix::fs::symlink(&rel, app.join("lib/libc.so.6")).unwrap();
+        let confined = closure_confined(&files, &[Root::host()], std::slice::from_ref(&app));
+        assert_eq!(confined.libraries["libc.so.6"].found.root, Some(0));
     }
 
     /// A library that defines versions but not the one required.

@@ -1,17 +1,19 @@
 //! Reads one ELF file's dynamic-linking facts: what it needs, where it
 //! asks to be searched for, its interpreter and its symbol versions.
-//! Only the headers and the few sections involved are read (through
-//! `object`'s read cache), so a 100 MB `libLLVM` costs a few reads.
+//! What ld.so reads is read the way it reads it — the program headers,
+//! `PT_INTERP`, the dynamic segment, its string table and version tables
+//! through the `PT_LOAD` mapping — and only that (a 100 MB `libLLVM` costs
+//! a few small reads). The files come from images and are read as root,
+//! so the reader is strict: every header field, table and string is
+//! bounds-checked against the file's size with overflow-free arithmetic,
+//! every table walk is bounded, and a file that ld.so or the kernel would
+//! refuse (a table past the end, `e_phnum` 65535, a string table outside
+//! the loaded bytes) is an integrity error naming what is wrong.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use object::elf;
-use object::read::elf::{Dyn, FileHeader, ProgramHeader};
-use object::read::ReadRef;
-use object::{Endianness, ReadCache};
 
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -34,7 +36,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn is_x86_64(&self) -> bool {
-        self.is_64 && self.little_endian && self.e_machine == elf::EM_X86_64
+        self.is_64 && self.little_endian && self.e_machine == object::elf::EM_X86_64
     }
 }
 
@@ -98,19 +100,20 @@ pub fn inspect(path: &Path) -> Result<Option<ElfInfo>> {
     let mut file = File::open(path).with_path(path, "open")?;
     let len = file.metadata().with_path(path, "stat")?.len();
     let mut magic = [0u8; 4];
-    if len < 4 || file.read_exact(&mut magic).is_err() || magic != elf::ELFMAG {
+    if len < 4 || file.read_exact(&mut magic).is_err() || magic != ELFMAG {
         return Ok(None);
     }
     if len > MAX_FILE_SIZE {
         return Err(too_big(path, len));
     }
-    let cache = ReadCache::new(file);
-    parse(&cache).map(Some).map_err(|e| damaged(path, &e))
+    parse(&FileSource { file, len })
+        .map(Some)
+        .map_err(|e| damaged(path, &e))
 }
 
 /// [`inspect`] on bytes already in memory.
 pub fn inspect_bytes(data: &[u8]) -> Result<Option<ElfInfo>> {
-    if data.len() < 4 || data[..4] != elf::ELFMAG {
+    if data.len() < 4 || data[..4] != ELFMAG {
         return Ok(None);
     }
     if data.len() as u64 > MAX_FILE_SIZE {
@@ -130,45 +133,345 @@ fn too_big(path: &Path, len: u64) -> Error {
 
 fn damaged(path: &Path, why: &str) -> Error {
     Error::integrity(format!("{} is a damaged ELF file: {why}", path.display()))
-        .hint("re-pull the artifact (the blob or the unpacked store entry is corrupt)")
+        .hint("re-pull the artifact (the blob or the unpacked store entry is corrupt), or rebuild the image: this file would not load")
 }
 
-fn parse<'data, R: ReadRef<'data>>(data: R) -> std::result::Result<ElfInfo, String> {
-    let ident = data
-        .read_bytes_at(0, 16)
-        .map_err(|()| "truncated header".to_string())?;
-    // ident[4] is EI_CLASS.
-    match ident[4] {
-        elf::ELFCLASS64 => parse_as::<elf::FileHeader64<Endianness>, R>(data),
-        elf::ELFCLASS32 => parse_as::<elf::FileHeader32<Endianness>, R>(data),
-        other => Err(format!("unknown ELF class {other}")),
+const ELFMAG: [u8; 4] = *b"\x7fELF";
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const PT_INTERP: u32 = 3;
+const SHT_NULL: u32 = 0;
+const SHT_NOBITS: u32 = 8;
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
+const DT_STRSZ: u64 = 10;
+const DT_SONAME: u64 = 14;
+const DT_RPATH: u64 = 15;
+const DT_RUNPATH: u64 = 29;
+const DT_VERDEF: u64 = 0x6fff_fffc;
+const DT_VERDEFNUM: u64 = 0x6fff_fffd;
+const DT_VERNEED: u64 = 0x6fff_fffe;
+const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
+const VER_FLG_BASE: u64 = 1;
+const VER_FLG_WEAK: u64 = 2;
+/// The kernel loads at most 64 KiB of program headers (binfmt_elf), and
+/// neither it nor ld.so knows `PN_XNUM`.
+const MAX_PHDR_BYTES: u64 = 65536;
+/// `e_shnum` is 16 bits; only the `SHN_XINDEX` escape goes beyond.
+const MAX_SECTIONS: u64 = 1 << 16;
+/// `PATH_MAX`: no interpreter, name or search path is longer.
+const MAX_STRING: u64 = 4096;
+/// No single read of the reader is bigger (the section header table at most).
+const MAX_READ: u64 = 8 << 20;
+
+/// Where the reader's bytes come from: a file read piecewise (a 100 MB
+/// `libLLVM` costs a few small reads) or a buffer. Every read is of a
+/// range checked first to lie inside `len`, with overflow-free arithmetic.
+trait Source {
+    fn len(&self) -> u64;
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl Source for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let from = usize::try_from(offset).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+        let part = from
+            .checked_add(buf.len())
+            .and_then(|end| self.get(from..end))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(part);
+        Ok(())
     }
 }
 
-fn utf8(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+struct FileSource {
+    file: File,
+    /// The size when opened: a file growing meanwhile is read as it was.
+    len: u64,
 }
 
-fn parse_as<'data, Elf, R>(data: R) -> std::result::Result<ElfInfo, String>
-where
-    Elf: FileHeader<Endian = Endianness>,
-    R: ReadRef<'data>,
-{
-    let e = |err: object::read::Error| err.to_string();
-    let header = Elf::parse(data).map_err(e)?;
-    let endian = header.endian().map_err(e)?;
-    let machine = Machine {
-        is_64: header.is_type_64(),
-        little_endian: endian == Endianness::Little,
-        e_machine: header.e_machine(endian),
-    };
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+}
 
-    let mut interpreter = None;
-    for ph in header.program_headers(endian, data).map_err(e)? {
-        if let Some(interp) = ph.interpreter(endian, data).map_err(e)? {
-            interpreter = Some(utf8(interp));
+/// A `PT_LOAD` segment: how ld.so maps addresses to file bytes.
+#[derive(Clone, Copy)]
+struct Load {
+    vaddr: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+/// A bounds-checked view of one ELF file, of its class and byte order.
+struct Reader<'s, S: Source + ?Sized> {
+    src: &'s S,
+    is_64: bool,
+    little: bool,
+    loads: Vec<Load>,
+}
+
+impl<S: Source + ?Sized> Reader<'_, S> {
+    /// `len` bytes at `offset`, or why they are not in the file.
+    fn bytes(&self, offset: u64, len: u64, what: &str) -> std::result::Result<Vec<u8>, String> {
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| format!("{what} at offset {offset:#x} overflows"))?;
+        if end > self.src.len() {
+            return Err(format!(
+                "{what} ({len} bytes at offset {offset:#x}) runs past the end of the file ({} bytes)",
+                self.src.len()
+            ));
+        }
+        if len > MAX_READ {
+            return Err(format!(
+                "{what} is {len} bytes, more than any real object has"
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.src
+            .read_at(offset, &mut buf)
+            .map_err(|e| format!("reading {what}: {e}"))?;
+        Ok(buf)
+    }
+
+    /// An unsigned field of `size` bytes at `at` in `b` (always inside:
+    /// every buffer is read at the size of the record it holds).
+    fn uint(&self, b: &[u8], at: usize, size: usize) -> u64 {
+        let mut v = 0u64;
+        for i in 0..size {
+            let byte = u64::from(b.get(at + i).copied().unwrap_or(0));
+            v |= if self.little {
+                byte << (8 * i)
+            } else {
+                byte << (8 * (size - 1 - i))
+            };
+        }
+        v
+    }
+
+    /// A class-sized word (`Elf64_Addr`/`Off`/`Xword` or their 32-bit kin).
+    fn word(&self, b: &[u8], at64: usize, at32: usize) -> u64 {
+        if self.is_64 {
+            self.uint(b, at64, 8)
+        } else {
+            self.uint(b, at32, 4)
         }
     }
+
+    /// The file offset of `len` bytes at virtual address `addr`, which must
+    /// lie in the file part of one `PT_LOAD` segment, as ld.so maps it.
+    fn map(&self, addr: u64, len: u64, what: &str) -> std::result::Result<u64, String> {
+        self.loads
+            .iter()
+            .find_map(|l| {
+                let rel = addr.checked_sub(l.vaddr)?;
+                (rel.checked_add(len)? <= l.filesz).then(|| l.offset + rel)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{what} at address {addr:#x} ({len} bytes) is in no loaded part of the file"
+                )
+            })
+    }
+
+    /// A NUL-terminated string at `at` in a string table of `size` bytes
+    /// at file offset `table`.
+    fn string(
+        &self,
+        table: u64,
+        size: u64,
+        at: u64,
+        what: &str,
+    ) -> std::result::Result<String, String> {
+        if at >= size {
+            return Err(format!(
+                "{what}: string offset {at:#x} is past the string table ({size} bytes)"
+            ));
+        }
+        let room = (size - at).min(MAX_STRING + 1);
+        let b = self.bytes(table + at, room, what)?;
+        match b.iter().position(|&c| c == 0) {
+            Some(n) => Ok(String::from_utf8_lossy(&b[..n]).into_owned()),
+            None if room > MAX_STRING => Err(format!("{what} is longer than {MAX_STRING} bytes")),
+            None => Err(format!("{what} runs past the end of the string table")),
+        }
+    }
+}
+
+fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
+    let len = src.len();
+    let mut r = Reader {
+        src,
+        is_64: true,
+        little: true,
+        loads: Vec::new(),
+    };
+    let ident = r.bytes(0, 16, "the ELF identification")?;
+    r.is_64 = match ident[4] {
+        2 => true,
+        1 => false,
+        other => return Err(format!("unknown ELF class {other}")),
+    };
+    r.little = match ident[5] {
+        1 => true,
+        2 => false,
+        other => return Err(format!("unknown ELF byte order {other}")),
+    };
+    if ident[6] != 1 {
+        return Err(format!("unknown ELF version {}", ident[6]));
+    }
+    let eh = r.bytes(0, if r.is_64 { 64 } else { 52 }, "the ELF header")?;
+    let e_type = r.uint(&eh, 16, 2);
+    let machine = Machine {
+        is_64: r.is_64,
+        little_endian: r.little,
+        e_machine: r.uint(&eh, 18, 2) as u16,
+    };
+    let phoff = r.word(&eh, 32, 28);
+    let shoff = r.word(&eh, 40, 32);
+    let (at_ph, at_sh) = if r.is_64 { (54, 58) } else { (42, 46) };
+    let phentsize = r.uint(&eh, at_ph, 2);
+    let phnum = r.uint(&eh, at_ph + 2, 2);
+    let shentsize = r.uint(&eh, at_sh, 2);
+    let shnum = r.uint(&eh, at_sh + 2, 2);
+    let shstrndx = r.uint(&eh, at_sh + 4, 2);
+    let (ph_size, sh_size, dyn_size) = if r.is_64 { (56, 64, 16) } else { (32, 40, 8) };
+
+    // Section headers: ld.so ignores them, but a table past the end is a
+    // cut or forged file, and every section's bytes must be in the file.
+    if shoff != 0 || shnum != 0 {
+        if shoff == 0 {
+            return Err(format!(
+                "e_shnum {shnum} with no section header table (e_shoff 0)"
+            ));
+        }
+        if shentsize != sh_size {
+            return Err(format!("e_shentsize {shentsize}, not {sh_size}"));
+        }
+        let first = r.bytes(shoff, sh_size, "section header 0 (e_shoff)")?;
+        // SHN_XINDEX escapes: the real count and index live in section 0.
+        let count = match shnum {
+            0 => r.word(&first, 32, 20),
+            n => n,
+        };
+        if count > MAX_SECTIONS {
+            return Err(format!("{count} sections"));
+        }
+        let table = r.bytes(
+            shoff,
+            count * sh_size,
+            &format!("the section header table ({count} × {sh_size} bytes, e_shoff/e_shnum)"),
+        )?;
+        let strndx = match shstrndx {
+            0xffff => r.uint(&first, if r.is_64 { 40 } else { 24 }, 4),
+            n => n,
+        };
+        if strndx != 0 && strndx >= count {
+            return Err(format!(
+                "e_shstrndx {strndx} is not one of the {count} sections"
+            ));
+        }
+        for i in 0..count as usize {
+            let s = table.get(i * sh_size as usize..).unwrap_or_default();
+            let kind = r.uint(s, 4, 4) as u32;
+            if kind == SHT_NULL || kind == SHT_NOBITS {
+                continue;
+            }
+            let offset = r.word(s, 24, 16);
+            let size = r.word(s, 32, 20);
+            if offset.checked_add(size).is_none_or(|end| end > len) {
+                return Err(format!(
+                    "section {i} ({size} bytes at offset {offset:#x}) runs past the end of the file ({len} bytes)"
+                ));
+            }
+        }
+    }
+
+    // Program headers: what the kernel and ld.so read.
+    let loadable = e_type == 2 || e_type == 3; // ET_EXEC, ET_DYN
+    if phnum == 0 {
+        if loadable {
+            return Err("a program or shared library without program headers (e_phnum 0)".into());
+        }
+    } else if phentsize != ph_size {
+        return Err(format!("e_phentsize {phentsize}, not {ph_size}"));
+    }
+    if phnum * ph_size > MAX_PHDR_BYTES {
+        return Err(format!(
+            "e_phnum {phnum}: more program headers than the kernel or ld.so load (at most {})",
+            MAX_PHDR_BYTES / ph_size
+        ));
+    }
+    // No table, no offset to check (a relocatable object's e_phoff is 0).
+    let ph = match phnum {
+        0 => Vec::new(),
+        _ => r.bytes(
+            phoff,
+            phnum * ph_size,
+            &format!("the program header table ({phnum} × {ph_size} bytes, e_phoff/e_phnum)"),
+        )?,
+    };
+    let mut interp_at = None;
+    let mut dynamic_at = None;
+    for i in 0..phnum as usize {
+        let p = ph.get(i * ph_size as usize..).unwrap_or_default();
+        let kind = r.uint(p, 0, 4) as u32;
+        let offset = r.word(p, 8, 4);
+        let vaddr = r.word(p, 16, 8);
+        let filesz = r.word(p, 32, 16);
+        let memsz = r.word(p, 40, 20);
+        if !matches!(kind, PT_LOAD | PT_DYNAMIC | PT_INTERP) {
+            continue;
+        }
+        if offset.checked_add(filesz).is_none_or(|end| end > len) {
+            return Err(format!(
+                "program header {i} (type {kind}) has {filesz} bytes at offset {offset:#x}, past the end of the file ({len} bytes)"
+            ));
+        }
+        match kind {
+            PT_LOAD => {
+                if filesz > memsz || vaddr.checked_add(memsz).is_none() {
+                    return Err(format!(
+                        "program header {i}: a PT_LOAD of {filesz} file bytes in {memsz} bytes of memory at {vaddr:#x}"
+                    ));
+                }
+                r.loads.push(Load {
+                    vaddr,
+                    offset,
+                    filesz,
+                });
+            }
+            PT_DYNAMIC => {
+                dynamic_at = dynamic_at.or(Some((offset, filesz)));
+            }
+            _ => {
+                interp_at = interp_at.or(Some((offset, filesz)));
+            }
+        }
+    }
+
+    let interpreter = match interp_at {
+        None => None,
+        Some((offset, size)) => {
+            if size > MAX_STRING {
+                return Err(format!("PT_INTERP is {size} bytes"));
+            }
+            let b = r.bytes(offset, size, "PT_INTERP")?;
+            match b.iter().position(|&c| c == 0) {
+                Some(n) if n > 0 => Some(String::from_utf8_lossy(&b[..n]).into_owned()),
+                _ => return Err("PT_INTERP is empty or not NUL-terminated".into()),
+            }
+        }
+    };
 
     let mut info = ElfInfo {
         machine,
@@ -180,84 +483,125 @@ where
         required_versions: BTreeMap::new(),
         defined_versions: BTreeSet::new(),
     };
-
-    let sections = header.sections(endian, data).map_err(e)?;
-    if let Some((dynamic, link)) = sections.dynamic(endian, data).map_err(e)? {
-        if dynamic.len() > MAX_DYNAMIC_ENTRIES {
-            return Err(format!("{} dynamic entries", dynamic.len()));
-        }
-        let strings = sections.strings(endian, data, link).map_err(e)?;
-        for d in dynamic {
-            let tag: u64 = d.d_tag(endian).into();
-            if tag == u64::from(elf::DT_NULL) {
-                break;
-            }
-            let wanted = [
-                elf::DT_NEEDED,
-                elf::DT_SONAME,
-                elf::DT_RPATH,
-                elf::DT_RUNPATH,
-            ];
-            if !wanted.iter().any(|&t| u64::from(t) == tag) {
-                continue;
-            }
-            let val: u64 = d.d_val(endian).into();
-            let offset = u32::try_from(val).map_err(|_| "dynamic string offset out of range")?;
-            let s = utf8(
-                strings
-                    .get(offset)
-                    .map_err(|()| "dynamic string offset out of range".to_string())?,
-            );
-            match tag as u32 {
-                elf::DT_NEEDED => {
-                    if info.needed.len() >= MAX_NEEDED {
-                        return Err("too many DT_NEEDED entries".into());
-                    }
-                    info.needed.push(s);
+    let Some((dyn_off, dyn_len)) = dynamic_at else {
+        return Ok(info); // statically linked: needs nothing
+    };
+    let count = dyn_len / dyn_size;
+    if count > MAX_DYNAMIC_ENTRIES as u64 {
+        return Err(format!("{count} dynamic entries"));
+    }
+    let table = r.bytes(
+        dyn_off,
+        count * dyn_size,
+        "the dynamic section (PT_DYNAMIC)",
+    )?;
+    let (mut strtab, mut strsz) = (None, None);
+    let (mut verneed, mut verneednum, mut verdef, mut verdefnum) = (None, None, None, None);
+    let mut strings: Vec<(u64, u64)> = Vec::new();
+    for i in 0..count as usize {
+        let d = table.get(i * dyn_size as usize..).unwrap_or_default();
+        let tag = r.word(d, 0, 0);
+        let val = r.word(d, 8, 4);
+        match tag {
+            DT_NULL => break,
+            DT_NEEDED | DT_SONAME | DT_RPATH | DT_RUNPATH => {
+                if strings.len() >= MAX_NEEDED {
+                    return Err("too many DT_NEEDED entries".into());
                 }
-                elf::DT_SONAME => info.soname = Some(s),
-                elf::DT_RPATH => info.rpath.extend(s.split(':').map(str::to_string)),
-                _ => info.runpath.extend(s.split(':').map(str::to_string)),
+                strings.push((tag, val));
             }
+            DT_STRTAB => strtab = Some(val),
+            DT_STRSZ => strsz = Some(val),
+            DT_VERNEED => verneed = Some(val),
+            DT_VERNEEDNUM => verneednum = Some(val),
+            DT_VERDEF => verdef = Some(val),
+            DT_VERDEFNUM => verdefnum = Some(val),
+            _ => {}
+        }
+    }
+    let needs_strings = !strings.is_empty() || verneed.is_some() || verdef.is_some();
+    let (str_off, str_size) = match (strtab, strsz) {
+        (Some(addr), Some(size)) => (
+            r.map(addr, size, "the string table (DT_STRTAB, DT_STRSZ)")?,
+            size,
+        ),
+        _ if needs_strings => {
+            return Err("a dynamic section naming strings without DT_STRTAB and DT_STRSZ".into())
+        }
+        _ => (0, 0),
+    };
+    let string = |at: u64, what: &str| r.string(str_off, str_size, at, what);
+    for (tag, val) in strings {
+        match tag {
+            DT_NEEDED => info.needed.push(string(val, "a DT_NEEDED name")?),
+            DT_SONAME => info.soname = Some(string(val, "DT_SONAME")?),
+            DT_RPATH => info
+                .rpath
+                .extend(string(val, "DT_RPATH")?.split(':').map(str::to_string)),
+            _ => info
+                .runpath
+                .extend(string(val, "DT_RUNPATH")?.split(':').map(str::to_string)),
         }
     }
 
-    let mut count = 0usize;
+    // Symbol versions: every walk is bounded by its count and by
+    // MAX_VERSIONS in all, so `vn_next`/`vna_next` cycles end.
+    let mut seen = 0usize;
     let mut bump = || {
-        count += 1;
-        if count > MAX_VERSIONS {
+        seen += 1;
+        if seen > MAX_VERSIONS {
             Err("too many symbol versions".to_string())
         } else {
             Ok(())
         }
     };
-    if let Some((mut needs, link)) = sections.gnu_verneed(endian, data).map_err(e)? {
-        let strings = sections.strings(endian, data, link).map_err(e)?;
-        while let Some((need, mut auxes)) = needs.next().map_err(e)? {
+    if let Some(addr) = verneed {
+        let num = verneednum.ok_or("DT_VERNEED without DT_VERNEEDNUM")?;
+        let mut at = r.map(addr, 16, "the version needs (DT_VERNEED)")?;
+        for _ in 0..num {
             bump()?;
-            let file = utf8(need.file(endian, strings).map_err(e)?);
+            let vn = r.bytes(at, 16, "a version need (Elf_Verneed)")?;
+            let cnt = r.uint(&vn, 2, 2);
+            let file = string(r.uint(&vn, 4, 4), "a version need's file name")?;
             let set = info.required_versions.entry(file).or_default();
-            while let Some(aux) = auxes.next().map_err(e)? {
+            let mut aux = at
+                .checked_add(r.uint(&vn, 8, 4))
+                .ok_or("vn_aux overflows")?;
+            for _ in 0..cnt {
                 bump()?;
-                if aux.vna_flags.get(endian) & elf::VER_FLG_WEAK != 0 {
-                    continue;
+                let a = r.bytes(aux, 16, "a version need entry (Elf_Vernaux)")?;
+                if r.uint(&a, 4, 2) & VER_FLG_WEAK == 0 {
+                    set.insert(string(r.uint(&a, 8, 4), "a required version name")?);
                 }
-                set.insert(utf8(aux.name(endian, strings).map_err(e)?));
+                match r.uint(&a, 12, 4) {
+                    0 => break,
+                    next => aux = aux.checked_add(next).ok_or("vna_next overflows")?,
+                }
+            }
+            match r.uint(&vn, 12, 4) {
+                0 => break,
+                next => at = at.checked_add(next).ok_or("vn_next overflows")?,
             }
         }
     }
-    if let Some((mut defs, link)) = sections.gnu_verdef(endian, data).map_err(e)? {
-        let strings = sections.strings(endian, data, link).map_err(e)?;
-        while let Some((def, mut auxes)) = defs.next().map_err(e)? {
+    if let Some(addr) = verdef {
+        let num = verdefnum.ok_or("DT_VERDEF without DT_VERDEFNUM")?;
+        let mut at = r.map(addr, 20, "the version definitions (DT_VERDEF)")?;
+        for _ in 0..num {
             bump()?;
+            let vd = r.bytes(at, 20, "a version definition (Elf_Verdef)")?;
             // The first aux names the version; later ones are its parents.
-            let first = auxes.next().map_err(e)?;
-            if def.vd_flags.get(endian) & elf::VER_FLG_BASE != 0 {
-                continue;
-            }
-            if let Some(aux) = first {
+            if r.uint(&vd, 2, 2) & VER_FLG_BASE == 0 && r.uint(&vd, 6, 2) > 0 {
+                let aux = at
+                    .checked_add(r.uint(&vd, 12, 4))
+                    .ok_or("vd_aux overflows")?;
+                let a = r.bytes(aux, 8, "a version definition name (Elf_Verdaux)")?;
                 info.defined_versions
-                    .insert(utf8(aux.name(endian, strings).map_err(e)?));
+                    .insert(string(r.uint(&a, 0, 4), "a defined version name")?);
+            }
+            match r.uint(&vd, 16, 4) {
+                0 => break,
+                next => at = at.checked_add(next).ok_or("vd_next overflows")?,
             }
         }
     }
@@ -398,5 +742,235 @@ mod tests {
         copy[0x3c] = 0xff; // e_shnum low byte
         copy[0x3d] = 0xff;
         assert!(inspect_bytes(&copy).is_err());
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    const LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";
+
+    fn le16(b: &mut [u8], at: usize, v: u16) {
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    }
+    fn le32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    fn le64(b: &mut [u8], at: usize, v: u64) {
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    fn get64(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    /// The file offset of the dynamic entry with `tag` in a 64-bit LE file.
+    fn dyn_entry(b: &[u8], tag: u64) -> usize {
+        let phoff = get64(b, 32) as usize;
+        let phnum = u16::from_le_bytes([b[56], b[57]]) as usize;
+        for i in 0..phnum {
+            let p = phoff + i * 56;
+            if u32::from_le_bytes(b[p..p + 4].try_into().unwrap()) == PT_DYNAMIC {
+                let off = get64(b, p + 8) as usize;
+                let size = get64(b, p + 32) as usize;
+                for e in (off..off + size).step_by(16) {
+                    if get64(b, e) == tag {
+                        return e;
+                    }
+                }
+            }
+        }
+        panic!("no dynamic entry {tag:#x}");
+    }
+
+    fn refused(b: &[u8], why: &str) {
+        let err = inspect_bytes(b).unwrap_err();
+        assert_eq!(err.kind, crate::Kind::Integrity, "{err}");
+        assert!(err.message.contains(why), "{why}: {}", err.message);
+    }
+
+    /// Each forged header field ld.so or the kernel would trip on is named.
+    #[test]
+    fn forged_fields_are_refused_by_name() {
+        let real = std::fs::read(LIBSSL).unwrap();
+        let mut b = real.clone();
+        le16(&mut b, 56, 0xffff); // e_phnum = PN_XNUM
+        refused(&b, "e_phnum 65535");
+        let mut b = real.clone();
+        le64(&mut b, 32, real.len() as u64 - 8); // e_phoff near the end
+        refused(&b, "program header table");
+        let mut b = real.clone();
+        le64(&mut b, 32, u64::MAX - 8); // e_phoff overflowing
+        refused(&b, "overflows");
+        let mut b = real.clone();
+        le16(&mut b, 54, 40); // e_phentsize
+        refused(&b, "e_phentsize 40");
+        let mut b = real.clone();
+        le64(&mut b, 40, real.len() as u64); // e_shoff at the end
+        refused(&b, "section header");
+        let mut b = real.clone();
+        le16(&mut b, 62, 0xfff0); // e_shstrndx
+        refused(&b, "e_shstrndx");
+        // The string table moved past the end of the file (and of every
+        // PT_LOAD), and grown past it.
+        let mut b = real.clone();
+        let e = dyn_entry(&b, DT_STRTAB);
+        le64(&mut b, e + 8, 1 << 40);
+        refused(&b, "string table");
+        let mut b = real.clone();
+        let e = dyn_entry(&b, DT_STRSZ);
+        le64(&mut b, e + 8, real.len() as u64 * 4);
+        refused(&b, "string table");
+        // A DT_NEEDED offset past the table.
+        let mut b = real.clone();
+        let strsz = get64(&b, dyn_entry(&b, DT_STRSZ) + 8);
+        let e = dyn_entry(&b, DT_NEEDED);
+        le64(&mut b, e + 8, strsz + 5);
+        refused(&b, "DT_NEEDED");
+        // Version counts without tables, tables past the end.
+        let mut b = real.clone();
+        let e = dyn_entry(&b, DT_VERNEED);
+        le64(&mut b, e + 8, 1 << 40);
+        refused(&b, "DT_VERNEED");
+        let mut b = real.clone();
+        let e = dyn_entry(&b, DT_VERDEFNUM);
+        le64(&mut b, e, 0x6000_0000); // an unknown tag: DT_VERDEF alone
+        refused(&b, "DT_VERDEF without DT_VERDEFNUM");
+        // No program headers: an object file needs nothing, whatever its
+        // e_phoff; a shared library cannot be loaded.
+        let mut b = real.clone();
+        le16(&mut b, 56, 0);
+        le64(&mut b, 32, u64::MAX);
+        refused(&b, "e_phnum 0");
+        le16(&mut b, 16, 1); // ET_REL
+        let info = inspect_bytes(&b).unwrap().unwrap();
+        assert!(info.needed.is_empty() && info.interpreter.is_none());
+        // Truncated: every cut of the headers is refused, none panics.
+        for len in [16, 40, 63, 64, 100, 1000] {
+            assert!(inspect_bytes(&real[..len]).is_err(), "{len}");
+        }
+    }
+
+    /// Offsets are relative and unsigned, so a version walk can only run
+    /// forward: a count of 2^32 - 1 needs, 65535 entries each, chained by
+    /// `vna_next` 16 through whatever follows, ends within the caps (or
+    /// at the end of the file), quickly.
+    #[test]
+    fn version_walks_are_bounded() {
+        let mut b = std::fs::read(LIBSSL).unwrap();
+        let num = dyn_entry(&b, DT_VERNEEDNUM);
+        le64(&mut b, num + 8, u32::MAX as u64);
+        let addr = get64(&b, dyn_entry(&b, DT_VERNEED) + 8);
+        // libssl's first PT_LOAD maps offset == vaddr.
+        let at = addr as usize;
+        le16(&mut b, at + 2, 0xffff); // vn_cnt
+        let aux = at + u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
+        let t = std::time::Instant::now();
+        for next in [u32::MAX, 0x10, 0] {
+            le32(&mut b, aux + 12, next);
+            le32(&mut b, at + 12, next);
+            match inspect_bytes(&b) {
+                Ok(_) => {}
+                Err(e) => assert_eq!(e.kind, crate::Kind::Integrity, "{e}"),
+            }
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    /// The fuzz seeds made by `fuzz/make-seeds.py`: a 64-bit little- and a
+    /// 32-bit big-endian object with every field the reader looks at.
+    #[test]
+    fn the_synthetic_seeds_read_fully() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/elf");
+        for (name, is_64, little) in [("tiny64le.so", true, true), ("tiny32be.so", false, false)] {
+            let info = inspect(&corpus.join(name)).unwrap().unwrap();
+            assert_eq!(
+                (info.machine.is_64, info.machine.little_endian),
+                (is_64, little)
+            );
+            assert_eq!(info.needed, ["libc.so.6"]);
+            assert_eq!(info.soname.as_deref(), Some("libseed.so.1"));
+            assert_eq!(info.runpath, ["$ORIGIN/../lib", "/opt/x"]);
+            assert_eq!(info.rpath, ["/old/rpath"]);
+            assert_eq!(
+                info.interpreter.as_deref(),
+                Some("/lib64/ld-linux-x86-64.so.2")
+            );
+            assert!(info.required_versions["libc.so.6"].contains("GLIBC_2.34"));
+            assert_eq!(
+                info.defined_versions,
+                BTreeSet::from(["SEED_1.0".to_string()])
+            );
+        }
+        for name in ["ld.so.cache", "ld.so.cache-old"] {
+            let cache =
+                crate::elf::ldcache::parse(&std::fs::read(corpus.join(name)).unwrap()).unwrap();
+            let libc: Vec<_> = cache
+                .lookup("libc.so.6", crate::elf::ldcache::FLAGS_X86_64)
+                .collect();
+            assert_eq!(libc, ["/lib/x86_64-linux-gnu/libc.so.6"], "{name}");
+        }
+    }
+
+    /// No false alarm: every ELF file of the host's library directories and
+    /// PostgreSQL (if installed) reads, from a file and from memory alike.
+    #[test]
+    fn every_real_file_here_reads() {
+        let mut checked = 0;
+        for dir in [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/bin",
+            "/usr/lib/postgresql/15/bin",
+            "/usr/lib/postgresql/15/lib",
+        ] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if !e.file_type().unwrap().is_file() {
+                    continue;
+                }
+                match inspect(&p) {
+                    Ok(Some(info)) => {
+                        checked += 1;
+                        if checked % 16 == 0 {
+                            let bytes = std::fs::read(&p).unwrap();
+                            assert_eq!(inspect_bytes(&bytes).unwrap().as_ref(), Some(&info));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(err) => panic!("{}: {err}", p.display()),
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
+        // More trees to scan, recursively (unpacked images of other
+        // releases): `PGOCI_ELF_SCAN=/a:/b cargo test every_real_file`.
+        let extra = std::env::var("PGOCI_ELF_SCAN").unwrap_or_default();
+        let mut pending: Vec<PathBuf> = std::env::split_paths(&extra)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        let mut scanned = 0;
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let t = e.file_type().unwrap();
+                if t.is_dir() {
+                    pending.push(e.path());
+                } else if t.is_file() {
+                    match inspect(&e.path()) {
+                        Ok(Some(_)) => scanned += 1,
+                        Ok(None) => {}
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            }
+        }
+        if !extra.is_empty() {
+            eprintln!("{scanned} ELF files read under {extra}");
+        }
     }
 }

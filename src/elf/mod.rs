@@ -33,7 +33,7 @@ pub mod patch;
 pub mod policy;
 pub mod root;
 
-pub use closure::{closure, Closure, Found, Library, Need, Needer, Problem};
+pub use closure::{closure, closure_confined, Closure, Found, Library, Need, Needer, Problem};
 pub use inspect::{inspect, inspect_bytes, ElfInfo, Machine};
 pub use root::{Root, RootKind};
 

@@ -2,10 +2,11 @@
 //! its extensions need, and whether the host or the image provides each —
 //! read from the ELF files ([`crate::elf`]), never by running them. Install
 //! runs this right after unpacking, before anything else changes, and
-//! refuses (exit 6) what cannot run; doctor prints the same table.
+//! refuses (exit 6) what cannot run, and (exit 5) an artifact whose ELF
+//! files are broken; doctor prints the same table.
 
 use super::generation::server_dirs;
-use crate::elf::{self, policy, Closure, Root};
+use crate::elf::{self, policy, Closure, Problem, Root};
 use crate::error::{Error, Result};
 use crate::lock::Lock;
 use crate::profile::Layout;
@@ -56,6 +57,12 @@ pub struct LibraryReport {
     pub rows: Vec<Row>,
     /// Why it cannot run as asked (empty when it can), one line each.
     pub failures: Vec<String>,
+    /// Files of the artifacts the server would load that are damaged or
+    /// forged ELF (a header or table past the end, `e_phnum` 65535, a
+    /// string table outside the file) or name a library by a path: the
+    /// artifact is bad (exit 5), whatever the host has. One line each,
+    /// naming the file and what is wrong.
+    pub broken: Vec<String>,
     /// Modules of the server no one asked for (PL/Perl, PL/Python, …)
     /// that could not load here: they fail only if someone loads them.
     pub optional_missing: Vec<String>,
@@ -77,9 +84,24 @@ pub struct LibraryReport {
 }
 
 impl LibraryReport {
-    /// `Ok` when the server can run as asked, else exit 6 naming each
-    /// missing library or version and who needs it.
+    /// `Ok` when the server can run as asked; exit 5 naming each broken
+    /// file when an artifact holds one, else exit 6 naming each missing
+    /// library or version and who needs it.
     pub fn refuse_failed(&self) -> Result<()> {
+        if !self.broken.is_empty() {
+            let shown: Vec<&str> = self.broken.iter().take(8).map(String::as_str).collect();
+            let more = self.broken.len().saturating_sub(shown.len());
+            return Err(Error::integrity(format!(
+                "the artifacts hold ELF files the server would load that no loader could: {}{}",
+                shown.join("; "),
+                if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                }
+            ))
+            .hint("re-pull the artifact if it was damaged in transit, else rebuild the image: these files would not load"));
+        }
         if self.failures.is_empty() {
             return Ok(());
         }
@@ -102,19 +124,40 @@ impl LibraryReport {
     }
 }
 
-/// The ELF files directly in `dir`, sorted.
-fn elf_files_in(dir: &Path) -> Vec<PathBuf> {
+/// The ELF files directly in `dir`, sorted, and why each file that claims
+/// to be ELF cannot be read (a damaged `bin/postgres` is not skipped: it
+/// is the artifact's fault, found here rather than at initdb).
+fn elf_files_in(dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
     let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut found: Vec<PathBuf> = entries
+    let mut paths: Vec<PathBuf> = entries
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
-        .filter(|p| matches!(elf::inspect(p), Ok(Some(_))))
         .collect();
-    found.sort();
-    found
+    paths.sort();
+    let mut found = Vec::new();
+    let mut broken = Vec::new();
+    for p in paths {
+        match elf::inspect(&p) {
+            Ok(Some(_)) => found.push(p),
+            Ok(None) => {}
+            Err(e) => broken.push(e.message),
+        }
+    }
+    (found, broken)
+}
+
+/// Whether a closure problem is the artifacts' fault: a file under the
+/// store (as given or canonical) that claims to be ELF and cannot be read.
+fn artifact_damage(p: &Problem, stores: &[PathBuf]) -> Option<String> {
+    match p {
+        Problem::Unreadable { path, message } if stores.iter().any(|s| path.starts_with(s)) => {
+            Some(message.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Checks the libraries of a lock's unpacked artifacts under `mode`: the
@@ -140,13 +183,15 @@ pub fn check(
         .map(|(d, e)| (d.as_path(), e.ld_library_path.as_slice()))
         .collect();
     let dirs = server_dirs(lock, server)?;
-    let mut files = elf_files_in(&server.join(&dirs.bin));
+    let (mut files, mut broken) = elf_files_in(&server.join(&dirs.bin));
     for (ext, _) in &extensions {
-        files.extend(elf_files_in(&ext.join("lib")));
+        let (f, b) = elf_files_in(&ext.join("lib"));
+        files.extend(f);
+        broken.extend(b);
     }
-    let optional_files = match optional {
+    let (optional_files, optional_broken) = match optional {
         true => elf_files_in(&server.join(&dirs.pkglibdir)),
-        false => Vec::new(),
+        false => (Vec::new(), Vec::new()),
     };
     // What the extensions carry for themselves (`system/`, `ld_library_path`)
     // counts everywhere: pgoci places it for them.
@@ -165,26 +210,57 @@ pub fn check(
         image_roots.push(Root::image(server));
     }
     image_roots.extend(ext_roots.iter().cloned());
-    let mut host = elf::closure(&files, &host_roots);
-    let image = elf::closure(&files, &image_roots);
+    // The artifacts' own `$ORIGIN` paths resolve inside their store entry.
+    let confine: Vec<PathBuf> = std::iter::once(server)
+        .chain(&ext_dirs)
+        .map(|d| fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+        .collect();
+    let mut host = elf::closure_confined(&files, &host_roots, &confine);
+    let image = elf::closure_confined(&files, &image_roots, &confine);
     if mode == LibraryMode::Auto && lock.server.layout == Layout::Rootfs {
-        add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server);
+        add_host_libraries_behind_the_image(&mut host, &files, &host_roots, server, &confine);
     }
     let plan = policy::plan(mode.policy(), &host, &image);
-    let optional_missing = if optional_files.is_empty() {
-        Vec::new()
-    } else {
-        let h = elf::closure(&optional_files, &host_roots);
-        let i = elf::closure(&optional_files, &image_roots);
-        policy::plan(mode.policy(), &h, &i)
-            .failures
-            .iter()
-            .map(|p| shorten(&p.to_string(), server))
-            .collect()
-    };
+    let stores = [
+        store.to_path_buf(),
+        fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf()),
+    ];
+    // A `DT_NEEDED` naming a path ("/tmp/x/libz.so", "../lib/libz.so"):
+    // ld.so would open that very path on the host, which pgoci can neither
+    // check nor place; the closure never looks it up on the host.
+    for need in host.needs.iter().chain(&image.needs) {
+        if need.soname.contains('/') {
+            let why = format!(
+                "{} needs a library by the path {:?}, not by a file name",
+                need.needed_by, need.soname
+            );
+            if !broken.contains(&why) {
+                broken.push(why);
+            }
+        }
+    }
+    for p in host.problems.iter().chain(&image.problems) {
+        if let Some(why) = artifact_damage(p, &stores) {
+            if !broken.contains(&why) {
+                broken.push(why);
+            }
+        }
+    }
+    let mut optional_missing: Vec<String> = optional_broken;
+    if !optional_files.is_empty() {
+        let h = elf::closure_confined(&optional_files, &host_roots, &confine);
+        let i = elf::closure_confined(&optional_files, &image_roots, &confine);
+        optional_missing.extend(
+            policy::plan(mode.policy(), &h, &i)
+                .failures
+                .iter()
+                .map(|p| shorten(&p.to_string(), server)),
+        );
+    }
     let mut failures: Vec<String> = plan
         .failures
         .iter()
+        .filter(|p| artifact_damage(p, &stores).is_none())
         .map(|p| shorten(&p.to_string(), server))
         .collect();
     // glibc libraries of the very same release as the host's mix safely with
@@ -224,6 +300,20 @@ pub fn check(
         .filter(|(_, lib)| lock.server.layout == Layout::Rootfs && lib.found.root == Some(0))
         .map(|(soname, lib)| (soname.clone(), lib.found.host.clone()))
         .collect();
+    // A library needed by a path (`DT_NEEDED` "/usr/lib/…/libx.so") is
+    // placed by nobody: the generation's deps are plain file names.
+    for (soname, _) in &from_image {
+        let plain = !soname.is_empty()
+            && soname != "."
+            && soname != ".."
+            && !soname.contains('/')
+            && !soname.chars().any(char::is_control);
+        if !plain {
+            broken.push(format!(
+                "the server image needs a library named {soname:?}, which is not a file name"
+            ));
+        }
+    }
     // The collation libraries the server would run on, read while the
     // artifacts are at hand (a scratch store is gone after the check).
     let collation = super::collation::CollationLibs {
@@ -242,6 +332,7 @@ pub fn check(
         files_checked: files.len(),
         rows: rows(&host, &image, &plan, server),
         failures,
+        broken: broken.iter().map(|b| shorten(b, server)).collect(),
         optional_missing,
         glibc_required: host.glibc_required.map(|v| v.to_string()),
         glibc_host: host.glibc_available.map(|v| v.to_string()),
@@ -264,11 +355,12 @@ fn add_host_libraries_behind_the_image(
     files: &[PathBuf],
     host_roots: &[Root],
     server: &Path,
+    confine: &[PathBuf],
 ) {
     let mut roots = host_roots.to_vec();
     roots.push(Root::image(server));
     let image_root = host_roots.len();
-    let lookahead = elf::closure(files, &roots);
+    let lookahead = elf::closure_confined(files, &roots, confine);
     for (soname, lib) in lookahead.libraries {
         if lib.found.root.is_some_and(|r| r < image_root) {
             host.libraries.entry(soname).or_insert(lib);

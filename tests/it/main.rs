@@ -11,6 +11,7 @@ mod edges;
 mod end_to_end;
 mod extension_updates;
 mod faults;
+mod hostile_elf;
 mod hostile_inputs;
 mod hostile_layers;
 mod install_edges;

@@ -17,7 +17,7 @@ mod install;
 mod lifecycle;
 mod verify;
 
-pub(crate) use files::{chown_mode, write_config, write_service_files};
+pub(crate) use files::{write_config, write_service_files};
 pub use gc::{gc, plan_gc};
 pub use install::{check_collation, check_libraries, compose_generation, install, GenerationInput};
 pub use lifecycle::{rollback, uninstall};
@@ -70,21 +70,25 @@ impl Runner<'_> {
     }
 }
 
-/// Rolls back, saying in the error what became of the host.
-fn undo(tx: Transaction, err: Error) -> Error {
-    let message = match tx.rollback() {
-        Ok(Some(gen)) => format!(
+/// Rolls back, saying in the error what became of the host; every undo
+/// that failed (and every directory kept because it holds someone else's
+/// files) follows as a warning with its path. The kind, so the exit code,
+/// stays the first error's.
+fn undo(tx: Transaction, mut err: Error) -> Error {
+    let undone = tx.rollback();
+    err.message = match (&undone.restarted, undone.failures.len()) {
+        (Some(gen), 0) => format!(
             "{}; switched back to generation {gen} and restarted it",
             err.message
         ),
-        Ok(None) => format!("{}; every change of this run was undone", err.message),
-        Err(e2) => format!(
-            "{}; undoing the run also failed: {}",
-            err.message, e2.message
+        (None, 0) => format!("{}; every change of this run was undone", err.message),
+        (_, n) => format!(
+            "{}; undoing the run also failed ({n} change{} could not be undone, see the warnings)",
+            err.message,
+            if n == 1 { "" } else { "s" }
         ),
     };
-    let mut err = err;
-    err.message = message;
+    err.warnings.extend(undone.warnings());
     err
 }
 

@@ -169,6 +169,20 @@ impl Transaction {
     /// parents; a file that existed keeps its owner) unless it holds them
     /// already. Returns whether it wrote.
     pub fn write_file(&mut self, path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+        if let Some(target) = link_target(path)? {
+            // A symlink (an admin's unit, say): replaced by the file, and
+            // put back as the symlink it was.
+            if fs::read(path).ok().as_deref() == Some(bytes) {
+                return Ok(false);
+            }
+            self.journal.push(Undo::Link {
+                path: path.to_path_buf(),
+                previous: Some(target),
+            });
+            fsutil::write_atomic(path, bytes)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_path(path, "chmod")?;
+            return Ok(true);
+        }
         let previous = saved(path)?;
         if previous.as_ref().map(|s| s.bytes.as_slice()) == Some(bytes) {
             return Ok(false);
@@ -196,6 +210,14 @@ impl Transaction {
 
     /// Removes a file; absent is fine. Returns whether it existed.
     pub fn remove_file(&mut self, path: &Path) -> Result<bool> {
+        if let Some(target) = link_target(path)? {
+            self.journal.push(Undo::Link {
+                path: path.to_path_buf(),
+                previous: Some(target),
+            });
+            fs::remove_file(path).with_path(path, "remove")?;
+            return Ok(true);
+        }
         let Some(previous) = saved(path)? else {
             return Ok(false);
         };
@@ -531,6 +553,18 @@ fn generation_of(bin: &Path) -> Option<String> {
         .windows(2)
         .find(|w| w[0].as_os_str() == "generations")
         .map(|w| w[1].as_os_str().to_string_lossy().into_owned())
+}
+
+/// Where `path` points if it is a symlink (dangling or not).
+fn link_target(path: &Path) -> Result<Option<PathBuf>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            fs::read_link(path).with_path(path, "read").map(Some)
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_path(path, "stat"),
+    }
 }
 
 /// A file's content, mode and owner; `None` if it does not exist.

@@ -76,17 +76,22 @@ impl Runner<'_> {
 /// stays the first error's.
 fn undo(tx: Transaction, mut err: Error) -> Error {
     let undone = tx.rollback();
-    err.message = match (&undone.restarted, undone.failures.len()) {
+    let n = undone.failures.len();
+    let failed = format!(
+        "{n} change{} of this run could not be undone (see the warnings)",
+        if n == 1 { "" } else { "s" }
+    );
+    err.message = match (&undone.restarted, n) {
         (Some(gen), 0) => format!(
             "{}; switched back to generation {gen} and restarted it",
             err.message
         ),
         (None, 0) => format!("{}; every change of this run was undone", err.message),
-        (_, n) => format!(
-            "{}; undoing the run also failed ({n} change{} could not be undone, see the warnings)",
-            err.message,
-            if n == 1 { "" } else { "s" }
+        (Some(gen), _) => format!(
+            "{}; switched back to generation {gen} and restarted it, but {failed}",
+            err.message
         ),
+        (None, _) => format!("{}; undoing the run also failed: {failed}", err.message),
     };
     err.warnings.extend(undone.warnings());
     err
@@ -111,4 +116,37 @@ pub struct LifecycleReport {
     pub actions: Vec<Step>,
     /// What was done for the data (reindex, collation versions).
     pub data: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::install::layout::HostLayout;
+    use std::path::Path;
+
+    #[test]
+    fn an_undo_that_fails_keeps_the_kind_and_names_each_path_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut tx = Transaction::new(&HostLayout::new(d, Path::new("/p")));
+        tx.write_file(&d.join("made"), b"x", 0o644).unwrap();
+        tx.create_dir(&d.join("dir")).unwrap();
+        // Someone else's: a directory where the file was, a file in the
+        // directory this run made.
+        std::fs::remove_file(d.join("made")).unwrap();
+        std::fs::create_dir(d.join("made")).unwrap();
+        std::fs::write(d.join("made/theirs"), "").unwrap();
+        std::fs::write(d.join("dir/theirs"), "").unwrap();
+        let err = undo(tx, Error::service("the server did not start"));
+        assert_eq!(err.kind, Kind::Service, "the exit code stays the error's");
+        assert_eq!(
+            err.message,
+            "the server did not start; undoing the run also failed: 1 change of this run could not be undone (see the warnings)"
+        );
+        assert_eq!(err.warnings.len(), 2, "{:?}", err.warnings);
+        assert!(err.warnings[0].contains(&d.join("made").display().to_string()));
+        assert!(err.warnings[1].contains(&d.join("dir").display().to_string()));
+        assert!(d.join("made/theirs").exists() && d.join("dir/theirs").exists());
+    }
 }

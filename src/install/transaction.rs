@@ -244,10 +244,18 @@ impl Transaction {
             fs::copy(from, &tmp).with_path(&tmp, "copy")?;
         }
         fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).with_path(&tmp, "chmod")?;
+        // Backups a killed run left (the prefix is held exclusively, so
+        // none is another run's): the file in place is whole either way.
+        let stale = format!(".{name}.undo-");
+        for entry in fs::read_dir(dir).with_path(dir, "read")? {
+            let entry = entry.with_path(dir, "read")?;
+            if entry.file_name().to_string_lossy().starts_with(&stale) {
+                fsutil::remove_file_if_exists(&entry.path())?;
+            }
+        }
         let backup = match fs::symlink_metadata(path) {
             Ok(_) => {
-                let backup = dir.join(format!(".{name}.undo-{}", std::process::id()));
-                fsutil::remove_file_if_exists(&backup)?;
+                let backup = dir.join(format!("{stale}{}", std::process::id()));
                 if fs::hard_link(path, &backup).is_err() {
                     fs::copy(path, &backup).with_path(&backup, "copy")?;
                 }

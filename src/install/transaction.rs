@@ -541,7 +541,11 @@ impl Transaction {
         }
         // Oldest first: the first server recorded is the one that ran.
         for (kind, spec) in bring_back.into_iter().rev() {
-            match self.manager(kind).restart(&spec) {
+            let manager = self.manager(kind);
+            // The failed start this run made counts against systemd's
+            // start limit: forgotten, so the old server may start.
+            manager.clear_failed(&spec.instance);
+            match manager.restart(&spec) {
                 Ok(()) => out.restarted = generation_of(&spec.bin).or(out.restarted),
                 Err(e) => out.failures.push(e.context(format!(
                     "starting the previous server of instance {} again",

@@ -61,6 +61,9 @@ pub struct Error {
     pub hint: Option<String>,
     /// The same request may succeed later (network cut, 5xx, 429).
     pub transient: bool,
+    /// What else went wrong while handling this error (an undo that
+    /// failed, with its path): printed as `warning:` lines after it.
+    pub warnings: Vec<String>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -74,6 +77,7 @@ impl Error {
             message: message.into(),
             hint: None,
             transient: false,
+            warnings: Vec::new(),
             source: None,
         }
     }

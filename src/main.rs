@@ -52,6 +52,9 @@ fn report(err: &pgoci::Error, verbose: u8) {
             let _ = writeln!(stderr, "  caused by: {cause}");
         }
     }
+    for w in &err.warnings {
+        let _ = writeln!(stderr, "warning: {w}");
+    }
     if let Some(h) = &err.hint {
         let _ = writeln!(stderr, "hint: {h}");
     }

@@ -99,6 +99,9 @@ pub fn error_json(command: &str, err: &pgoci::Error) -> Value {
     if let Some(h) = &err.hint {
         error["hint"] = json!(h);
     }
+    if !err.warnings.is_empty() {
+        error["warnings"] = json!(err.warnings);
+    }
     json!({"command": command, "error": error})
 }
 

@@ -105,12 +105,15 @@ impl InstanceState {
 
     /// Writes the state atomically.
     pub fn write(&self, instance_dir: &Path) -> Result<()> {
-        let path = Self::path(instance_dir);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| {
+        crate::fsutil::write_atomic(&Self::path(instance_dir), &self.to_bytes()?)
+    }
+
+    /// The state as written to `state.json`.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self).map_err(|e| {
             Error::usage(format!("cannot record instance {}: {e}", self.instance))
                 .hint("paths given to pgoci (--data-dir, --prefix, --root) must be UTF-8")
-        })?;
-        crate::fsutil::write_atomic(&path, &bytes)
+        })
     }
 
     /// The current generation.

@@ -1,254 +1,708 @@
-//! A journal of what an apply changed, so a failure puts the host back the
-//! way it was: files and the `current` link get their old content, what
-//! was created is removed, and a server that was stopped or restarted on
-//! the new generation is brought back on the old one. Rolled back on drop
-//! unless committed (the idea of rustup's `transaction.rs`), and
-//! explicitly by [`Transaction::rollback`] to learn how it went.
+//! Every change an apply makes to the host goes through a [`Transaction`],
+//! which makes the change and journals how to undo it in the same call, so
+//! no change can be made without its undo (the idea of rustup's
+//! `transaction.rs`): files written, modified or removed
+//! ([`write_file`](Transaction::write_file),
+//! [`remove_file`](Transaction::remove_file),
+//! [`place_file`](Transaction::place_file)), the `current` link
+//! ([`switch_link`](Transaction::switch_link)), directories made or removed
+//! ([`create_dir`](Transaction::create_dir),
+//! [`remove_dir`](Transaction::remove_dir)), directories a tool fills on
+//! the transaction's behalf ([`fill_dir`](Transaction::fill_dir): initdb,
+//! compose, unpack), owners and modes ([`chown`](Transaction::chown),
+//! [`chmod`](Transaction::chmod)), and the service: its manager's reload,
+//! enablement and whether it runs ([`enable`](Transaction::enable),
+//! [`disable`](Transaction::disable), [`start`](Transaction::start),
+//! [`restart`](Transaction::restart), [`stop`](Transaction::stop)), each
+//! recording the previous *state* (enabled or not, running or not).
 //!
-//! Store entries and the service user are kept: the first is
-//! content-addressed and reclaimed by `gc`, the second may be shared.
+//! Undo runs newest first. A directory is removed only if this
+//! transaction created it and only once it is empty again: what a tool
+//! put into it is removed by its `fill_dir` entry (only the entries that
+//! appeared after that call), and what someone else put there keeps the
+//! directory (reported, never removed). Two things wait for the end of the
+//! undo: the service manager's reload (it must read the restored files)
+//! and starting again a server that ran before (it must start on them);
+//! a server this transaction started is stopped at its place in the
+//! journal, before the files and data it runs on are put back.
+//!
+//! Every undo that fails is reported in [`Undone`], with its path; none
+//! stops the rest. Rolled back on drop unless committed, and explicitly by
+//! [`Transaction::rollback`] to learn how it went.
+//!
+//! Store entries and the service user are kept outside: the first is
+//! content-addressed and reclaimed by `gc` (a store this transaction
+//! created is filled, so a failed first install leaves none), the second
+//! may be shared.
 
 use super::layout::HostLayout;
-use super::service::{self, ServiceKind, ServiceSpec};
-use crate::error::{IoContext, Result};
+use super::service::{self, ServiceKind, ServiceManager, ServiceSpec};
+use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::names::InstanceName;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// A file as it was before the transaction changed it.
+struct Saved {
+    bytes: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
 enum Undo {
-    /// Put the file back (or remove it if it did not exist).
+    /// Put the file back as it was (or remove it if it did not exist).
     File {
         path: PathBuf,
-        previous: Option<(Vec<u8>, u32)>,
+        previous: Option<Saved>,
+    },
+    /// A file replaced by [`Transaction::place_file`]: the old one is kept
+    /// under `backup` (a hard link) until commit, or was absent.
+    Placed {
+        path: PathBuf,
+        backup: Option<PathBuf>,
     },
     /// Point the link back (or remove it).
     Link {
         path: PathBuf,
         previous: Option<PathBuf>,
     },
-    /// Remove a directory this transaction created, with what is in it.
-    Dir(PathBuf),
-    /// Remove a directory this transaction created on the way to another,
-    /// only if it is empty by then (someone else may have used it since).
-    EmptyDir(PathBuf),
-    /// Empty a directory that existed, empty, before this transaction
-    /// filled it (a mount point given as the data directory).
-    Contents(PathBuf),
+    /// A directory this transaction created: removed if empty.
+    CreatedDir(PathBuf),
+    /// An empty directory this transaction removed: made again.
+    RemovedDir {
+        path: PathBuf,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A directory a tool filled for this transaction: the entries that
+    /// were not there before are removed, with their content.
+    Filled {
+        dir: PathBuf,
+        before: BTreeSet<OsString>,
+    },
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
+    Mode {
+        path: PathBuf,
+        mode: u32,
+    },
+    /// The manager read changed files: it reads the restored ones too.
+    Reload(ServiceKind),
+    /// The service's enablement before (systemd's enable symlink).
+    Enabled {
+        kind: ServiceKind,
+        instance: InstanceName,
+        was: bool,
+    },
+    /// A server started or stopped: the one this transaction left running
+    /// is stopped, the one that ran before is started again.
+    Server {
+        kind: ServiceKind,
+        left_running: Option<Box<ServiceSpec>>,
+        ran_before: Option<Box<ServiceSpec>>,
+    },
 }
 
-/// A server this transaction touched: the new one to stop, and the old one
-/// to start again, if there was one.
-struct ServerChange {
-    kind: ServiceKind,
-    new: ServiceSpec,
-    old: Option<ServiceSpec>,
-}
+/// Makes the manager of a kind (the real ones, or a test's).
+type Managers = Box<dyn Fn(ServiceKind) -> Box<dyn ServiceManager>>;
 
 /// What an apply changed so far.
 pub struct Transaction {
-    layout: HostLayout,
     journal: Vec<Undo>,
-    reload: Option<ServiceKind>,
-    server: Option<ServerChange>,
-    forget: Option<(ServiceKind, crate::names::InstanceName)>,
+    managers: Managers,
     committed: bool,
+}
+
+/// How a rollback went.
+#[derive(Debug, Default)]
+pub struct Undone {
+    /// The generation whose server was started again, if one was.
+    pub restarted: Option<String>,
+    /// Every undo that failed (each message names its path or service).
+    pub failures: Vec<Error>,
+    /// Directories this transaction created that were kept: they hold
+    /// what it did not create.
+    pub kept: Vec<PathBuf>,
+}
+
+impl Undone {
+    /// The failures, then what was kept, as lines for people.
+    pub fn warnings(&self) -> Vec<String> {
+        self.failures
+            .iter()
+            .map(|e| format!("could not undo: {}", e.message))
+            .chain(self.kept.iter().map(|p| {
+                format!(
+                    "kept {}: it holds files this run did not create",
+                    p.display()
+                )
+            }))
+            .collect()
+    }
 }
 
 impl Transaction {
     pub fn new(layout: &HostLayout) -> Self {
+        let layout = layout.clone();
+        Self::with_managers(Box::new(move |kind| service::manager(kind, &layout)))
+    }
+
+    /// A transaction whose service operations go to `managers`.
+    pub fn with_managers(managers: Managers) -> Self {
         Transaction {
-            layout: layout.clone(),
             journal: Vec::new(),
-            reload: None,
-            server: None,
-            forget: None,
+            managers,
             committed: false,
         }
     }
 
-    /// Remembers a file's content before it is written or removed.
-    pub fn save_file(&mut self, path: &Path) -> Result<()> {
-        let previous = match fs::read(path) {
-            Ok(bytes) => {
-                let mode = fs::metadata(path)
-                    .with_path(path, "stat")?
-                    .permissions()
-                    .mode();
-                Some((bytes, mode & 0o7777))
+    /// Writes `bytes` to `path` (atomically, with `mode`, making missing
+    /// parents; a file that existed keeps its owner) unless it holds them
+    /// already. Returns whether it wrote.
+    pub fn write_file(&mut self, path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+        if let Some(target) = link_target(path)? {
+            // A symlink (an admin's unit, say): replaced by the file, and
+            // put back as the symlink it was.
+            if fs::read(path).ok().as_deref() == Some(bytes) {
+                return Ok(false);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_path(path, "read"),
-        };
+            self.journal.push(Undo::Link {
+                path: path.to_path_buf(),
+                previous: Some(target),
+            });
+            fsutil::write_atomic(path, bytes)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_path(path, "chmod")?;
+            return Ok(true);
+        }
+        let previous = saved(path)?;
+        if previous.as_ref().map(|s| s.bytes.as_slice()) == Some(bytes) {
+            return Ok(false);
+        }
+        if let Some(parent) = path.parent() {
+            self.create_dir(parent)?;
+        }
+        // A file modified keeps its owner (initdb's postgresql.conf stays
+        // the service user's); a new one is root's.
+        let owner = previous.as_ref().map(|s| (s.uid, s.gid));
         self.journal.push(Undo::File {
             path: path.to_path_buf(),
             previous,
         });
-        Ok(())
-    }
-
-    /// Remembers where a symlink pointed before it is switched.
-    pub fn save_link(&mut self, path: &Path) {
-        self.journal.push(Undo::Link {
-            path: path.to_path_buf(),
-            previous: fs::read_link(path).ok(),
-        });
-    }
-
-    /// Creates a directory (and parents) and, if it did not exist, records
-    /// it for removal on rollback. Returns whether it was created.
-    pub fn create_dir(&mut self, path: &Path) -> Result<bool> {
-        if path.exists() {
-            return Ok(false);
-        }
-        // The missing ancestors go only if nothing else lives in them by
-        // then; the directory itself goes with what this run put in it.
-        let mut missing = Vec::new();
-        let mut at = path.to_path_buf();
-        while let Some(parent) = at.parent() {
-            if parent.exists() {
-                break;
+        fsutil::write_atomic(path, bytes)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_path(path, "chmod")?;
+        if let Some((uid, gid)) = owner {
+            let now = fs::metadata(path).with_path(path, "stat")?;
+            if (now.uid(), now.gid()) != (uid, gid) {
+                chown(path, uid, gid)?;
             }
-            missing.push(parent.to_path_buf());
-            at = parent.to_path_buf();
         }
-        fs::create_dir_all(path).with_path(path, "create")?;
-        self.journal
-            .extend(missing.into_iter().rev().map(Undo::EmptyDir));
-        self.journal.push(Undo::Dir(path.to_path_buf()));
         Ok(true)
     }
 
-    /// An existing empty directory this run will fill: emptied again on
-    /// rollback, never removed.
-    pub fn fill_empty_dir(&mut self, path: &Path) {
-        self.journal.push(Undo::Contents(path.to_path_buf()));
+    /// Removes a file; absent is fine. Returns whether it existed.
+    pub fn remove_file(&mut self, path: &Path) -> Result<bool> {
+        if let Some(target) = link_target(path)? {
+            self.journal.push(Undo::Link {
+                path: path.to_path_buf(),
+                previous: Some(target),
+            });
+            fs::remove_file(path).with_path(path, "remove")?;
+            return Ok(true);
+        }
+        let Some(previous) = saved(path)? else {
+            return Ok(false);
+        };
+        self.journal.push(Undo::File {
+            path: path.to_path_buf(),
+            previous: Some(previous),
+        });
+        fs::remove_file(path).with_path(path, "remove")?;
+        Ok(true)
     }
 
-    /// A first install: on rollback the service manager forgets the
-    /// instance too (systemd's enable symlink).
-    pub fn forget_on_undo(&mut self, kind: ServiceKind, instance: &crate::names::InstanceName) {
-        self.forget = Some((kind, instance.clone()));
+    /// Puts a copy of `from` at `path` with `mode` (a hard link where the
+    /// file system allows): for big files, whose old version is kept as a
+    /// hard link beside it until commit rather than read into memory.
+    pub fn place_file(&mut self, path: &Path, from: &Path, mode: u32) -> Result<()> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| Error::internal(format!("{} has no parent", path.display())))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        self.create_dir(dir)?;
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        fsutil::remove_file_if_exists(&tmp)?;
+        if fs::hard_link(from, &tmp).is_err() {
+            fs::copy(from, &tmp).with_path(&tmp, "copy")?;
+        }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).with_path(&tmp, "chmod")?;
+        // Backups a killed run left (the prefix is held exclusively, so
+        // none is another run's): the file in place is whole either way.
+        let stale = format!(".{name}.undo-");
+        for entry in fs::read_dir(dir).with_path(dir, "read")? {
+            let entry = entry.with_path(dir, "read")?;
+            if entry.file_name().to_string_lossy().starts_with(&stale) {
+                fsutil::remove_file_if_exists(&entry.path())?;
+            }
+        }
+        let backup = match fs::symlink_metadata(path) {
+            Ok(_) => {
+                let backup = dir.join(format!("{stale}{}", std::process::id()));
+                if fs::hard_link(path, &backup).is_err() {
+                    fs::copy(path, &backup).with_path(&backup, "copy")?;
+                }
+                Some(backup)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_path(path, "stat"),
+        };
+        self.journal.push(Undo::Placed {
+            path: path.to_path_buf(),
+            backup,
+        });
+        fs::rename(&tmp, path).with_path(path, "write")
     }
 
-    /// Records a directory made by someone else for this transaction.
-    pub fn created(&mut self, path: &Path) {
-        self.journal.push(Undo::Dir(path.to_path_buf()));
+    /// Points the symlink `path` at `target` (atomically). Returns whether
+    /// it changed. Refuses to replace anything that is not a symlink.
+    pub fn switch_link(&mut self, path: &Path, target: &Path) -> Result<bool> {
+        let previous = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                Some(fs::read_link(path).with_path(path, "read")?)
+            }
+            Ok(_) => {
+                return Err(Error::host(format!(
+                    "{} is not a symlink: pgoci does not replace it",
+                    path.display()
+                ))
+                .hint("move it away and run the same command again"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_path(path, "stat"),
+        };
+        if previous.as_deref() == Some(target) {
+            return Ok(false);
+        }
+        self.journal.push(Undo::Link {
+            path: path.to_path_buf(),
+            previous,
+        });
+        fsutil::switch_symlink(path, target)?;
+        Ok(true)
     }
 
-    /// The service manager's files changed: reload it on rollback too.
-    pub fn service_files_changed(&mut self, kind: ServiceKind) {
-        self.reload = Some(kind);
+    /// Creates a directory and its missing parents; each one made is
+    /// removed on undo once it is empty (innermost first). Returns whether
+    /// `path` was created.
+    pub fn create_dir(&mut self, path: &Path) -> Result<bool> {
+        if path.is_dir() {
+            return Ok(false);
+        }
+        let mut missing = vec![path.to_path_buf()];
+        let mut at = path;
+        while let Some(parent) = at.parent() {
+            if parent.as_os_str().is_empty() || parent.is_dir() {
+                break;
+            }
+            missing.push(parent.to_path_buf());
+            at = parent;
+        }
+        for dir in missing.into_iter().rev() {
+            match fs::create_dir(&dir) {
+                Ok(()) => self.journal.push(Undo::CreatedDir(dir)),
+                // Made meanwhile by someone else: theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(e).with_path(&dir, "create"),
+            }
+        }
+        Ok(true)
     }
 
-    /// The server is about to run on `new`; `old` ran before (if any).
-    pub fn server_changing(
+    /// Removes an empty directory (made again, with its mode and owner, on
+    /// undo); absent is fine. Returns whether it existed.
+    pub fn remove_dir(&mut self, path: &Path) -> Result<bool> {
+        let meta = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_path(path, "stat"),
+        };
+        fs::remove_dir(path).with_path(path, "remove")?;
+        self.journal.push(Undo::RemovedDir {
+            path: path.to_path_buf(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        });
+        Ok(true)
+    }
+
+    /// A tool run for this transaction (initdb, compose, unpack) is about
+    /// to put entries into the existing directory `dir`: on undo, every
+    /// entry that is not there now is removed, whole. Those there now stay.
+    pub fn fill_dir(&mut self, dir: &Path) -> Result<()> {
+        let before = entries(dir)?.unwrap_or_default();
+        self.journal.push(Undo::Filled {
+            dir: dir.to_path_buf(),
+            before,
+        });
+        Ok(())
+    }
+
+    /// Gives `path` to `uid`:`gid` (the previous owner back on undo).
+    pub fn chown(&mut self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        let meta = fs::metadata(path).with_path(path, "stat")?;
+        self.journal.push(Undo::Owner {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+        });
+        chown(path, uid, gid)
+    }
+
+    /// Sets `path`'s mode (the previous mode back on undo).
+    pub fn chmod(&mut self, path: &Path, mode: u32) -> Result<()> {
+        let meta = fs::metadata(path).with_path(path, "stat")?;
+        self.journal.push(Undo::Mode {
+            path: path.to_path_buf(),
+            mode: meta.permissions().mode() & 0o7777,
+        });
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).with_path(path, "chmod")
+    }
+
+    fn manager(&self, kind: ServiceKind) -> Box<dyn ServiceManager> {
+        (self.managers)(kind)
+    }
+
+    /// Tells the manager its files changed; on undo it is told again,
+    /// once the files are back.
+    pub fn reload(&mut self, kind: ServiceKind) -> Result<()> {
+        self.journal.push(Undo::Reload(kind));
+        self.manager(kind).reload()
+    }
+
+    fn remember_enablement(&mut self, manager: &dyn ServiceManager, instance: &InstanceName) {
+        if let Some(was) = manager.is_enabled(instance) {
+            self.journal.push(Undo::Enabled {
+                kind: manager.kind(),
+                instance: instance.clone(),
+                was,
+            });
+        }
+    }
+
+    /// Enables the instance's service (as it was on undo).
+    pub fn enable(&mut self, kind: ServiceKind, instance: &InstanceName) -> Result<()> {
+        let manager = self.manager(kind);
+        self.remember_enablement(manager.as_ref(), instance);
+        manager.enable(instance)
+    }
+
+    /// Disables the instance's service (as it was on undo).
+    pub fn disable(&mut self, kind: ServiceKind, instance: &InstanceName) -> Result<()> {
+        let manager = self.manager(kind);
+        self.remember_enablement(manager.as_ref(), instance);
+        manager.disable(instance)
+    }
+
+    /// Starts `spec`'s server (enabling it, as the manager does): on undo
+    /// it is stopped again unless it ran before, and its enablement is
+    /// put back.
+    pub fn start(&mut self, kind: ServiceKind, spec: &ServiceSpec) -> Result<()> {
+        let manager = self.manager(kind);
+        self.remember_enablement(manager.as_ref(), &spec.instance);
+        if !manager.is_active(spec) {
+            self.journal.push(Undo::Server {
+                kind,
+                left_running: Some(Box::new(spec.clone())),
+                ran_before: None,
+            });
+        }
+        manager.start(spec)
+    }
+
+    /// Restarts the instance's server on `spec`; `previous` is the server
+    /// that may run now (another generation's), `None` when it is `spec`'s
+    /// own. On undo the new server is stopped, and the previous one is
+    /// started again at the end if it ran.
+    pub fn restart(
         &mut self,
         kind: ServiceKind,
-        new: ServiceSpec,
-        old: Option<ServiceSpec>,
-    ) {
-        self.server = Some(ServerChange { kind, new, old });
+        spec: &ServiceSpec,
+        previous: Option<&ServiceSpec>,
+    ) -> Result<()> {
+        let manager = self.manager(kind);
+        self.remember_enablement(manager.as_ref(), &spec.instance);
+        let before = previous.unwrap_or(spec);
+        let ran = manager.is_active(before);
+        self.journal.push(Undo::Server {
+            kind,
+            left_running: Some(Box::new(spec.clone())),
+            ran_before: ran.then(|| Box::new(before.clone())),
+        });
+        manager.restart(spec)
+    }
+
+    /// Stops `spec`'s server if it runs (started again at the end of an
+    /// undo). Returns whether it ran.
+    pub fn stop(&mut self, kind: ServiceKind, spec: &ServiceSpec) -> Result<bool> {
+        let manager = self.manager(kind);
+        if manager.is_active(spec) {
+            self.journal.push(Undo::Server {
+                kind,
+                left_running: None,
+                ran_before: Some(Box::new(spec.clone())),
+            });
+        }
+        manager.stop(spec)
     }
 
     /// Keeps every change.
     pub fn commit(mut self) {
         self.committed = true;
+        for undo in self.journal.drain(..) {
+            if let Undo::Placed {
+                backup: Some(backup),
+                ..
+            } = undo
+            {
+                if let Err(e) = fsutil::remove_file_if_exists(&backup) {
+                    tracing::warn!("{}", e.message);
+                }
+            }
+        }
     }
 
-    /// Undoes every change, newest first. Returns the generation whose
-    /// server was started again, if one was; fails if some undo failed
-    /// (the rest is still undone).
-    pub fn rollback(mut self) -> Result<Option<String>> {
+    /// Undoes every change, newest first, and says how that went: every
+    /// undo is tried, whatever failed before it.
+    pub fn rollback(mut self) -> Undone {
         self.committed = true;
         self.undo()
     }
 
-    fn undo(&mut self) -> Result<Option<String>> {
-        let manager = self
-            .server
-            .as_ref()
-            .map(|s| service::manager(s.kind, &self.layout));
-        if let (Some(m), Some(s)) = (&manager, &self.server) {
-            // The new server may be half up; it must not hold the data dir.
-            let _ = m.stop(&s.new);
-        }
-        if let Some((kind, instance)) = &self.forget {
-            let _ = service::manager(*kind, &self.layout).forget(instance);
-        }
-        let mut first_error = None;
-        for undo in self.journal.drain(..).rev() {
-            if let Err(e) = undo_one(undo) {
-                first_error.get_or_insert(e);
-            }
-        }
-        if let Some(kind) = self.reload {
-            if let Err(e) = service::manager(kind, &self.layout).reload() {
-                first_error.get_or_insert(e);
-            }
-        }
-        let mut restarted = None;
-        if let (Some(m), Some(ServerChange { old: Some(old), .. })) = (&manager, &self.server) {
-            match m.restart(old) {
-                Ok(()) => {
-                    // The component after `generations/` (a rootfs server's
-                    // bin lies deeper inside its generation).
-                    let parts: Vec<_> = old.bin.components().collect();
-                    restarted = parts
-                        .windows(2)
-                        .find(|w| w[0].as_os_str() == "generations")
-                        .map(|w| w[1].as_os_str().to_string_lossy().into_owned());
+    fn undo(&mut self) -> Undone {
+        let mut out = Undone::default();
+        let mut reload: Vec<ServiceKind> = Vec::new();
+        let mut bring_back: Vec<(ServiceKind, Box<ServiceSpec>)> = Vec::new();
+        for undo in std::mem::take(&mut self.journal).into_iter().rev() {
+            let result = match undo {
+                Undo::Reload(kind) => {
+                    if !reload.contains(&kind) {
+                        reload.push(kind);
+                    }
+                    Ok(())
                 }
-                Err(e) => {
-                    first_error.get_or_insert(e);
+                Undo::Server {
+                    kind,
+                    left_running,
+                    ran_before,
+                } => {
+                    if let Some(spec) = ran_before {
+                        bring_back.push((kind, spec));
+                    }
+                    match left_running {
+                        // The server this run started must not hold the
+                        // data while it is put back.
+                        Some(spec) => self.manager(kind).stop(&spec).map(|_| ()).map_err(|e| {
+                            e.context(format!("stopping the server of instance {}", spec.instance))
+                        }),
+                        None => Ok(()),
+                    }
                 }
+                Undo::Enabled {
+                    kind,
+                    instance,
+                    was,
+                } => {
+                    let manager = self.manager(kind);
+                    match was {
+                        true => manager.enable(&instance),
+                        false => manager.disable(&instance),
+                    }
+                    .map_err(|e| e.context(format!("the service of instance {instance}")))
+                }
+                other => undo_file(other, &mut out),
+            };
+            if let Err(e) = result {
+                out.failures.push(e);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(restarted),
+        for kind in reload {
+            if let Err(e) = self.manager(kind).reload() {
+                out.failures.push(e);
+            }
         }
+        // Oldest first: the first server recorded is the one that ran.
+        for (kind, spec) in bring_back.into_iter().rev() {
+            let manager = self.manager(kind);
+            // The failed start this run made counts against systemd's
+            // start limit: forgotten, so the old server may start.
+            manager.clear_failed(&spec.instance);
+            match manager.restart(&spec) {
+                Ok(()) => out.restarted = generation_of(&spec.bin).or(out.restarted),
+                Err(e) => out.failures.push(e.context(format!(
+                    "starting the previous server of instance {} again",
+                    spec.instance
+                ))),
+            }
+        }
+        out
     }
 }
 
-fn undo_one(undo: Undo) -> Result<()> {
+/// The component after `generations/` (a rootfs server's bin lies deeper
+/// inside its generation).
+fn generation_of(bin: &Path) -> Option<String> {
+    let parts: Vec<_> = bin.components().collect();
+    parts
+        .windows(2)
+        .find(|w| w[0].as_os_str() == "generations")
+        .map(|w| w[1].as_os_str().to_string_lossy().into_owned())
+}
+
+/// Where `path` points if it is a symlink (dangling or not).
+fn link_target(path: &Path) -> Result<Option<PathBuf>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            fs::read_link(path).with_path(path, "read").map(Some)
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_path(path, "stat"),
+    }
+}
+
+/// A file's content, mode and owner; `None` if it does not exist.
+fn saved(path: &Path) -> Result<Option<Saved>> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_path(path, "stat"),
+    };
+    if !meta.is_file() {
+        return Err(Error::host(format!(
+            "{} is not a regular file: pgoci does not replace it",
+            path.display()
+        )));
+    }
+    Ok(Some(Saved {
+        bytes: fs::read(path).with_path(path, "read")?,
+        mode: meta.permissions().mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
+}
+
+/// The names in a directory; `None` if it does not exist.
+fn entries(dir: &Path) -> Result<Option<BTreeSet<OsString>>> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_path(dir, "read"),
+    };
+    let mut names = BTreeSet::new();
+    for entry in read {
+        names.insert(entry.with_path(dir, "read")?.file_name());
+    }
+    Ok(Some(names))
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    nix::unistd::chown(path, Some(uid.into()), Some(gid.into()))
+        .map_err(|e| Error::host(format!("cannot chown {}: {e}", path.display())))
+}
+
+/// Undoes a file system change; what cannot be undone of a filled
+/// directory goes to `out` entry by entry.
+fn undo_file(undo: Undo, out: &mut Undone) -> Result<()> {
     match undo {
         Undo::File {
             path,
-            previous: Some((bytes, mode)),
+            previous: Some(saved),
         } => {
-            fsutil::write_atomic(&path, &bytes)?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).with_path(&path, "chmod")
+            fsutil::write_atomic(&path, &saved.bytes)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(saved.mode))
+                .with_path(&path, "chmod")?;
+            chown(&path, saved.uid, saved.gid)
         }
         Undo::File {
             path,
             previous: None,
+        }
+        | Undo::Placed { path, backup: None }
+        | Undo::Link {
+            path,
+            previous: None,
         } => fsutil::remove_file_if_exists(&path).map(|_| ()),
+        Undo::Placed {
+            path,
+            backup: Some(backup),
+        } => fs::rename(&backup, &path).with_path(&path, "restore"),
         Undo::Link {
             path,
             previous: Some(target),
         } => fsutil::switch_symlink(&path, &target),
-        Undo::Link {
+        Undo::CreatedDir(path) => match fs::remove_dir(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            // Someone else's files are in it: it stays theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                out.kept.push(path);
+                Ok(())
+            }
+            Err(e) => Err(e).with_path(&path, "remove"),
+        },
+        Undo::RemovedDir {
             path,
-            previous: None,
-        } => fsutil::remove_file_if_exists(&path).map(|_| ()),
-        Undo::Dir(path) => fsutil::remove_dir_if_exists(&path).map(|_| ()),
-        Undo::EmptyDir(path) => {
-            // Not empty: someone else's now; left alone.
-            let _ = fs::remove_dir(&path);
-            Ok(())
+            mode,
+            uid,
+            gid,
+        } => {
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_path(&path, "create"),
+            }
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .with_path(&path, "chmod")?;
+            chown(&path, uid, gid)
         }
-        Undo::Contents(path) => {
-            for entry in fs::read_dir(&path).with_path(&path, "read")? {
-                let entry = entry.with_path(&path, "read")?;
-                let p = entry.path();
-                if entry.file_type().with_path(&p, "stat")?.is_dir() {
-                    fsutil::remove_dir_if_exists(&p)?;
-                } else {
-                    fsutil::remove_file_if_exists(&p)?;
+        Undo::Filled { dir, before } => {
+            let Some(now) = entries(&dir)? else {
+                return Ok(());
+            };
+            for name in now.difference(&before) {
+                let p = dir.join(name);
+                let removed = match fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => fsutil::remove_dir_if_exists(&p).map(|_| ()),
+                    _ => fsutil::remove_file_if_exists(&p).map(|_| ()),
+                };
+                if let Err(e) = removed {
+                    out.failures.push(e);
                 }
             }
             Ok(())
+        }
+        Undo::Owner { path, uid, gid } => match fs::symlink_metadata(&path) {
+            // Gone since: nothing to give back.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            _ => chown(&path, uid, gid),
+        },
+        Undo::Mode { path, mode } => {
+            match fs::set_permissions(&path, fs::Permissions::from_mode(mode)) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other.with_path(&path, "chmod"),
+            }
+        }
+        Undo::Reload(_) | Undo::Enabled { .. } | Undo::Server { .. } => {
+            Err(Error::internal("a service undo reached the file undo"))
         }
     }
 }
@@ -256,51 +710,13 @@ fn undo_one(undo: Undo) -> Result<()> {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if !self.committed {
-            if let Err(e) = self.undo() {
-                tracing::error!("undoing an unfinished change failed: {}", e.message);
+            let undone = self.undo();
+            for warning in undone.warnings() {
+                tracing::warn!("undoing an unfinished change: {warning}");
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dropped_without_commit_restores_files_links_and_removes_new_dirs() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let layout = HostLayout::new(d, Path::new("/p"));
-        fs::write(d.join("conf"), "old").unwrap();
-        std::os::unix::fs::symlink("gen1", d.join("current")).unwrap();
-        {
-            let mut tx = Transaction::new(&layout);
-            tx.save_file(&d.join("conf")).unwrap();
-            fs::write(d.join("conf"), "new").unwrap();
-            tx.save_file(&d.join("state")).unwrap();
-            fs::write(d.join("state"), "x").unwrap();
-            tx.save_link(&d.join("current"));
-            fsutil::switch_symlink(&d.join("current"), Path::new("gen2")).unwrap();
-            assert!(tx.create_dir(&d.join("a/b/c")).unwrap());
-            // dropped here: an early return or a panic
-        }
-        assert_eq!(fs::read_to_string(d.join("conf")).unwrap(), "old");
-        assert!(!d.join("state").exists());
-        assert_eq!(fs::read_link(d.join("current")).unwrap(), Path::new("gen1"));
-        assert!(!d.join("a").exists());
-    }
-
-    #[test]
-    fn committed_changes_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let mut tx = Transaction::new(&HostLayout::new(d, Path::new("/p")));
-        tx.save_file(&d.join("f")).unwrap();
-        fs::write(d.join("f"), "new").unwrap();
-        tx.create_dir(&d.join("made")).unwrap();
-        tx.commit();
-        assert_eq!(fs::read_to_string(d.join("f")).unwrap(), "new");
-        assert!(d.join("made").is_dir());
-    }
-}
+mod tests;

@@ -14,6 +14,17 @@ pub struct Account {
     pub group: String,
 }
 
+/// Gives a directory to `account` with `mode`, journaled nowhere: for the
+/// major upgrade, whose own journal in `state.json` carries its undo (an
+/// apply goes through its transaction instead).
+pub fn chown_mode(dir: &std::path::Path, account: &Account, mode: u32) -> Result<()> {
+    use crate::error::IoContext;
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
+        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
+}
+
 /// Finds a user in `/etc/passwd`.
 pub fn lookup(name: &str) -> Option<Account> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;

@@ -245,6 +245,54 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
         "active"
     );
 
+    // A restart that fails is undone to the service's state before: the
+    // unit enabled and the server running, on the old settings.
+    let mut bad_settings = install.to_vec();
+    bad_settings.extend(["--set", "shared_buffers=lots"]);
+    let out = sd.run(&bad_settings);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        sd.run(&["systemctl", "is-active", "pgoci-sd.service"])
+            .status
+            .success(),
+        "running again: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sd.text(&["systemctl", "is-enabled", "pgoci-sd.service"]),
+        "enabled"
+    );
+    assert_eq!(sql("SELECT similarity('abc', 'abc')"), "1");
+    assert!(!sd
+        .text(&["cat", "/var/lib/pgoci/sd/data/pgoci.conf"])
+        .contains("lots"));
+    // A first install that fails leaves no unit, no enablement, no instance.
+    let bad_port = free_port().to_string();
+    let mut bad = install.to_vec();
+    bad[5] = "bad";
+    bad[7] = &bad_port;
+    bad.extend(["--set", "shared_buffers=lots"]);
+    let out = sd.run(&bad);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_ne!(
+        sd.run(&["systemctl", "is-enabled", "pgoci-bad.service"])
+            .status
+            .code(),
+        Some(0),
+        "disabled again"
+    );
+    for gone in [
+        "/etc/systemd/system/pgoci-bad.service",
+        "/etc/systemd/system/multi-user.target.wants/pgoci-bad.service",
+        "/opt/pgoci/instances/bad",
+        "/var/lib/pgoci/bad",
+    ] {
+        assert!(
+            !sd.run(&["test", "-e", gone]).status.success(),
+            "{gone} left behind"
+        );
+    }
+
     // Idempotent under systemd too; then uninstall stops and removes the unit.
     let again = json(&sd.run(&install));
     assert_eq!(again["changed"], false, "{again}");

@@ -1,9 +1,8 @@
 //! The files an apply writes for an instance: `pgoci.conf` (and the
 //! include line), the service manager's files, pgoci's own copy for the
-//! unit's start gate, owners and modes.
+//! unit's start gate, owners and modes; all through the transaction.
 
 use crate::error::{Error, IoContext, Result};
-use crate::fsutil;
 use crate::install::config;
 use crate::install::service::{ServiceKind, ServiceManager, ServiceSpec};
 use crate::install::transaction::Transaction;
@@ -12,14 +11,13 @@ use crate::lock::Lock;
 use crate::names::InstanceName;
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Gives a directory to the service user with `mode`.
-pub(crate) fn chown_mode(dir: &Path, account: &Account, mode: u32) -> Result<()> {
-    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
-        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
+/// Gives a directory to the service user with `mode` (both undone with
+/// the transaction).
+pub(crate) fn give(tx: &mut Transaction, dir: &Path, account: &Account, mode: u32) -> Result<()> {
+    tx.chown(dir, account.uid, account.gid)?;
+    tx.chmod(dir, mode)
 }
 
 /// Writes `pgoci.conf` and the include line; true when anything changed.
@@ -45,12 +43,18 @@ pub(crate) fn write_config(
         },
     )?;
     let conf = data_dir.join("pgoci.conf");
-    tx.save_file(&conf)?;
-    let mut changed = fsutil::write_if_changed(&conf, text.as_bytes(), 0o644)?;
+    let mut changed = tx.write_file(&conf, text.as_bytes(), 0o644)?;
     let main_conf = data_dir.join("postgresql.conf");
     let current = fs::read_to_string(&main_conf).with_path(&main_conf, "read")?;
     if !current.lines().any(|l| l.trim() == config::INCLUDE_LINE) {
-        tx.save_file(&main_conf)?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(&main_conf)
+                .with_path(&main_conf, "stat")?
+                .permissions()
+                .mode()
+                & 0o7777
+        };
         let mut new = current;
         if !new.ends_with('\n') {
             new.push('\n');
@@ -58,8 +62,7 @@ pub(crate) fn write_config(
         new.push_str("\n# Added once by pgoci: settings pgoci manages (see pgoci.conf)\n");
         new.push_str(config::INCLUDE_LINE);
         new.push('\n');
-        fsutil::write_atomic(&main_conf, new.as_bytes())?;
-        changed = true;
+        changed |= tx.write_file(&main_conf, new.as_bytes(), mode)?;
     }
     Ok(changed)
 }
@@ -72,7 +75,7 @@ pub(crate) fn write_service_files(
 ) -> Result<bool> {
     let mut changed = false;
     if let (ServiceKind::Systemd, Some(gate)) = (manager.kind(), &spec.gate) {
-        install_gate_binary(gate)?;
+        install_gate_binary(gate, tx)?;
     }
     for (path, text) in manager.render(spec)? {
         if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
@@ -81,13 +84,11 @@ pub(crate) fn write_service_files(
         if let Some(warning) = manager.check_rendered(&path, &text)? {
             tracing::warn!("{warning}");
         }
-        tx.save_file(&path)?;
-        fsutil::write_if_changed(&path, text.as_bytes(), 0o644)?;
+        tx.write_file(&path, text.as_bytes(), 0o644)?;
         changed = true;
     }
     if changed {
-        tx.service_files_changed(manager.kind());
-        manager.reload()?;
+        tx.reload(manager.kind())?;
     }
     Ok(changed)
 }
@@ -95,7 +96,7 @@ pub(crate) fn write_service_files(
 /// Puts this pgoci at `path` (the prefix's `bin/pgoci`), for the unit's
 /// `ExecStartPre=` collation gate: a hard link where the file system
 /// allows, else a copy; renamed into place, left alone when identical.
-fn install_gate_binary(path: &Path) -> Result<()> {
+fn install_gate_binary(path: &Path, tx: &mut Transaction) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| {
         Error::host(format!("cannot find pgoci's own executable: {e}")).caused_by(e)
     })?;
@@ -112,15 +113,5 @@ fn install_gate_binary(path: &Path) -> Result<()> {
     if same(&exe, path) {
         return Ok(());
     }
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::internal("gate binary path without a parent"))?;
-    fs::create_dir_all(dir).with_path(dir, "create")?;
-    let tmp = dir.join(format!(".pgoci.tmp-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(&exe, &tmp).is_err() {
-        fs::copy(&exe, &tmp).with_path(&tmp, "copy")?;
-    }
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).with_path(&tmp, "chmod")?;
-    fs::rename(&tmp, path).with_path(path, "write")
+    tx.place_file(path, &exe, 0o755)
 }

@@ -1,12 +1,11 @@
 //! Applying an install (or same-major upgrade) plan: unpack, check the
 //! libraries, compose, the data checks, initdb, config, unit, switch, start.
 
-use super::files::{chown_mode, write_config, write_service_files};
+use super::files::{give, write_config, write_service_files};
 use super::{report, require_root, undo, Runner};
 use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::fsutil;
 use crate::install::facts::spec_of;
 use crate::install::generation::{self, ExtensionInput};
 use crate::install::layout::HostLayout;
@@ -52,8 +51,11 @@ pub fn install(
     let mut tx = Transaction::new(layout);
     if plan.steps.iter().any(|s| matches!(s, Step::Compose { .. })) {
         // Made by this run: removed again if it fails, so a failed first
-        // install leaves nothing behind.
-        tx.create_dir(&layout.store())?;
+        // install leaves nothing behind (a store made now is filled by
+        // this run's unpacks only).
+        if tx.create_dir(&layout.store())? {
+            tx.fill_dir(&layout.store())?;
+        }
         tx.create_dir(&layout.generations(&opts.instance))?;
     }
     let mut applier = InstallApplier {
@@ -254,28 +256,22 @@ impl InstallApplier<'_> {
                 // the start, so the unit's start gate lets the server up.
                 if let (Some(prev), Some(_), Some(gen)) = (self.previous, &self.gate, &self.gen) {
                     let dir = self.layout().instance(&prev.instance);
-                    tx.save_file(&InstanceState::path(&dir))?;
-                    InstanceState {
+                    let state = InstanceState {
                         collation: gen.collation.clone(),
                         ..prev.clone()
-                    }
-                    .write(&dir)?;
+                    };
+                    tx.write_file(&InstanceState::path(&dir), &state.to_bytes()?, 0o644)?;
                 }
-                let manager = service::manager(*service, self.layout());
                 let spec = self.spec()?;
-                // Only a server that ran before is started again on undo.
-                let old = match step {
-                    Step::Restart { .. } => self.previous_spec(),
-                    _ => None,
-                };
-                tx.server_changing(*service, spec.clone(), old);
-                if self.previous.is_none() {
-                    tx.forget_on_undo(*service, &self.opts.instance);
-                }
                 self.ensure_runtime_dirs(tx)?;
+                // The transaction records whether a server ran before (the
+                // previous generation's, or this one's) and whether it was
+                // enabled, and puts exactly that back on undo.
                 match step {
-                    Step::Restart { .. } => manager.restart(&spec)?,
-                    _ => manager.start(&spec)?,
+                    Step::Restart { .. } => {
+                        tx.restart(*service, &spec, self.previous_spec().as_ref())?
+                    }
+                    _ => tx.start(*service, &spec)?,
                 }
                 Ok(((), true))
             }),
@@ -480,7 +476,12 @@ impl InstallApplier<'_> {
         tx: &mut Transaction,
         reporter: &dyn Reporter,
     ) -> Result<(GenerationState, bool)> {
-        let (gen, created) = compose_generation(
+        // The generation appears in `generations/` by rename: undone with
+        // what else this run's compose left there, never an older one.
+        let generations = self.layout().generations(&self.opts.instance);
+        tx.create_dir(&generations)?;
+        tx.fill_dir(&generations)?;
+        let (gen, _) = compose_generation(
             &GenerationInput {
                 layout: self.layout(),
                 instance: &self.opts.instance,
@@ -492,9 +493,6 @@ impl InstallApplier<'_> {
             name,
             reporter,
         )?;
-        if created {
-            tx.created(&self.layout().generation(&self.opts.instance, name));
-        }
         Ok((gen, true))
     }
 
@@ -545,17 +543,14 @@ impl InstallApplier<'_> {
         if self.previous.is_none() {
             tx.create_dir(&instance_dir)?;
             let state_path = InstanceState::path(&instance_dir);
-            tx.save_file(&state_path)?;
-            self.new_state(false)?.write(&instance_dir)?;
+            tx.write_file(&state_path, &self.new_state(false)?.to_bytes()?, 0o644)?;
         }
         // A directory given empty (a mount point) is filled, never made:
-        // a rollback empties it again, and pgoci does not call it its own.
-        if data_dir.exists() {
-            tx.fill_empty_dir(data_dir);
-        } else {
-            tx.create_dir(data_dir)?;
-        }
-        chown_mode(data_dir, &account, 0o700)?;
+        // a rollback empties it again (and gives back its owner and mode),
+        // and pgoci does not call it its own.
+        tx.create_dir(data_dir)?;
+        tx.fill_dir(data_dir)?;
+        give(tx, data_dir, &account, 0o700)?;
         let bin = self.gen_dir()?.join(&self.gen()?.dirs.bin);
         let env = generation::read_runtime_env(&self.gen_dir()?);
         postgres::initdb(&bin, data_dir, &account, &self.opts.initdb, &env)?;
@@ -573,8 +568,7 @@ impl InstallApplier<'_> {
             return Ok(false);
         }
         failpoint::hit("before-switch");
-        tx.save_link(&current_link);
-        fsutil::switch_symlink(&current_link, &target)?;
+        tx.switch_link(&current_link, &target)?;
         failpoint::hit("after-switch");
         Ok(true)
     }
@@ -585,14 +579,12 @@ impl InstallApplier<'_> {
     fn record(&self, tx: &mut Transaction) -> Result<()> {
         let instance_dir = self.layout().instance(&self.opts.instance);
         let lock_copy = instance_dir.join("pgoci.lock");
-        tx.save_file(&lock_copy)?;
-        fsutil::write_if_changed(&lock_copy, self.lock.to_yaml()?.as_bytes(), 0o644)?;
+        tx.write_file(&lock_copy, self.lock.to_yaml()?.as_bytes(), 0o644)?;
         let mut state = self.new_state(true)?;
         state.current = self.target.generation.clone();
-        let state_path = InstanceState::path(&instance_dir);
-        tx.save_file(&state_path)?;
         if self.previous != Some(&state) {
-            state.write(&instance_dir)?;
+            let state_path = InstanceState::path(&instance_dir);
+            tx.write_file(&state_path, &state.to_bytes()?, 0o644)?;
         }
         Ok(())
     }
@@ -603,9 +595,12 @@ impl InstallApplier<'_> {
             (&self.target.socket_dir, 0o755),
             (&self.target.log_dir, 0o750),
         ] {
-            // Made by this run: removed again if it fails.
-            tx.create_dir(dir)?;
-            chown_mode(dir, account, mode)?;
+            // Made by this run: removed again if it fails, with what the
+            // server this run starts leaves in it (socket, log).
+            if tx.create_dir(dir)? {
+                tx.fill_dir(dir)?;
+            }
+            give(tx, dir, account, mode)?;
         }
         Ok(())
     }

@@ -89,25 +89,26 @@ pub fn rollback(
                 })?,
                 Step::Switch { to, .. } => runner.run(step, || {
                     let link = instance_dir.join("current");
-                    tx.save_link(&link);
-                    fsutil::switch_symlink(&link, &PathBuf::from("generations").join(to))?;
+                    tx.switch_link(&link, &PathBuf::from("generations").join(to))?;
                     failpoint::hit("after-switch");
                     Ok(((), true))
                 })?,
                 Step::Start { .. } | Step::Restart { .. } => runner.run(step, || {
                     if gate.is_some() {
                         // Recorded before the start: the unit's gate agrees.
-                        tx.save_file(&InstanceState::path(&instance_dir))?;
-                        InstanceState {
+                        let state = InstanceState {
                             collation: Some(crate::install::datacare::generation_libs(
                                 layout, &st, &target,
                             )),
                             ..st.clone()
-                        }
-                        .write(&instance_dir)?;
+                        };
+                        tx.write_file(
+                            &InstanceState::path(&instance_dir),
+                            &state.to_bytes()?,
+                            0o644,
+                        )?;
                     }
-                    tx.server_changing(st.service, spec.clone(), old_spec.clone());
-                    manager.restart(&spec)?;
+                    tx.restart(st.service, &spec, old_spec.as_ref())?;
                     Ok(((), true))
                 })?,
                 other => {
@@ -135,11 +136,12 @@ pub fn rollback(
         st.collation = Some(crate::install::datacare::generation_libs(
             layout, &st, &target,
         ));
-        tx.save_file(&InstanceState::path(&instance_dir))?;
-        st.write(&instance_dir)?;
-        let lock_copy = instance_dir.join("pgoci.lock");
-        tx.save_file(&lock_copy)?;
-        fsutil::write_atomic(&lock_copy, lock.to_yaml()?.as_bytes())?;
+        tx.write_file(&InstanceState::path(&instance_dir), &st.to_bytes()?, 0o644)?;
+        tx.write_file(
+            &instance_dir.join("pgoci.lock"),
+            lock.to_yaml()?.as_bytes(),
+            0o644,
+        )?;
         Ok(())
     })();
     match result {
@@ -198,13 +200,17 @@ pub fn uninstall(
             })?,
             Step::RemoveServiceFiles { files } => runner.run(step, || {
                 manager.forget(instance)?;
+                // Final once done, but whole: files the manager was not
+                // told about are put back.
+                let mut tx = Transaction::new(layout);
                 let mut removed = false;
                 for f in files {
-                    removed |= fsutil::remove_file_if_exists(f)?;
+                    removed |= tx.remove_file(f)?;
                 }
                 if removed {
-                    manager.reload()?;
+                    tx.reload(st.service)?;
                 }
+                tx.commit();
                 Ok(((), removed))
             })?,
             Step::RemoveInstance { dir } => runner.run(step, || {

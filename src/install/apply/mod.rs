@@ -17,7 +17,7 @@ mod install;
 mod lifecycle;
 mod verify;
 
-pub(crate) use files::{chown_mode, write_config, write_service_files};
+pub(crate) use files::{write_config, write_service_files};
 pub use gc::{gc, plan_gc};
 pub use install::{check_collation, check_libraries, compose_generation, install, GenerationInput};
 pub use lifecycle::{rollback, uninstall};
@@ -70,21 +70,30 @@ impl Runner<'_> {
     }
 }
 
-/// Rolls back, saying in the error what became of the host.
-fn undo(tx: Transaction, err: Error) -> Error {
-    let message = match tx.rollback() {
-        Ok(Some(gen)) => format!(
+/// Rolls back, saying in the error what became of the host; every undo
+/// that failed (and every directory kept because it holds someone else's
+/// files) follows as a warning with its path. The kind, so the exit code,
+/// stays the first error's.
+fn undo(tx: Transaction, mut err: Error) -> Error {
+    let undone = tx.rollback();
+    let n = undone.failures.len();
+    let failed = format!(
+        "{n} change{} of this run could not be undone (see the warnings)",
+        if n == 1 { "" } else { "s" }
+    );
+    err.message = match (&undone.restarted, n) {
+        (Some(gen), 0) => format!(
             "{}; switched back to generation {gen} and restarted it",
             err.message
         ),
-        Ok(None) => format!("{}; every change of this run was undone", err.message),
-        Err(e2) => format!(
-            "{}; undoing the run also failed: {}",
-            err.message, e2.message
+        (None, 0) => format!("{}; every change of this run was undone", err.message),
+        (Some(gen), _) => format!(
+            "{}; switched back to generation {gen} and restarted it, but {failed}",
+            err.message
         ),
+        (None, _) => format!("{}; undoing the run also failed: {failed}", err.message),
     };
-    let mut err = err;
-    err.message = message;
+    err.warnings.extend(undone.warnings());
     err
 }
 
@@ -107,4 +116,37 @@ pub struct LifecycleReport {
     pub actions: Vec<Step>,
     /// What was done for the data (reindex, collation versions).
     pub data: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::install::layout::HostLayout;
+    use std::path::Path;
+
+    #[test]
+    fn an_undo_that_fails_keeps_the_kind_and_names_each_path_in_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut tx = Transaction::new(&HostLayout::new(d, Path::new("/p")));
+        tx.write_file(&d.join("made"), b"x", 0o644).unwrap();
+        tx.create_dir(&d.join("dir")).unwrap();
+        // Someone else's: a directory where the file was, a file in the
+        // directory this run made.
+        std::fs::remove_file(d.join("made")).unwrap();
+        std::fs::create_dir(d.join("made")).unwrap();
+        std::fs::write(d.join("made/theirs"), "").unwrap();
+        std::fs::write(d.join("dir/theirs"), "").unwrap();
+        let err = undo(tx, Error::service("the server did not start"));
+        assert_eq!(err.kind, Kind::Service, "the exit code stays the error's");
+        assert_eq!(
+            err.message,
+            "the server did not start; undoing the run also failed: 1 change of this run could not be undone (see the warnings)"
+        );
+        assert_eq!(err.warnings.len(), 2, "{:?}", err.warnings);
+        assert!(err.warnings[0].contains(&d.join("made").display().to_string()));
+        assert!(err.warnings[1].contains(&d.join("dir").display().to_string()));
+        assert!(d.join("made/theirs").exists() && d.join("dir/theirs").exists());
+    }
 }

@@ -17,7 +17,7 @@
 //! operation: it spans a server stop and a long external tool, and must
 //! survive the process.
 
-use super::apply::{chown_mode, compose_generation, require_root, GenerationInput};
+use super::apply::{compose_generation, require_root, GenerationInput};
 use super::cluster::{ClusterOptions, Method, Server, Upgrade};
 use super::collation::{self, Change, Choice, Gate};
 use super::extensions::{self, Update};
@@ -29,7 +29,7 @@ use super::locale::LocaleProvider;
 use super::service::{self, ServiceManager, ServiceSpec};
 use super::state::{GenerationState, InstanceState};
 use super::transaction::Transaction;
-use super::users::{self, Account};
+use super::users::{self, chown_mode, Account};
 use crate::blobs::BlobSource;
 use crate::error::{Error, IoContext, Result};
 use crate::failpoint;
@@ -218,8 +218,12 @@ impl<'a> Instance<'a> {
         let spec = self.spec(st, gen, data_dir);
         let mut tx = Transaction::new(self.layout);
         crate::install::apply::write_service_files(self.manager.as_ref(), &spec, &mut tx)?;
-        fsutil::write_atomic(&self.dir.join("pgoci.lock"), lock.to_yaml()?.as_bytes())?;
-        fsutil::switch_symlink(
+        tx.write_file(
+            &self.dir.join("pgoci.lock"),
+            lock.to_yaml()?.as_bytes(),
+            0o644,
+        )?;
+        tx.switch_link(
             &self.dir.join("current"),
             &PathBuf::from("generations").join(&gen.name),
         )?;

@@ -104,6 +104,22 @@ pub trait ServiceManager {
     /// Whether the server runs.
     fn is_active(&self, spec: &ServiceSpec) -> bool;
 
+    /// Whether the service starts at boot; `None` where the manager has
+    /// no such thing.
+    fn is_enabled(&self, _instance: &InstanceName) -> Option<bool> {
+        None
+    }
+
+    /// Makes the service start at boot (where the manager can).
+    fn enable(&self, _instance: &InstanceName) -> Result<()> {
+        Ok(())
+    }
+
+    /// Stops the service from starting at boot (where the manager can).
+    fn disable(&self, _instance: &InstanceName) -> Result<()> {
+        Ok(())
+    }
+
     /// Forgets an earlier failed start (systemd's start limit counts a
     /// start the collation gate refused), so the next start is tried.
     fn clear_failed(&self, _instance: &InstanceName) {}

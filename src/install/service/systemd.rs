@@ -91,6 +91,22 @@ impl ServiceManager for Systemd {
             .is_ok_and(|s| s.success())
     }
 
+    fn is_enabled(&self, instance: &InstanceName) -> Option<bool> {
+        Command::new("systemctl")
+            .args(["is-enabled", "--quiet", &unit_name(instance)])
+            .status()
+            .ok()
+            .map(|s| s.success())
+    }
+
+    fn enable(&self, instance: &InstanceName) -> Result<()> {
+        systemctl(&["enable", &unit_name(instance)])
+    }
+
+    fn disable(&self, instance: &InstanceName) -> Result<()> {
+        systemctl(&["disable", &unit_name(instance)])
+    }
+
     fn clear_failed(&self, instance: &InstanceName) {
         if self.layout.root == Path::new("/") {
             let _ = systemctl(&["reset-failed", &unit_name(instance)]);

@@ -615,8 +615,12 @@ fn entries(dir: &Path) -> Result<Option<BTreeSet<OsString>>> {
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    nix::unistd::chown(path, Some(uid.into()), Some(gid.into()))
-        .map_err(|e| Error::host(format!("cannot chown {}: {e}", path.display())))
+    rustix::fs::chown(
+        path,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .map_err(|e| Error::host(format!("cannot chown {}: {e}", path.display())))
 }
 
 /// Undoes a file system change; what cannot be undone of a filled

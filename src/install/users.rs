@@ -20,8 +20,12 @@ pub struct Account {
 pub fn chown_mode(dir: &std::path::Path, account: &Account, mode: u32) -> Result<()> {
     use crate::error::IoContext;
     use std::os::unix::fs::PermissionsExt;
-    nix::unistd::chown(dir, Some(account.uid.into()), Some(account.gid.into()))
-        .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
+    rustix::fs::chown(
+        dir,
+        Some(rustix::fs::Uid::from_raw(account.uid)),
+        Some(rustix::fs::Gid::from_raw(account.gid)),
+    )
+    .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
 }
 

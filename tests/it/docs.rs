@@ -61,7 +61,7 @@ fn completions_for_each_shell() {
 fn a_reader_that_went_away_is_a_clean_exit() {
     // A pipe whose reading end is closed before pgoci starts: every write
     // fails with EPIPE, deterministically (`pgoci completions bash | head -0`).
-    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let (read_end, write_end) = rustix::pipe::pipe().unwrap();
     drop(read_end);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgoci"))
         .args(["completions", "bash"])

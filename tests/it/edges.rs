@@ -113,7 +113,7 @@ fn a_pull_whose_stdout_and_stderr_are_gone_does_not_panic() {
     let d = dir.path();
     let lock = lock15(d);
     for args in [&["pull"][..], &["-v", "pull"][..]] {
-        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let (read_end, write_end) = rustix::pipe::pipe().unwrap();
         drop(read_end);
         let err_end = write_end.try_clone().unwrap();
         let status = std::process::Command::new(env!("CARGO_BIN_EXE_pgoci"))

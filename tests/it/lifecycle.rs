@@ -3,7 +3,6 @@
 //! switched back, rollback, verify, gc, uninstall; and crash-safety.
 
 use crate::support::*;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A copy of the bed profile whose 18 points at another tag.
@@ -370,298 +369,306 @@ fn install_args(i: &Instance) -> Vec<String> {
     .collect()
 }
 
-/// Every crash point of every lifecycle command, as `PGOCI_CRASH_AT`
-/// names them (src/failpoint.rs). The major upgrade's own table, which
-/// needs two majors and pg_upgrade, is tests/upgrade.sh.
-const CRASH_TABLE: [(&str, &[&str]); 5] = [
-    (
-        "install",
-        &[
-            "after-layers",
-            "after-unpack",
-            "after-compose",
-            "after-initdb",
-            "before-switch",
-            "after-switch",
-        ],
-    ),
-    (
-        "upgrade",
-        &[
-            "after-layers",
-            "after-unpack",
-            "after-compose",
-            "before-switch",
-            "after-switch",
-        ],
-    ),
-    ("rollback", &["after-switch"]),
-    (
-        "uninstall",
-        &["uninstall-after-stop", "uninstall-after-purge"],
-    ),
-    ("gc", &["gc-after-rename"]),
-];
+// Crash points exist only in a build with `--features failpoints`
+// (scripts/test.sh builds it); plain `cargo test` leaves the table out.
+#[cfg(feature = "failpoints")]
+mod crash_table {
+    use super::*;
 
-/// The test table's rows, and the query whose result must never change.
-const TABLE_ROWS: &str =
-    "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g";
-const CHECKSUM: &str = "SELECT md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM t";
+    /// Every crash point of every lifecycle command, as `PGOCI_CRASH_AT`
+    /// names them (src/failpoint.rs). The major upgrade's own table, which
+    /// needs two majors and pg_upgrade, is tests/upgrade.sh.
+    const CRASH_TABLE: [(&str, &[&str]); 5] = [
+        (
+            "install",
+            &[
+                "after-layers",
+                "after-unpack",
+                "after-compose",
+                "after-initdb",
+                "before-switch",
+                "after-switch",
+            ],
+        ),
+        (
+            "upgrade",
+            &[
+                "after-layers",
+                "after-unpack",
+                "after-compose",
+                "before-switch",
+                "after-switch",
+            ],
+        ),
+        ("rollback", &["after-switch"]),
+        (
+            "uninstall",
+            &["uninstall-after-stop", "uninstall-after-purge"],
+        ),
+        ("gc", &["gc-after-rename"]),
+    ];
 
-/// An instance as the kill left it: what its state records (current
-/// generation and generations), and the test table's checksum read from
-/// its server — the running one, or else the recorded one started by hand
-/// (it must start), `None` without data or table.
-#[derive(Debug, PartialEq)]
-struct Seen {
-    state: Option<(String, Vec<String>)>,
-    checksum: Option<String>,
-}
+    /// The test table's rows, and the query whose result must never change.
+    const TABLE_ROWS: &str =
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g";
+    const CHECKSUM: &str = "SELECT md5(string_agg(id::text || ':' || v, ',' ORDER BY id)) FROM t";
 
-impl Instance {
-    fn seen(&self, dir: &Path, what: &str) -> Seen {
-        let path = self
-            .root
-            .join("opt/pgoci/instances")
-            .join(&self.name)
-            .join("state.json");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Seen {
-                state: None,
-                checksum: None,
-            };
-        };
-        let st: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let current = st["current"].as_str().unwrap().to_string();
-        let gens = st["generations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| g["name"].as_str().unwrap().to_string())
-            .collect();
-        let state = Some((current.clone(), gens));
-        if !self.data().join("PG_VERSION").exists() {
-            return Seen {
-                state,
-                checksum: None,
-            };
-        }
-        let query = |socket: &Path, port: u16| -> Option<String> {
-            match psql(socket, port, "SELECT to_regclass('public.t') IS NOT NULL").as_deref() {
-                Ok("t") => Some(psql(socket, port, CHECKSUM).unwrap()),
-                Ok(_) => None,
-                Err(e) => panic!("{what}: the server answers no query: {e}"),
-            }
-        };
-        if psql(&self.socket(), self.port, "SELECT 1").is_ok() {
-            return Seen {
-                state,
-                checksum: query(&self.socket(), self.port),
-            };
-        }
-        // Not running: the server the state names must start on the data.
-        let gen = st["generations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["name"] == current.as_str())
-            .unwrap();
-        let bin = self
-            .root
-            .join("opt/pgoci/instances")
-            .join(&self.name)
-            .join("generations")
-            .join(&current)
-            .join(gen["dirs"]["bin"].as_str().unwrap());
-        let sock = dir.join(format!("sock-{}", self.port));
-        std::fs::create_dir_all(&sock).unwrap();
-        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let pg_ctl = |args: &[&str]| {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(bin.join("pg_ctl"))
-                .args(args)
-                .arg("-D")
-                .arg(self.data())
-                .output()
-                .unwrap()
-        };
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=''",
-            self.port,
-            sock.display()
-        );
-        let log = sock.join("log");
-        let out = pg_ctl(&["start", "-w", "-l", log.to_str().unwrap(), "-o", &options]);
-        assert!(
-            out.status.success(),
-            "{what}: the server of generation {current} does not start: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        let checksum = query(&sock, self.port);
-        assert_success(&pg_ctl(&["stop", "-w", "-m", "fast"]));
-        Seen { state, checksum }
+    /// An instance as the kill left it: what its state records (current
+    /// generation and generations), and the test table's checksum read from
+    /// its server — the running one, or else the recorded one started by hand
+    /// (it must start), `None` without data or table.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        state: Option<(String, Vec<String>)>,
+        checksum: Option<String>,
     }
-}
 
-/// One cell of the table: `args` killed at `point`, then run again. The
-/// instance the kill left is the one before or the one after, its server
-/// starts, the table is intact, and the re-run converges.
-fn crash_cell(i: &Instance, dir: &Path, profile: &Path, args: &[&str], point: &str) {
-    let what = format!("{} killed at {point}", args[0]);
-    let before = i.seen(dir, &format!("{what}, before"));
-    let out = i
-        .pgoci(profile)
-        .env("PGOCI_CRASH_AT", point)
-        .args(args)
-        .output()
-        .unwrap();
-    assert_eq!(
+    impl Instance {
+        fn seen(&self, dir: &Path, what: &str) -> Seen {
+            let path = self
+                .root
+                .join("opt/pgoci/instances")
+                .join(&self.name)
+                .join("state.json");
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return Seen {
+                    state: None,
+                    checksum: None,
+                };
+            };
+            let st: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let current = st["current"].as_str().unwrap().to_string();
+            let gens = st["generations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["name"].as_str().unwrap().to_string())
+                .collect();
+            let state = Some((current.clone(), gens));
+            if !self.data().join("PG_VERSION").exists() {
+                return Seen {
+                    state,
+                    checksum: None,
+                };
+            }
+            let query = |socket: &Path, port: u16| -> Option<String> {
+                match psql(socket, port, "SELECT to_regclass('public.t') IS NOT NULL").as_deref() {
+                    Ok("t") => Some(psql(socket, port, CHECKSUM).unwrap()),
+                    Ok(_) => None,
+                    Err(e) => panic!("{what}: the server answers no query: {e}"),
+                }
+            };
+            if psql(&self.socket(), self.port, "SELECT 1").is_ok() {
+                return Seen {
+                    state,
+                    checksum: query(&self.socket(), self.port),
+                };
+            }
+            // Not running: the server the state names must start on the data.
+            let gen = st["generations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|g| g["name"] == current.as_str())
+                .unwrap();
+            let bin = self
+                .root
+                .join("opt/pgoci/instances")
+                .join(&self.name)
+                .join("generations")
+                .join(&current)
+                .join(gen["dirs"]["bin"].as_str().unwrap());
+            let sock = dir.join(format!("sock-{}", self.port));
+            std::fs::create_dir_all(&sock).unwrap();
+            std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+            let pg_ctl = |args: &[&str]| {
+                std::process::Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(bin.join("pg_ctl"))
+                    .args(args)
+                    .arg("-D")
+                    .arg(self.data())
+                    .output()
+                    .unwrap()
+            };
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=''",
+                self.port,
+                sock.display()
+            );
+            let log = sock.join("log");
+            let out = pg_ctl(&["start", "-w", "-l", log.to_str().unwrap(), "-o", &options]);
+            assert!(
+                out.status.success(),
+                "{what}: the server of generation {current} does not start: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            let checksum = query(&sock, self.port);
+            assert_success(&pg_ctl(&["stop", "-w", "-m", "fast"]));
+            Seen { state, checksum }
+        }
+    }
+
+    /// One cell of the table: `args` killed at `point`, then run again. The
+    /// instance the kill left is the one before or the one after, its server
+    /// starts, the table is intact, and the re-run converges.
+    fn crash_cell(i: &Instance, dir: &Path, profile: &Path, args: &[&str], point: &str) {
+        let what = format!("{} killed at {point}", args[0]);
+        let before = i.seen(dir, &format!("{what}, before"));
+        let out = i
+            .pgoci(profile)
+            .env("PGOCI_CRASH_AT", point)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
         out.status.code(),
         None,
         "{what}: killed by a signal (built without --features failpoints, or the point is not reached?) {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let killed = i.seen(dir, &what);
-    let (code, doc) = i.run(profile, args);
-    assert_eq!(code, Some(0), "{what}, run again: {doc}");
-    let after = i.seen(dir, &format!("{what}, run again"));
-    eprintln!("{what}:\n  before {before:?}\n  killed {killed:?}\n  after  {after:?}");
-    assert!(
+        let killed = i.seen(dir, &what);
+        let (code, doc) = i.run(profile, args);
+        assert_eq!(code, Some(0), "{what}, run again: {doc}");
+        let after = i.seen(dir, &format!("{what}, run again"));
+        eprintln!("{what}:\n  before {before:?}\n  killed {killed:?}\n  after  {after:?}");
+        assert!(
         killed.state == before.state || killed.state == after.state,
         "{what}: neither before nor after:\nbefore {before:?}\nkilled {killed:?}\nafter  {after:?}"
     );
-    let purged = args.contains(&"--purge");
-    if let Some(sum) = &before.checksum {
-        // --purge drops the data (as asked) only once the server stopped.
-        if !(purged && killed.checksum.is_none()) {
-            assert_eq!(killed.checksum.as_ref(), Some(sum), "{what}: data changed");
+        let purged = args.contains(&"--purge");
+        if let Some(sum) = &before.checksum {
+            // --purge drops the data (as asked) only once the server stopped.
+            if !(purged && killed.checksum.is_none()) {
+                assert_eq!(killed.checksum.as_ref(), Some(sum), "{what}: data changed");
+            }
+            if !purged {
+                assert_eq!(after.checksum.as_ref(), Some(sum), "{what}, run again");
+            }
         }
-        if !purged {
-            assert_eq!(after.checksum.as_ref(), Some(sum), "{what}, run again");
+        // Converged: a third run has nothing left to do (a rollback would go
+        // on to another generation, an uninstall has no instance left).
+        if !matches!(args[0], "rollback" | "uninstall") {
+            let (code, doc) = i.run(profile, args);
+            assert_eq!(
+                (code, &doc["changed"]),
+                (Some(0), &false.into()),
+                "{what}, a third run: {doc}"
+            );
         }
+        // No temp dirs are left behind.
+        let leftovers: Vec<_> = tree(&i.root)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".tmp-")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
     }
-    // Converged: a third run has nothing left to do (a rollback would go
-    // on to another generation, an uninstall has no instance left).
-    if !matches!(args[0], "rollback" | "uninstall") {
-        let (code, doc) = i.run(profile, args);
-        assert_eq!(
-            (code, &doc["changed"]),
-            (Some(0), &false.into()),
-            "{what}, a third run: {doc}"
-        );
-    }
-    // No temp dirs are left behind.
-    let leftovers: Vec<_> = tree(&i.root)
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp-")
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
-}
 
-#[test]
-fn every_command_killed_at_every_step_leaves_the_instance_before_or_after() {
-    let bed = bed();
-    let dir = scratch();
-    let p184 = profile_with_18(dir.path(), "18.4");
-    let points = |command: &str| CRASH_TABLE.iter().find(|r| r.0 == command).unwrap().1;
-    let mut covered = Vec::new();
-    // One root per install crash point; on each, the upgrade crash point
-    // of the same row, then one of the other commands.
-    for (n, point) in points("install").iter().enumerate() {
-        let i = Instance::new(dir.path().join(format!("root{n}")), dir.path(), "crash");
-        let _servers = Servers::of(&i.root, "crash");
-        let install = install_args(&i);
-        let install: Vec<&str> = install.iter().map(String::as_str).collect();
-        crash_cell(&i, dir.path(), &bed.profile, &install, point);
-        covered.push(("install", *point));
-        assert!(i.sql("SELECT version()").contains("18.3"));
-        i.sql("CREATE EXTENSION pg_trgm");
-        i.sql(TABLE_ROWS);
+    #[test]
+    fn every_command_killed_at_every_step_leaves_the_instance_before_or_after() {
+        let bed = bed();
+        let dir = scratch();
+        let p184 = profile_with_18(dir.path(), "18.4");
+        let points = |command: &str| CRASH_TABLE.iter().find(|r| r.0 == command).unwrap().1;
+        let mut covered = Vec::new();
+        // One root per install crash point; on each, the upgrade crash point
+        // of the same row, then one of the other commands.
+        for (n, point) in points("install").iter().enumerate() {
+            let i = Instance::new(dir.path().join(format!("root{n}")), dir.path(), "crash");
+            let _servers = Servers::of(&i.root, "crash");
+            let install = install_args(&i);
+            let install: Vec<&str> = install.iter().map(String::as_str).collect();
+            crash_cell(&i, dir.path(), &bed.profile, &install, point);
+            covered.push(("install", *point));
+            assert!(i.sql("SELECT version()").contains("18.3"));
+            i.sql("CREATE EXTENSION pg_trgm");
+            i.sql(TABLE_ROWS);
 
-        let upgrade = [
-            "upgrade",
-            "--yes",
-            "--instance",
-            "crash",
-            "--ext",
-            "pg_trgm",
-        ];
-        if let Some(point) = points("upgrade").get(n) {
-            crash_cell(&i, dir.path(), &p184, &upgrade, point);
-            covered.push(("upgrade", *point));
-            assert!(i.sql("SELECT version()").contains("18.4"), "{point}");
-        }
-        match n {
-            0 => {
-                let rollback = ["rollback", "--yes", "--instance", "crash"];
-                for point in points("rollback") {
-                    crash_cell(&i, dir.path(), &bed.profile, &rollback, point);
-                    covered.push(("rollback", *point));
-                    assert!(i.sql("SELECT version()").contains("18.3"), "rolled back");
+            let upgrade = [
+                "upgrade",
+                "--yes",
+                "--instance",
+                "crash",
+                "--ext",
+                "pg_trgm",
+            ];
+            if let Some(point) = points("upgrade").get(n) {
+                crash_cell(&i, dir.path(), &p184, &upgrade, point);
+                covered.push(("upgrade", *point));
+                assert!(i.sql("SELECT version()").contains("18.4"), "{point}");
+            }
+            match n {
+                0 => {
+                    let rollback = ["rollback", "--yes", "--instance", "crash"];
+                    for point in points("rollback") {
+                        crash_cell(&i, dir.path(), &bed.profile, &rollback, point);
+                        covered.push(("rollback", *point));
+                        assert!(i.sql("SELECT version()").contains("18.3"), "rolled back");
+                    }
+                    let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
+                    assert_eq!(code, Some(0), "{doc}");
                 }
-                let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
-                assert_eq!(code, Some(0), "{doc}");
-            }
-            1 | 2 => {
-                let point = points("uninstall")[n - 1];
-                let uninstall = ["uninstall", "--yes", "--purge", "--instance", "crash"];
-                crash_cell(&i, dir.path(), &bed.profile, &uninstall, point);
-                covered.push(("uninstall", point));
-                assert!(!i.data().exists(), "--purge removes a data dir pgoci made");
-                assert!(!i.root.join("opt/pgoci/instances/crash").exists());
-            }
-            3 => {
-                // Garbage beside a running instance: the store entry of an
-                // extension only an uninstalled instance used.
-                let g = Instance::new(i.root.clone(), dir.path(), "g");
-                let _g_server = Servers::of(&g.root, "g");
-                let port = g.port.to_string();
-                let (code, doc) = g.run(
-                    &bed.profile,
-                    &[
-                        "install",
-                        "--yes",
-                        "--major",
-                        "18",
-                        "--ext",
-                        "pg_stat_statements",
-                        "--instance",
-                        "g",
-                        "--port",
-                        &port,
-                    ],
-                );
-                assert_eq!(code, Some(0), "{doc}");
-                let (code, doc) = g.run(
-                    &bed.profile,
-                    &["uninstall", "--yes", "--purge", "--instance", "g"],
-                );
-                assert_eq!(code, Some(0), "{doc}");
-                for point in points("gc") {
-                    crash_cell(&i, dir.path(), &bed.profile, &["gc", "--yes"], point);
-                    covered.push(("gc", *point));
+                1 | 2 => {
+                    let point = points("uninstall")[n - 1];
+                    let uninstall = ["uninstall", "--yes", "--purge", "--instance", "crash"];
+                    crash_cell(&i, dir.path(), &bed.profile, &uninstall, point);
+                    covered.push(("uninstall", point));
+                    assert!(!i.data().exists(), "--purge removes a data dir pgoci made");
+                    assert!(!i.root.join("opt/pgoci/instances/crash").exists());
                 }
-                assert!(i.sql("SELECT version()").contains("18.4"));
-                let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
-                assert_eq!(code, Some(0), "gc kept what the instance uses: {doc}");
+                3 => {
+                    // Garbage beside a running instance: the store entry of an
+                    // extension only an uninstalled instance used.
+                    let g = Instance::new(i.root.clone(), dir.path(), "g");
+                    let _g_server = Servers::of(&g.root, "g");
+                    let port = g.port.to_string();
+                    let (code, doc) = g.run(
+                        &bed.profile,
+                        &[
+                            "install",
+                            "--yes",
+                            "--major",
+                            "18",
+                            "--ext",
+                            "pg_stat_statements",
+                            "--instance",
+                            "g",
+                            "--port",
+                            &port,
+                        ],
+                    );
+                    assert_eq!(code, Some(0), "{doc}");
+                    let (code, doc) = g.run(
+                        &bed.profile,
+                        &["uninstall", "--yes", "--purge", "--instance", "g"],
+                    );
+                    assert_eq!(code, Some(0), "{doc}");
+                    for point in points("gc") {
+                        crash_cell(&i, dir.path(), &bed.profile, &["gc", "--yes"], point);
+                        covered.push(("gc", *point));
+                    }
+                    assert!(i.sql("SELECT version()").contains("18.4"));
+                    let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
+                    assert_eq!(code, Some(0), "gc kept what the instance uses: {doc}");
+                }
+                _ => {}
             }
-            _ => {}
         }
+        let mut every: Vec<(&str, &str)> = CRASH_TABLE
+            .iter()
+            .flat_map(|(c, ps)| ps.iter().map(move |p| (*c, *p)))
+            .collect();
+        every.sort();
+        covered.sort();
+        assert_eq!(covered, every, "every command at every crash point");
     }
-    let mut every: Vec<(&str, &str)> = CRASH_TABLE
-        .iter()
-        .flat_map(|(c, ps)| ps.iter().map(move |p| (*c, *p)))
-        .collect();
-    every.sort();
-    covered.sort();
-    assert_eq!(covered, every, "every command at every crash point");
 }
 
 #[test]

@@ -16,6 +16,8 @@ mod hostile_inputs;
 mod hostile_layers;
 mod install_edges;
 mod json;
+// Kills a run at a crash point: only in a `--features failpoints` build.
+#[cfg(feature = "failpoints")]
 mod layer_store;
 mod lifecycle;
 mod locales;

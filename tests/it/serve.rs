@@ -66,12 +66,12 @@ impl Served {
 
     /// SIGTERM, then waits (at most 60 s) for it to exit.
     fn terminate(&mut self) -> ExitStatus {
-        self.signal(nix::sys::signal::Signal::SIGTERM)
+        self.signal(rustix::process::Signal::TERM)
     }
 
-    fn signal(&mut self, signal: nix::sys::signal::Signal) -> ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).unwrap();
+    fn signal(&mut self, signal: rustix::process::Signal) -> ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -79,7 +79,7 @@ impl Served {
             }
             assert!(
                 Instant::now() < deadline,
-                "pgoci serve did not stop on {signal}:\n{}",
+                "pgoci serve did not stop on {signal:?}:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -514,10 +514,7 @@ fn a_directory_bundle_serves_its_own_blobs_and_nothing_else() {
     assert_eq!(got.status, 200);
     assert_eq!(Digest::of_bytes(&got.body), cron.config.digest);
     // Ctrl-C stops it as SIGTERM does.
-    assert_eq!(
-        served.signal(nix::sys::signal::Signal::SIGINT).code(),
-        Some(0)
-    );
+    assert_eq!(served.signal(rustix::process::Signal::INT).code(), Some(0));
     assert!(served.log_text().contains("SIGINT: stopping"));
     // Opened with the symlink in place: refused (exit 5), naming it.
     let out = assert_cmd::Command::cargo_bin("pgoci")

@@ -156,7 +156,7 @@ pub fn check_collation(
     let Some(prev) = InstanceState::read(&layout.instance(&opts.instance))? else {
         return Ok(None);
     };
-    let running = nix::unistd::geteuid().is_root()
+    let running = rustix::process::geteuid().is_root()
         && crate::install::facts::socket_accepts(&prev.socket_dir, prev.port);
     let server = crate::install::datacare::current_server(layout, &prev, running);
     crate::install::datacare::gate(

@@ -25,7 +25,7 @@ pub use verify::verify;
 
 /// Fails unless running as root: applying changes users, owners, services.
 pub fn require_root(command: &str) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() {
         return Ok(());
     }
     Err(Error::host(format!(

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 fn root() -> bool {
-    nix::unistd::geteuid().is_root()
+    rustix::process::geteuid().is_root()
 }
 
 fn mode(p: &Path) -> u32 {

@@ -15,20 +15,6 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-fn real_bundle(dir: &Path) -> (PathBuf, Lock) {
-    let bed = bed();
-    let bundle = dir.join("bundle");
-    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
-        .args([
-            "bundle", "export", "--major", "15", "--ext", "pg_cron", "-o",
-        ])
-        .arg(&bundle)
-        .assert()
-        .success();
-    let lock = pgoci::bundle::Bundle::open(&bundle).unwrap().lock;
-    (bundle, lock)
-}
-
 /// The bytes of the file whose path ends with `suffix` in an artifact's
 /// layers (the last layer holding it wins, as unpack does).
 fn file_of(bundle: &Path, layers: &[Blob], suffix: &str) -> Vec<u8> {

@@ -10,21 +10,6 @@ use pgoci::lock::{Blob, Lock};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// A real bundle in `dir/bundle` and its lock.
-fn real_bundle(dir: &Path) -> (PathBuf, Lock) {
-    let bed = bed();
-    let bundle = dir.join("bundle");
-    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
-        .args([
-            "bundle", "export", "--major", "15", "--ext", "pg_cron", "-o",
-        ])
-        .arg(&bundle)
-        .assert()
-        .success();
-    let lock = pgoci::bundle::Bundle::open(&bundle).unwrap().lock;
-    (bundle, lock)
-}
-
 /// An uncompressed layer from (raw name, kind, link target, data, mode).
 fn layer(entries: &[(&str, tar::EntryType, &str, &[u8], u32)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());

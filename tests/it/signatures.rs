@@ -180,6 +180,38 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// `pgoci` on the far side of an air gap: a registry address nothing
+/// answers at, a cache of its own in `dir/cache`, and
+/// `--require-signature-key` with the bed's key named `key`, if any.
+fn offline(dir: &Path, cache: &str, key: Option<&str>) -> assert_cmd::Command {
+    let s = signed();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let mut cmd = pgoci(&s.profile, &dead, &dir.join(cache));
+    if let Some(key) = key {
+        cmd.arg("--require-signature-key").arg(s.path(key));
+    }
+    cmd
+}
+
+/// Offline, `bundle` verifies with the bed's key (both images' signatures)
+/// and not with the wrong one (exit 5 naming it).
+fn verifies_with_the_key_only(dir: &Path, cache: &str, bundle: &Path) {
+    let out = offline(dir, cache, Some("KEY"))
+        .args(["--json", "bundle", "verify"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(json(&out)["signatures"], 2);
+    let out = offline(dir, cache, Some("WRONG_KEY"))
+        .args(["bundle", "verify"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("wrong.pub"), "{}", stderr(&out));
+}
+
 #[test]
 fn a_signed_image_resolves_exports_verifies_and_installs_offline() {
     let s = signed();
@@ -213,30 +245,10 @@ fn a_signed_image_resolves_exports_verifies_and_installs_offline() {
     assert_eq!(sigs.as_array().unwrap().len(), 2, "{sigs}");
 
     // The far side: no registry, another cache; the key is all it trusts.
-    let dead = format!("127.0.0.1:{}", free_port());
-    let far = |key: &str| {
-        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-far"));
-        cmd.arg("--require-signature-key").arg(s.path(key));
-        cmd
-    };
-    let out = far("KEY")
-        .args(["--json", "bundle", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_success(&out);
-    assert_eq!(json(&out)["signatures"], 2);
-    let out = far("WRONG_KEY")
-        .args(["bundle", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("wrong.pub"), "{}", stderr(&out));
-
+    verifies_with_the_key_only(d, "cache-far", &bundle);
     let root = d.join("root");
     let port = free_port();
-    let out = far("KEY")
+    let out = offline(d, "cache-far", Some("KEY"))
         .args(["install", "--yes", "--instance", "signed", "--port"])
         .arg(port.to_string())
         .arg("--root")
@@ -415,7 +427,6 @@ fn swap_layer_and_rehash(bundle: &Path, extension: &str) {
 
 #[test]
 fn a_carrier_tampered_bundle_is_refused_offline() {
-    let s = signed();
     let dir = scratch();
     let d = dir.path();
     let lock = d.join("17.lock");
@@ -434,19 +445,14 @@ fn a_carrier_tampered_bundle_is_refused_offline() {
         .success();
     swap_layer_and_rehash(&bundle, "hstore");
 
-    let dead = format!("127.0.0.1:{}", free_port());
     // Digests alone cannot tell: the carrier recomputed them all.
-    pgoci(&s.profile, &dead, &d.join("cache-far"))
+    offline(d, "cache-far", None)
         .args(["bundle", "verify"])
         .arg(&bundle)
         .assert()
         .success();
     // The signature can: it names the manifest the publisher signed.
-    let far = || {
-        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-far"));
-        cmd.arg("--require-signature-key").arg(s.path("KEY"));
-        cmd
-    };
+    let far = || offline(d, "cache-far", Some("KEY"));
     let out = far()
         .args(["bundle", "verify"])
         .arg(&bundle)
@@ -481,7 +487,6 @@ fn a_carrier_tampered_bundle_is_refused_offline() {
 
 #[test]
 fn doctor_reports_each_images_signature_offline() {
-    let s = signed();
     let dir = scratch();
     let d = dir.path();
     let lock = d.join("17.lock");
@@ -498,14 +503,7 @@ fn doctor_reports_each_images_signature_offline() {
         .arg(&bundle)
         .assert()
         .success();
-    let dead = format!("127.0.0.1:{}", free_port());
-    let far = |key: Option<&str>| {
-        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-far"));
-        if let Some(key) = key {
-            cmd.arg("--require-signature-key").arg(s.path(key));
-        }
-        cmd
-    };
+    let far = |key: Option<&str>| offline(d, "cache-far", key);
     let statuses = |out: &std::process::Output| -> Vec<(String, String)> {
         json(out)["signatures"]
             .as_array()
@@ -594,28 +592,10 @@ fn a_site_checks_an_unpoliced_export_with_its_own_key() {
     let bundle = d.join("17");
     export("17", "hstore", &bundle);
 
-    let dead = format!("127.0.0.1:{}", free_port());
-    let site = |key: &str| {
-        let mut cmd = pgoci(&s.profile, &dead, &d.join("cache-site"));
-        cmd.arg("--require-signature-key").arg(s.path(key));
-        cmd
-    };
+    let site = |key: &str| offline(d, "cache-site", Some(key));
     // The server's tag names an index signed by cosign: the index travels
     // too, so its signature covers the platform manifest offline.
-    let out = site("KEY")
-        .args(["--json", "bundle", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_success(&out);
-    assert_eq!(json(&out)["signatures"], 2);
-    let out = site("WRONG_KEY")
-        .args(["bundle", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
-    assert!(stderr(&out).contains("wrong.pub"), "{}", stderr(&out));
+    verifies_with_the_key_only(d, "cache-site", &bundle);
 
     let out = site("KEY")
         .args(["--json", "doctor", "--bundle"])

@@ -237,3 +237,19 @@ pub fn assert_success(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A real bundle (the bed's PostgreSQL 15 + pg_cron) in `dir/bundle`
+/// and its lock.
+pub fn real_bundle(dir: &Path) -> (PathBuf, pgoci::lock::Lock) {
+    let bed = bed();
+    let bundle = dir.join("bundle");
+    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
+        .args([
+            "bundle", "export", "--major", "15", "--ext", "pg_cron", "-o",
+        ])
+        .arg(&bundle)
+        .assert()
+        .success();
+    let lock = pgoci::bundle::Bundle::open(&bundle).unwrap().lock;
+    (bundle, lock)
+}

@@ -632,10 +632,15 @@ async fn no_token_needed(
         RegistryAuth::Basic(user, password) => (user.clone(), password.clone()),
         _ => (String::new(), String::new()),
     };
-    conn.client
-        .tokens
-        .insert(reference, op, RegistryTokenType::Basic(user, password))
-        .await;
+    // A push also asks with the pull token (`HEAD` of blobs): both.
+    let ops: &[RegistryOperation] = match op {
+        RegistryOperation::Push => &[RegistryOperation::Push, RegistryOperation::Pull],
+        RegistryOperation::Pull => &[RegistryOperation::Pull],
+    };
+    for op in ops {
+        let token = RegistryTokenType::Basic(user.clone(), password.clone());
+        conn.client.tokens.insert(reference, *op, token).await;
+    }
 }
 
 /// Whether the system's CA roots are there to be read, found as the TLS

@@ -7,6 +7,7 @@
 #          BIG_RUNS runs (default 3)
 # BENCH_SIZES="small big" picks them; BENCH_LAYER_MIB sets the big layers'
 # size (default 256; a smaller value makes a quick smoke run).
+# BENCH_PGOCI=BINARY measures that pgoci instead of building the release one.
 # BENCH_RESULTS=FILE appends one tab-separated row per measurement
 # (bench/all.sh collects them into a table).
 # Sets: registry, state, pgoci, work. Everything is torn down on exit.
@@ -30,9 +31,13 @@ bench_tools() {
 }
 bench_tools
 registry=$(tests/bed/bed.sh up "$state" | sed -n 's/^REGISTRY=//p' | tail -1)
-cargo build --release --quiet
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-pgoci="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/pgoci"
+if [ -n "${BENCH_PGOCI:-}" ]; then
+  pgoci=$(realpath "$BENCH_PGOCI") # another build (before/after comparisons)
+else
+  cargo build --release --quiet
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  pgoci="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release/pgoci"
+fi
 work=$(mktemp -d)
 chmod 0755 "$work" # initdb runs as postgres under it (install, rss, bytes)
 trap 'rm -rf "$work"; tests/bed/bed.sh down "$state" >/dev/null 2>&1' EXIT

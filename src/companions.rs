@@ -414,17 +414,32 @@ impl Found<'_> {
         subject: &Digest,
     ) -> Result<()> {
         let base = format!("sha256-{}", subject.hex());
-        let tags = COSIGN_SUFFIXES
+        let tags: Vec<String> = COSIGN_SUFFIXES
             .iter()
             .map(|s| format!("{base}.{s}"))
-            .chain(std::iter::once(base.clone()));
-        for tag in tags {
-            let tagged = oci_client::Reference::with_tag(
-                reference.registry().to_string(),
-                reference.repository().to_string(),
-                tag.clone(),
-            );
-            if let Some(m) = self.registry.manifest_if_exists(&tagged).await? {
+            .chain(std::iter::once(base.clone()))
+            .collect();
+        let tagged: Vec<oci_client::Reference> = tags
+            .iter()
+            .map(|tag| {
+                oci_client::Reference::with_tag(
+                    reference.registry().to_string(),
+                    reference.repository().to_string(),
+                    tag.clone(),
+                )
+            })
+            .collect();
+        // The questions at once (most answers are a quick 404: one round
+        // trip, not five); the answers are taken in order.
+        let by_digest = reference.clone_with_digest(subject.to_string());
+        let registry = self.registry;
+        let (answers, entries) = futures_util::future::join(
+            futures_util::future::join_all(tagged.iter().map(|t| registry.manifest_if_exists(t))),
+            registry.referrers(&by_digest, None),
+        )
+        .await;
+        for (tag, answer) in tags.into_iter().zip(answers) {
+            if let Some(m) = answer? {
                 self.carry_fetched(
                     reference,
                     repository,
@@ -437,9 +452,8 @@ impl Found<'_> {
                 .await?;
             }
         }
-        let by_digest = reference.clone_with_digest(subject.to_string());
         let mut listed: Vec<Digest> = Vec::new();
-        for entry in self.registry.referrers(&by_digest, None).await? {
+        for entry in entries? {
             listed.push(entry.digest.parse()?);
         }
         listed.sort();

@@ -53,6 +53,11 @@ pub fn is_unauthorized(err: &OciDistributionError) -> bool {
     status_of(err) == Some(401)
 }
 
+/// Whether a request failed in TLS, on the server's certificate.
+pub fn is_tls_failure(err: &OciDistributionError) -> bool {
+    matches!(err, OciDistributionError::RequestError(e) if error_chain(e).contains("certificate"))
+}
+
 fn has_code(envelope: &OciEnvelope, code: &OciErrorCode) -> bool {
     envelope.errors.iter().any(|e| &e.code == code)
 }

@@ -4,7 +4,11 @@
 //! Registries that want bearer tokens (`WWW-Authenticate: Bearer realm=...`:
 //! ghcr.io, Docker Hub, quay.io, Harbor) get one token request per
 //! repository and operation, anonymous or with the credentials found, and
-//! a new token when a request is refused with 401.
+//! a new token when a request is refused with 401. Each registry is pinged
+//! (`GET /v2/`) once per run when it wants no token: every later manifest
+//! and blob request reuses what that ping said. CA roots are read only
+//! when a TLS registry is first used: a run that speaks only plain HTTP
+//! never reads the system's CA directory.
 
 pub mod auth;
 mod errors;
@@ -22,7 +26,7 @@ use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Client, Reference, RegistryOperation};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -61,98 +65,123 @@ impl RawManifest {
 /// trust store of a host that has none, so plain-HTTP registries work.
 const NO_SYSTEM_ROOTS: &[u8] = include_bytes!("no-system-roots.pem");
 
+/// One HTTP client (and its connection pool) with the auth state that
+/// goes with it: the tokens it holds and what each registry's ping said.
+struct Conn {
+    client: Client,
+    /// Token bookkeeping per registry, repository and operation.
+    tokens: tokens::Tokens,
+    /// Whether this client trusts no CA (the plain-HTTP one).
+    plain: bool,
+}
+
 /// A connected registry client shared by every download of a run.
 pub struct Registry {
-    client: Client,
     options: RegistryOptions,
+    /// The PEM of `--ca-file`, read when the command starts.
+    ca: Option<Vec<u8>>,
     /// Credentials already looked up, per registry host, with their source.
     auths: Mutex<HashMap<String, (RegistryAuth, auth::Source)>>,
-    /// Tokens asked for so far, per registry, repository and operation.
-    tokens: tokens::Tokens,
+    /// The client of plain-HTTP (`--insecure-registry`) registries: it
+    /// trusts only a CA nobody has the key of, so building it reads no
+    /// CA directory.
+    plain: Arc<Conn>,
+    /// The client of TLS registries, built on first use (the system's CA
+    /// roots and `--ca-file`, read then, once per run); on a host without
+    /// CA roots, built at the start instead (see [`Registry::new`]).
+    tls: Mutex<Option<Arc<Conn>>>,
+    /// The host has no CA roots: warned about on first TLS use.
+    bare: bool,
 }
 
 impl Registry {
+    /// Sets up the clients. Must run before the async runtime starts
+    /// (while one thread runs): see [`with_roots_env`].
     pub fn new(options: RegistryOptions) -> Result<Self> {
         // rustls needs one process-wide crypto provider; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut extra_root_certificates = Vec::new();
-        if let Some(ca) = &options.ca_file {
-            let data = std::fs::read(ca).map_err(|e| {
+        let ca = match &options.ca_file {
+            Some(ca) => Some(std::fs::read(ca).map_err(|e| {
                 Error::usage(format!("cannot read --ca-file {}: {e}", ca.display()))
-            })?;
-            extra_root_certificates.push(Certificate {
-                encoding: CertificateEncoding::Pem,
-                data,
-            });
-        }
-        let config = |extra: Vec<Certificate>, only: Vec<Certificate>| ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
-            extra_root_certificates: extra,
-            tls_certs_only: only,
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
-            user_agent: concat!("pgoci/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
+            })?),
+            None => None,
         };
-        let given = || {
-            extra_root_certificates
-                .iter()
-                .map(|c| Certificate {
-                    encoding: CertificateEncoding::Pem,
-                    data: c.data.clone(),
-                })
-                .collect::<Vec<_>>()
-        };
-        let client = match Client::try_from(config(given(), Vec::new())) {
-            Ok(c) => c,
-            // A bare host (a minimal root file system) has no CA bundle, and
-            // the TLS stack refuses to start without one. Plain-HTTP and
-            // --ca-file registries must still work: trust only what was
-            // given, or a placeholder CA whose key was thrown away, so TLS
-            // to anything else fails with a clear message instead.
-            Err(e) if errors::error_chain(&e).contains("CA certificates") => {
-                // A bare host (a minimal root file system) has no CA bundle,
-                // and the TLS stack will not start without one. It reads
-                // its roots while the client is built and takes
-                // SSL_CERT_FILE: point it, for that moment, at --ca-file or
-                // at a placeholder CA whose key was thrown away, so plain
-                // HTTP and --ca-file registries work and TLS to anything else
-                // fails with a clear message.
-                tracing::warn!("this host has no CA certificates: TLS registries need --ca-file");
-                let roots = match &options.ca_file {
-                    Some(ca) => std::fs::read(ca).unwrap_or_default(),
-                    None => NO_SYSTEM_ROOTS.to_vec(),
-                };
-                let file = tempfile::NamedTempFile::new()
-                    .and_then(|mut f| std::io::Write::write_all(&mut f, &roots).map(|_| f))
-                    .map_err(|e| Error::host(format!("cannot write a temporary CA file: {e}")))?;
-                // Still one thread here: the async runtime starts later.
-                std::env::set_var("SSL_CERT_FILE", file.path());
-                let built = Client::try_from(config(given(), Vec::new()));
-                std::env::remove_var("SSL_CERT_FILE");
-                built.map_err(|e| {
-                    Error::host(format!(
-                        "cannot set up the registry client: {}",
-                        errors::error_chain(&e)
-                    ))
-                    .hint("install the ca-certificates package, or pass --ca-file")
-                })?
-            }
-            Err(e) => {
-                return Err(Error::host(format!(
-                    "cannot set up the registry client: {}",
-                    errors::error_chain(&e)
-                ))
-                .hint("install the ca-certificates package, or pass --ca-file"))
-            }
+        let plain = with_roots_env(NO_SYSTEM_ROOTS, || {
+            Client::try_from(client_config(
+                &options,
+                Vec::new(),
+                vec![pem(NO_SYSTEM_ROOTS)],
+            ))
+        })?
+        .map_err(setup_failed)?;
+        // A bare host (a minimal root file system) has no CA bundle, and
+        // the TLS stack will not start without one: its client trusts only
+        // --ca-file, or a placeholder CA whose key was thrown away, so
+        // --ca-file registries work and TLS to anything else fails with a
+        // clear message. Built now, while the environment may be changed.
+        let bare = !system_roots_present();
+        let tls = if bare {
+            let only = ca.as_deref().unwrap_or(NO_SYSTEM_ROOTS);
+            let client = with_roots_env(only, || {
+                Client::try_from(client_config(&options, Vec::new(), vec![pem(only)]))
+            })?
+            .map_err(setup_failed)?;
+            Some(Arc::new(Conn {
+                client,
+                tokens: tokens::Tokens::default(),
+                plain: false,
+            }))
+        } else {
+            None
         };
         Ok(Registry {
-            client,
             options,
+            ca,
             auths: Mutex::new(HashMap::new()),
-            tokens: tokens::Tokens::default(),
+            plain: Arc::new(Conn {
+                client: plain,
+                tokens: tokens::Tokens::default(),
+                plain: true,
+            }),
+            tls: Mutex::new(tls),
+            bare,
         })
+    }
+
+    /// The client of TLS registries, built (and the CA roots read) the
+    /// first time one is used.
+    fn tls(&self) -> Result<Arc<Conn>> {
+        let mut tls = self.tls.lock().expect("TLS client poisoned");
+        if let Some(conn) = &*tls {
+            if self.bare && conn.tokens.first_use() {
+                tracing::warn!("this host has no CA certificates: TLS registries need --ca-file");
+            }
+            return Ok(conn.clone());
+        }
+        let extra: Vec<Certificate> = self.ca.iter().map(|c| pem(c)).collect();
+        let client = Client::try_from(client_config(&self.options, extra, Vec::new()))
+            .map_err(setup_failed)?;
+        let conn = Arc::new(Conn {
+            client,
+            tokens: tokens::Tokens::default(),
+            plain: false,
+        });
+        *tls = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Whether a registry is spoken to over plain HTTP.
+    fn is_insecure(&self, registry: &str) -> bool {
+        self.options.insecure.iter().any(|r| r == registry)
+    }
+
+    /// The client a registry is spoken to with.
+    fn conn_for(&self, registry: &str) -> Result<Arc<Conn>> {
+        if self.is_insecure(registry) {
+            Ok(self.plain.clone())
+        } else {
+            self.tls()
+        }
     }
 
     /// The credential to use for a registry host, looked up once.
@@ -171,7 +200,7 @@ impl Registry {
 
     /// The URL scheme used for a registry, for messages.
     fn base_url(&self, registry: &str) -> String {
-        let scheme = if self.options.insecure.iter().any(|r| r == registry) {
+        let scheme = if self.is_insecure(registry) {
             "http"
         } else {
             "https"
@@ -186,62 +215,101 @@ impl Registry {
         })
     }
 
-    /// Makes sure the client holds a token for `op` on `reference`'s
+    /// Makes sure `conn`'s client holds a token for `op` on `reference`'s
     /// repository, asking the registry's token service once per repository
     /// and operation (concurrent requests wait for that one answer). With
     /// `stale`, the token of that generation was refused: a new one is
     /// asked for unless another request already did. Returns the
-    /// generation of the token now held. For registries without token
-    /// auth this costs one `GET /v2/` per repository and operation.
+    /// generation of the token now held. A registry is pinged (`GET /v2/`)
+    /// once per run to learn whether it wants tokens; when it does not,
+    /// every repository and operation reuses that answer.
     async fn authorize(
         &self,
+        conn: &Conn,
         reference: &Reference,
         op: RegistryOperation,
         stale: Option<u64>,
     ) -> Result<u64> {
         let registry = reference.resolve_registry().to_string();
         let (auth, source) = self.auth_for(&registry)?;
-        self.client.store_auth_if_needed(&registry, &auth).await;
-        let slot = self.tokens.slot(
-            &registry,
-            reference.repository(),
-            op == RegistryOperation::Push,
-        );
+        conn.client.store_auth_if_needed(&registry, &auth).await;
+        let push = op == RegistryOperation::Push;
+        let slot = conn.tokens.slot(&registry, reference.repository(), push);
         let mut generation = slot.lock().await;
         let needed = match stale {
             None => *generation == 0,
             Some(seen) => *generation == seen,
         };
-        if needed {
-            let push = op == RegistryOperation::Push;
-            let scope = format!(
-                "{} of {}",
-                if push { "push" } else { "pull" },
-                reference.repository()
-            );
-            let token = self.client.auth(reference, &auth, op).await.map_err(|e| {
-                errors::token_refused(e, &self.base_url(&registry), &scope, &source, push)
-            })?;
-            if let (true, Some(token)) = (push, token) {
-                // A push token's scope (pull,push) covers the pulls of a push
-                // too (`HEAD` of blobs, which the client sends with its pull
-                // token): as other clients do, use it for them, since a
-                // registry may not grant pull alone on a repository that
-                // does not exist yet.
-                let token = RegistryTokenType::Bearer(RegistryToken::Token { token });
-                self.client
-                    .tokens
-                    .insert(reference, RegistryOperation::Pull, token)
-                    .await;
-            }
-            *generation += 1;
+        if !needed {
+            return Ok(*generation);
         }
+        // The first request to a registry pings it, the others wait for
+        // that answer; a refused token (`stale`) always asks again.
+        let ping = conn.tokens.ping(&registry);
+        let mut wants_tokens = ping.lock().await;
+        if stale.is_none() && *wants_tokens == Some(false) {
+            drop(wants_tokens);
+            no_token_needed(conn, reference, op, &auth).await;
+            *generation += 1;
+            return Ok(*generation);
+        }
+        if *wants_tokens == Some(true) {
+            drop(wants_tokens);
+            self.token(conn, reference, op, &auth, &source).await?;
+        } else {
+            let token = self.token(conn, reference, op, &auth, &source).await?;
+            *wants_tokens = Some(token);
+            if !token {
+                no_token_needed(conn, reference, op, &auth).await;
+            }
+        }
+        *generation += 1;
         Ok(*generation)
+    }
+
+    /// Pings the registry and asks its token service (if it has one) for
+    /// a token for `op` on `reference`'s repository, which `conn`'s client
+    /// keeps. Returns whether the registry handed out a bearer token.
+    async fn token(
+        &self,
+        conn: &Conn,
+        reference: &Reference,
+        op: RegistryOperation,
+        auth: &RegistryAuth,
+        source: &auth::Source,
+    ) -> Result<bool> {
+        let registry = reference.resolve_registry();
+        let push = op == RegistryOperation::Push;
+        let scope = format!(
+            "{} of {}",
+            if push { "push" } else { "pull" },
+            reference.repository()
+        );
+        let token = conn.client.auth(reference, auth, op).await.map_err(|e| {
+            errors::token_refused(e, &self.base_url(registry), &scope, source, push)
+        })?;
+        let Some(token) = token else {
+            return Ok(false);
+        };
+        if push {
+            // A push token's scope (pull,push) covers the pulls of a push
+            // too (`HEAD` of blobs, which the client sends with its pull
+            // token): as other clients do, use it for them, since a
+            // registry may not grant pull alone on a repository that
+            // does not exist yet.
+            let token = RegistryTokenType::Bearer(RegistryToken::Token { token });
+            conn.client
+                .tokens
+                .insert(reference, RegistryOperation::Pull, token)
+                .await;
+        }
+        Ok(true)
     }
 
     /// Runs one registry request with a token for `op`. A 401 gets one more
     /// try with a new token: the registry, not pgoci, knows when a token ran
     /// out (ghcr.io's tokens are opaque, and any token may be revoked).
+    /// `call` gets the client to use and the credential.
     async fn request<T, F, Fut>(
         &self,
         reference: &Reference,
@@ -250,21 +318,50 @@ impl Registry {
         mut call: F,
     ) -> Result<T>
     where
-        F: FnMut(RegistryAuth) -> Fut,
+        F: FnMut(Client, RegistryAuth) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
     {
         let registry = reference.resolve_registry().to_string();
-        let (auth, source) = self.auth_for(&registry)?;
+        let (_, source) = self.auth_for(&registry)?;
         let push = op == RegistryOperation::Push;
         let map = |e| errors::map(e, &self.base_url(&registry), what, &source, push);
-        let generation = self.authorize(reference, op, None).await?;
-        match call(auth.clone()).await {
+        let conn = self.conn_for(&registry)?;
+        let mut result = self.attempt(&conn, reference, op, what, &mut call).await?;
+        if conn.plain && matches!(&result, Err(e) if errors::is_tls_failure(e)) {
+            // A plain-HTTP registry sent the client to a TLS server (a
+            // blob store behind a redirect): that needs the CA roots.
+            tracing::info!("{what}: redirected to TLS; trying again with the CA roots");
+            let tls = self.tls()?;
+            result = self.attempt(&tls, reference, op, what, &mut call).await?;
+        }
+        result.map_err(map)
+    }
+
+    /// One try of [`Self::request`] over `conn`: with a token, and once
+    /// more with a new one after a 401. The outer error is a token
+    /// refusal, the inner one the request's.
+    async fn attempt<T, F, Fut>(
+        &self,
+        conn: &Conn,
+        reference: &Reference,
+        op: RegistryOperation,
+        what: &str,
+        call: &mut F,
+    ) -> Result<std::result::Result<T, OciDistributionError>>
+    where
+        F: FnMut(Client, RegistryAuth) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
+    {
+        let (auth, _) = self.auth_for(reference.resolve_registry())?;
+        let generation = self.authorize(conn, reference, op, None).await?;
+        match call(conn.client.clone(), auth.clone()).await {
             Err(e) if errors::is_unauthorized(&e) => {
                 tracing::info!("{what}: 401 with the current token; asking for a new one");
-                self.authorize(reference, op, Some(generation)).await?;
-                call(auth).await.map_err(map)
+                self.authorize(conn, reference, op, Some(generation))
+                    .await?;
+                Ok(call(conn.client.clone(), auth).await)
             }
-            other => other.map_err(map),
+            other => Ok(other),
         }
     }
 
@@ -276,8 +373,8 @@ impl Registry {
                 reference,
                 RegistryOperation::Pull,
                 &what,
-                |auth| async move {
-                    self.client
+                |client, auth| async move {
+                    client
                         .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
                         .await
                 },
@@ -317,9 +414,8 @@ impl Registry {
                 reference,
                 RegistryOperation::Pull,
                 &what,
-                |auth| async move {
-                    match self
-                        .client
+                |client, auth| async move {
+                    match client
                         .pull_manifest_raw(reference, &auth, MANIFEST_TYPES)
                         .await
                     {
@@ -357,13 +453,18 @@ impl Registry {
         artifact_type: Option<&str>,
     ) -> Result<Vec<oci_client::manifest::ImageIndexEntry>> {
         let what = format!("referrers of {}", reference.whole());
-        self.request(reference, RegistryOperation::Pull, &what, |_| async move {
-            match self.client.pull_referrers(reference, artifact_type).await {
-                Ok(index) => Ok(index.manifests),
-                Err(e) if errors::is_not_found(&e) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            }
-        })
+        self.request(
+            reference,
+            RegistryOperation::Pull,
+            &what,
+            |client, _| async move {
+                match client.pull_referrers(reference, artifact_type).await {
+                    Ok(index) => Ok(index.manifests),
+                    Err(e) if errors::is_not_found(&e) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            },
+        )
         .await
     }
 
@@ -429,18 +530,22 @@ impl Registry {
         // whole-blob response itself, and the caller hashes every byte as
         // it writes it anyway (it must, to resume), so asking for a range
         // saves a second SHA-256 pass over every blob.
-        self.request(reference, RegistryOperation::Pull, &what, |_| async move {
-            Ok(
-                match self
-                    .client
-                    .pull_blob_stream_partial(reference, digest, offset, None)
-                    .await?
-                {
-                    BlobResponse::Partial(s) => (s.stream, true),
-                    BlobResponse::Full(s) => (s.stream, false),
-                },
-            )
-        })
+        self.request(
+            reference,
+            RegistryOperation::Pull,
+            &what,
+            |client, _| async move {
+                Ok(
+                    match client
+                        .pull_blob_stream_partial(reference, digest, offset, None)
+                        .await?
+                    {
+                        BlobResponse::Partial(s) => (s.stream, true),
+                        BlobResponse::Full(s) => (s.stream, false),
+                    },
+                )
+            },
+        )
         .await
     }
 
@@ -450,9 +555,12 @@ impl Registry {
         let what = format!("blob {digest} of {}", reference.whole());
         let digest = digest.to_string();
         let digest = digest.as_str();
-        self.request(reference, RegistryOperation::Push, &what, |_| async move {
-            self.client.blob_exists(reference, digest).await
-        })
+        self.request(
+            reference,
+            RegistryOperation::Push,
+            &what,
+            |client, _| async move { client.blob_exists(reference, digest).await },
+        )
         .await
     }
 
@@ -472,10 +580,10 @@ impl Registry {
         let what = format!("push of blob {digest} to {}", reference.whole());
         let digest = digest.to_string();
         let digest = digest.as_str();
-        self.request(reference, RegistryOperation::Push, &what, |_| {
+        self.request(reference, RegistryOperation::Push, &what, |client, _| {
             let stream = chunks();
             async move {
-                self.client
+                client
                     .push_blob_stream(reference, stream, digest, Some(size))
                     .await
             }
@@ -494,10 +602,10 @@ impl Registry {
         let what = format!("push of {}", reference.whole());
         let content_type = reqwest_header(media_type)?;
         let bytes = bytes::Bytes::from(bytes);
-        self.request(reference, RegistryOperation::Push, &what, |_| {
+        self.request(reference, RegistryOperation::Push, &what, |client, _| {
             let (bytes, content_type) = (bytes.clone(), content_type.clone());
             async move {
-                self.client
+                client
                     .push_manifest_raw(reference, bytes, content_type)
                     .await
             }
@@ -505,6 +613,111 @@ impl Registry {
         .await?;
         Ok(())
     }
+}
+
+/// Tells `conn`'s client that `reference`'s registry wants no token (its
+/// ping had no bearer challenge), so that its requests for `op` on that
+/// repository do not ping it again: `oci-client` pings before every
+/// request for which it holds no token. What it keeps is the basic
+/// credential found for the registry (sent as the registry would ask for
+/// it), or, anonymous, an empty one, which a registry without
+/// authentication ignores.
+async fn no_token_needed(
+    conn: &Conn,
+    reference: &Reference,
+    op: RegistryOperation,
+    auth: &RegistryAuth,
+) {
+    let (user, password) = match auth {
+        RegistryAuth::Basic(user, password) => (user.clone(), password.clone()),
+        _ => (String::new(), String::new()),
+    };
+    // A push also asks with the pull token (`HEAD` of blobs): both.
+    let ops: &[RegistryOperation] = match op {
+        RegistryOperation::Push => &[RegistryOperation::Push, RegistryOperation::Pull],
+        RegistryOperation::Pull => &[RegistryOperation::Pull],
+    };
+    for op in ops {
+        let token = RegistryTokenType::Basic(user.clone(), password.clone());
+        conn.client.tokens.insert(reference, *op, token).await;
+    }
+}
+
+/// Whether the system's CA roots are there to be read, found as the TLS
+/// stack looks for them (`SSL_CERT_FILE` / `SSL_CERT_DIR` when either is
+/// set, else the usual places), without reading them.
+fn system_roots_present() -> bool {
+    let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+    let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+        .map(|d| std::env::split_paths(&d).collect())
+        .unwrap_or_default();
+    let (file, dirs) = if file.is_none() && dirs.is_empty() {
+        let found = openssl_probe::probe();
+        (found.cert_file, found.cert_dir)
+    } else {
+        (file, dirs)
+    };
+    let file_has = |f: &PathBuf| std::fs::metadata(f).is_ok_and(|m| m.len() > 0);
+    let dir_has = |d: &PathBuf| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
+    file.as_ref().is_some_and(file_has) || dirs.iter().any(dir_has)
+}
+
+/// Runs `build` with `SSL_CERT_FILE` naming a file that holds `roots` and
+/// `SSL_CERT_DIR` unset, then puts both back as they were. `oci-client`
+/// builds a default HTTP client inside every client it makes, whatever the
+/// settings, and that one reads the system's CA roots (from these
+/// variables when set) and panics when it finds none: this keeps it to
+/// one small file. Only while one thread runs (before the async runtime):
+/// the environment is the whole process's.
+fn with_roots_env<T>(roots: &[u8], build: impl FnOnce() -> T) -> Result<T> {
+    let file = tempfile::NamedTempFile::new()
+        .and_then(|mut f| std::io::Write::write_all(&mut f, roots).map(|_| f))
+        .map_err(|e| Error::host(format!("cannot write a temporary CA file: {e}")))?;
+    let saved = ["SSL_CERT_FILE", "SSL_CERT_DIR"].map(|k| (k, std::env::var_os(k)));
+    std::env::set_var("SSL_CERT_FILE", file.path());
+    std::env::remove_var("SSL_CERT_DIR");
+    let built = build();
+    for (key, value) in saved {
+        match value {
+            Some(v) => std::env::set_var(key, v),
+            None => std::env::remove_var(key),
+        }
+    }
+    Ok(built)
+}
+
+/// The client settings of pgoci: `extra` roots beside the system's, or
+/// `only` these roots.
+fn client_config(
+    options: &RegistryOptions,
+    extra: Vec<Certificate>,
+    only: Vec<Certificate>,
+) -> ClientConfig {
+    ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
+        extra_root_certificates: extra,
+        tls_certs_only: only,
+        platform_resolver: None,
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        user_agent: concat!("pgoci/", env!("CARGO_PKG_VERSION")),
+        ..Default::default()
+    }
+}
+
+fn pem(data: &[u8]) -> Certificate {
+    Certificate {
+        encoding: CertificateEncoding::Pem,
+        data: data.to_vec(),
+    }
+}
+
+fn setup_failed(e: OciDistributionError) -> Error {
+    Error::host(format!(
+        "cannot set up the registry client: {}",
+        errors::error_chain(&e)
+    ))
+    .hint("install the ca-certificates package, or pass --ca-file")
 }
 
 /// The media type a manifest declares, or the one its shape implies.

@@ -3,7 +3,10 @@
 //! keeps the tokens themselves; the slots make concurrent downloads of one
 //! repository wait for a single token request, and let a request refused
 //! with 401 tell whether someone already fetched a newer token since its
-//! own was handed out (then it just tries again with that one).
+//! own was handed out (then it just tries again with that one). Beside
+//! them, per registry, what its `GET /v2/` (the ping) answered: asked once
+//! per run, so a registry that wants no token is pinged once, not once per
+//! repository and operation.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,9 +14,15 @@ use std::sync::{Arc, Mutex};
 /// A slot: the generation of the token held (0: none asked for yet).
 pub type Slot = Arc<tokio::sync::Mutex<u64>>;
 
+/// What a registry's ping said: `None` before the first ping, then
+/// whether it hands out bearer tokens.
+pub type Ping = Arc<tokio::sync::Mutex<Option<bool>>>;
+
 #[derive(Default)]
 pub struct Tokens {
     slots: Mutex<HashMap<(String, String, bool), Slot>>,
+    pings: Mutex<HashMap<String, Ping>>,
+    used: std::sync::atomic::AtomicBool,
 }
 
 impl Tokens {
@@ -24,6 +33,17 @@ impl Tokens {
             .entry((registry.to_string(), repository.to_string(), push))
             .or_default()
             .clone()
+    }
+
+    /// True the first time it is asked, false after.
+    pub fn first_use(&self) -> bool {
+        !self.used.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// What `registry`'s ping said (one per registry).
+    pub fn ping(&self, registry: &str) -> Ping {
+        let mut pings = self.pings.lock().expect("ping slots poisoned");
+        pings.entry(registry.to_string()).or_default().clone()
     }
 }
 
@@ -49,5 +69,12 @@ mod tests {
             &a,
             &tokens.slot("r:5001", "pgoci/postgresql", false)
         ));
+    }
+
+    #[test]
+    fn one_ping_per_registry() {
+        let tokens = Tokens::default();
+        assert!(Arc::ptr_eq(&tokens.ping("r:5000"), &tokens.ping("r:5000")));
+        assert!(!Arc::ptr_eq(&tokens.ping("r:5000"), &tokens.ping("r:5001")));
     }
 }

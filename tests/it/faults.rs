@@ -123,6 +123,32 @@ fn a_cut_download_resumes_with_a_range_request() {
     assert_eq!(cached_blobs_are_correct(&cache), 6);
 }
 
+/// A pull pings its registry (`GET /v2/`, the auth handshake) once,
+/// however many manifests, blobs and referrers it asks for from however
+/// many repositories: the answer is kept for the run (issue 22 item 6).
+#[test]
+fn a_pull_pings_its_registry_once() {
+    let dir = scratch();
+    // `status 500 0`: no request fails; the proxy only logs them all.
+    let proxy = Proxy::start(dir.path(), &["status", "500", "0"]);
+    let lock = proxied_lock(dir.path(), &proxy);
+    let cache = dir.path().join("cache");
+    let out = proxy.pull(&cache, &lock, &[]);
+    assert_success(&out);
+    let log = proxy.log();
+    let fetches = log
+        .lines()
+        .filter(|l| l.contains("/blobs/sha256:") || l.contains("/manifests/sha256:"))
+        .count();
+    assert!(
+        fetches >= 6,
+        "two images' manifests, configs, layers: {log}"
+    );
+    let pings = log.lines().filter(|l| l.starts_with("GET /v2/ ")).count();
+    assert_eq!(pings, 1, "one ping for {fetches} fetches: {log}");
+    assert_eq!(cached_blobs_are_correct(&cache), 6);
+}
+
 #[test]
 fn server_errors_and_429_are_retried_then_succeed() {
     for code in ["500", "429"] {

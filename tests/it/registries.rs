@@ -164,6 +164,43 @@ fn tls_and_basic_auth_with_every_credential_source() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ca-file"));
 }
 
+/// The system's CA roots are read only when a TLS registry is used: on a
+/// host without any (`SSL_CERT_FILE` naming no file stands for one), a
+/// plain-HTTP run says nothing about them, and a TLS registry still works
+/// with --ca-file (with a warning that others need it too).
+#[test]
+fn ca_roots_are_read_only_for_tls() {
+    let dir = scratch();
+    let d = dir.path();
+    let no_roots = d.join("no-ca-bundle.pem");
+    let bed = bed();
+    let out = pgoci(&bed.profile, &bed.registry, &d.join("plain"))
+        .env("SSL_CERT_FILE", &no_roots)
+        .env_remove("SSL_CERT_DIR")
+        .args(["resolve", "--major", "17", "--ext", "hstore", "-o", "-"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("CA certificates"),
+        "plain HTTP read the CA roots: {err}"
+    );
+
+    let reg = OwnRegistry::secure_of(bed, "secure-no-roots");
+    let out = secure_pgoci(&reg, d)
+        .env("SSL_CERT_FILE", &no_roots)
+        .arg("--creds")
+        .arg(format!("{USER}:{PASSWORD}"))
+        .args(RESOLVE)
+        .arg("-")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no CA certificates"), "{err}");
+}
+
 /// Standard base64, for auth files.
 fn base64(s: &str) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -166,7 +166,9 @@ fn keyless_with_another_root_or_a_key_only_image_is_refused() {
 
 // ---- through the command line: resolve, export, verify, install ----------
 
-use crate::support::{assert_success, free_port, json, pgoci, psql, scratch, Servers};
+use crate::support::{
+    assert_success, free_port, install_from_bundle, json, pgoci, psql, scratch, Servers,
+};
 
 /// `pgoci` against the signed registry with `--require-signature-key KEY`.
 fn with_key(cache: &Path, key: &str) -> assert_cmd::Command {
@@ -248,15 +250,13 @@ fn a_signed_image_resolves_exports_verifies_and_installs_offline() {
     verifies_with_the_key_only(d, "cache-far", &bundle);
     let root = d.join("root");
     let port = free_port();
-    let out = offline(d, "cache-far", Some("KEY"))
-        .args(["install", "--yes", "--instance", "signed", "--port"])
-        .arg(port.to_string())
-        .arg("--root")
-        .arg(&root)
-        .arg("--bundle")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let out = install_from_bundle(
+        offline(d, "cache-far", Some("KEY")),
+        "signed",
+        port,
+        &root,
+        &bundle,
+    );
     assert_success(&out);
     let _servers = Servers::of(&root, "signed");
     psql(
@@ -467,15 +467,7 @@ fn a_carrier_tampered_bundle_is_refused_offline() {
     assert!(err.contains("another image"), "{err}");
 
     let root = d.join("root");
-    let out = far()
-        .args(["install", "--yes", "--instance", "tampered", "--port"])
-        .arg(free_port().to_string())
-        .arg("--root")
-        .arg(&root)
-        .arg("--bundle")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let out = install_from_bundle(far(), "tampered", free_port(), &root, &bundle);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("pgoci/hstore:1.8-17"),
@@ -613,15 +605,7 @@ fn a_site_checks_an_unpoliced_export_with_its_own_key() {
 
     let root = d.join("root");
     let port = free_port();
-    let out = site("KEY")
-        .args(["install", "--yes", "--instance", "site", "--port"])
-        .arg(port.to_string())
-        .arg("--root")
-        .arg(&root)
-        .arg("--bundle")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let out = install_from_bundle(site("KEY"), "site", port, &root, &bundle);
     assert_success(&out);
     drop(Servers::of(&root, "site"));
 
@@ -639,15 +623,7 @@ fn a_site_checks_an_unpoliced_export_with_its_own_key() {
         stderr(&out)
     );
     let swapped_root = d.join("root-swapped");
-    let out = site("KEY")
-        .args(["install", "--yes", "--instance", "swapped", "--port"])
-        .arg(free_port().to_string())
-        .arg("--root")
-        .arg(&swapped_root)
-        .arg("--bundle")
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let out = install_from_bundle(site("KEY"), "swapped", free_port(), &swapped_root, &bundle);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(!swapped_root.join("var/lib/pgoci/swapped").exists());
 

@@ -253,3 +253,22 @@ pub fn real_bundle(dir: &Path) -> (PathBuf, pgoci::lock::Lock) {
     let lock = pgoci::bundle::Bundle::open(&bundle).unwrap().lock;
     (bundle, lock)
 }
+
+/// `install --yes --instance NAME --port PORT --root ROOT --bundle BUNDLE`
+/// with `cmd` (pgoci and its global flags), run to its output.
+pub fn install_from_bundle(
+    mut cmd: Command,
+    instance: &str,
+    port: u16,
+    root: &Path,
+    bundle: &Path,
+) -> std::process::Output {
+    cmd.args(["install", "--yes", "--instance", instance, "--port"])
+        .arg(port.to_string())
+        .arg("--root")
+        .arg(root)
+        .arg("--bundle")
+        .arg(bundle)
+        .output()
+        .unwrap()
+}

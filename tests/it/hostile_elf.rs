@@ -91,28 +91,6 @@ fn with_layer(
     path
 }
 
-fn install(
-    dir: &Path,
-    bundle: &Path,
-    lock: &Path,
-    root: &Path,
-    extra: &[&str],
-) -> std::process::Output {
-    let bed = bed();
-    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
-        .args(["install", "--yes", "--no-start", "--service", "none"])
-        .args(["--instance", "h", "--port", &free_port().to_string()])
-        .args(extra)
-        .arg("--bundle")
-        .arg(bundle)
-        .arg("--lock")
-        .arg(lock)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap()
-}
-
 /// Paths under `root` that a refused install must not leave: an instance,
 /// a generation, a data directory, a half-built anything.
 fn leftovers(root: &Path) -> Vec<PathBuf> {
@@ -299,7 +277,7 @@ fn a_server_binary_with_broken_headers_is_exit_5_before_anything_runs() {
             &layer(&[(POSTGRES, "", bytes)]),
         );
         let root = d.join(format!("root-{name}"));
-        let out = install(d, &bundle, &lock_file, &root, &[]);
+        let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{name}: {stderr}");
         assert!(
@@ -320,7 +298,7 @@ fn a_server_binary_with_broken_headers_is_exit_5_before_anything_runs() {
         );
         // `--check` reads the same and refuses the same, changing nothing.
         let root = d.join(format!("check-{name}"));
-        let out = install(d, &bundle, &lock_file, &root, &["--check"]);
+        let out = install_hostile(d, &bundle, &lock_file, &root, &["--check"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "check {name}: {stderr}");
         assert!(stderr.contains("bin/postgres"), "check {name}: {stderr}");
@@ -359,7 +337,7 @@ fn a_broken_needed_library_is_exit_5_naming_it() {
     for (name, bytes, want) in cases {
         let lock_file = with_layer(d, &bundle, &lock, true, name, &bytes);
         let root = d.join(format!("root-{name}"));
-        let out = install(d, &bundle, &lock_file, &root, &[]);
+        let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{name}: {stderr}");
         assert!(
@@ -415,7 +393,7 @@ fn host_files_named_by_an_image_never_reach_a_generation() {
     for (name, bytes, code, want) in cases {
         let lock_file = with_layer(d, &bundle, &lock, true, name, &bytes);
         let root = d.join(format!("root-{name}"));
-        let out = install(d, &bundle, &lock_file, &root, &[]);
+        let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
         assert!(stderr.contains(&want), "{name}: {stderr}");
@@ -460,7 +438,7 @@ fn host_runpath_and_dependency_cycles() {
         &layer(&[("lib/pg_cron.so", "", &runpath)]),
     );
     let root = d.join("root-runpath");
-    let out = install(d, &bundle, &lock_file, &root, &[]);
+    let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
     let _servers = Servers::of(&root, "h");
     assert_success(&out);
     nothing_of_the_host_in(&root, host.path(), &libpq);
@@ -487,7 +465,7 @@ fn host_runpath_and_dependency_cycles() {
     );
     let root = d.join("root-cycle");
     let started = std::time::Instant::now();
-    let out = install(d, &bundle, &lock_file, &root, &["--check", "--json"]);
+    let out = install_hostile(d, &bundle, &lock_file, &root, &["--check", "--json"]);
     assert_success(&out);
     let report = json(&out);
     let rows = report["libraries"]["rows"]

@@ -44,21 +44,6 @@ fn with_extra_layer(dir: &Path, bundle: &Path, lock: &Lock, name: &str, bytes: &
     path
 }
 
-fn install(dir: &Path, bundle: &Path, lock: &Path, root: &Path) -> std::process::Output {
-    let bed = bed();
-    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
-        .args(["install", "--yes", "--no-start", "--service", "none"])
-        .args(["--instance", "h", "--port", &free_port().to_string()])
-        .arg("--bundle")
-        .arg(bundle)
-        .arg("--lock")
-        .arg(lock)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap()
-}
-
 /// A sibling of the install roots that no layer may touch.
 fn outside(dir: &Path) -> PathBuf {
     let out = dir.join("outside");
@@ -114,7 +99,7 @@ fn refused_layers_exit_5_and_change_nothing() {
     for (name, bytes, want) in cases {
         let lock_file = with_extra_layer(d, &bundle, &lock, name, &bytes);
         let root = d.join(format!("root-{name}"));
-        let out = install(d, &bundle, &lock_file, &root);
+        let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{name}: {stderr}");
         assert!(stderr.contains(want), "{name}: {stderr}");
@@ -163,7 +148,7 @@ fn accepted_hostile_layer_stays_beneath_its_store_entry() {
     ]);
     let lock_file = with_extra_layer(d, &bundle, &lock, "accepted", &bytes);
     let root = d.join("root");
-    let out = install(d, &bundle, &lock_file, &root);
+    let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
     assert_success(&out);
     assert_eq!(tree(&outside), [outside.join("secret")]);
     assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"s");

@@ -272,3 +272,28 @@ pub fn install_from_bundle(
         .output()
         .unwrap()
 }
+
+/// An install of `lock` from `bundle` onto `root` that starts nothing
+/// (instance `h`, no service), with `extra` flags: how the hostile-input
+/// tests offer their forged bundles.
+pub fn install_hostile(
+    dir: &Path,
+    bundle: &Path,
+    lock: &Path,
+    root: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let bed = bed();
+    pgoci(&bed.profile, &bed.registry, &dir.join("cache"))
+        .args(["install", "--yes", "--no-start", "--service", "none"])
+        .args(["--instance", "h", "--port", &free_port().to_string()])
+        .args(extra)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--lock")
+        .arg(lock)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap()
+}

@@ -25,8 +25,7 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     while !p.exists() {
         p = p.parent()?.to_path_buf();
     }
-    let st = rustix::fs::statvfs(&p).ok()?;
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
+    fs4::available_space(&p).ok()
 }
 
 /// The first executable file named `program` on `PATH` (a file without an

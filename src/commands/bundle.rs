@@ -1,11 +1,8 @@
 //! `pgoci bundle export|verify|inspect`.
 
-use super::{
-    output::{human_bytes, Outcome},
-    pull::pull_all,
-    Context,
-};
+use super::{output::Outcome, pull::pull_all, Context};
 use crate::cli::BundleCommand;
+use indicatif::HumanBytes;
 use pgoci::bundle::{self, Bundle};
 use pgoci::error::Result;
 use serde_json::json;
@@ -41,7 +38,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     "wrote bundle {} ({}, {}, {} blobs, {} manifest(s) beside the images, {})",
                     report.path.display(),
                     report.format,
-                    human_bytes(report.size),
+                    HumanBytes(report.size),
                     report.blobs,
                     report.companions,
                     match report.locks.as_slice() {
@@ -118,14 +115,14 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     lock.platform,
                     lock.major(),
                     lock.server.version,
-                    human_bytes(lock.server.pinned.download_size())
+                    HumanBytes(lock.server.pinned.download_size())
                 ));
                 for e in &lock.extensions {
                     text.push_str(&format!(
                         "  extension {} {} {}\n",
                         e.name,
                         e.version,
-                        human_bytes(e.pinned.download_size())
+                        HumanBytes(e.pinned.download_size())
                     ));
                 }
                 let mut signatures = Vec::new();
@@ -170,7 +167,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                         .as_ref()
                         .map(|s| format!(" of {}", s.short()))
                         .unwrap_or_default(),
-                    human_bytes(size)
+                    HumanBytes(size)
                 ));
                 listed.push(json!({
                     "role": c.role.as_str(),
@@ -182,7 +179,7 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
                     "size": size,
                 }));
             }
-            text.push_str(&format!("  total {}\n", human_bytes(bundle.blob_bytes())));
+            text.push_str(&format!("  total {}\n", HumanBytes(bundle.blob_bytes())));
             // The first lock's fields at the top, as for one-lock bundles.
             let first = locks[0].clone();
             let mut outcome = Outcome::new("bundle inspect", false)

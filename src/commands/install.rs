@@ -3,12 +3,13 @@
 //! plan (`--check`, or a confirmation at a terminal), then apply it.
 
 use super::{
-    output::{human_bytes, say, Outcome},
+    output::{say, Outcome},
     prompt,
     pull::pull_lock,
     Context,
 };
 use crate::cli::{ChangeArgs, InstallArgs, UpgradeArgs};
+use indicatif::HumanBytes;
 use pgoci::blobs::{BlobSource, NoBlobs};
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
@@ -264,9 +265,9 @@ fn plan_text(lock: &Lock, plan: &Plan, download: bool) -> String {
         lock.server.version,
         lock.platform,
         if download {
-            format!(", download up to {}", human_bytes(lock.download_size()))
+            format!(", download up to {}", HumanBytes(lock.download_size()))
         } else {
-            format!(", {} from the bundle", human_bytes(lock.download_size()))
+            format!(", {} from the bundle", HumanBytes(lock.download_size()))
         }
     );
     for e in &lock.extensions {

@@ -3,10 +3,11 @@
 
 use super::{
     install::parse_instance_name,
-    output::{human_bytes, say, Outcome},
+    output::{say, Outcome},
     prompt, Context,
 };
 use crate::cli::ChangeArgs;
+use indicatif::HumanBytes;
 use pgoci::error::{Error, Result};
 use pgoci::install::apply::{self, LifecycleReport};
 use pgoci::install::facts::LifecycleFacts;
@@ -201,7 +202,7 @@ pub fn gc(ctx: &Context, keep: &[PathBuf], change: &ChangeArgs) -> Result<Outcom
             .field("bytes_freed", 0)
             .note(format!(
                 "would free {} ({entries} store entries, {blobs} cache blobs)",
-                human_bytes(bytes)
+                HumanBytes(bytes)
             )));
     }
     let report = apply::gc(&steps, &layout, Some(&cache), ctx.reporter.as_ref())?;
@@ -212,7 +213,7 @@ pub fn gc(ctx: &Context, keep: &[PathBuf], change: &ChangeArgs) -> Result<Outcom
         .field("bytes_freed", bytes)
         .note(format!(
             "freed {} ({entries} store entries, {blobs} cache blobs)",
-            human_bytes(bytes)
+            HumanBytes(bytes)
         )))
 }
 

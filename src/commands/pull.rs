@@ -1,10 +1,8 @@
 //! `pgoci pull`: a lock's blobs into the cache.
 
-use super::{
-    output::{human_bytes, Outcome},
-    Context,
-};
+use super::{output::Outcome, Context};
 use crate::cli::LockSource;
+use indicatif::HumanBytes;
 use pgoci::cache::Cache;
 use pgoci::companions::Companion;
 use pgoci::error::Result;
@@ -92,7 +90,7 @@ pub fn run(ctx: &Context, source: &LockSource) -> Result<Outcome> {
         .note(format!(
             "pulled {} blob(s) ({}), {} already cached, into {}{}",
             report.fetched,
-            human_bytes(report.bytes_fetched),
+            HumanBytes(report.bytes_fetched),
             report.cached,
             cache.root().display(),
             match companions.len() {

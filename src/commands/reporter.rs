@@ -5,8 +5,8 @@
 //! to stop: lines are written with [`say`], never `eprintln!` (which
 //! panics on a closed stderr).
 
-use super::output::{human_bytes, say};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use super::output::say;
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgoci::digest::Digest;
 use pgoci::progress::{Event, Phase, Reporter};
 use std::collections::HashMap;
@@ -23,7 +23,7 @@ impl Reporter for Lines {
         if blobs > 0 {
             say(format_args!(
                 "pulling {blobs} blob(s), {}",
-                human_bytes(bytes)
+                HumanBytes(bytes)
             ));
         }
     }
@@ -45,7 +45,7 @@ impl Reporter for Lines {
             .unwrap_or(0);
         say(format_args!(
             "fetched {digest} ({}, verified)",
-            human_bytes(size)
+            HumanBytes(size)
         ));
     }
 
@@ -71,7 +71,7 @@ impl Reporter for Lines {
                 say(format_args!(
                     "{} {digest} ({})",
                     phase.verb(),
-                    human_bytes(size.unwrap_or(0))
+                    HumanBytes(size.unwrap_or(0))
                 ));
             }
             _ => {}

@@ -50,11 +50,8 @@ pub fn run(ctx: &Context, cmd: BundleCommand) -> Result<Outcome> {
         BundleCommand::Verify { path } => {
             let bundle = Bundle::open(&path)?;
             let blobs = bundle.verify(ctx.reporter.as_ref())?;
-            let carried = bundle.companions()?;
-            let mut signatures = 0;
-            for (lock, _) in &bundle.locks {
-                signatures += ctx.check_signatures(lock, &carried, &bundle)?;
-            }
+            let locks: Vec<&pgoci::lock::Lock> = bundle.locks.iter().map(|(l, _)| l).collect();
+            let signatures = ctx.check_signatures(&locks, || bundle.companions(), &bundle)?;
             let mut outcome = Outcome::new("bundle verify", false);
             if signatures > 0 {
                 // Only when a policy asked: the document's shape is unchanged otherwise.

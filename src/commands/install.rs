@@ -231,7 +231,7 @@ fn execute(
         Source::Bundle(b) => {
             // Offline: the signatures the bundle carries, checked against
             // this host's policy (a carrier cannot re-sign what it swapped).
-            ctx.check_signatures(lock, &b.companions()?, b.as_ref())?;
+            ctx.check_signatures(&[lock], || b.companions(), b.as_ref())?;
             b
         }
         // pull_lock checks the signatures.
@@ -510,7 +510,7 @@ fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcom
     let (lock, source): (Lock, Box<dyn BlobSource>) = match (&args.bundle, &args.lock) {
         (Some(path), _) => {
             let bundle = open_bundle(path, &[], Some(major))?;
-            ctx.check_signatures(&bundle.lock, &bundle.companions()?, &bundle)?;
+            ctx.check_signatures(&[&bundle.lock], || bundle.companions(), &bundle)?;
             (bundle.lock.clone(), Box::new(bundle))
         }
         (None, lock) => {

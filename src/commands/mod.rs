@@ -141,13 +141,14 @@ impl Context {
         }
     }
 
-    /// Checks the signatures `policies` require on a lock's artifacts,
-    /// offline, from local blobs (cache or bundle): the ones the lock
-    /// records, else the ones `carried` beside the images; returns how many.
+    /// Checks the signatures `policies` require on the locks' artifacts,
+    /// offline, from local blobs (cache or bundle): the ones a lock
+    /// records, else the ones `carried` finds beside the images (asked
+    /// only when a policy is in force); returns how many.
     pub fn check_signatures(
         &self,
-        lock: &Lock,
-        carried: &[pgoci::companions::Companion],
+        locks: &[&Lock],
+        carried: impl FnOnce() -> Result<Vec<pgoci::companions::Companion>>,
         source: &dyn BlobSource,
     ) -> Result<usize> {
         let policies = self.policies()?;
@@ -155,11 +156,16 @@ impl Context {
             return Ok(0);
         }
         let _span = tracing::info_span!("signatures").entered();
-        let checked = pgoci::signature::record::verify_lock(lock, carried, source, &policies)?;
-        for (image, v) in &checked {
-            tracing::info!("{image}: signed by {} ({})", v.signer, v.signature);
+        let carried = carried()?;
+        let mut count = 0;
+        for lock in locks {
+            let checked = pgoci::signature::record::verify_lock(lock, &carried, source, &policies)?;
+            for (image, v) in &checked {
+                tracing::info!("{image}: signed by {} ({})", v.signer, v.signature);
+            }
+            count += checked.len();
         }
-        Ok(checked.len())
+        Ok(count)
     }
 
     /// Holds the prefix for a command that changes it (not for `--check`,

@@ -43,10 +43,9 @@ pub fn pull_all(
             .await?;
         // The signatures came down with the blobs; what the policy
         // requires is checked on the local copies before anything uses them.
-        let carried = pgoci::companions::cached(locks, &cache)?.unwrap_or_default();
-        for lock in locks {
-            ctx.check_signatures(lock, &carried, &cache)?;
-        }
+        let all: Vec<&Lock> = locks.iter().collect();
+        let carried = || Ok(pgoci::companions::cached(locks, &cache)?.unwrap_or_default());
+        ctx.check_signatures(&all, carried, &cache)?;
         if !companions {
             return Ok((report, Vec::new()));
         }

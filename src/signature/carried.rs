@@ -8,7 +8,7 @@
 //! its own policy. Where a manifest came from proves nothing: only the
 //! verification counts, and a carrier cannot sign what it swapped.
 
-use super::{cosign, SignatureSet, MAX_MANIFEST, MAX_PAYLOAD};
+use super::{cosign, SignatureSet, MAX_MANIFEST};
 use crate::blobs::BlobSource;
 use crate::companions::{Companion, Role};
 use crate::digest::Digest;
@@ -59,21 +59,18 @@ pub fn sets_for(
     (sets, index)
 }
 
-/// One signature manifest and its simple-signing payloads, verified
-/// against their digests as they are read; `None` if any is unreadable.
+/// One signature manifest and its simple-signing payloads (chosen as
+/// online, [`super::payloads`]), verified against their digests as they
+/// are read; `None` if any is unreadable.
 fn read_set(manifest: &Blob, source: &dyn BlobSource) -> Option<SignatureSet> {
     let bytes = source.read_small(manifest).ok()?;
     let parsed = cosign::SignatureManifest::parse(&bytes, &manifest.digest.to_string()).ok()?;
     let mut blobs = BTreeMap::new();
-    for layer in parsed.signatures() {
-        let digest: Digest = layer.digest.parse().ok()?;
-        if layer.size > MAX_PAYLOAD || blobs.contains_key(&digest) {
-            continue;
-        }
+    for (digest, size) in super::payloads(&parsed) {
         let payload = Blob {
             digest: digest.clone(),
-            size: layer.size,
-            media_type: layer.media_type.clone(),
+            size,
+            media_type: cosign::SIMPLE_SIGNING.into(),
         };
         blobs.insert(digest, source.read_small(&payload).ok()?);
     }

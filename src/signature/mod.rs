@@ -372,13 +372,7 @@ pub async fn fetch(registry: &Registry, subject: Subject<'_>) -> Result<Vec<Sign
         }
         let parsed = cosign::SignatureManifest::parse(&m.bytes, &digest.to_string())?;
         let mut blobs = BTreeMap::new();
-        for layer in parsed.signatures() {
-            let Ok(d) = layer.digest.parse::<Digest>() else {
-                continue;
-            };
-            if layer.size > MAX_PAYLOAD || blobs.contains_key(&d) {
-                continue;
-            }
+        for (d, _) in payloads(&parsed) {
             let bytes = registry.small_blob(&reference, &d, MAX_PAYLOAD).await?;
             blobs.insert(d, bytes);
         }
@@ -390,6 +384,23 @@ pub async fn fetch(registry: &Registry, subject: Subject<'_>) -> Result<Vec<Sign
         });
     }
     Ok(sets)
+}
+
+/// The payload blobs a signature manifest names, each once, with their
+/// declared sizes: its signature layers whose digest parses and whose
+/// size is within [`MAX_PAYLOAD`] (no other could be read, let alone
+/// verify). The same choice online ([`fetch`]) and offline ([`carried`]).
+fn payloads(manifest: &cosign::SignatureManifest) -> Vec<(Digest, u64)> {
+    let mut out: Vec<(Digest, u64)> = Vec::new();
+    for layer in manifest.signatures() {
+        let Ok(d) = layer.digest.parse::<Digest>() else {
+            continue;
+        };
+        if layer.size <= MAX_PAYLOAD && !out.iter().any(|(seen, _)| *seen == d) {
+            out.push((d, layer.size));
+        }
+    }
+    out
 }
 
 /// Fetches and verifies: the online check of one artifact. Returns what

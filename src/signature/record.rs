@@ -52,23 +52,11 @@ pub fn verify_local(
 ) -> Result<Verified> {
     let (image, digest) = (pinned.reference.as_str(), &pinned.digest);
     let Some(record) = pinned.signature.as_ref() else {
-        let (sets, index) = super::carried::sets_for(pinned, carried, source);
-        return verify(
-            Subject {
-                image,
-                digest,
-                index: index.as_ref().map(|(d, b)| (d, b.as_slice())),
-            },
-            &sets,
+        return verify_carried(
+            pinned,
+            super::carried::sets_for(pinned, carried, source),
             policy,
-        )
-        .map_err(|e| {
-            if sets.is_empty() {
-                e.hint("no signature of it travels with the lock or the bundle: have the supplier sign the image and export again")
-            } else {
-                e
-            }
-        });
+        );
     };
     let bad = |e: Error| {
         Error::integrity(format!(
@@ -102,6 +90,27 @@ pub fn verify_local(
         &[set],
         policy,
     )
+}
+
+/// Checks the signature sets carried beside `pinned` (and the index they
+/// may cover, [`super::carried::sets_for`]) against `policy`.
+fn verify_carried(
+    pinned: &Pinned,
+    (sets, index): (Vec<SignatureSet>, Option<(Digest, Vec<u8>)>),
+    policy: &Policy,
+) -> Result<Verified> {
+    let subject = Subject {
+        image: &pinned.reference,
+        digest: &pinned.digest,
+        index: index.as_ref().map(|(d, b)| (d, b.as_slice())),
+    };
+    verify(subject, &sets, policy).map_err(|e| {
+        if sets.is_empty() {
+            e.hint("no signature of it travels with the lock or the bundle: have the supplier sign the image and export again")
+        } else {
+            e
+        }
+    })
 }
 
 /// Checks every artifact of `lock` that `policies` name, offline, from
@@ -159,24 +168,30 @@ pub fn statuses(
             return;
         }
         let record = pinned.signature.as_ref();
-        let (status, ok, signer, detail) = match (policy, record) {
-            (Some(policy), _) => match verify_local(pinned, carried, source, policy) {
-                Ok(v) => (
-                    "signed",
-                    true,
-                    Some(v.signer),
-                    format!(
-                        "signature {} over {}{}",
-                        v.signature.short(),
-                        v.signed.short(),
-                        if record.is_none() {
-                            " (carried beside the image; the lock records none)"
-                        } else {
-                            ""
-                        }
-                    ),
+        let checked = |result: Result<Verified>| match result {
+            Ok(v) => (
+                "signed",
+                true,
+                Some(v.signer),
+                format!(
+                    "signature {} over {}{}",
+                    v.signature.short(),
+                    v.signed.short(),
+                    if record.is_none() {
+                        " (carried beside the image; the lock records none)"
+                    } else {
+                        ""
+                    }
                 ),
-                Err(e) if record.is_none() && e.message.contains("not signed") => (
+            ),
+            Err(e) => ("bad", false, record.map(|r| r.signer.clone()), e.message),
+        };
+        let (status, ok, signer, detail) = match (policy, record) {
+            (Some(policy), Some(_)) => checked(verify_local(pinned, carried, source, policy)),
+            // Without a record, what travels beside the image is all there
+            // is: nothing is "unsigned", something that does not verify "bad".
+            (Some(policy), None) => match super::carried::sets_for(pinned, carried, source) {
+                (sets, _) if sets.is_empty() => (
                     "unsigned",
                     false,
                     None,
@@ -185,7 +200,7 @@ pub fn statuses(
                         policy.describe()
                     ),
                 ),
-                Err(e) => ("bad", false, record.map(|r| r.signer.clone()), e.message),
+                found => checked(verify_carried(pinned, found, policy)),
             },
             (None, Some(r)) => (
                 "recorded",

@@ -9,8 +9,7 @@
 //! before anything is created, never found at initdb (exit 7).
 
 use crate::support::*;
-use pgoci::digest::Digest;
-use pgoci::lock::{Blob, Lock};
+use pgoci::lock::Blob;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -62,33 +61,6 @@ fn layer(entries: &[(&str, &str, &[u8])]) -> Vec<u8> {
         builder.append(&h, *data).unwrap();
     }
     builder.into_inner().unwrap()
-}
-
-/// Adds `bytes` as a last layer of the server (`ext: false`) or of pg_cron;
-/// returns the changed lock's file.
-fn with_layer(
-    dir: &Path,
-    bundle: &Path,
-    lock: &Lock,
-    ext: bool,
-    name: &str,
-    bytes: &[u8],
-) -> PathBuf {
-    let digest = Digest::of_bytes(bytes);
-    std::fs::write(bundle.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
-    let mut lock = lock.clone();
-    let pinned = match ext {
-        true => &mut lock.extensions[0].pinned,
-        false => &mut lock.server.pinned,
-    };
-    pinned.layers.push(Blob {
-        digest,
-        size: bytes.len() as u64,
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-    });
-    let path = dir.join(format!("{name}.lock"));
-    std::fs::write(&path, lock.to_yaml().unwrap()).unwrap();
-    path
 }
 
 /// Paths under `root` that a refused install must not leave: an instance,
@@ -268,7 +240,7 @@ fn a_server_binary_with_broken_headers_is_exit_5_before_anything_runs() {
         ("truncated", &truncated, "past the end of the file"),
     ];
     for (name, bytes, want) in cases {
-        let lock_file = with_layer(
+        let lock_file = lock_with_layer(
             d,
             &bundle,
             &lock,
@@ -335,7 +307,7 @@ fn a_broken_needed_library_is_exit_5_naming_it() {
         ),
     ];
     for (name, bytes, want) in cases {
-        let lock_file = with_layer(d, &bundle, &lock, true, name, &bytes);
+        let lock_file = lock_with_layer(d, &bundle, &lock, true, name, &bytes);
         let root = d.join(format!("root-{name}"));
         let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -391,7 +363,7 @@ fn host_files_named_by_an_image_never_reach_a_generation() {
         ),
     ];
     for (name, bytes, code, want) in cases {
-        let lock_file = with_layer(d, &bundle, &lock, true, name, &bytes);
+        let lock_file = lock_with_layer(d, &bundle, &lock, true, name, &bytes);
         let root = d.join(format!("root-{name}"));
         let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -429,7 +401,7 @@ fn host_runpath_and_dependency_cycles() {
     let mut runpath = cron.clone();
     rename_needed(&mut runpath, "libpq.so.5", "libpq.so.9");
     repoint_needed(&mut runpath, "libc.so.6", 29, host.path().to_str().unwrap());
-    let lock_file = with_layer(
+    let lock_file = lock_with_layer(
         d,
         &bundle,
         &lock,
@@ -451,7 +423,7 @@ fn host_runpath_and_dependency_cycles() {
     let mut cyc = libpq.clone();
     rename_needed(&mut cyc, "libgssapi_krb5.so.2", "libpq.so.9");
     rename_needed(&mut cyc, "libldap-2.5.so.0", "libcyc.so.1");
-    let lock_file = with_layer(
+    let lock_file = lock_with_layer(
         d,
         &bundle,
         &lock,

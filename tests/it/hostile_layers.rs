@@ -5,8 +5,6 @@
 //! ones stay beneath the store entry whatever their symlinks say.
 
 use crate::support::*;
-use pgoci::digest::Digest;
-use pgoci::lock::{Blob, Lock};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -26,22 +24,6 @@ fn layer(entries: &[(&str, tar::EntryType, &str, &[u8], u32)]) -> Vec<u8> {
         builder.append(&h, *data).unwrap();
     }
     builder.into_inner().unwrap()
-}
-
-/// Adds `bytes` as a last layer of pg_cron: the blob goes into the bundle's
-/// layout, the changed lock to `dir/<name>.lock`. Returns the lock file.
-fn with_extra_layer(dir: &Path, bundle: &Path, lock: &Lock, name: &str, bytes: &[u8]) -> PathBuf {
-    let digest = Digest::of_bytes(bytes);
-    std::fs::write(bundle.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
-    let mut lock = lock.clone();
-    lock.extensions[0].pinned.layers.push(Blob {
-        digest,
-        size: bytes.len() as u64,
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-    });
-    let path = dir.join(format!("{name}.lock"));
-    std::fs::write(&path, lock.to_yaml().unwrap()).unwrap();
-    path
 }
 
 /// A sibling of the install roots that no layer may touch.
@@ -97,7 +79,7 @@ fn refused_layers_exit_5_and_change_nothing() {
         ),
     ];
     for (name, bytes, want) in cases {
-        let lock_file = with_extra_layer(d, &bundle, &lock, name, &bytes);
+        let lock_file = lock_with_layer(d, &bundle, &lock, true, name, &bytes);
         let root = d.join(format!("root-{name}"));
         let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -146,7 +128,7 @@ fn accepted_hostile_layer_stays_beneath_its_store_entry() {
         ("hostile/dup", F, "", b"2", 0o644),
         ("hostile/h", H, "/hostile/dup", b"", 0o644),
     ]);
-    let lock_file = with_extra_layer(d, &bundle, &lock, "accepted", &bytes);
+    let lock_file = lock_with_layer(d, &bundle, &lock, true, "accepted", &bytes);
     let root = d.join("root");
     let out = install_hostile(d, &bundle, &lock_file, &root, &[]);
     assert_success(&out);

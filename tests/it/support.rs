@@ -297,3 +297,31 @@ pub fn install_hostile(
         .output()
         .unwrap()
 }
+
+/// Adds `bytes` as a last layer of the server (`ext: false`) or of the
+/// first extension (pg_cron in [`real_bundle`]): the blob goes into the
+/// bundle's layout, the changed lock to `dir/<name>.lock`, which is returned.
+pub fn lock_with_layer(
+    dir: &Path,
+    bundle: &Path,
+    lock: &pgoci::lock::Lock,
+    ext: bool,
+    name: &str,
+    bytes: &[u8],
+) -> PathBuf {
+    let digest = pgoci::digest::Digest::of_bytes(bytes);
+    std::fs::write(bundle.join("blobs/sha256").join(digest.hex()), bytes).unwrap();
+    let mut lock = lock.clone();
+    let pinned = match ext {
+        true => &mut lock.extensions[0].pinned,
+        false => &mut lock.server.pinned,
+    };
+    pinned.layers.push(pgoci::lock::Blob {
+        digest,
+        size: bytes.len() as u64,
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+    });
+    let path = dir.join(format!("{name}.lock"));
+    std::fs::write(&path, lock.to_yaml().unwrap()).unwrap();
+    path
+}

@@ -304,25 +304,15 @@ pub fn export_with(
     // A leftover of an earlier run of this pid (never the user's name).
     remove_any(&tmp.path);
     let is_tar = path.extension().is_some_and(|e| e == "tar");
-    if is_tar {
-        write_tar(
-            &tmp.path,
-            path,
-            &index,
-            lock_text.as_bytes(),
-            &blobs,
-            &source,
-        )?;
-    } else {
-        write_dir(
-            &tmp.path,
-            path,
-            &index,
-            lock_text.as_bytes(),
-            &blobs,
-            &source,
-        )?;
-    }
+    let write = if is_tar { write_tar } else { write_dir };
+    write(
+        &tmp.path,
+        path,
+        &index,
+        lock_text.as_bytes(),
+        &blobs,
+        &source,
+    )?;
     // Checked again just before the rename: what appeared at the target
     // meanwhile is not replaced unless it is a bundle too.
     match check_target(path)? {

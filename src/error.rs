@@ -64,7 +64,21 @@ pub struct Error {
     /// What else went wrong while handling this error (an undo that
     /// failed, with its path): printed as `warning:` lines after it.
     pub warnings: Vec<String>,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    cause: Option<Cause>,
+}
+
+/// Type-erased error, as kept for a cause.
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What lies behind an [`Error`].
+#[derive(Debug)]
+enum Cause {
+    /// A lower-level error that caused this one (the first in the chain).
+    Source(BoxError),
+    /// The module error this one was made from ([`Classify::into_error`]):
+    /// its message is this error's, so the chain goes on at *its* source;
+    /// kept whole so callers and tests can look at the variant.
+    Typed(BoxError),
 }
 
 /// The library's result type.
@@ -78,7 +92,7 @@ impl Error {
             hint: None,
             transient: false,
             warnings: Vec::new(),
-            source: None,
+            cause: None,
         }
     }
 
@@ -87,8 +101,16 @@ impl Error {
         mut self,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        self.source = Some(source.into());
+        self.cause = Some(Cause::Source(source.into()));
         self
+    }
+
+    /// The module error this one was made from, if it is an `E`.
+    pub fn typed<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match &self.cause {
+            Some(Cause::Typed(e)) => e.downcast_ref::<E>(),
+            _ => None,
+        }
     }
 
     /// The causes below this error, outermost first.
@@ -163,9 +185,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        match &self.cause {
+            Some(Cause::Source(e)) => Some(e.as_ref()),
+            Some(Cause::Typed(e)) => e.source(),
+            None => None,
+        }
     }
 }
 
@@ -177,15 +201,24 @@ pub trait Classify: std::error::Error + Send + Sync + Sized + 'static {
     fn hint(&self) -> Option<String> {
         None
     }
-    /// The library-wide error, keeping this one as its cause.
+    /// Whether the same request may succeed later.
+    fn transient(&self) -> bool {
+        false
+    }
+    /// The library-wide error: this one's message, kind and hint, with
+    /// this error kept whole so its `#[source]` chain runs to the end.
     fn into_error(self) -> Error {
         let mut e = Error::new(self.kind(), self.to_string());
         e.hint = self.hint();
-        let own_source = std::error::Error::source(&self).map(|s| s.to_string());
-        if let Some(text) = own_source {
-            e = e.caused_by(text);
-        }
+        e.transient = self.transient();
+        e.cause = Some(Cause::Typed(Box::new(self)));
         e
+    }
+}
+
+impl<E: Classify> From<E> for Error {
+    fn from(e: E) -> Self {
+        e.into_error()
     }
 }
 
@@ -197,5 +230,40 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn with_path(self, path: &Path, action: &str) -> Result<T> {
         self.map_err(|e| Error::io(path, action, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Probe {
+        #[error("cannot read the probe")]
+        Read(#[source] Error),
+    }
+
+    impl Classify for Probe {
+        fn kind(&self) -> Kind {
+            Kind::Integrity
+        }
+        fn transient(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_typed_error_keeps_its_variant_and_its_whole_chain() {
+        let inner = Error::host("the disk below").caused_by(std::io::Error::other("EIO"));
+        let err: Error = Probe::Read(inner).into();
+        assert_eq!(err.kind, Kind::Integrity);
+        assert!(err.transient);
+        assert_eq!(err.to_string(), "cannot read the probe");
+        assert!(matches!(err.typed::<Probe>(), Some(Probe::Read(_))));
+        // The chain starts below the typed error (its message is ours) and
+        // runs to the end, two levels down.
+        let causes: Vec<String> = err.causes().map(|c| c.to_string()).collect();
+        assert_eq!(causes, ["the disk below", "EIO"]);
+        assert!(err.typed::<std::io::Error>().is_none());
     }
 }

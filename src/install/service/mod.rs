@@ -175,8 +175,3 @@ impl Classify for ServiceError {
     }
 }
 
-impl From<ServiceError> for crate::Error {
-    fn from(e: ServiceError) -> Self {
-        e.into_error()
-    }
-}

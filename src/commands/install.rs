@@ -213,7 +213,7 @@ fn execute(
     }
     // Refused before a question is asked or a byte downloaded.
     if plan.changes_anything() {
-        apply::require_root(command)?;
+        pgoci::install::privilege::require(command, &opts.layout, Some(&opts.user))?;
     }
     if interactive && plan.changes_anything() {
         say(format_args!(

@@ -68,17 +68,14 @@ pub fn glibc_release(libc: &Path) -> Option<String> {
     (version.contains('.')).then_some(version)
 }
 
-/// The host's glibc release (under `root`).
-pub fn host_glibc(root: &Path) -> Option<String> {
-    let find = |root: &Path| {
-        LIBC_PATHS
-            .iter()
-            .map(|p| root.join(p))
-            .find(|p| p.exists())
-            .and_then(|p| glibc_release(&p))
-    };
-    // Under `--root` without a libc of its own, this machine's runs the server.
-    find(root).or_else(|| find(Path::new("/")))
+/// The glibc release of the machine the server runs on (this one, under
+/// `--root` too).
+pub fn host_glibc() -> Option<String> {
+    LIBC_PATHS
+        .iter()
+        .map(|p| Path::new("/").join(p))
+        .find(|p| p.exists())
+        .and_then(|p| glibc_release(&p))
 }
 
 /// ICU's major version a server binary links (`libicui18n.so.72` → 72).
@@ -94,16 +91,12 @@ pub fn icu_of(postgres: &Path) -> Option<String> {
 }
 
 /// The libraries a composed generation runs on: the image's glibc when
-/// its executables were patched to the image's loader, else the host's.
-pub fn of_generation(
-    root: &Path,
-    gen_dir: &Path,
-    dirs: &ServerDirs,
-    env: &RuntimeEnv,
-) -> CollationLibs {
+/// its executables were patched to the image's loader, else the host's —
+/// this machine's, under `--root` too: the server runs here.
+pub fn of_generation(gen_dir: &Path, dirs: &ServerDirs, env: &RuntimeEnv) -> CollationLibs {
     let glibc = match &env.rewritten {
         Some(_) => glibc_release(&gen_dir.join(DEPS_DIR).join("libc.so.6")),
-        None => host_glibc(root),
+        None => host_glibc(),
     };
     CollationLibs {
         glibc,

@@ -34,7 +34,7 @@ pub fn generation_libs(
 ) -> CollationLibs {
     let dir = layout.generation(&st.instance, &gen.name);
     let env = generation::read_runtime_env(&dir);
-    collation::of_generation(&layout.root, &dir, &gen.dirs, &env)
+    collation::of_generation(&dir, &gen.dirs, &env)
 }
 
 /// The running server of the instance's current generation, if it runs.
@@ -230,7 +230,7 @@ pub fn resolve(
             st.instance, change.from, change.to
         )]);
     }
-    super::apply::require_root("collation")?;
+    super::privilege::require("collation", layout, Some(&st.user))?;
     let private_port = if st.port == 50431 { 50430 } else { 50431 };
     let server = Server {
         bin: dir.join(&gen.dirs.bin),

@@ -150,8 +150,10 @@ impl HostFacts {
         // host's alone are looked at).
         let server = &lock.server.pinned.digest;
         let locales = match DataDirState::of(&data_path) {
+            // This machine's locales, under --root too: initdb runs here and
+            // glibc finds compiled locales by absolute path.
             DataDirState::Absent | DataDirState::Empty => super::locale::LocaleFacts::gather(
-                &layout.root,
+                Path::new("/"),
                 super::store::has(layout, server)
                     .then(|| layout.store().join(server.hex()))
                     .as_deref(),

@@ -322,7 +322,7 @@ pub fn check(
                 .iter()
                 .find(|(soname, _)| soname == "libc.so.6")
                 .and_then(|(_, path)| super::collation::glibc_release(path)),
-            None => super::collation::host_glibc(Path::new("/")),
+            None => super::collation::host_glibc(),
         },
         icu: super::collation::icu_of(&server.join(&dirs.bin).join("postgres")),
     };

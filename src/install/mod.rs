@@ -34,6 +34,7 @@ pub mod manifest;
 pub mod plan;
 pub mod postgres;
 pub mod preflight;
+pub mod privilege;
 pub mod runtime;
 pub mod service;
 pub mod state;

@@ -29,11 +29,23 @@ pub fn chown_mode(dir: &std::path::Path, account: &Account, mode: u32) -> Result
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
 }
 
-/// Finds a user in `/etc/passwd`.
+/// Finds a user in `/etc/passwd` by name.
 pub fn lookup(name: &str) -> Option<Account> {
+    find(|fields| fields.first() == Some(&name))
+}
+
+/// Finds a user in `/etc/passwd` by uid (the first of that uid).
+pub fn by_uid(uid: u32) -> Option<Account> {
+    find(|fields| fields.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+}
+
+fn find(matches: impl Fn(&[&str]) -> bool) -> Option<Account> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    let line = passwd.lines().find(|l| l.split(':').next() == Some(name))?;
-    let fields: Vec<&str> = line.split(':').collect();
+    let fields: Vec<&str> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| matches(f))?;
+    let name = fields.first()?.to_string();
     let uid = fields.get(2)?.parse().ok()?;
     let gid: u32 = fields.get(3)?.parse().ok()?;
     let group = std::fs::read_to_string("/etc/group")
@@ -46,7 +58,7 @@ pub fn lookup(name: &str) -> Option<Account> {
         })
         .unwrap_or_else(|| gid.to_string());
     Some(Account {
-        name: name.into(),
+        name,
         uid,
         gid,
         group,

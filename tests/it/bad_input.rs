@@ -2,10 +2,6 @@
 
 use crate::support::*;
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 #[test]
 fn unknown_major_or_extension_is_exit_3_with_nearest_names() {
     let bed = bed();

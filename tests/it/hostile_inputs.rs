@@ -7,10 +7,6 @@ use crate::support::*;
 use pgoci::digest::Digest;
 use std::path::Path;
 
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 fn digest(n: u8) -> String {
     format!("sha256:{}", hex_of(n))
 }

@@ -112,3 +112,127 @@ fn a_failed_first_install_into_an_empty_mount_point_is_undone_and_runs_again() {
     let status = json(&as_nobody(&["status"]));
     assert_eq!(status["instances"][0]["running"], true, "{status}");
 }
+
+/// Under a `--root` they own, users install, run and uninstall an instance
+/// as themselves (the server runs as them: nothing needs another owner);
+/// any other service user, or the host itself, still needs root.
+#[test]
+fn a_user_installs_under_a_root_of_their_own_as_themself() {
+    let dir = scratch();
+    let root = dir.path().join("root");
+    let cache = dir.path().join("nobody-cache");
+    for d in [&root, &cache] {
+        std::fs::create_dir(d).unwrap();
+        rustix::fs::chown(
+            d,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .unwrap();
+    }
+    // Copies the user can reach (the target dir may be under /root).
+    let bin = dir.path().join("pgoci");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("pgoci"), &bin).unwrap();
+    let profile = dir.path().join("profile.yaml");
+    std::fs::copy(&bed().profile, &profile).unwrap();
+    let as_nobody = |root: &Path, args: &[&str]| {
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .env("PGOCI_CACHE_DIR", &cache)
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--insecure-registry", &bed().registry, "--root"])
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let lock_dir = Path::new("/run/lock/pgoci-65534");
+    let lock_dir_was_there = lock_dir.exists();
+    let port = free_port().to_string();
+    let install = [
+        "install",
+        "--yes",
+        "--major",
+        "15",
+        "--service",
+        "none",
+        "--instance",
+        "me",
+        "--port",
+        &port,
+    ];
+    let data = root.join("var/lib/pgoci/me/data");
+    let _server = StopAs(
+        "nobody",
+        root.join("opt/pgoci/instances/me/current/bin"),
+        data.clone(),
+    );
+
+    // The host itself, and a service user other than the caller: exit 6
+    // before anything is written, naming the way out.
+    let out = as_nobody(Path::new("/"), &install);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must run as root"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_nobody(&root, &install);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--user nobody"), "{}", stderr(&out));
+    assert!(tree(&root).is_empty(), "wrote {:?}", tree(&root));
+
+    // As themself: installed, initialised and started as nobody.
+    let mut as_self = install.to_vec();
+    as_self.extend(["--user", "nobody"]);
+    let out = as_nobody(&root, &as_self);
+    assert_success(&out);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&data).unwrap().uid(), 65534);
+    let who = std::process::Command::new("runuser")
+        .args([
+            "-u", "nobody", "--", "psql", "-X", "-tA", "-U", "nobody", "-d", "postgres",
+        ])
+        .arg("-h")
+        .arg(root.join("run/pgoci/me"))
+        .args([
+            "-p",
+            &port,
+            "-c",
+            "SELECT current_user || ' ' || current_setting('server_version_num')::int / 10000",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&who);
+    assert_eq!(String::from_utf8_lossy(&who.stdout).trim(), "nobody 15");
+    // A re-run changes nothing; uninstall stops it and keeps the data.
+    let out = as_nobody(&root, &[&["--json"][..], &as_self].concat());
+    assert_success(&out);
+    assert_eq!(json(&out)["changed"], false);
+    let out = as_nobody(&root, &["uninstall", "--yes", "--instance", "me"]);
+    assert_success(&out);
+    assert!(data.join("PG_VERSION").exists());
+    assert!(!root
+        .join("run/pgoci/me/.s.PGSQL.".to_string() + &port)
+        .exists());
+
+    if !lock_dir_was_there {
+        let _ = std::fs::remove_dir_all(lock_dir);
+    }
+}
+
+/// Stops a server as `user` when the test ends, however it ends.
+struct StopAs(&'static str, std::path::PathBuf, std::path::PathBuf);
+
+impl Drop for StopAs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", self.0, "--"])
+            .arg(self.1.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.2)
+            .output();
+    }
+}

@@ -167,7 +167,7 @@ fn keyless_with_another_root_or_a_key_only_image_is_refused() {
 // ---- through the command line: resolve, export, verify, install ----------
 
 use crate::support::{
-    assert_success, free_port, install_from_bundle, json, pgoci, psql, scratch, Servers,
+    assert_success, free_port, install_from_bundle, json, pgoci, psql, scratch, stderr, Servers,
 };
 
 /// `pgoci` against the signed registry with `--require-signature-key KEY`.
@@ -176,10 +176,6 @@ fn with_key(cache: &Path, key: &str) -> assert_cmd::Command {
     let mut cmd = pgoci(&s.profile, &s.registry, cache);
     cmd.arg("--require-signature-key").arg(s.path(key));
     cmd
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 /// `pgoci` on the far side of an air gap: a registry address nothing

@@ -228,6 +228,11 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A command's stderr, as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Fails the test with the command's stderr unless it succeeded.
 #[track_caller]
 pub fn assert_success(out: &std::process::Output) {

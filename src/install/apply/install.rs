@@ -2,7 +2,7 @@
 //! libraries, compose, the data checks, initdb, config, unit, switch, start.
 
 use super::files::{give, write_config, write_service_files};
-use super::{report, require_root, undo, Runner};
+use super::{report, undo, Runner};
 use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -10,6 +10,7 @@ use crate::install::facts::spec_of;
 use crate::install::generation::{self, ExtensionInput};
 use crate::install::layout::HostLayout;
 use crate::install::plan::{self, InstallTarget, Plan, Step};
+use crate::install::privilege;
 use crate::install::service::{self, ServiceSpec};
 use crate::install::state::{ExtensionState, GenerationState, InstanceState};
 use crate::install::transaction::Transaction;
@@ -41,8 +42,8 @@ pub fn install(
     if plan.steps.is_empty() {
         return Ok(report(plan, runner.done));
     }
-    require_root("install")?;
     let layout = &opts.layout;
+    privilege::require("install", layout, Some(&opts.user))?;
     let instance_dir = layout.instance(&opts.instance);
     let previous = InstanceState::read(&instance_dir)?;
     store::clean_temp(&layout.store());
@@ -684,7 +685,7 @@ pub fn compose_generation(
         lock.server.version.clone()
     };
     let env = generation::read_runtime_env(&dest);
-    let collation = crate::install::collation::of_generation(&layout.root, &dest, &dirs, &env);
+    let collation = crate::install::collation::of_generation(&dest, &dirs, &env);
     let gen = GenerationState {
         name: name.to_string(),
         lock_digest: input.lock_digest.clone(),

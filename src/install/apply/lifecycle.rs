@@ -1,7 +1,7 @@
 //! Applying rollback and uninstall plans.
 
 use super::files::{write_config, write_service_files};
-use super::{require_root, undo, LifecycleReport, Runner};
+use super::{undo, LifecycleReport, Runner};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::fsutil;
@@ -9,6 +9,7 @@ use crate::install::facts::spec_of;
 use crate::install::generation::{self};
 use crate::install::layout::HostLayout;
 use crate::install::plan::{Plan, Step};
+use crate::install::privilege;
 use crate::install::service;
 use crate::install::state::InstanceState;
 use crate::install::transaction::Transaction;
@@ -25,11 +26,11 @@ pub fn rollback(
     collation: Option<crate::install::collation::Choice>,
     reporter: &dyn Reporter,
 ) -> Result<LifecycleReport> {
-    require_root("rollback")?;
     let instance = &plan.instance.name;
     let instance_dir = layout.instance(instance);
     let mut st = InstanceState::read(&instance_dir)?
         .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    privilege::require("rollback", layout, Some(&st.user))?;
     let target = st
         .generations
         .iter()
@@ -176,10 +177,10 @@ pub fn uninstall(
             data: Vec::new(),
         });
     }
-    require_root("uninstall")?;
     let instance = &plan.instance.name;
     let st = InstanceState::read(&layout.instance(instance))?
         .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    privilege::require("uninstall", layout, Some(&st.user))?;
     let manager = service::manager(st.service, layout);
     for step in &plan.steps {
         match step {

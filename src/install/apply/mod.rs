@@ -23,17 +23,6 @@ pub use install::{check_collation, check_libraries, compose_generation, install,
 pub use lifecycle::{rollback, uninstall};
 pub use verify::verify;
 
-/// Fails unless running as root: applying changes users, owners, services.
-pub fn require_root(command: &str) -> Result<()> {
-    if rustix::process::geteuid().is_root() {
-        return Ok(());
-    }
-    Err(Error::host(format!(
-        "pgoci {command} must run as root (it creates users, chowns the data directory and runs services)"
-    ))
-    .hint("run it with sudo, or add --check to see the plan without changing anything"))
-}
-
 /// Runs steps, reporting each and collecting those that changed something.
 struct Runner<'a> {
     reporter: &'a dyn Reporter,

@@ -17,7 +17,7 @@
 //! operation: it spans a server stop and a long external tool, and must
 //! survive the process.
 
-use super::apply::{compose_generation, require_root, GenerationInput};
+use super::apply::{compose_generation, GenerationInput};
 use super::cluster::{ClusterOptions, Method, Server, Upgrade};
 use super::collation::{self, Change, Choice, Gate};
 use super::extensions::{self, Update};
@@ -26,6 +26,7 @@ use super::generation::{self, GENERATION_LOCK};
 use super::layout::HostLayout;
 use super::libraries::{self, LibraryMode};
 use super::locale::LocaleProvider;
+use super::privilege;
 use super::service::{self, ServiceManager, ServiceSpec};
 use super::state::{GenerationState, InstanceState};
 use super::transaction::Transaction;
@@ -246,12 +247,12 @@ impl<'a> Instance<'a> {
 /// `pgoci upgrade --major N`: plans, checks and (unless `check`) runs a
 /// major upgrade, or finishes or undoes one a killed run left.
 pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
-    require_root(if req.check {
-        "upgrade --major --check (it runs pg_upgrade --check as the service user)"
-    } else {
-        "upgrade --major"
-    })?;
     let (inst, mut st) = Instance::open(req.layout, req.instance)?;
+    let command = match req.check {
+        true => "upgrade --major --check (it runs pg_upgrade --check as the service user)",
+        false => "upgrade --major",
+    };
+    privilege::require(command, req.layout, Some(&st.user))?;
     let to = req.lock.major();
     if let Some(rec) = st.major_upgrade.clone() {
         match (rec.to_major == to, rec.phase) {
@@ -373,7 +374,6 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
                     &req.layout.generation(req.instance, &old_gen.name),
                 );
                 collation::of_generation(
-                    &req.layout.root,
                     &req.layout.generation(req.instance, &old_gen.name),
                     &old_gen.dirs,
                     &env,

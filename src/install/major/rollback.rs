@@ -50,8 +50,8 @@ pub fn rollback(
             analyze_ms: None,
         }));
     }
-    require_root("rollback")?;
     let (inst, mut st) = Instance::open(layout, instance)?;
+    privilege::require("rollback", layout, Some(&st.user))?;
     let actions = rollback_major(&inst, &mut st, choice)?;
     Ok(Some(MajorReport {
         changed: true,
@@ -100,7 +100,7 @@ pub(super) fn rollback_major(
     // The gate: the old data goes back to the old generation's libraries,
     // as they are now (the host may have changed since).
     let env = generation::read_runtime_env(&old_gen_dir);
-    let now = collation::of_generation(&inst.layout.root, &old_gen_dir, &old_gen.dirs, &env);
+    let now = collation::of_generation(&old_gen_dir, &old_gen.dirs, &env);
     let data_libs = rec.old_collation.clone().unwrap_or_else(|| now.clone());
     if let Some(change) = Change::between(&data_libs, &now) {
         Gate {
@@ -196,8 +196,8 @@ pub fn finalize(layout: &HostLayout, instance: &InstanceName, check: bool) -> Re
             analyze_ms: None,
         });
     }
-    require_root("upgrade --finalize")?;
     let (inst, mut st) = Instance::open(layout, instance)?;
+    privilege::require("upgrade --finalize", layout, Some(&st.user))?;
     fsutil::remove_dir_if_exists(&rec.old_data_dir)?;
     failpoint::hit("finalize-after-remove");
     for g in &old_gens {

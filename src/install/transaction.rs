@@ -7,7 +7,9 @@
 //! [`place_file`](Transaction::place_file)), the `current` link
 //! ([`switch_link`](Transaction::switch_link)), directories made or removed
 //! ([`create_dir`](Transaction::create_dir),
-//! [`remove_dir`](Transaction::remove_dir)), directories a tool fills on
+//! [`remove_dir`](Transaction::remove_dir)), whole trees removed
+//! ([`remove_tree`](Transaction::remove_tree): moved aside, deleted only at
+//! commit), directories a tool fills on
 //! the transaction's behalf ([`fill_dir`](Transaction::fill_dir): initdb,
 //! compose, unpack), owners and modes ([`chown`](Transaction::chown),
 //! [`chmod`](Transaction::chmod)), and the service: its manager's reload,
@@ -79,6 +81,12 @@ enum Undo {
         mode: u32,
         uid: u32,
         gid: u32,
+    },
+    /// A tree [`Transaction::remove_tree`] moved aside to `aside`: moved
+    /// back on undo, deleted on commit.
+    MovedAside {
+        path: PathBuf,
+        aside: PathBuf,
     },
     /// A directory a tool filled for this transaction: the entries that
     /// were not there before are removed, with their content.
@@ -344,6 +352,33 @@ impl Transaction {
         Ok(true)
     }
 
+    /// Removes the directory tree `path` (absent is fine; returns whether it
+    /// existed). It is renamed aside beside itself, one step however big,
+    /// and deleted only at commit; undo renames it back. A tree a killed
+    /// run left aside under the same name is deleted first: that run meant
+    /// to remove it, and a re-run finishes what it began.
+    pub fn remove_tree(&mut self, path: &Path) -> Result<bool> {
+        let aside = aside_of(path)?;
+        fsutil::remove_dir_if_exists(&aside)?;
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::host(format!(
+                    "{} is not a directory: pgoci does not remove it",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_path(path, "stat"),
+        }
+        fs::rename(path, &aside).with_path(path, "move aside")?;
+        self.journal.push(Undo::MovedAside {
+            path: path.to_path_buf(),
+            aside,
+        });
+        Ok(true)
+    }
+
     /// A tool run for this transaction (initdb, compose, unpack) is about
     /// to put entries into the existing directory `dir`: on undo, every
     /// entry that is not there now is removed, whole. Those there now stay.
@@ -468,14 +503,16 @@ impl Transaction {
     pub fn commit(mut self) {
         self.committed = true;
         for undo in self.journal.drain(..) {
-            if let Undo::Placed {
-                backup: Some(backup),
-                ..
-            } = undo
-            {
-                if let Err(e) = fsutil::remove_file_if_exists(&backup) {
-                    tracing::warn!("{}", e.message);
-                }
+            let removed = match undo {
+                Undo::Placed {
+                    backup: Some(backup),
+                    ..
+                } => fsutil::remove_file_if_exists(&backup),
+                Undo::MovedAside { aside, .. } => fsutil::remove_dir_if_exists(&aside),
+                _ => Ok(false),
+            };
+            if let Err(e) = removed {
+                tracing::warn!("{}", e.message);
             }
         }
     }
@@ -554,6 +591,22 @@ impl Transaction {
             }
         }
         out
+    }
+}
+
+/// Where [`Transaction::remove_tree`] puts `path` until commit: beside it
+/// (same file system, so one rename), under a name that says what it is.
+fn aside_of(path: &Path) -> Result<PathBuf> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let mut aside = OsString::from(".tmp-removed-");
+            aside.push(name);
+            Ok(parent.join(aside))
+        }
+        _ => Err(Error::internal(format!(
+            "{} has no parent to move it aside in",
+            path.display()
+        ))),
     }
 }
 
@@ -649,6 +702,7 @@ fn undo_file(undo: Undo, out: &mut Undone) -> Result<()> {
             path,
             backup: Some(backup),
         } => fs::rename(&backup, &path).with_path(&path, "restore"),
+        Undo::MovedAside { path, aside } => fs::rename(&aside, &path).with_path(&path, "restore"),
         Undo::Link {
             path,
             previous: Some(target),

@@ -236,3 +236,61 @@ impl Drop for StopAs {
             .output();
     }
 }
+
+/// An uninstall that fails midway puts everything back: the instance, its
+/// files, and its server running again.
+#[test]
+fn a_failed_uninstall_puts_the_instance_back_running() {
+    let dir = scratch();
+    let root = dir.path().join("root");
+    let cache = dir.path().join("cache");
+    let _servers = Servers::of(&root, "u");
+    let port = free_port().to_string();
+    let out = run(
+        &root,
+        &cache,
+        &[
+            "install",
+            "--yes",
+            "--major",
+            "15",
+            "--service",
+            "none",
+            "--instance",
+            "u",
+            "--port",
+            &port,
+        ],
+    );
+    assert_success(&out);
+    let socket = root.join("run/pgoci/u");
+    let port: u16 = port.parse().unwrap();
+    psql(&socket, port, "CREATE TABLE kept AS SELECT 42 AS answer").unwrap();
+    let instance = root.join("opt/pgoci/instances/u");
+    let listing = tree(&instance);
+
+    // The instance directory cannot be moved aside: its place is taken
+    // by a file, after the server was stopped and the socket and log
+    // directories were moved aside.
+    let blocker = root.join("opt/pgoci/instances/.tmp-removed-u");
+    std::fs::write(&blocker, "in the way").unwrap();
+    let out = run(&root, &cache, &["uninstall", "--yes", "--instance", "u"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every change of this run was undone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(tree(&instance), listing);
+    assert!(root.join("var/log/pgoci/u").is_dir());
+    assert_eq!(
+        psql(&socket, port, "SELECT answer FROM kept").unwrap(),
+        "42"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    let out = run(&root, &cache, &["uninstall", "--yes", "--instance", "u"]);
+    assert_success(&out);
+    assert!(!instance.exists());
+    assert!(psql(&socket, port, "SELECT 1").is_err());
+}

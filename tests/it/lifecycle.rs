@@ -143,7 +143,7 @@ fn pg18_lifecycle_upgrade_failed_upgrade_rollback_verify_gc_uninstall() {
         doc["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("switched back"),
+            .contains("back on generation"),
         "{doc}"
     );
     assert!(i.sql("SELECT version()").contains("18.4"));

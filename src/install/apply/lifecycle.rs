@@ -4,7 +4,6 @@ use super::files::{write_config, write_service_files};
 use super::{undo, LifecycleReport, Runner};
 use crate::error::{Error, Result};
 use crate::failpoint;
-use crate::fsutil;
 use crate::install::facts::spec_of;
 use crate::install::generation::{self};
 use crate::install::layout::HostLayout;
@@ -158,9 +157,12 @@ pub fn rollback(
     }
 }
 
-/// Applies an uninstall plan. Not a transaction: each step is final, and
-/// a run killed midway is completed by running it again (the state file
-/// goes last).
+/// Applies an uninstall plan in one transaction: the server stopped, its
+/// service disabled and its files removed, the instance's trees (and with
+/// `--purge` the data) moved aside; any failure puts all of it back and
+/// starts the server again if it ran. The trees are deleted at commit.
+/// A run killed midway is finished by running it again: the state file
+/// goes with the instance directory, last.
 pub fn uninstall(
     plan: &Plan,
     layout: &HostLayout,
@@ -181,7 +183,26 @@ pub fn uninstall(
     let st = InstanceState::read(&layout.instance(instance))?
         .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
     privilege::require("uninstall", layout, Some(&st.user))?;
-    let manager = service::manager(st.service, layout);
+    let mut tx = Transaction::new(layout);
+    match uninstall_steps(plan, layout, &st, &mut runner, &mut tx) {
+        Ok(()) => tx.commit(),
+        Err(e) => return Err(undo(tx, e)),
+    }
+    Ok(LifecycleReport {
+        changed: !runner.done.is_empty(),
+        actions: runner.done,
+        data: Vec::new(),
+    })
+}
+
+fn uninstall_steps(
+    plan: &Plan,
+    layout: &HostLayout,
+    st: &InstanceState,
+    runner: &mut Runner,
+    tx: &mut Transaction,
+) -> Result<()> {
+    let instance = &plan.instance.name;
     for step in &plan.steps {
         match step {
             Step::Stop { .. } => runner.run(step, || {
@@ -195,15 +216,12 @@ pub fn uninstall(
                     ))
                 })?;
                 let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
-                let stopped = manager.stop(&spec_of(layout, &st, gen, &account, &env))?;
+                let stopped = tx.stop(st.service, &spec_of(layout, st, gen, &account, &env))?;
                 failpoint::hit("uninstall-after-stop");
                 Ok(((), stopped))
             })?,
             Step::RemoveServiceFiles { files } => runner.run(step, || {
-                manager.forget(instance)?;
-                // Final once done, but whole: files the manager was not
-                // told about are put back.
-                let mut tx = Transaction::new(layout);
+                tx.disable(st.service, instance)?;
                 let mut removed = false;
                 for f in files {
                     removed |= tx.remove_file(f)?;
@@ -211,21 +229,18 @@ pub fn uninstall(
                 if removed {
                     tx.reload(st.service)?;
                 }
-                tx.commit();
+                Ok(((), removed))
+            })?,
+            Step::PurgeData { data_dir } => runner.run(step, || {
+                let removed = tx.remove_tree(data_dir)?;
+                failpoint::hit("uninstall-after-purge");
                 Ok(((), removed))
             })?,
             Step::RemoveInstance { dir } => runner.run(step, || {
                 for d in [layout.socket_dir(instance), layout.log_dir(instance)] {
-                    fsutil::remove_dir_if_exists(&d)?;
+                    tx.remove_tree(&d)?;
                 }
-                // Generations first, the state last: a killed run can be repeated.
-                fsutil::remove_dir_if_exists(&dir.join("generations"))?;
-                Ok(((), fsutil::remove_dir_if_exists(dir)?))
-            })?,
-            Step::PurgeData { data_dir } => runner.run(step, || {
-                let removed = fsutil::remove_dir_if_exists(data_dir)?;
-                failpoint::hit("uninstall-after-purge");
-                Ok(((), removed))
+                Ok(((), tx.remove_tree(dir)?))
             })?,
             other => {
                 return Err(Error::internal(format!(
@@ -235,9 +250,5 @@ pub fn uninstall(
             }
         }
     }
-    Ok(LifecycleReport {
-        changed: !runner.done.is_empty(),
-        actions: runner.done,
-        data: Vec::new(),
-    })
+    Ok(())
 }

@@ -72,12 +72,12 @@ fn undo(tx: Transaction, mut err: Error) -> Error {
     );
     err.message = match (&undone.restarted, n) {
         (Some(gen), 0) => format!(
-            "{}; switched back to generation {gen} and restarted it",
+            "{}; every change of this run was undone (back on generation {gen}, running again)",
             err.message
         ),
         (None, 0) => format!("{}; every change of this run was undone", err.message),
         (Some(gen), _) => format!(
-            "{}; switched back to generation {gen} and restarted it, but {failed}",
+            "{}; back on generation {gen}, running again, but {failed}",
             err.message
         ),
         (None, _) => format!("{}; undoing the run also failed: {failed}", err.message),

@@ -123,11 +123,6 @@ pub trait ServiceManager {
     /// Forgets an earlier failed start (systemd's start limit counts a
     /// start the collation gate refused), so the next start is tried.
     fn clear_failed(&self, _instance: &InstanceName) {}
-
-    /// Removes what the manager knows of the instance (after a stop).
-    fn forget(&self, _instance: &InstanceName) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// The manager for `kind` on this layout.

@@ -92,7 +92,7 @@ impl ServiceManager for Systemd {
     }
 
     fn is_enabled(&self, instance: &InstanceName) -> Option<bool> {
-        Command::new("systemctl")
+        self.unit_files()
             .args(["is-enabled", "--quiet", &unit_name(instance)])
             .status()
             .ok()
@@ -100,11 +100,11 @@ impl ServiceManager for Systemd {
     }
 
     fn enable(&self, instance: &InstanceName) -> Result<()> {
-        systemctl(&["enable", &unit_name(instance)])
+        run(self.unit_files().args(["enable", &unit_name(instance)]))
     }
 
     fn disable(&self, instance: &InstanceName) -> Result<()> {
-        systemctl(&["disable", &unit_name(instance)])
+        run(self.unit_files().args(["disable", &unit_name(instance)]))
     }
 
     fn clear_failed(&self, instance: &InstanceName) {
@@ -112,25 +112,42 @@ impl ServiceManager for Systemd {
             let _ = systemctl(&["reset-failed", &unit_name(instance)]);
         }
     }
+}
 
-    fn forget(&self, instance: &InstanceName) -> Result<()> {
-        // Disabling a unit whose file is already gone fails harmlessly.
-        let _ = systemctl(&["disable", &unit_name(instance)]);
-        Ok(())
+impl Systemd {
+    /// `systemctl` for what lives in unit files (enablement is links among
+    /// them): under another `--root`, `systemctl --root` works on that
+    /// tree's files, without the host's systemd.
+    fn unit_files(&self) -> Command {
+        let mut cmd = Command::new("systemctl");
+        if self.layout.root != Path::new("/") {
+            cmd.arg("--root").arg(&self.layout.root);
+        }
+        cmd
     }
 }
 
 fn systemctl(args: &[&str]) -> Result<()> {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .map_err(|source| ServiceError::Spawn {
-            program: "systemctl".into(),
-            source,
-        })?;
+    let mut cmd = Command::new("systemctl");
+    run(cmd.args(args))
+}
+
+/// Runs a `systemctl` command: a failure is a service error with the
+/// command line and the last lines it printed.
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.output().map_err(|source| ServiceError::Spawn {
+        program: "systemctl".into(),
+        source,
+    })?;
     if !out.status.success() {
         return Err(ServiceError::Failed {
-            command: format!("systemctl {}", args.join(" ")),
+            command: format!(
+                "systemctl {}",
+                cmd.get_args()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             output: postgres::last_lines(&String::from_utf8_lossy(&out.stderr), 3),
         }
         .into());

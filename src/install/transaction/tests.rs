@@ -11,6 +11,22 @@ fn root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Every path under `d` with its content (`/` for a directory), sorted.
+fn listing(d: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.push((p.clone(), "/".into()));
+            out.extend(listing(&p));
+        } else {
+            out.push((p.clone(), fs::read_to_string(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -491,8 +507,10 @@ fn every_failed_undo_is_reported_with_its_path_and_the_rest_is_undone() {
 }
 
 /// The guard that keeps it so: the applier changes the host only through
-/// its transaction (uninstall and gc remove, they do not write; the
-/// service user and store entries stay outside, as the module says).
+/// its transaction. Outside, as the module says: the service user, and
+/// gc's removal of store entries and cache blobs nothing references (each
+/// one rename then a delete; a re-run finishes a killed gc, and undoing
+/// it would only bring the garbage back).
 #[test]
 fn the_applier_writes_nothing_but_through_the_transaction() {
     let sources = [
@@ -525,6 +543,9 @@ fn the_applier_writes_nothing_but_through_the_transaction() {
         "manager.reload(",
         "manager.enable(",
         "manager.disable(",
+        "manager.stop(",
+        "remove_dir_if_exists",
+        "remove_dir_all",
     ];
     let mut found = Vec::new();
     for (file, text) in sources {
@@ -544,4 +565,49 @@ fn the_applier_writes_nothing_but_through_the_transaction() {
         "host changes outside the transaction:\n{}",
         found.join("\n")
     );
+}
+
+#[test]
+fn a_removed_tree_comes_back_whole_or_goes_at_commit_and_nothing_beside_it_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("inst/generations/1-abc/bin")).unwrap();
+    fs::write(d.join("inst/state.json"), "{}").unwrap();
+    fs::write(d.join("inst/generations/1-abc/bin/postgres"), "elf").unwrap();
+    fs::create_dir(d.join("other")).unwrap();
+    fs::write(d.join("other/keep"), "theirs").unwrap();
+    let before = listing(d);
+
+    // Undone: back where it was, with every file.
+    let mut tx = tx_in(d);
+    assert!(tx.remove_tree(&d.join("inst")).unwrap());
+    assert!(!d.join("inst").exists());
+    assert!(!tx.remove_tree(&d.join("absent")).unwrap());
+    drop(tx);
+    assert_eq!(listing(d), before);
+
+    // A file is not a tree: refused, untouched.
+    let mut tx = tx_in(d);
+    assert!(tx.remove_tree(&d.join("other/keep")).is_err());
+    tx.commit();
+    assert_eq!(listing(d), before);
+
+    // Committed: gone, nothing left aside; the sibling stays.
+    let mut tx = tx_in(d);
+    tx.remove_tree(&d.join("inst")).unwrap();
+    tx.commit();
+    let names: Vec<_> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![OsString::from("other")]);
+    assert_eq!(fs::read_to_string(d.join("other/keep")).unwrap(), "theirs");
+
+    // What a killed run left aside goes with the next removal of the same
+    // path, even when the path itself is gone already.
+    fs::create_dir_all(d.join(".tmp-removed-inst/generations")).unwrap();
+    let mut tx = tx_in(d);
+    assert!(!tx.remove_tree(&d.join("inst")).unwrap());
+    tx.commit();
+    assert!(!d.join(".tmp-removed-inst").exists());
 }

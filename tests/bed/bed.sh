@@ -424,6 +424,7 @@ prepare_demo() {
   rm -rf "$t"; mkdir -p "$t"
   build_15_fixtures "$deb15" "$debcron" "$t" "rev=$BED_REV"
   rm -rf "$t"
+  rmdir "$WORK" 2>/dev/null || true
 }
 
 # A registry with the demo's fixtures only, and its profile.

@@ -48,6 +48,7 @@ pub mod resolve;
 pub mod rootfs;
 pub mod serve;
 pub mod signature;
+pub mod suggest;
 pub mod system;
 pub mod unpack;
 

@@ -9,9 +9,10 @@ use crate::lock::{
     Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION,
 };
 use crate::platform::{self, IndexEntry, Platform};
-use crate::profile::{nearest, substitute, Layout, Profile};
+use crate::profile::{substitute, Layout, Profile};
 use crate::registry::Registry;
 use crate::signature::{self, policy::Policies, Policy};
+use crate::suggest::nearest;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;

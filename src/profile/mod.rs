@@ -16,7 +16,10 @@ use std::path::Path;
 
 /// Profiles compiled into the binary: (name, YAML text).
 const EMBEDDED: &[(&str, &str)] = &[
-    ("cnpg-trixie", include_str!("../../profiles/cnpg-trixie.yaml")),
+    (
+        "cnpg-trixie",
+        include_str!("../../profiles/cnpg-trixie.yaml"),
+    ),
     (
         "cnpg-bookworm",
         include_str!("../../profiles/cnpg-bookworm.yaml"),

@@ -1,38 +1,36 @@
-//! `pgoci install` and `pgoci upgrade`: pick the source (bundle, lock, or
-//! resolve now; asking on a terminal for what is missing), plan, show the
-//! plan (`--check`, or a confirmation at a terminal), then apply it.
+//! `pgoci install`: pick the source (bundle, lock, or resolve now; asking
+//! on a terminal for what is missing), plan, show the plan (`--check`, or
+//! a confirmation at a terminal), then apply it. `upgrade.rs` reuses the
+//! planning and applying for a same-major upgrade.
 
 use super::{
     output::{say, Outcome},
     prompt,
     pull::pull_lock,
+    settings::{initdb_settings, install_settings, parse_instance_name},
     Context,
 };
-use crate::cli::{ChangeArgs, InstallArgs, UpgradeArgs};
+use crate::cli::{ChangeArgs, InstallArgs};
 use indicatif::HumanBytes;
 use pgoci::blobs::{BlobSource, NoBlobs};
 use pgoci::bundle::Bundle;
 use pgoci::error::{Error, Result};
 use pgoci::install::facts::HostFacts;
-use pgoci::install::locale::LocaleProvider;
 use pgoci::install::plan::{self, Plan, Step};
-use pgoci::install::postgres::InitdbSettings;
 use pgoci::install::{apply, InstallOptions, InstallReport};
 use pgoci::lock::Lock;
-use pgoci::names::LocaleName;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 /// Where the blobs of the lock will come from.
-enum Source {
+pub(super) enum Source {
     Bundle(Box<Bundle>),
     /// Pulled into the cache (after confirmation, and only if needed).
     Registry,
 }
 
 pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
-    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
-    let settings = parse_settings(&args.set)?;
+    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.settings.json);
+    let settings = install_settings(&args.set)?;
     // A host path, placed under --root: relative to what would be a guess.
     if let Some(d) = args.data_dir.as_ref().filter(|d| d.is_relative()) {
         return Err(Error::usage(format!(
@@ -139,7 +137,7 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
 /// Opens a bundle and picks its lock: `--lock FILE` takes any layout
 /// holding that lock's blobs; `--lock DIGEST` or `--major N` picks one of
 /// the bundle's own locks; with neither, the bundle must hold only one.
-fn open_bundle(
+pub(super) fn open_bundle(
     path: &std::path::Path,
     lock: &[std::path::PathBuf],
     major: Option<u32>,
@@ -160,7 +158,7 @@ fn open_bundle(
 }
 
 /// Plans, shows, confirms and applies an install or upgrade.
-fn execute(
+pub(super) fn execute(
     ctx: &Context,
     command: &str,
     lock: &Lock,
@@ -244,7 +242,7 @@ fn execute(
 }
 
 /// A plan as the report `--check` gives.
-fn planned(plan: &Plan) -> InstallReport {
+pub(super) fn planned(plan: &Plan) -> InstallReport {
     InstallReport {
         changed: plan.changes_anything(),
         instance: plan.instance.clone(),
@@ -286,7 +284,7 @@ fn plan_text(lock: &Lock, plan: &Plan, download: bool) -> String {
     text
 }
 
-fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
+pub(super) fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> Outcome {
     let extensions: Vec<_> = lock
         .extensions
         .iter()
@@ -355,280 +353,4 @@ fn outcome(command: &str, lock: &Lock, report: &InstallReport, check: bool) -> O
         i.socket_dir.display(),
         i.port
     ))
-}
-
-/// `--set KEY=VALUE` flags, checked as PostgreSQL reads them.
-fn parse_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
-    values
-        .iter()
-        .map(|v| {
-            let (k, val) = v
-                .split_once('=')
-                .map(|(k, val)| (k.trim(), val))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))?;
-            let key = pgoci::names::ConfigParam::parse(k).map_err(|e| {
-                Error::usage(format!("--set {e}"))
-                    .hint("names are letters, digits and _, dotted for extension settings")
-            })?;
-            pgoci::names::check_text(&format!("--set {k}"), val)
-                .map_err(|e| Error::usage(format!("--set: {e}")))?;
-            Ok((key.to_string(), val.to_string()))
-        })
-        .collect()
-}
-
-/// The initdb flags, locale names parsed ([`LocaleName`]: a bad one is
-/// exit 2 naming the flag). Without --locale-provider, --icu-locale means
-/// icu and --builtin-locale builtin.
-fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
-    let parse = |flag: &str, value: &str| {
-        LocaleName::parse(value).map_err(|e| {
-            Error::usage(format!("{flag}: {e}"))
-                .hint("`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8")
-        })
-    };
-    let optional =
-        |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse(flag, v)).transpose();
-    let icu_locale = optional("--icu-locale", &args.icu_locale)?;
-    let builtin_locale = optional("--builtin-locale", &args.builtin_locale)?;
-    let provider = match (
-        args.locale_provider.map(LocaleProvider::from),
-        &icu_locale,
-        &builtin_locale,
-    ) {
-        (Some(p), _, _) => p,
-        (None, Some(_), Some(_)) => {
-            return Err(Error::usage(
-                "--icu-locale and --builtin-locale are for different providers",
-            )
-            .hint("pass one of them, with --locale-provider icu or builtin"))
-        }
-        (None, Some(_), None) => LocaleProvider::Icu,
-        (None, None, Some(_)) => LocaleProvider::Builtin,
-        (None, None, None) => LocaleProvider::Libc,
-    };
-    Ok(InitdbSettings {
-        locale: parse("--locale", &args.locale)?,
-        lc_collate: optional("--lc-collate", &args.lc_collate)?,
-        lc_ctype: optional("--lc-ctype", &args.lc_ctype)?,
-        encoding: args.encoding.clone(),
-        provider,
-        icu_locale,
-        builtin_locale,
-        auth_host: args.auth.clone(),
-        ..InitdbSettings::default()
-    })
-}
-
-/// Instance names become paths, unit names and service names: parsed as
-/// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
-pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
-    pgoci::names::InstanceName::parse(name).map_err(|e| {
-        Error::usage(format!("instance name: {e}"))
-            .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
-    })
-}
-
-/// `pgoci upgrade`: the install of a new lock onto an existing instance,
-/// keeping everything the instance recorded.
-pub fn upgrade(ctx: &Context, args: &UpgradeArgs) -> Result<Outcome> {
-    let instance = parse_instance_name(&args.instance)?;
-    let layout = ctx.layout();
-    if args.finalize {
-        return finalize(ctx, &instance, &args.change);
-    }
-    let state = pgoci::install::state::InstanceState::read(&layout.instance(&instance))?
-        .ok_or_else(|| pgoci::install::plan::unknown_instance(&layout, &instance))?;
-    if let Some(major) = args.major.filter(|m| {
-        *m != state.major
-            || state
-                .major_upgrade
-                .as_ref()
-                .is_some_and(|r| r.to_major == *m)
-    }) {
-        return major_upgrade(ctx, args, major);
-    }
-    let (lock, source) = match (&args.bundle, &args.lock) {
-        (Some(path), _) => {
-            // A site bundle holds a lock per major: the instance's is meant.
-            let bundle = open_bundle(path, &[], Some(state.major))?;
-            (bundle.lock.clone(), Source::Bundle(Box::new(bundle)))
-        }
-        (None, Some(lock)) => (Lock::read(lock)?, Source::Registry),
-        (None, None) if !args.ext.is_empty() => {
-            let request = crate::cli::LockSource {
-                lock: Vec::new(),
-                request: crate::cli::RequestArgs {
-                    major: Some(state.major),
-                    ext: args.ext.clone(),
-                },
-            };
-            (ctx.lock(&request)?, Source::Registry)
-        }
-        (None, None) => {
-            return Err(Error::usage("upgrade needs a new lock")
-                .hint("pass --bundle PATH, --lock FILE or --ext NAME,… (the complete new set)"))
-        }
-    };
-    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
-    if state
-        .major_upgrade
-        .as_ref()
-        .is_some_and(|r| r.phase != pgoci::install::major::Phase::Done)
-    {
-        return Err(Error::host(format!(
-            "instance {instance} has an unfinished major upgrade"
-        ))
-        .hint(
-            "run the same `upgrade --major N` again to finish it, or `pgoci rollback` to undo it",
-        ));
-    }
-    let opts = InstallOptions {
-        libraries: args.libraries.into(),
-        collation: args.collation_change.map(Into::into),
-        update_extensions: args.update_extensions,
-        ..InstallOptions::for_upgrade(layout, &state)
-    };
-    execute(
-        ctx,
-        "upgrade",
-        &lock,
-        source,
-        &opts,
-        &args.change,
-        interactive,
-    )
-}
-
-/// `pgoci upgrade --major N`: the lock of the new major (bundle, lock
-/// file, or resolved now), then the checked, journaled major upgrade.
-fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcome> {
-    let instance = parse_instance_name(&args.instance)?;
-    let layout = ctx.layout();
-    let _guard = ctx.exclusive(&args.change)?;
-    let (lock, source): (Lock, Box<dyn BlobSource>) = match (&args.bundle, &args.lock) {
-        (Some(path), _) => {
-            let bundle = open_bundle(path, &[], Some(major))?;
-            ctx.check_signatures(&[&bundle.lock], || bundle.companions(), &bundle)?;
-            (bundle.lock.clone(), Box::new(bundle))
-        }
-        (None, lock) => {
-            let lock = match lock {
-                Some(file) => Lock::read(file)?,
-                None => ctx.lock(&crate::cli::LockSource {
-                    lock: Vec::new(),
-                    request: crate::cli::RequestArgs {
-                        major: Some(major),
-                        ext: args.ext.clone(),
-                    },
-                })?,
-            };
-            if lock.major() != major {
-                return Err(Error::usage(format!(
-                    "--major {major}, but the lock is for PostgreSQL {}",
-                    lock.major()
-                )));
-            }
-            let stored = lock
-                .artifacts()
-                .all(|a| pgoci::install::store::has(&layout, &a.digest));
-            let source: Box<dyn BlobSource> = if stored {
-                Box::new(NoBlobs)
-            } else {
-                Box::new(pull_lock(ctx, &lock)?.0)
-            };
-            (lock, source)
-        }
-    };
-    let request = |check: bool| pgoci::install::major::Request {
-        layout: &layout,
-        instance: &instance,
-        lock: &lock,
-        source: source.as_ref(),
-        method: args.method.map(Into::into),
-        collation: args.collation_change.map(Into::into),
-        libraries: args.libraries.into(),
-        check,
-    };
-    let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.global.json);
-    if interactive {
-        let plan = pgoci::install::major::upgrade(&request(true), ctx.reporter.as_ref())?;
-        say(format_args!("Plan for instance {instance}:"));
-        for a in &plan.actions {
-            say(format_args!("  - {a}"));
-        }
-        if !prompt::confirm("Go ahead?")? {
-            return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));
-        }
-    }
-    let report =
-        pgoci::install::major::upgrade(&request(args.change.check), ctx.reporter.as_ref())?;
-    Ok(major_outcome(
-        "upgrade",
-        &instance,
-        &report,
-        args.change.check,
-    ))
-}
-
-/// `pgoci upgrade --finalize`.
-fn finalize(
-    ctx: &Context,
-    instance: &pgoci::names::InstanceName,
-    change: &ChangeArgs,
-) -> Result<Outcome> {
-    let _guard = ctx.exclusive(change)?;
-    let layout = ctx.layout();
-    let plan = pgoci::install::major::finalize(&layout, instance, true)?;
-    if change.check || !plan.changed {
-        return Ok(major_outcome("upgrade", instance, &plan, true));
-    }
-    if prompt::interactive(change.yes, ctx.global.json) {
-        say(format_args!("Plan for instance {instance}:"));
-        for a in &plan.actions {
-            say(format_args!("  - {a}"));
-        }
-        if !prompt::confirm("Delete the old data for good?")? {
-            return Ok(Outcome::new("upgrade", false).note("cancelled: nothing changed"));
-        }
-    } else if !change.yes {
-        return Err(Error::usage(
-            "--finalize deletes the old data directory: it needs --yes without a terminal",
-        )
-        .hint("add --yes, or run it at a terminal to confirm"));
-    }
-    let report = pgoci::install::major::finalize(&layout, instance, false)?;
-    Ok(major_outcome("upgrade", instance, &report, false))
-}
-
-/// A major upgrade's (or its rollback's, or finalize's) outcome.
-pub fn major_outcome(
-    command: &str,
-    instance: &pgoci::names::InstanceName,
-    report: &pgoci::install::major::MajorReport,
-    check: bool,
-) -> Outcome {
-    let mut outcome = Outcome::new(command, report.changed)
-        .field("check", check)
-        .field("instance", instance)
-        .field("actions", &report.actions);
-    if let Some(plan) = &report.plan {
-        outcome = outcome.field("major_upgrade", plan);
-    }
-    if let Some(ms) = report.downtime_ms {
-        outcome = outcome.field("downtime_ms", ms);
-    }
-    if let Some(ms) = report.analyze_ms {
-        outcome = outcome.field("analyze_ms", ms);
-    }
-    outcome = outcome.note(if check {
-        format!("plan for instance {instance} (nothing changed):")
-    } else {
-        format!("instance {instance}:")
-    });
-    for a in &report.actions {
-        outcome = outcome.note(format!("  {a}"));
-    }
-    outcome
 }

@@ -2,9 +2,10 @@
 //! question at a terminal), apply — the same shape as install.
 
 use super::{
-    install::parse_instance_name,
     output::{say, Outcome},
-    prompt, Context,
+    prompt,
+    settings::parse_instance_name,
+    Context,
 };
 use crate::cli::ChangeArgs;
 use indicatif::HumanBytes;
@@ -39,7 +40,7 @@ fn show_plan(
         }
         return Ok(Some(outcome));
     }
-    if !steps.is_empty() && prompt::interactive(change.yes, ctx.global.json) {
+    if !steps.is_empty() && prompt::interactive(change.yes, ctx.settings.json) {
         say(format_args!("Plan for {command}:"));
         for s in steps {
             say(format_args!("  - {}", s.describe(false)));
@@ -76,11 +77,11 @@ pub fn rollback(
     let _guard = ctx.exclusive(change)?;
     let layout = ctx.layout();
     // Across a major upgrade: the old major on the old data directory.
-    if change.check || !prompt::interactive(change.yes, ctx.global.json) {
+    if change.check || !prompt::interactive(change.yes, ctx.settings.json) {
         if let Some(report) =
             pgoci::install::major::rollback(&layout, instance, collation, change.check)?
         {
-            return Ok(super::install::major_outcome(
+            return Ok(super::upgrade::major_outcome(
                 "rollback",
                 instance,
                 &report,
@@ -98,7 +99,7 @@ pub fn rollback(
         }
         if let Some(report) = pgoci::install::major::rollback(&layout, instance, collation, false)?
         {
-            return Ok(super::install::major_outcome(
+            return Ok(super::upgrade::major_outcome(
                 "rollback", instance, &report, false,
             ));
         }
@@ -167,7 +168,7 @@ fn confirm_purge(
     change: &ChangeArgs,
 ) -> Result<()> {
     let data = plan.instance.data_dir.display();
-    if prompt::interactive(change.yes, ctx.global.json) {
+    if prompt::interactive(change.yes, ctx.settings.json) {
         say(format_args!(
             "--purge deletes the data directory {data} of instance {instance}."
         ));

@@ -14,9 +14,11 @@ pub mod pull;
 mod reporter;
 pub mod resolve;
 pub mod serve;
+pub mod settings;
 pub mod status;
+pub mod upgrade;
 
-use crate::cli::{ChangeArgs, Cli, Command, Global, LockSource};
+use crate::cli::{ChangeArgs, Cli, Command, LockSource};
 use output::{say, Outcome};
 use pgoci::blobs::BlobSource;
 use pgoci::cache::Cache;
@@ -26,62 +28,50 @@ use pgoci::lock::Lock;
 use pgoci::platform::Platform;
 use pgoci::profile::{Profile, DEFAULT_PROFILE};
 use pgoci::progress::Reporter;
-use pgoci::registry::{Registry, RegistryOptions};
+use pgoci::registry::Registry;
 use pgoci::resolve::ExtRequest;
 use pgoci::signature::{policy::Policies, Policy};
+use settings::Settings;
 use std::sync::Arc;
 
-/// What every command may need, built lazily from the global flags.
+/// What every command may need: the checked global flags, and what is
+/// built from them when a command asks (profile, cache, registry client).
 pub struct Context {
-    pub global: Global,
+    pub settings: Settings,
     pub reporter: Arc<dyn Reporter>,
 }
 
 impl Context {
-    pub fn new(global: Global) -> Self {
-        let quiet = global.json || global.quiet > 0;
-        let bars = !global.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let reporter: Arc<dyn Reporter> = if quiet {
+    pub fn new(settings: Settings) -> Self {
+        let reporter: Arc<dyn Reporter> = if settings.quiet {
             Arc::new(pgoci::progress::Silent)
-        } else if bars {
+        } else if settings.progress_bars {
             Arc::new(reporter::Bars::new())
         } else {
             Arc::new(reporter::Lines::default())
         };
-        Context { global, reporter }
+        Context { settings, reporter }
     }
 
     pub fn profile(&self) -> Result<Profile> {
-        let name = self.global.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
-        Profile::load(name, &self.global.root)
+        let name = self.settings.profile.as_deref().unwrap_or(DEFAULT_PROFILE);
+        Profile::load(name, &self.settings.layout.root)
     }
 
-    pub fn platform(&self) -> Result<Platform> {
-        match &self.global.platform {
-            Some(p) => p.parse(),
-            None => Ok(Platform::host()),
-        }
+    pub fn platform(&self) -> Platform {
+        self.settings.platform.clone()
     }
 
     pub fn cache(&self) -> Result<Cache> {
-        let dir = self
-            .global
-            .cache_dir
-            .clone()
-            .unwrap_or_else(Cache::default_dir);
-        Cache::open(&dir)
+        Cache::open(&self.settings.cache_dir)
     }
 
     pub fn registry(&self) -> Result<Arc<Registry>> {
-        Ok(Arc::new(Registry::new(RegistryOptions {
-            insecure: self.global.insecure_registry.clone(),
-            ca_file: self.global.ca_file.clone(),
-            creds: self.global.creds.clone(),
-        })?))
+        Ok(Arc::new(Registry::new(self.settings.registry.clone())?))
     }
 
     pub fn layout(&self) -> HostLayout {
-        HostLayout::new(&self.global.root, &self.global.prefix)
+        self.settings.layout.clone()
     }
 
     /// Runs network work to completion. The async runtime exists only
@@ -120,7 +110,7 @@ impl Context {
         })?;
         let exts = ExtRequest::parse_list(&source.request.ext);
         let registry = self.registry()?;
-        let (profile, platform) = (self.profile()?, self.platform()?);
+        let (profile, platform) = (self.profile()?, self.platform());
         let _span = tracing::info_span!("resolve", major).entered();
         let policies = self.policies()?;
         self.block_on(pgoci::resolve::resolve_signed(
@@ -132,10 +122,10 @@ impl Context {
     /// every image, else the `signatures:` of a profile named with
     /// `--profile` (the embedded default requires none).
     pub fn policies(&self) -> Result<Policies> {
-        if let Some(key) = &self.global.require_signature_key {
+        if let Some(key) = &self.settings.signature_key {
             return Ok(Policies::every(Policy::key_file(key)?));
         }
-        match &self.global.profile {
+        match &self.settings.profile {
             Some(_) => Policies::from_profile(&self.profile()?),
             None => Ok(Policies::default()),
         }
@@ -178,7 +168,7 @@ impl Context {
             return Ok(None);
         }
         let layout = self.layout();
-        let quiet = self.global.json || self.global.quiet > 0;
+        let quiet = self.settings.quiet;
         pgoci::install::exclusive::PrefixGuard::acquire(&layout, change.no_wait, || {
             if !quiet {
                 say(format_args!(
@@ -218,7 +208,7 @@ pub fn name(command: &Command) -> &'static str {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<Outcome> {
-    let ctx = Context::new(cli.global);
+    let ctx = Context::new(Settings::from_flags(cli.global)?);
     match cli.command {
         Command::Catalog { major } => catalog::run(&ctx, major),
         Command::Resolve { request, output } => resolve::run(&ctx, &request, &output),
@@ -226,7 +216,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Bundle(cmd) => bundle::run(&ctx, cmd),
         Command::Install(args) => install::run(&ctx, &args),
         Command::Status { instance, verify } => status::run(&ctx, instance.as_deref(), verify),
-        Command::Upgrade(args) => install::upgrade(&ctx, &args),
+        Command::Upgrade(args) => upgrade::run(&ctx, &args),
         Command::Rollback {
             instance,
             collation_change,

@@ -36,7 +36,7 @@ pub fn pull_all(
 ) -> Result<(Cache, PullReport, Vec<Companion>)> {
     let cache = ctx.cache()?;
     let registry = ctx.registry()?;
-    let jobs = ctx.global.jobs.unwrap_or_else(fetch::default_jobs);
+    let jobs = ctx.settings.jobs;
     let (report, found) = ctx.block_on(async {
         let report = fetch::pull(locks, registry.clone(), &cache, ctx.reporter.clone(), jobs)
             .instrument(tracing::info_span!("pull", locks = locks.len()))

@@ -14,7 +14,7 @@ pub fn run(
     tls: Option<(PathBuf, PathBuf)>,
     creds_file: Option<PathBuf>,
 ) -> Result<Outcome> {
-    let quiet = ctx.global.json || ctx.global.quiet > 0;
+    let quiet = ctx.settings.quiet;
     let options = Options {
         bundle,
         listen,

@@ -187,3 +187,41 @@ fn hostile_instance_names_settings_and_data_dirs_are_refused_before_anything_is_
         }
     }
 }
+
+/// Global flags are checked once, before any command runs: a bad value is
+/// exit 2 naming the flag whatever the command (`--jobs 0` was taken as 1
+/// and `--platform linux` ignored by commands that resolve nothing); a
+/// relative `--root` is taken from the working directory.
+#[test]
+fn global_flags_are_checked_before_any_command() {
+    let dir = scratch();
+    for (flags, named) in [
+        (&["--jobs", "0"][..], "--jobs 0"),
+        (&["--jobs", "65"][..], "--jobs 65"),
+        (&["--platform", "linux"][..], "linux"),
+    ] {
+        let out = assert_cmd::Command::cargo_bin("pgoci")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(flags)
+            .args(["--json", "status"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {}", stderr(&out));
+        let doc = json(&out);
+        assert_eq!(doc["error"]["kind"], "usage", "{doc}");
+        assert!(
+            doc["error"]["message"].as_str().unwrap().contains(named),
+            "{doc}"
+        );
+    }
+    std::fs::create_dir_all(dir.path().join("rel/opt/pgoci/instances")).unwrap();
+    let out = assert_cmd::Command::cargo_bin("pgoci")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--root", "rel", "--json", "status"])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(json(&out)["instances"], serde_json::json!([]));
+}

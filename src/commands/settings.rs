@@ -1,0 +1,155 @@
+//! Flags become typed configuration here, in one place (ripgrep's
+//! `HiArgs`). The global flags are checked once, before any command runs:
+//! a bad value is exit 2 whatever the command, and commands read types,
+//! never the flags' strings. The install and upgrade flags that name
+//! settings, locales and instances are parsed here too.
+
+use crate::cli::{Global, InstallArgs};
+use pgoci::cache::Cache;
+use pgoci::error::{Error, Result};
+use pgoci::install::layout::HostLayout;
+use pgoci::install::locale::LocaleProvider;
+use pgoci::install::postgres::InitdbSettings;
+use pgoci::names::LocaleName;
+use pgoci::platform::Platform;
+use pgoci::registry::RegistryOptions;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Downloads at once, at most (`--jobs`).
+const MAX_JOBS: usize = 64;
+
+/// What the global flags ask for, checked.
+pub struct Settings {
+    /// One JSON document on stdout; no prompts, no progress.
+    pub json: bool,
+    /// Less on stderr.
+    pub quiet: bool,
+    /// Progress bars where stderr is a terminal.
+    pub progress_bars: bool,
+    /// `--profile` as given (a name or a path; loaded when a command needs it).
+    pub profile: Option<String>,
+    pub cache_dir: PathBuf,
+    pub platform: Platform,
+    pub registry: RegistryOptions,
+    /// `--require-signature-key`.
+    pub signature_key: Option<PathBuf>,
+    pub jobs: usize,
+    /// `--root` (made absolute) and `--prefix` under it.
+    pub layout: HostLayout,
+}
+
+impl Settings {
+    pub fn from_flags(global: Global) -> Result<Self> {
+        let platform = match &global.platform {
+            Some(p) => p.parse()?,
+            None => Platform::host(),
+        };
+        let jobs = match global.jobs {
+            None => pgoci::fetch::default_jobs(),
+            Some(n @ 1..=MAX_JOBS) => n,
+            Some(n) => {
+                return Err(Error::usage(format!("--jobs {n} is out of range"))
+                    .hint(format!("pass 1 to {MAX_JOBS} downloads at once")))
+            }
+        };
+        // A relative --root is taken from here, once: every path under it
+        // (and the privilege check on its ancestors) is then absolute.
+        let root = std::path::absolute(&global.root).map_err(|e| {
+            Error::usage(format!("--root {}: {e}", global.root.display()))
+                .hint("give --root as a directory path")
+        })?;
+        Ok(Settings {
+            json: global.json,
+            quiet: global.json || global.quiet > 0,
+            progress_bars: !global.no_progress
+                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            profile: global.profile,
+            cache_dir: global.cache_dir.unwrap_or_else(Cache::default_dir),
+            platform,
+            registry: RegistryOptions {
+                insecure: global.insecure_registry,
+                ca_file: global.ca_file,
+                creds: global.creds,
+            },
+            signature_key: global.require_signature_key,
+            jobs,
+            layout: HostLayout::new(&root, &global.prefix),
+        })
+    }
+}
+
+// ---- the flags of install and upgrade ------------------------------------
+
+/// `--set KEY=VALUE` flags, checked as PostgreSQL reads them.
+pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
+    values
+        .iter()
+        .map(|v| {
+            let (k, val) = v
+                .split_once('=')
+                .map(|(k, val)| (k.trim(), val))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))?;
+            let key = pgoci::names::ConfigParam::parse(k).map_err(|e| {
+                Error::usage(format!("--set {e}"))
+                    .hint("names are letters, digits and _, dotted for extension settings")
+            })?;
+            pgoci::names::check_text(&format!("--set {k}"), val)
+                .map_err(|e| Error::usage(format!("--set: {e}")))?;
+            Ok((key.to_string(), val.to_string()))
+        })
+        .collect()
+}
+
+/// The initdb flags, locale names parsed ([`LocaleName`]: a bad one is
+/// exit 2 naming the flag). Without --locale-provider, --icu-locale means
+/// icu and --builtin-locale builtin.
+pub fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
+    let parse = |flag: &str, value: &str| {
+        LocaleName::parse(value).map_err(|e| {
+            Error::usage(format!("{flag}: {e}"))
+                .hint("`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8")
+        })
+    };
+    let optional =
+        |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse(flag, v)).transpose();
+    let icu_locale = optional("--icu-locale", &args.icu_locale)?;
+    let builtin_locale = optional("--builtin-locale", &args.builtin_locale)?;
+    let provider = match (
+        args.locale_provider.map(LocaleProvider::from),
+        &icu_locale,
+        &builtin_locale,
+    ) {
+        (Some(p), _, _) => p,
+        (None, Some(_), Some(_)) => {
+            return Err(Error::usage(
+                "--icu-locale and --builtin-locale are for different providers",
+            )
+            .hint("pass one of them, with --locale-provider icu or builtin"))
+        }
+        (None, Some(_), None) => LocaleProvider::Icu,
+        (None, None, Some(_)) => LocaleProvider::Builtin,
+        (None, None, None) => LocaleProvider::Libc,
+    };
+    Ok(InitdbSettings {
+        locale: parse("--locale", &args.locale)?,
+        lc_collate: optional("--lc-collate", &args.lc_collate)?,
+        lc_ctype: optional("--lc-ctype", &args.lc_ctype)?,
+        encoding: args.encoding.clone(),
+        provider,
+        icu_locale,
+        builtin_locale,
+        auth_host: args.auth.clone(),
+        ..InitdbSettings::default()
+    })
+}
+
+/// Instance names become paths, unit names and service names: parsed as
+/// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
+pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
+    pgoci::names::InstanceName::parse(name).map_err(|e| {
+        Error::usage(format!("instance name: {e}"))
+            .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
+    })
+}

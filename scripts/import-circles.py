@@ -6,6 +6,13 @@ binary's cli.rs, main.rs and commands/ sit on top and are left out),
 resolves each to the module file it names, and finds the strongly
 connected components of that graph (Tarjan). A component of more than one
 file is a circle; each is printed with the imports that close it.
+
+Then the same at the level of the top-level modules (`install`, `unpack`,
+`bundle`, … each one node), leaving out test code (`tests.rs`, and what
+follows `#[cfg(test)]` in a file): no module may import from one that
+imports it, so the modules stand in layers, each importing only from the
+layers below. `--layers` prints them, lowest first (docs/architecture.md
+shows them).
 Run by scripts/test.sh; `scripts/import-circles.py` by hand prints the same.
 """
 import os
@@ -78,15 +85,66 @@ def main():
         if v not in index:
             visit(v)
     rel = lambda p: os.path.relpath(p, os.path.join(ROOT, ".."))  # noqa: E731
+    top = lambda p: os.path.relpath(p, ROOT).split(os.sep)[0].removesuffix(".rs")  # noqa: E731
+    is_test = lambda p: os.path.basename(p) == "tests.rs" or f"{os.sep}tests{os.sep}" in p  # noqa: E731
+    modules = {}
+    for p, text in files.items():
+        if on_top(p) or is_test(p) or p.endswith("/lib.rs"):
+            continue
+        code = text.split("#[cfg(test)]")[0]
+        mine = modules.setdefault(top(p), set())
+        for t in edges[p]:
+            if not is_test(t) and not t.endswith("/lib.rs") and top(t) != top(p):
+                if imports(code, p, t, resolve):
+                    mine.add(top(t))
+    layer, path = {}, []
+
+    def depth(m):
+        if m in path:
+            return None
+        if m not in layer:
+            path.append(m)
+            below = [depth(d) for d in modules.get(m, ())]
+            path.pop()
+            if None in below:
+                return None
+            layer[m] = 1 + max(below, default=-1)
+        return layer[m]
+
+    def reaches(a, b, seen):
+        return a == b or (a not in seen and not seen.add(a) and any(reaches(n, b, seen) for n in modules.get(a, ())))
+
+    stuck = [m for m in modules if depth(m) is None]
+    # Members only, not every module above a circle.
+    module_circles = sorted(m for m in stuck if any(reaches(d, m, set()) for d in modules[m]))
+    for m in module_circles:
+        back = sorted(d for d in modules[m] if reaches(d, m, set()))
+        print(f"module {m} is in an import circle: it imports {back}, which import it back", file=sys.stderr)
+    if "--layers" in sys.argv and not module_circles:
+        for n in range(max(layer.values()) + 1):
+            print(f"{n}: " + " ".join(sorted(m for m, l in layer.items() if l == n)))
     for comp in circles:
         print(f"import circle of {len(comp)} files:", file=sys.stderr)
         for a in sorted(comp):
             for b in sorted(edges[a]):
                 if b in comp:
                     print(f"  {rel(a)} -> {rel(b)}", file=sys.stderr)
-    if circles:
+    if circles or module_circles:
         sys.exit(1)
-    print(f"no import circle among {len(files)} files of src/")
+    print(f"no import circle among {len(files)} files of src/, nor among its {len(modules)} top-level modules")
+
+
+def imports(code, src, target, resolve):
+    """Whether `code` (a file's non-test code) names `target`."""
+    me = list(module_path(src))
+    for m in re.finditer(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", code):
+        rest = [x for x in m.group(2).split("::") if x]
+        parts = rest if m.group(1) == "crate" else me[:-1] + rest
+        while parts and parts[0] == "super":
+            parts = parts[1:]
+        if resolve(parts) == target:
+            return True
+    return False
 
 
 main()

@@ -21,19 +21,20 @@
 //! [`render`]'s quoting.
 //!
 //! [`serve`] answers the pull side of the OCI distribution spec from a
-//! bundle, read-only, for the hosts of a site.
+//! bundle, read-only, for the hosts of a site; [`doctor`] asks whether an
+//! install would work on this host.
 
 pub mod blobs;
 pub mod bundle;
 pub mod cache;
 pub mod companions;
 pub mod digest;
+pub mod doctor;
 pub mod elf;
 pub mod error;
 pub mod failpoint;
 pub mod fetch;
 pub mod fsutil;
-pub mod host;
 pub mod install;
 pub mod limits;
 pub mod lock;

@@ -17,7 +17,7 @@ pub fn run(
         .as_ref()
         .map(|b| (&b.lock, b as &dyn pgoci::blobs::BlobSource));
     let mut report =
-        pgoci::host::doctor(&ctx.layout(), lock, port, libraries, ctx.reporter.as_ref())?;
+        pgoci::doctor::run(&ctx.layout(), lock, port, libraries, ctx.reporter.as_ref())?;
     // Signatures as `bundle verify` checks them, offline; only once the
     // blobs are known good (the integrity check passed).
     let signatures = match &opened {

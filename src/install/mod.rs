@@ -36,6 +36,7 @@ pub mod postgres;
 pub mod preflight;
 pub mod privilege;
 pub mod runtime;
+pub mod scratch;
 pub mod service;
 pub mod state;
 pub mod store;

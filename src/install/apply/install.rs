@@ -137,7 +137,7 @@ pub fn check_libraries(
         (false, _) => check_stored_libraries(lock, opts).map(Some),
         (true, Some(source)) => {
             let report =
-                crate::host::scratch_library_report(lock, source, opts.libraries, reporter)?;
+                crate::install::scratch::library_report(lock, source, opts.libraries, reporter)?;
             report.refuse_failed()?;
             Ok(Some(report))
         }

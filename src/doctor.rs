@@ -1,13 +1,12 @@
-//! Host facts for `pgoci doctor`: will an install work here? Platform,
-//! glibc, the shared libraries each server binary needs (found by
-//! unpacking the server into a scratch directory and asking `ldd` with the
-//! artifact's own library directories first), systemd, disk, port, user.
+//! `pgoci doctor`: will an install work here? Platform, glibc, the shared
+//! libraries each server binary needs (its artifacts unpacked into a
+//! scratch store and their ELF files read: nothing is run), systemd, disk,
+//! port, user. A consumer of `install`, as the commands are.
 
 use crate::blobs::BlobSource;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::install::layout::HostLayout;
 use crate::lock::Lock;
-use std::path::Path;
 
 pub use crate::install::preflight::Check;
 pub use crate::system::{free_bytes, glibc_version, which};
@@ -25,7 +24,7 @@ pub struct DoctorReport {
     pub libraries: Option<crate::install::libraries::LibraryReport>,
 }
 
-pub fn doctor(
+pub fn run(
     layout: &HostLayout,
     lock: Option<(&Lock, &dyn BlobSource)>,
     port: Option<u16>,
@@ -115,35 +114,14 @@ pub fn doctor(
     })
 }
 
-/// Unpacks the artifacts into a scratch store (removed on return) and
-/// reads, from their ELF files, what each needs and where it would come
-/// from (nothing is run). `doctor --bundle` and `install --check --bundle`
-/// show it; the host is not changed.
-pub fn scratch_library_report(
-    lock: &Lock,
-    source: &dyn BlobSource,
-    mode: crate::install::libraries::LibraryMode,
-    reporter: &dyn crate::progress::Reporter,
-) -> Result<crate::install::libraries::LibraryReport> {
-    use crate::install::store;
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")).caused_by(e))?;
-    let layout = HostLayout::new(scratch.path(), Path::new("/"));
-    let keep = &crate::unpack::keep_all;
-    for pinned in lock.artifacts() {
-        store::ensure(&layout, pinned, source, keep, reporter)?;
-    }
-    crate::install::libraries::check(lock, &layout.store(), mode, true)
-}
-
-/// [`scratch_library_report`] as a doctor check.
+/// [`crate::install::scratch::library_report`] as a doctor check.
 fn libraries(
     lock: &Lock,
     source: &dyn BlobSource,
     mode: crate::install::libraries::LibraryMode,
     reporter: &dyn crate::progress::Reporter,
 ) -> Result<(Check, crate::install::libraries::LibraryReport)> {
-    let report = scratch_library_report(lock, source, mode, reporter)?;
+    let report = crate::install::scratch::library_report(lock, source, mode, reporter)?;
     let check = match report.failures.is_empty() && report.broken.is_empty() {
         true => Check::new(
             "libraries",

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod closure;
+mod error;
 pub mod inspect;
 pub mod ldcache;
 pub mod patch;
@@ -34,6 +35,7 @@ pub mod policy;
 pub mod root;
 
 pub use closure::{closure, closure_confined, Closure, Found, Library, Need, Needer, Problem};
+pub use error::{CacheDamage, Damage, ElfError};
 pub use inspect::{inspect, inspect_bytes, ElfInfo, Machine};
 pub use root::{Root, RootKind};
 

@@ -174,4 +174,3 @@ impl Classify for ServiceError {
         }
     }
 }
-

@@ -28,14 +28,14 @@ pub const MAX_SYMLINK_HOPS: usize = 40;
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
     /// The root (or the tree to seal) cannot be opened.
-    #[error("cannot open {}: {source}", path.display())]
+    #[error("cannot open {path}: {source}")]
     Open {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
     /// Symlinks chained beyond [`MAX_SYMLINK_HOPS`].
-    #[error("{} in {} leads to more than {MAX_SYMLINK_HOPS} symlinks (a loop?)", path.display(), root.display())]
+    #[error("{path} in {root} leads to more than {MAX_SYMLINK_HOPS} symlinks (a loop?)")]
     SymlinkLoop {
         path: PathBuf,
         root: PathBuf,
@@ -43,7 +43,7 @@ pub enum RootfsError {
         source: io::Error,
     },
     /// The path, or a symlink's target on the way, does not exist.
-    #[error("{} in {} leads to a missing file", path.display(), root.display())]
+    #[error("{path} in {root} leads to a missing file")]
     Missing {
         path: PathBuf,
         root: PathBuf,
@@ -51,7 +51,7 @@ pub enum RootfsError {
         source: io::Error,
     },
     /// A component on the way is not a directory.
-    #[error("{} in {} leads to a file used as a directory", path.display(), root.display())]
+    #[error("{path} in {root} leads to a file used as a directory")]
     NotADirectory {
         path: PathBuf,
         root: PathBuf,
@@ -59,7 +59,7 @@ pub enum RootfsError {
         source: io::Error,
     },
     /// Any other failure while resolving (permissions, I/O).
-    #[error("cannot resolve {} in {}: {source}", path.display(), root.display())]
+    #[error("cannot resolve {path} in {root}: {source}")]
     Resolve {
         path: PathBuf,
         root: PathBuf,
@@ -67,7 +67,7 @@ pub enum RootfsError {
         source: io::Error,
     },
     /// Taking the write bits off the tree failed.
-    #[error("cannot seal {}: {source}", path.display())]
+    #[error("cannot seal {path}: {source}")]
     Seal {
         path: PathBuf,
         #[source]

@@ -10,10 +10,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
     /// Claims to be ELF, but is bigger than any real program or library.
-    #[error("{} is an ELF file of {len} bytes, too big to be a real program or library", path.display())]
+    #[error("{path} is an ELF file of {len} bytes, too big to be a real program or library")]
     TooBig { path: PathBuf, len: u64 },
     /// Claims to be ELF, but ld.so or the kernel would refuse it.
-    #[error("{} is a damaged ELF file: {damage}", path.display())]
+    #[error("{path} is a damaged ELF file: {damage}")]
     Damaged {
         path: PathBuf,
         #[source]

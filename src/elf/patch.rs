@@ -31,18 +31,18 @@ pub struct Patch {
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
     /// object-rewrite cannot read, change or write the file.
-    #[error("{}: not an ELF file the patcher can rewrite: {source}", path.display())]
+    #[error("{path}: not an ELF file the patcher can rewrite: {source}")]
     Unreadable {
         path: PathBuf,
         #[source]
         source: object_rewrite::Error,
     },
     /// The rewritten file's `PT_INTERP` does not span the new string.
-    #[error("{}: not an ELF file the patcher can rewrite: the new PT_INTERP segment does not hold the new interpreter", .0.display())]
+    #[error("{0}: not an ELF file the patcher can rewrite: the new PT_INTERP segment does not hold the new interpreter")]
     InterpSegment(PathBuf),
-    #[error("{}: has no interpreter (not a dynamically linked executable)", .0.display())]
+    #[error("{0}: has no interpreter (not a dynamically linked executable)")]
     NoInterpreter(PathBuf),
-    #[error("{}: a path with a ':' or a NUL byte cannot go into an interpreter or RPATH", .0.display())]
+    #[error("{0}: a path with a ':' or a NUL byte cannot go into an interpreter or RPATH")]
     BadPath(PathBuf),
 }
 

@@ -39,29 +39,31 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// A name (or hard link target) whose `..` climbs above the layer root.
-    #[error("unsafe archive entry {}: `..` leaves the layer root", name.display())]
+    #[error("unsafe archive entry {name}: `..` leaves the layer root")]
     LeavesRoot { name: PathBuf },
     /// `.wh.`, `.wh..` or `.wh...`: a whiteout of no file.
-    #[error("unsafe archive entry {}: a whiteout must name a file", name.display())]
+    #[error("unsafe archive entry {name}: a whiteout must name a file")]
     BadWhiteout { name: PathBuf },
     /// Sparse files and other entry kinds pgoci does not write.
-    #[error("unsafe archive entry {}: {kind:?} entries (sparse files and other kinds) are refused", rel.display())]
+    #[error(
+        "unsafe archive entry {rel}: {kind:?} entries (sparse files and other kinds) are refused"
+    )]
     RefusedKind { rel: PathBuf, kind: tar::EntryType },
     /// A link entry's target cannot be read.
-    #[error("bad link {}: {source}", rel.display())]
+    #[error("bad link {rel}: {source}")]
     BadLink {
         rel: PathBuf,
         #[source]
         source: io::Error,
     },
     /// A link entry without a target.
-    #[error("link {} has no target", rel.display())]
+    #[error("link {rel} has no target")]
     NoLinkTarget { rel: PathBuf },
     /// A hard link to a file the selection leaves out.
-    #[error("hardlink {} points at {}, outside what is extracted", rel.display(), target.display())]
+    #[error("hardlink {rel} points at {target}, outside what is extracted")]
     LinkOutside { rel: PathBuf, target: PathBuf },
     /// A hard link to something missing, or not a regular file.
-    #[error("unsafe archive entry {}: hardlink target {} is not a regular file of this layer set", rel.display(), target.display())]
+    #[error("unsafe archive entry {rel}: hardlink target {target} is not a regular file of this layer set")]
     LinkNotRegular {
         rel: PathBuf,
         target: PathBuf,
@@ -71,7 +73,7 @@ pub enum UnpackError {
     },
     /// A path the archive shaped wrongly: a file where a directory must
     /// be, a dangling link of its own making, a loop.
-    #[error("unsafe archive entry {}: cannot {action} it: {source}", rel.display())]
+    #[error("unsafe archive entry {rel}: cannot {action} it: {source}")]
     UnsafePath {
         rel: PathBuf,
         action: &'static str,
@@ -79,14 +81,14 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// An entry's data could not be read from the archive.
-    #[error("reading {}: {source}", rel.display())]
+    #[error("reading {rel}: {source}")]
     ReadEntry {
         rel: PathBuf,
         #[source]
         source: io::Error,
     },
     /// Fewer data bytes than the entry's header promised.
-    #[error("archive entry {} is truncated ({got} of {expected} bytes)", rel.display())]
+    #[error("archive entry {rel} is truncated ({got} of {expected} bytes)")]
     Truncated {
         rel: PathBuf,
         got: u64,
@@ -96,7 +98,7 @@ pub enum UnpackError {
     #[error("stored layer {} is corrupt (line `{}` of its ops)", layer.display(), String::from_utf8_lossy(line))]
     Corrupt { layer: PathBuf, line: Vec<u8> },
     /// The file system holding the target is full (or over quota).
-    #[error("cannot {action} {}: the file system mounted at {} is full ({source})", path.display(), mount.display())]
+    #[error("cannot {action} {path}: the file system mounted at {mount} is full ({source})")]
     Full {
         path: PathBuf,
         mount: PathBuf,
@@ -105,7 +107,7 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// Any other failure of the host's file system.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {path}: {source}")]
     Fs {
         path: PathBuf,
         action: &'static str,
@@ -135,6 +137,115 @@ impl Classify for UnpackError {
                 Some("free space (or raise the quota) there, then run again".into())
             }
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    /// The words users saw when these were formatted by hand, kept.
+    #[test]
+    fn messages_kinds_and_hints_are_the_old_ones() {
+        let digest = Digest::of_bytes(b"layer");
+        let io = || io::Error::from_raw_os_error(libc::ENOTDIR);
+        let p = |s: &str| PathBuf::from(s);
+        let cases: Vec<(UnpackError, String, Kind)> = vec![
+            (
+                UnpackError::UnsupportedMediaType {
+                    digest: digest.clone(),
+                    media_type: "text/plain".into(),
+                },
+                format!("layer {digest} has unsupported media type text/plain"),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::TooBig {
+                    digest: digest.clone(),
+                    cap: 9,
+                },
+                format!("layer {digest} unpacks to more than 9 bytes, the cap for one artifact"),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::LeavesRoot { name: p("a/../..") },
+                "unsafe archive entry a/../..: `..` leaves the layer root".into(),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::RefusedKind {
+                    rel: p("s"),
+                    kind: tar::EntryType::GNUSparse,
+                },
+                "unsafe archive entry s: GNUSparse entries (sparse files and other kinds) are refused".into(),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::LinkNotRegular {
+                    rel: p("h"),
+                    target: p("t"),
+                    source: None,
+                },
+                "unsafe archive entry h: hardlink target t is not a regular file of this layer set"
+                    .into(),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::UnsafePath {
+                    rel: p("a/b"),
+                    action: "create",
+                    source: io(),
+                },
+                format!("unsafe archive entry a/b: cannot create it: {}", io()),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::Truncated {
+                    rel: p("f"),
+                    got: 3,
+                    expected: 5,
+                },
+                "archive entry f is truncated (3 of 5 bytes)".into(),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::Corrupt {
+                    layer: p("/s/l"),
+                    line: b"X \xff".to_vec(),
+                },
+                "stored layer /s/l is corrupt (line `X \u{fffd}` of its ops)".into(),
+                Kind::Integrity,
+            ),
+            (
+                UnpackError::Full {
+                    path: p("/m/x"),
+                    mount: p("/m"),
+                    action: "write",
+                    source: io(),
+                },
+                format!(
+                    "cannot write /m/x: the file system mounted at /m is full ({})",
+                    io()
+                ),
+                Kind::Host,
+            ),
+            (
+                UnpackError::Fs {
+                    path: p("/d"),
+                    action: "open",
+                    source: io(),
+                },
+                format!("cannot open /d: {}", io()),
+                Kind::Host,
+            ),
+        ];
+        for (err, message, kind) in cases {
+            let hint = err.hint();
+            let err = Error::from(err);
+            assert_eq!((err.message.as_str(), err.kind), (message.as_str(), kind));
+            assert_eq!(err.hint, hint);
         }
     }
 }

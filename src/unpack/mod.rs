@@ -22,6 +22,10 @@
 //! stored apart once and composed onto any number of roots later
 //! ([`layer`]); both read entries with `read_op` and carry them out with
 //! `apply_op`, so the two give the same tree.
+//!
+//! Every failure but a bug is an [`UnpackError`] variant (kept whole
+//! behind the library error: `err.typed::<UnpackError>()`), the file
+//! system's own error at the end of its chain.
 
 use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Error, Kind, Result};

@@ -10,7 +10,7 @@
 //! descriptor of the resolved parent plus one plain name, never following a
 //! symlink at that name.
 
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -23,6 +23,71 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Symlinks followed in one resolution before it counts as a loop, as Linux.
 pub const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Why a path could not be resolved in a root, or a tree sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// The root (or the tree to seal) cannot be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Symlinks chained beyond [`MAX_SYMLINK_HOPS`].
+    #[error("{path} in {root} leads to more than {MAX_SYMLINK_HOPS} symlinks (a loop?)")]
+    SymlinkLoop {
+        path: PathBuf,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The path, or a symlink's target on the way, does not exist.
+    #[error("{path} in {root} leads to a missing file")]
+    Missing {
+        path: PathBuf,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A component on the way is not a directory.
+    #[error("{path} in {root} leads to a file used as a directory")]
+    NotADirectory {
+        path: PathBuf,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Any other failure while resolving (permissions, I/O).
+    #[error("cannot resolve {path} in {root}: {source}")]
+    Resolve {
+        path: PathBuf,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Taking the write bits off the tree failed.
+    #[error("cannot seal {path}: {source}")]
+    Seal {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Classify for RootfsError {
+    fn kind(&self) -> Kind {
+        match self {
+            // The image is broken, not the host.
+            RootfsError::SymlinkLoop { .. }
+            | RootfsError::Missing { .. }
+            | RootfsError::NotADirectory { .. } => Kind::Integrity,
+            RootfsError::Open { .. } | RootfsError::Resolve { .. } | RootfsError::Seal { .. } => {
+                Kind::Host
+            }
+        }
+    }
+}
 
 /// Set once `openat2` answered ENOSYS, so the fallback is used from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -314,33 +379,22 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::host(format!("cannot open {}: {e}", root.display())))?;
-    match walk(root_fd.as_fd(), path, OFlags::PATH) {
-        Ok((_, rel)) => Ok(root.join(rel)),
-        Err(e) => {
-            let what = match e.raw_os_error() {
-                Some(n) if n == Errno::LOOP.raw_os_error() => {
-                    format!("more than {MAX_SYMLINK_HOPS} symlinks (a loop?)")
-                }
-                Some(n) if n == Errno::NOENT.raw_os_error() => "a missing file".to_string(),
-                Some(n) if n == Errno::NOTDIR.raw_os_error() => {
-                    "a file used as a directory".to_string()
-                }
-                _ => {
-                    return Err(Error::host(format!(
-                        "cannot resolve {} in {}: {e}",
-                        path.display(),
-                        root.display()
-                    )))
-                }
-            };
-            Err(Error::integrity(format!(
-                "{} in {} leads to {what}",
-                path.display(),
-                root.display()
-            )))
-        }
-    }
+    .map_err(|e| RootfsError::Open {
+        path: root.to_path_buf(),
+        source: e.into(),
+    })?;
+    let source = match walk(root_fd.as_fd(), path, OFlags::PATH) {
+        Ok((_, rel)) => return Ok(root.join(rel)),
+        Err(e) => e,
+    };
+    let (path, root) = (path.to_path_buf(), root.to_path_buf());
+    let err = match source.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::LOOP) => RootfsError::SymlinkLoop { path, root, source },
+        Some(Errno::NOENT) => RootfsError::Missing { path, root, source },
+        Some(Errno::NOTDIR) => RootfsError::NotADirectory { path, root, source },
+        _ => RootfsError::Resolve { path, root, source },
+    };
+    Err(err.into())
 }
 
 /// Makes a finished tree read-only for the store: files lose every write
@@ -353,8 +407,17 @@ pub fn seal(root: &Path) -> Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::host(format!("cannot open {}: {e}", root.display())))?;
-    seal_dir(fd.as_fd()).map_err(|e| Error::host(format!("cannot seal {}: {e}", root.display())))
+    .map_err(|e| RootfsError::Open {
+        path: root.to_path_buf(),
+        source: e.into(),
+    })?;
+    seal_dir(fd.as_fd()).map_err(|source| {
+        RootfsError::Seal {
+            path: root.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 fn seal_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
@@ -440,6 +503,13 @@ mod tests {
             let e = resolve_in_root(&root, Path::new(p)).unwrap_err();
             assert_eq!(e.kind, crate::error::Kind::Integrity, "{p}");
             assert!(e.message.contains(want), "{p}: {}", e.message);
+            let source = match e.typed::<RootfsError>() {
+                Some(RootfsError::SymlinkLoop { source, .. }) if want == "symlinks" => source,
+                Some(RootfsError::Missing { source, .. }) if want == "missing" => source,
+                Some(RootfsError::NotADirectory { source, .. }) if want == "file used" => source,
+                other => panic!("{p}: {other:?}"),
+            };
+            assert!(source.raw_os_error().is_some(), "{p}: {source:?}");
         }
     }
 

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::error::{Damage, ElfError};
 use crate::error::IoContext;
 use crate::{Error, Result};
 
@@ -108,7 +109,7 @@ pub fn inspect(path: &Path) -> Result<Option<ElfInfo>> {
     }
     parse(&FileSource { file, len })
         .map(Some)
-        .map_err(|e| damaged(path, &e))
+        .map_err(|e| damaged(path, e))
 }
 
 /// [`inspect`] on bytes already in memory.
@@ -121,19 +122,23 @@ pub fn inspect_bytes(data: &[u8]) -> Result<Option<ElfInfo>> {
     }
     parse(data)
         .map(Some)
-        .map_err(|e| damaged(Path::new("<memory>"), &e))
+        .map_err(|e| damaged(Path::new("<memory>"), e))
 }
 
 fn too_big(path: &Path, len: u64) -> Error {
-    Error::integrity(format!(
-        "{} is an ELF file of {len} bytes, too big to be a real program or library",
-        path.display()
-    ))
+    ElfError::TooBig {
+        path: path.to_path_buf(),
+        len,
+    }
+    .into()
 }
 
-fn damaged(path: &Path, why: &str) -> Error {
-    Error::integrity(format!("{} is a damaged ELF file: {why}", path.display()))
-        .hint("re-pull the artifact (the blob or the unpacked store entry is corrupt), or rebuild the image: this file would not load")
+fn damaged(path: &Path, damage: Damage) -> Error {
+    ElfError::Damaged {
+        path: path.to_path_buf(),
+        damage,
+    }
+    .into()
 }
 
 const ELFMAG: [u8; 4] = *b"\x7fELF";
@@ -221,25 +226,30 @@ struct Reader<'s, S: Source + ?Sized> {
 
 impl<S: Source + ?Sized> Reader<'_, S> {
     /// `len` bytes at `offset`, or why they are not in the file.
-    fn bytes(&self, offset: u64, len: u64, what: &str) -> std::result::Result<Vec<u8>, String> {
-        let end = offset
-            .checked_add(len)
-            .ok_or_else(|| format!("{what} at offset {offset:#x} overflows"))?;
+    fn bytes(&self, offset: u64, len: u64, what: &str) -> std::result::Result<Vec<u8>, Damage> {
+        let what = || what.to_string();
+        let end = offset.checked_add(len).ok_or_else(|| Damage::Overflow {
+            what: what(),
+            offset,
+        })?;
         if end > self.src.len() {
-            return Err(format!(
-                "{what} ({len} bytes at offset {offset:#x}) runs past the end of the file ({} bytes)",
-                self.src.len()
-            ));
+            return Err(Damage::PastEnd {
+                what: what(),
+                offset,
+                len,
+                file_len: self.src.len(),
+            });
         }
         if len > MAX_READ {
-            return Err(format!(
-                "{what} is {len} bytes, more than any real object has"
-            ));
+            return Err(Damage::TooLarge { what: what(), len });
         }
         let mut buf = vec![0u8; len as usize];
         self.src
             .read_at(offset, &mut buf)
-            .map_err(|e| format!("reading {what}: {e}"))?;
+            .map_err(|source| Damage::Read {
+                what: what(),
+                source,
+            })?;
         Ok(buf)
     }
 
@@ -269,17 +279,17 @@ impl<S: Source + ?Sized> Reader<'_, S> {
 
     /// The file offset of `len` bytes at virtual address `addr`, which must
     /// lie in the file part of one `PT_LOAD` segment, as ld.so maps it.
-    fn map(&self, addr: u64, len: u64, what: &str) -> std::result::Result<u64, String> {
+    fn map(&self, addr: u64, len: u64, what: &str) -> std::result::Result<u64, Damage> {
         self.loads
             .iter()
             .find_map(|l| {
                 let rel = addr.checked_sub(l.vaddr)?;
                 (rel.checked_add(len)? <= l.filesz).then(|| l.offset + rel)
             })
-            .ok_or_else(|| {
-                format!(
-                    "{what} at address {addr:#x} ({len} bytes) is in no loaded part of the file"
-                )
+            .ok_or_else(|| Damage::Unmapped {
+                what: what.to_string(),
+                addr,
+                len,
             })
     }
 
@@ -291,23 +301,29 @@ impl<S: Source + ?Sized> Reader<'_, S> {
         size: u64,
         at: u64,
         what: &str,
-    ) -> std::result::Result<String, String> {
+    ) -> std::result::Result<String, Damage> {
+        let what = || what.to_string();
         if at >= size {
-            return Err(format!(
-                "{what}: string offset {at:#x} is past the string table ({size} bytes)"
-            ));
+            return Err(Damage::StringOffset {
+                what: what(),
+                at,
+                size,
+            });
         }
         let room = (size - at).min(MAX_STRING + 1);
-        let b = self.bytes(table + at, room, what)?;
+        let b = self.bytes(table + at, room, &what())?;
         match b.iter().position(|&c| c == 0) {
             Some(n) => Ok(String::from_utf8_lossy(&b[..n]).into_owned()),
-            None if room > MAX_STRING => Err(format!("{what} is longer than {MAX_STRING} bytes")),
-            None => Err(format!("{what} runs past the end of the string table")),
+            None if room > MAX_STRING => Err(Damage::StringTooLong {
+                what: what(),
+                max: MAX_STRING,
+            }),
+            None => Err(Damage::StringUnterminated { what: what() }),
         }
     }
 }
 
-fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
+fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, Damage> {
     let len = src.len();
     let mut r = Reader {
         src,
@@ -319,15 +335,28 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
     r.is_64 = match ident[4] {
         2 => true,
         1 => false,
-        other => return Err(format!("unknown ELF class {other}")),
+        value => {
+            return Err(Damage::UnknownIdent {
+                field: "class",
+                value,
+            })
+        }
     };
     r.little = match ident[5] {
         1 => true,
         2 => false,
-        other => return Err(format!("unknown ELF byte order {other}")),
+        value => {
+            return Err(Damage::UnknownIdent {
+                field: "byte order",
+                value,
+            })
+        }
     };
     if ident[6] != 1 {
-        return Err(format!("unknown ELF version {}", ident[6]));
+        return Err(Damage::UnknownIdent {
+            field: "version",
+            value: ident[6],
+        });
     }
     let eh = r.bytes(0, if r.is_64 { 64 } else { 52 }, "the ELF header")?;
     let e_type = r.uint(&eh, 16, 2);
@@ -350,12 +379,14 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
     // cut or forged file, and every section's bytes must be in the file.
     if shoff != 0 || shnum != 0 {
         if shoff == 0 {
-            return Err(format!(
-                "e_shnum {shnum} with no section header table (e_shoff 0)"
-            ));
+            return Err(Damage::NoSectionTable { shnum });
         }
         if shentsize != sh_size {
-            return Err(format!("e_shentsize {shentsize}, not {sh_size}"));
+            return Err(Damage::EntrySize {
+                field: "e_shentsize",
+                got: shentsize,
+                want: sh_size,
+            });
         }
         let first = r.bytes(shoff, sh_size, "section header 0 (e_shoff)")?;
         // SHN_XINDEX escapes: the real count and index live in section 0.
@@ -364,7 +395,10 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             n => n,
         };
         if count > MAX_SECTIONS {
-            return Err(format!("{count} sections"));
+            return Err(Damage::Count {
+                what: "sections",
+                count,
+            });
         }
         let table = r.bytes(
             shoff,
@@ -376,9 +410,10 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             n => n,
         };
         if strndx != 0 && strndx >= count {
-            return Err(format!(
-                "e_shstrndx {strndx} is not one of the {count} sections"
-            ));
+            return Err(Damage::BadShstrndx {
+                index: strndx,
+                count,
+            });
         }
         for i in 0..count as usize {
             let s = table.get(i * sh_size as usize..).unwrap_or_default();
@@ -389,9 +424,12 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             let offset = r.word(s, 24, 16);
             let size = r.word(s, 32, 20);
             if offset.checked_add(size).is_none_or(|end| end > len) {
-                return Err(format!(
-                    "section {i} ({size} bytes at offset {offset:#x}) runs past the end of the file ({len} bytes)"
-                ));
+                return Err(Damage::SectionPastEnd {
+                    index: i,
+                    size,
+                    offset,
+                    file_len: len,
+                });
             }
         }
     }
@@ -400,16 +438,20 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
     let loadable = e_type == 2 || e_type == 3; // ET_EXEC, ET_DYN
     if phnum == 0 {
         if loadable {
-            return Err("a program or shared library without program headers (e_phnum 0)".into());
+            return Err(Damage::NoProgramHeaders);
         }
     } else if phentsize != ph_size {
-        return Err(format!("e_phentsize {phentsize}, not {ph_size}"));
+        return Err(Damage::EntrySize {
+            field: "e_phentsize",
+            got: phentsize,
+            want: ph_size,
+        });
     }
     if phnum * ph_size > MAX_PHDR_BYTES {
-        return Err(format!(
-            "e_phnum {phnum}: more program headers than the kernel or ld.so load (at most {})",
-            MAX_PHDR_BYTES / ph_size
-        ));
+        return Err(Damage::TooManyProgramHeaders {
+            phnum,
+            max: MAX_PHDR_BYTES / ph_size,
+        });
     }
     // No table, no offset to check (a relocatable object's e_phoff is 0).
     let ph = match phnum {
@@ -433,16 +475,23 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             continue;
         }
         if offset.checked_add(filesz).is_none_or(|end| end > len) {
-            return Err(format!(
-                "program header {i} (type {kind}) has {filesz} bytes at offset {offset:#x}, past the end of the file ({len} bytes)"
-            ));
+            return Err(Damage::SegmentPastEnd {
+                index: i,
+                kind,
+                size: filesz,
+                offset,
+                file_len: len,
+            });
         }
         match kind {
             PT_LOAD => {
                 if filesz > memsz || vaddr.checked_add(memsz).is_none() {
-                    return Err(format!(
-                        "program header {i}: a PT_LOAD of {filesz} file bytes in {memsz} bytes of memory at {vaddr:#x}"
-                    ));
+                    return Err(Damage::BadLoad {
+                        index: i,
+                        filesz,
+                        memsz,
+                        vaddr,
+                    });
                 }
                 r.loads.push(Load {
                     vaddr,
@@ -463,12 +512,12 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
         None => None,
         Some((offset, size)) => {
             if size > MAX_STRING {
-                return Err(format!("PT_INTERP is {size} bytes"));
+                return Err(Damage::InterpTooLong { size });
             }
             let b = r.bytes(offset, size, "PT_INTERP")?;
             match b.iter().position(|&c| c == 0) {
                 Some(n) if n > 0 => Some(String::from_utf8_lossy(&b[..n]).into_owned()),
-                _ => return Err("PT_INTERP is empty or not NUL-terminated".into()),
+                _ => return Err(Damage::BadInterp),
             }
         }
     };
@@ -488,7 +537,10 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
     };
     let count = dyn_len / dyn_size;
     if count > MAX_DYNAMIC_ENTRIES as u64 {
-        return Err(format!("{count} dynamic entries"));
+        return Err(Damage::Count {
+            what: "dynamic entries",
+            count,
+        });
     }
     let table = r.bytes(
         dyn_off,
@@ -506,7 +558,9 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             DT_NULL => break,
             DT_NEEDED | DT_SONAME | DT_RPATH | DT_RUNPATH => {
                 if strings.len() >= MAX_NEEDED {
-                    return Err("too many DT_NEEDED entries".into());
+                    return Err(Damage::TooMany {
+                        what: "DT_NEEDED entries",
+                    });
                 }
                 strings.push((tag, val));
             }
@@ -525,9 +579,7 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             r.map(addr, size, "the string table (DT_STRTAB, DT_STRSZ)")?,
             size,
         ),
-        _ if needs_strings => {
-            return Err("a dynamic section naming strings without DT_STRTAB and DT_STRSZ".into())
-        }
+        _ if needs_strings => return Err(Damage::NoStringTable),
         _ => (0, 0),
     };
     let string = |at: u64, what: &str| r.string(str_off, str_size, at, what);
@@ -550,13 +602,18 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
     let mut bump = || {
         seen += 1;
         if seen > MAX_VERSIONS {
-            Err("too many symbol versions".to_string())
+            Err(Damage::TooMany {
+                what: "symbol versions",
+            })
         } else {
             Ok(())
         }
     };
     if let Some(addr) = verneed {
-        let num = verneednum.ok_or("DT_VERNEED without DT_VERNEEDNUM")?;
+        let num = verneednum.ok_or(Damage::MissingTag {
+            tag: "DT_VERNEED",
+            needs: "DT_VERNEEDNUM",
+        })?;
         let mut at = r.map(addr, 16, "the version needs (DT_VERNEED)")?;
         for _ in 0..num {
             bump()?;
@@ -566,7 +623,7 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             let set = info.required_versions.entry(file).or_default();
             let mut aux = at
                 .checked_add(r.uint(&vn, 8, 4))
-                .ok_or("vn_aux overflows")?;
+                .ok_or(Damage::LinkOverflow { field: "vn_aux" })?;
             for _ in 0..cnt {
                 bump()?;
                 let a = r.bytes(aux, 16, "a version need entry (Elf_Vernaux)")?;
@@ -575,17 +632,28 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
                 }
                 match r.uint(&a, 12, 4) {
                     0 => break,
-                    next => aux = aux.checked_add(next).ok_or("vna_next overflows")?,
+                    next => {
+                        aux = aux
+                            .checked_add(next)
+                            .ok_or(Damage::LinkOverflow { field: "vna_next" })?
+                    }
                 }
             }
             match r.uint(&vn, 12, 4) {
                 0 => break,
-                next => at = at.checked_add(next).ok_or("vn_next overflows")?,
+                next => {
+                    at = at
+                        .checked_add(next)
+                        .ok_or(Damage::LinkOverflow { field: "vn_next" })?
+                }
             }
         }
     }
     if let Some(addr) = verdef {
-        let num = verdefnum.ok_or("DT_VERDEF without DT_VERDEFNUM")?;
+        let num = verdefnum.ok_or(Damage::MissingTag {
+            tag: "DT_VERDEF",
+            needs: "DT_VERDEFNUM",
+        })?;
         let mut at = r.map(addr, 20, "the version definitions (DT_VERDEF)")?;
         for _ in 0..num {
             bump()?;
@@ -594,14 +662,18 @@ fn parse<S: Source + ?Sized>(src: &S) -> std::result::Result<ElfInfo, String> {
             if r.uint(&vd, 2, 2) & VER_FLG_BASE == 0 && r.uint(&vd, 6, 2) > 0 {
                 let aux = at
                     .checked_add(r.uint(&vd, 12, 4))
-                    .ok_or("vd_aux overflows")?;
+                    .ok_or(Damage::LinkOverflow { field: "vd_aux" })?;
                 let a = r.bytes(aux, 8, "a version definition name (Elf_Verdaux)")?;
                 info.defined_versions
                     .insert(string(r.uint(&a, 0, 4), "a defined version name")?);
             }
             match r.uint(&vd, 16, 4) {
                 0 => break,
-                next => at = at.checked_add(next).ok_or("vd_next overflows")?,
+                next => {
+                    at = at
+                        .checked_add(next)
+                        .ok_or(Damage::LinkOverflow { field: "vd_next" })?
+                }
             }
         }
     }
@@ -849,6 +921,56 @@ mod strict_tests {
         for len in [16, 40, 63, 64, 100, 1000] {
             assert!(inspect_bytes(&real[..len]).is_err(), "{len}");
         }
+    }
+
+    /// The damage is a variant with the forged numbers in it, below an
+    /// error naming the file; a failed read keeps the kernel's error.
+    #[test]
+    fn damage_is_typed() {
+        let real = std::fs::read(LIBSSL).unwrap();
+        let mut b = real.clone();
+        le16(&mut b, 56, 0xffff); // e_phnum = PN_XNUM
+        let err = inspect_bytes(&b).unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<ElfError>(),
+                Some(ElfError::Damaged {
+                    damage: Damage::TooManyProgramHeaders {
+                        phnum: 0xffff,
+                        max: 1170
+                    },
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        assert!(err.hint.is_some());
+        let mut b = real.clone();
+        le16(&mut b, 54, 40); // e_phentsize
+        let err = inspect_bytes(&b).unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<ElfError>(),
+                Some(ElfError::Damaged {
+                    damage: Damage::EntrySize {
+                        field: "e_phentsize",
+                        got: 40,
+                        want: 56
+                    },
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let err = inspect_bytes(&real[..100]).unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<ElfError>(),
+                Some(ElfError::Damaged { path, damage: Damage::PastEnd { file_len: 100, .. } }) if path == Path::new("<memory>")
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.causes().count(), 1, "{err:?}");
     }
 
     /// Offsets are relative and unsigned, so a version walk can only run

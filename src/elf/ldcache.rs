@@ -3,6 +3,7 @@
 //! older ldconfig wrote an `ld.so-1.7.0` table first and the new one
 //! after it, and only the new one is read then.
 
+use super::error::{CacheDamage, ElfError};
 use crate::{Error, Result};
 
 const OLD_MAGIC: &[u8] = b"ld.so-1.7.0";
@@ -48,15 +49,18 @@ impl LdCache {
     }
 }
 
-fn bad(why: impl std::fmt::Display) -> Error {
-    Error::integrity(format!("ld.so.cache is damaged: {why}"))
-        .hint("run ldconfig in that root to rebuild it")
+fn bad(damage: CacheDamage) -> Error {
+    ElfError::LdCache(damage).into()
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
     let b = bytes
-        .get(at..at.checked_add(4).ok_or_else(|| bad("offset overflow"))?)
-        .ok_or_else(|| bad("truncated"))?;
+        .get(
+            at..at
+                .checked_add(4)
+                .ok_or_else(|| bad(CacheDamage::OffsetOverflow))?,
+        )
+        .ok_or_else(|| bad(CacheDamage::Truncated))?;
     Ok(u32::from_ne_bytes(b.try_into().expect("four bytes")))
 }
 
@@ -64,11 +68,11 @@ fn u32_at(bytes: &[u8], at: usize) -> Result<u32> {
 fn cstr_at(bytes: &[u8], at: usize) -> Result<String> {
     let tail = bytes
         .get(at..)
-        .ok_or_else(|| bad("string offset past the end"))?;
+        .ok_or_else(|| bad(CacheDamage::StringPastEnd))?;
     let len = tail
         .iter()
         .position(|&b| b == 0)
-        .ok_or_else(|| bad("unterminated string"))?;
+        .ok_or_else(|| bad(CacheDamage::Unterminated))?;
     Ok(String::from_utf8_lossy(&tail[..len]).into_owned())
 }
 
@@ -78,26 +82,25 @@ pub fn parse(bytes: &[u8]) -> Result<LdCache> {
     if bytes.starts_with(OLD_MAGIC) {
         let n = u32_at(bytes, OLD_MAGIC.len() + 1)? as usize;
         if n > MAX_ENTRIES {
-            return Err(bad(format!("{n} old-format entries")));
+            return Err(bad(CacheDamage::TooManyOld { count: n }));
         }
         // The new table follows the old one, aligned like its header
         // (which holds 64-bit fields).
         start = (OLD_HEADER + n * OLD_ENTRY).next_multiple_of(8);
         if !bytes.get(start..).is_some_and(|b| b.starts_with(NEW_MAGIC)) {
-            return Err(bad("old format without the glibc 2.x table")
-                .hint("this cache predates glibc 2.2; run ldconfig in that root"));
+            return Err(bad(CacheDamage::OldOnly));
         }
     } else if !bytes.starts_with(NEW_MAGIC) {
-        return Err(bad("unknown format (no glibc-ld.so.cache1.1 magic)"));
+        return Err(bad(CacheDamage::UnknownFormat));
     }
     let table = &bytes[start..];
     let n = u32_at(table, 20)? as usize;
     if n > MAX_ENTRIES {
-        return Err(bad(format!("{n} entries")));
+        return Err(bad(CacheDamage::TooMany { count: n }));
     }
     let end = NEW_HEADER + n * NEW_ENTRY;
     if end > table.len() {
-        return Err(bad("entry table runs past the end"));
+        return Err(bad(CacheDamage::TablePastEnd));
     }
     let mut entries = Vec::with_capacity(n);
     for i in 0..n {
@@ -156,6 +159,11 @@ mod tests {
         // The old format alone is refused with a hint to rebuild.
         let err = parse(&old[..OLD_HEADER + 2 * OLD_ENTRY]).unwrap_err();
         assert_eq!(err.kind, crate::Kind::Integrity);
+        assert!(matches!(
+            err.typed::<ElfError>(),
+            Some(ElfError::LdCache(CacheDamage::OldOnly))
+        ));
+        assert!(err.hint.as_deref().unwrap().contains("predates glibc 2.2"));
     }
 
     #[test]

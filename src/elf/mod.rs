@@ -9,7 +9,8 @@
 //! [`closure`] walks the needs, [`policy`] decides, per library, whether
 //! the host or the image provides it (`--libraries auto|host|image`), and [`patch`] points an executable at
 //! the image's own loader and library directory when the image's glibc
-//! is needed.
+//! is needed. A damaged file or cache is an [`ElfError`] naming, as a
+//! [`Damage`] or [`CacheDamage`] variant, the structure that is wrong.
 //!
 //! ```no_run
 //! use pgoci::elf::{self, Root};
@@ -27,6 +28,7 @@
 //! ```
 
 pub mod closure;
+mod error;
 pub mod inspect;
 pub mod ldcache;
 pub mod patch;
@@ -34,6 +36,7 @@ pub mod policy;
 pub mod root;
 
 pub use closure::{closure, closure_confined, Closure, Found, Library, Need, Needer, Problem};
+pub use error::{CacheDamage, Damage, ElfError};
 pub use inspect::{inspect, inspect_bytes, ElfInfo, Machine};
 pub use root::{Root, RootKind};
 

@@ -14,6 +14,7 @@
 //! The input is bytes of an untrusted image: every failure is an error,
 //! never a panic, and the result is written to a new file only.
 
+use crate::error::{Classify, Kind};
 use std::path::{Path, PathBuf};
 
 /// What to change in one executable.
@@ -29,12 +30,28 @@ pub struct Patch {
 /// Why a file could not be patched.
 #[derive(Debug, thiserror::Error)]
 pub enum PatchError {
-    #[error("{0}: not an ELF file the patcher can rewrite: {1}")]
-    Unreadable(PathBuf, String),
+    /// object-rewrite cannot read, change or write the file.
+    #[error("{path}: not an ELF file the patcher can rewrite: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: object_rewrite::Error,
+    },
+    /// The rewritten file's `PT_INTERP` does not span the new string.
+    #[error("{0}: not an ELF file the patcher can rewrite: the new PT_INTERP segment does not hold the new interpreter")]
+    InterpSegment(PathBuf),
     #[error("{0}: has no interpreter (not a dynamically linked executable)")]
     NoInterpreter(PathBuf),
     #[error("{0}: a path with a ':' or a NUL byte cannot go into an interpreter or RPATH")]
     BadPath(PathBuf),
+}
+
+impl Classify for PatchError {
+    fn kind(&self) -> Kind {
+        // The executables come from the image: a file that cannot be
+        // patched is a bad artifact.
+        Kind::Integrity
+    }
 }
 
 fn path_bytes(p: &Path) -> Result<Vec<u8>, PatchError> {
@@ -56,7 +73,10 @@ pub fn has_interpreter(data: &[u8]) -> bool {
 /// Returns the patched bytes of the executable `data` (read from `name`,
 /// for messages).
 pub fn patch_bytes(name: &Path, data: &[u8], patch: &Patch) -> Result<Vec<u8>, PatchError> {
-    let bad = |e: object_rewrite::Error| PatchError::Unreadable(name.to_path_buf(), e.to_string());
+    let bad = |source| PatchError::Unreadable {
+        path: name.to_path_buf(),
+        source,
+    };
     let interpreter = path_bytes(&patch.interpreter)?;
     let dirs: Vec<Vec<u8>> = patch
         .library_dirs
@@ -76,12 +96,8 @@ pub fn patch_bytes(name: &Path, data: &[u8], patch: &Patch) -> Result<Vec<u8>, P
     rw.write(&mut out).map_err(bad)?;
     let mut wanted = path_bytes(&patch.interpreter)?;
     wanted.push(0);
-    fit_interp_segment(&mut out, &wanted).ok_or_else(|| {
-        PatchError::Unreadable(
-            name.to_path_buf(),
-            "the new PT_INTERP segment does not hold the new interpreter".into(),
-        )
-    })?;
+    fit_interp_segment(&mut out, &wanted)
+        .ok_or_else(|| PatchError::InterpSegment(name.to_path_buf()))?;
     Ok(out)
 }
 

@@ -73,8 +73,7 @@ pub fn run_on_image_loader(
             continue; // a script or a static program: nothing to point elsewhere
         }
         let rel = file.strip_prefix(tmp).unwrap_or(&file).to_path_buf();
-        let patched = patch::patch_bytes(&rel, &data, &the_patch)
-            .map_err(|e| Error::integrity(e.to_string()))?;
+        let patched = patch::patch_bytes(&rel, &data, &the_patch)?;
         // A new inode: the store's file (a hard link here) stays as it was.
         let new = bin_dir.join(format!(
             ".{}.pgoci-patched",

@@ -33,7 +33,7 @@
 
 use super::{
     apply_op, fs_error, read_op, safe_relative, sanitize, stream_layer, write_data, Budget, Data,
-    InodeDigests, Op, Select,
+    InodeDigests, Op, Select, UnpackError,
 };
 use crate::digest::Digest;
 use crate::error::{Error, Kind, Result};
@@ -75,7 +75,7 @@ pub fn store_layer(
     .map_err(|e| super::dest_error(&files, "open", e.into()))?;
     let mut ops = Vec::new();
     stream_layer(reader, blob, budget, |archive, _| {
-        let bad = |e: io::Error| Error::integrity(e.to_string());
+        let bad = |source: io::Error| UnpackError::Archive { source };
         let mut n = 0u64;
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
@@ -168,7 +168,11 @@ fn replay(layer: &Path, root: &Root, select: Select, digests: &mut InodeDigests)
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Error::host(format!("cannot open {}: {e}", files.display())))?;
+    .map_err(|e| UnpackError::Fs {
+        path: files.clone(),
+        action: "open",
+        source: e.into(),
+    })?;
     let mut lines = text.split(|b| *b == b'\n');
     parse_header(layer, lines.next().unwrap_or_default())?;
     // What this layer wrote, so its own opaque marker never removes it.
@@ -235,8 +239,14 @@ fn replay(layer: &Path, root: &Root, select: Select, digests: &mut InodeDigests)
 
 fn read_ops_file(layer: &Path) -> Result<Vec<u8>> {
     let path = layer.join(OPS);
-    std::fs::read(&path)
-        .map_err(|e| Error::host(format!("cannot read {}: {e}", path.display())).caused_by(e))
+    std::fs::read(&path).map_err(|source| {
+        UnpackError::Fs {
+            path,
+            action: "read",
+            source,
+        }
+        .into()
+    })
 }
 
 fn parse_header(layer: &Path, line: &[u8]) -> Result<u64> {
@@ -248,12 +258,11 @@ fn parse_header(layer: &Path, line: &[u8]) -> Result<u64> {
 }
 
 fn corrupt(layer: &Path, line: &[u8]) -> Error {
-    Error::integrity(format!(
-        "stored layer {} is corrupt (line `{}` of its {OPS})",
-        layer.display(),
-        String::from_utf8_lossy(line)
-    ))
-    .hint("remove that directory; the next install unpacks the layer again")
+    UnpackError::Corrupt {
+        layer: layer.to_path_buf(),
+        line: line.to_vec(),
+    }
+    .into()
 }
 
 /// Writes `bytes` with `%`, space, control bytes and DEL as `%XX`.

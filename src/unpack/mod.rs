@@ -22,11 +22,16 @@
 //! stored apart once and composed onto any number of roots later
 //! ([`layer`]); both read entries with `read_op` and carry them out with
 //! `apply_op`, so the two give the same tree.
+//!
+//! Every failure but a bug is an [`UnpackError`] variant (kept whole
+//! behind the library error: `err.typed::<UnpackError>()`), the file
+//! system's own error at the end of its chain.
 
 use crate::digest::{Digest, Hasher, VerifyingReader};
 use crate::error::{Error, Kind, Result};
 use crate::lock::Blob;
 use crate::rootfs::{remove_all_at, Root};
+pub use error::UnpackError;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -170,7 +175,7 @@ pub fn apply_layer(
     std::fs::create_dir_all(dest).map_err(|e| dest_error(dest, "create", e))?;
     let root = Root::open(dest).map_err(|e| dest_error(dest, "open", e))?;
     stream_layer(reader, blob, budget, |archive, digests| {
-        let bad = |e: io::Error| Error::integrity(e.to_string());
+        let bad = |source: io::Error| UnpackError::Archive { source };
         // What this layer wrote, so its own opaque marker never removes it.
         let mut written = HashSet::new();
         for entry in archive.entries().map_err(bad)? {
@@ -201,12 +206,15 @@ pub(crate) fn stream_layer(
     body: impl FnOnce(&mut tar::Archive<Counting<'_, Piped>>, &mut InodeDigests) -> Result<()>,
 ) -> Result<()> {
     let compression = Compression::from_media_type(&blob.media_type).ok_or_else(|| {
-        Error::integrity(format!(
-            "layer {} has unsupported media type {}",
-            blob.digest, blob.media_type
-        ))
+        UnpackError::UnsupportedMediaType {
+            digest: blob.digest.clone(),
+            media_type: blob.media_type.clone(),
+        }
     })?;
-    let layer_err = |e: io::Error| Error::integrity(format!("layer {}: {e}", blob.digest));
+    let layer_err = |source: io::Error| UnpackError::Stream {
+        digest: blob.digest.clone(),
+        source,
+    };
     let cap = budget.limits.max_unpacked_bytes;
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS);
@@ -230,11 +238,11 @@ pub(crate) fn stream_layer(
             Err(_) => Ok(()),
         };
         if rest.exceeded {
-            return Err(Error::integrity(format!(
-                "layer {} unpacks to more than {cap} bytes, the cap for one artifact",
-                blob.digest
-            ))
-            .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
+            return Err(UnpackError::TooBig {
+                digest: blob.digest.clone(),
+                cap,
+            }
+            .into());
         }
         // Dropping the pipe stops the inflating thread if we stopped early.
         drop(rest);
@@ -242,7 +250,7 @@ pub(crate) fn stream_layer(
             Kind::Integrity => e.context(format!("layer {}", blob.digest)),
             _ => e,
         })?;
-        drained.map_err(layer_err)
+        Ok(drained.map_err(layer_err)?)
     })
 }
 
@@ -326,10 +334,10 @@ pub fn safe_relative(name: &Path) -> Result<PathBuf> {
             Component::Normal(p) => out.push(p),
             Component::ParentDir => {
                 if !out.pop() {
-                    return Err(Error::integrity(format!(
-                        "unsafe archive entry {}: `..` leaves the layer root",
-                        name.display()
-                    )));
+                    return Err(UnpackError::LeavesRoot {
+                        name: name.to_path_buf(),
+                    }
+                    .into());
                 }
             }
         }
@@ -345,16 +353,16 @@ fn sanitize(mode: u32) -> u32 {
 /// Maps a file-system failure on `rel` beneath `root` to an error: a full
 /// file system or quota is the host's, a path the archive shaped wrongly
 /// (a file where a directory must be, a loop) is the archive's.
-fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
-    let full = root.join(rel);
-    let errno = e.raw_os_error().map(Errno::from_raw_os_error);
+fn fs_error(root: &Path, rel: &Path, action: &'static str, source: io::Error) -> Error {
+    let path = root.join(rel);
+    let errno = source.raw_os_error().map(Errno::from_raw_os_error);
     match errno {
-        Some(Errno::NOSPC) | Some(Errno::DQUOT) => Error::host(format!(
-            "cannot {action} {}: the file system mounted at {} is full ({e})",
-            full.display(),
-            mount_point(root).display()
-        ))
-        .hint("free space (or raise the quota) there, then run again"),
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => UnpackError::Full {
+            path,
+            mount: mount_point(root),
+            action,
+            source,
+        },
         // The root exists and parents are made as needed: a missing path
         // means a dangling link of the archive's own making.
         Some(Errno::NOENT)
@@ -363,19 +371,30 @@ fn fs_error(root: &Path, rel: &Path, action: &str, e: io::Error) -> Error {
         | Some(Errno::EXIST)
         | Some(Errno::ISDIR)
         | Some(Errno::NAMETOOLONG)
-        | Some(Errno::XDEV) => Error::integrity(format!(
-            "unsafe archive entry {}: cannot {action} it: {e}",
-            rel.display()
-        )),
-        _ => Error::host(format!("cannot {action} {}: {e}", full.display())),
+        | Some(Errno::XDEV) => UnpackError::UnsafePath {
+            rel: rel.to_path_buf(),
+            action,
+            source,
+        },
+        _ => UnpackError::Fs {
+            path,
+            action,
+            source,
+        },
     }
+    .into()
 }
 
 /// A failure on the target directory itself: the host's, never the archive's.
-fn dest_error(dest: &Path, action: &str, e: io::Error) -> Error {
-    match e.raw_os_error().map(Errno::from_raw_os_error) {
-        Some(Errno::NOSPC) | Some(Errno::DQUOT) => fs_error(dest, Path::new(""), action, e),
-        _ => Error::host(format!("cannot {action} {}: {e}", dest.display())),
+fn dest_error(dest: &Path, action: &'static str, source: io::Error) -> Error {
+    match source.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOSPC) | Some(Errno::DQUOT) => fs_error(dest, Path::new(""), action, source),
+        _ => UnpackError::Fs {
+            path: dest.to_path_buf(),
+            action,
+            source,
+        }
+        .into(),
     }
 }
 
@@ -397,11 +416,12 @@ pub(crate) fn mount_point(path: &Path) -> PathBuf {
 
 /// The target a symlink or hardlink entry names.
 fn link_target<R: Read>(entry: &tar::Entry<R>, rel: &Path) -> Result<PathBuf> {
-    entry
+    let rel = || rel.to_path_buf();
+    let target = entry
         .link_name()
-        .map_err(|e| Error::integrity(format!("bad link {}: {e}", rel.display())))?
-        .map(|t| t.into_owned())
-        .ok_or_else(|| Error::integrity(format!("link {} has no target", rel.display())))
+        .map_err(|source| UnpackError::BadLink { rel: rel(), source })?
+        .ok_or_else(|| UnpackError::NoLinkTarget { rel: rel() })?;
+    Ok(target.into_owned())
 }
 
 /// What one archive entry does, read from its header: the entries pgoci
@@ -446,7 +466,7 @@ pub(crate) enum Data<'a> {
 pub(crate) fn read_op<R: Read>(entry: &tar::Entry<R>) -> Result<Option<(PathBuf, Op)>> {
     let name = entry
         .path()
-        .map_err(|e| Error::integrity(format!("bad entry name: {e}")))?
+        .map_err(|source| UnpackError::BadName { source })?
         .into_owned();
     let rel = safe_relative(&name)?;
     let Some(file_name) = rel.file_name() else {
@@ -459,10 +479,7 @@ pub(crate) fn read_op<R: Read>(entry: &tar::Entry<R>) -> Result<Option<(PathBuf,
             return Ok(None); // aufs metadata (`.wh..wh.plnk`, …): nothing to do
         }
         if !opaque && (hidden.is_empty() || hidden == b"." || hidden == b"..") {
-            return Err(Error::integrity(format!(
-                "unsafe archive entry {}: a whiteout must name a file",
-                name.display()
-            )));
+            return Err(UnpackError::BadWhiteout { name }.into());
         }
         return Ok(Some((rel, Op::Whiteout)));
     }
@@ -483,12 +500,7 @@ pub(crate) fn read_op<R: Read>(entry: &tar::Entry<R>) -> Result<Option<(PathBuf,
         tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(None),
         // Device nodes and fifos are never created: the host has its own.
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => return Ok(None),
-        other => {
-            return Err(Error::integrity(format!(
-            "unsafe archive entry {}: {other:?} entries (sparse files and other kinds) are refused",
-            rel.display()
-        )))
-        }
+        kind => return Err(UnpackError::RefusedKind { rel, kind }.into()),
     };
     Ok(Some((rel, op)))
 }
@@ -515,10 +527,9 @@ pub(crate) fn apply_op(
     if out.file_name().is_none() {
         return Ok(());
     }
-    let err = |action: &str| {
+    let err = |action: &'static str| {
         let out = out.clone();
-        let action = action.to_string();
-        move |e: io::Error| fs_error(root.path(), &out, &action, e)
+        move |e: io::Error| fs_error(root.path(), &out, action, e)
     };
     match op {
         Op::Dir { mode } => {
@@ -588,26 +599,25 @@ pub(crate) fn apply_op(
         }
         Op::Link { target } => {
             let Some(source) = select(target) else {
-                return Err(Error::integrity(format!(
-                    "hardlink {} points at {}, outside what is extracted",
-                    rel.display(),
-                    target.display()
-                )));
+                return Err(UnpackError::LinkOutside {
+                    rel: rel.to_path_buf(),
+                    target: target.clone(),
+                }
+                .into());
             };
             let source = safe_relative(&source)?;
-            let not_regular = || {
-                Error::integrity(format!(
-                    "unsafe archive entry {}: hardlink target {} is not a regular file of this layer set",
-                    rel.display(),
-                    target.display()
-                ))
+            let not_regular = |source: Option<io::Error>| UnpackError::LinkNotRegular {
+                rel: rel.to_path_buf(),
+                target: target.clone(),
+                source,
             };
-            let (src_parent, src_name) =
-                root.parent_of(&source, false).map_err(|_| not_regular())?;
+            let (src_parent, src_name) = root
+                .parent_of(&source, false)
+                .map_err(|e| not_regular(Some(e)))?;
             let src = rustix::fs::statat(&src_parent, &src_name, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|_| not_regular())?;
+                .map_err(|e| not_regular(Some(e.into())))?;
             if FileType::from_raw_mode(src.st_mode) != FileType::RegularFile {
-                return Err(not_regular());
+                return Err(not_regular(None).into());
             }
             let (parent, name) = root.parent_of(&out, true).map_err(err("create"))?;
             if let Ok(cur) = rustix::fs::statat(&parent, &name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -653,17 +663,25 @@ pub(crate) fn write_data(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::integrity(format!("reading {}: {e}", rel.display()))),
+            Err(source) => {
+                return Err(UnpackError::ReadEntry {
+                    rel: rel.to_path_buf(),
+                    source,
+                }
+                .into())
+            }
         };
         file.write_all(&buf[..n]).map_err(&write_err)?;
         hasher.update(&buf[..n]);
         total += n as u64;
     }
     if total != expected {
-        return Err(Error::integrity(format!(
-            "archive entry {} is truncated ({total} of {expected} bytes)",
-            rel.display()
-        )));
+        return Err(UnpackError::Truncated {
+            rel: rel.to_path_buf(),
+            got: total,
+            expected,
+        }
+        .into());
     }
     Ok(hasher.finish())
 }
@@ -713,6 +731,7 @@ fn apply_whiteout(
     }
 }
 
+mod error;
 pub mod layer;
 
 #[cfg(test)]

@@ -860,3 +860,106 @@ fn a_corrupt_stored_layer_is_an_integrity_error() {
     );
     assert!(msg.contains("leaves the layer root"), "{msg}");
 }
+
+/// Hostile entries are told apart by variant, not by words: the layer's
+/// digest put in front of the message leaves the variant reachable, and
+/// what the kernel said stays at the end of the chain.
+#[test]
+fn hostile_entries_are_typed() {
+    both_ways(hostile_entries_are_typed_with)
+}
+
+fn hostile_entries_are_typed_with() {
+    let (_d, root, _) = bed();
+    let err = apply(&[e("a/../../evil", F, "", b"x")], &root).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    assert!(
+        matches!(err.typed::<UnpackError>(), Some(UnpackError::LeavesRoot { name }) if name == Path::new("a/../../evil")),
+        "{err:?}"
+    );
+    let err = apply(&[e("h", H, "absent", b"")], &root).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    match err.typed::<UnpackError>() {
+        Some(UnpackError::LinkNotRegular {
+            rel,
+            target,
+            source: Some(source),
+        }) => {
+            assert_eq!(
+                (rel.as_path(), target.as_path()),
+                (Path::new("h"), Path::new("absent"))
+            );
+            assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+        }
+        other => panic!("{other:?}: {err}"),
+    }
+    assert!(err.message.starts_with("layer sha256:"), "{}", err.message);
+    assert!(err
+        .causes()
+        .last()
+        .is_some_and(|c| c.to_string().contains("No such file")));
+    let err = apply(&[e("a/.wh..", F, "", b"")], &root).unwrap_err();
+    assert!(matches!(
+        err.typed::<UnpackError>(),
+        Some(UnpackError::BadWhiteout { .. })
+    ));
+    // A stored layer whose records were tampered with.
+    if VIA_STORED_LAYER.with(std::cell::Cell::get) {
+        return;
+    }
+    let layers = tempfile::tempdir().unwrap();
+    let stored = layers.path().join("layer");
+    let raw = tar_bytes(&[e("f", F, "", b"f")]);
+    let blob = blob_of(&raw, Compression::None);
+    layer::store_layer(&raw[..], &blob, &stored, &mut Budget::default()).unwrap();
+    fs::write(stored.join(layer::OPS), "pgoci-layer 1 10\nX what\n").unwrap();
+    let err = layer::compose(&[(stored.clone(), blob.digest)], &root, &keep_all).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    match err.typed::<UnpackError>() {
+        Some(UnpackError::Corrupt { layer, line }) => {
+            assert_eq!((layer, line.as_slice()), (&stored, &b"X what"[..]));
+        }
+        other => panic!("{other:?}: {err}"),
+    }
+    assert!(err.hint.is_some());
+}
+
+#[test]
+fn a_refused_entry_kind_and_a_cap_are_typed() {
+    let (_d, root, _) = bed();
+    let odd = tar::EntryType::new(b'Q');
+    let raw = tar_bytes(&[e("odd", odd, "", b"")]);
+    let err = apply_raw(&raw, Compression::None, &root, &mut Budget::default()).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    assert!(
+        matches!(
+            err.typed::<UnpackError>(),
+            Some(UnpackError::RefusedKind { rel, kind }) if rel == Path::new("odd") && *kind == odd
+        ),
+        "{err:?}"
+    );
+    // A sparse header the tar reader already refuses: the archive's fault.
+    let raw = tar_bytes(&[e("sparse", tar::EntryType::GNUSparse, "", b"")]);
+    let err = apply_raw(&raw, Compression::None, &root, &mut Budget::default()).unwrap_err();
+    assert!(
+        matches!(
+            err.typed::<UnpackError>(),
+            Some(UnpackError::Archive { .. })
+        ),
+        "{err:?}"
+    );
+    let raw = tar_bytes(&[e("f", F, "", &[7u8; 4096])]);
+    let mut small = Budget::new(Limits {
+        max_unpacked_bytes: 1024,
+    });
+    let err = apply_raw(&raw, Compression::Gzip, &root, &mut small).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    assert!(
+        matches!(
+            err.typed::<UnpackError>(),
+            Some(UnpackError::TooBig { cap: 1024, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.hint.is_some());
+}

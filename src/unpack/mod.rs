@@ -27,11 +27,13 @@
 //! behind the library error: `err.typed::<UnpackError>()`), the file
 //! system's own error at the end of its chain.
 
-use crate::digest::{Digest, Hasher, VerifyingReader};
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Kind, Result};
 use crate::lock::Blob;
 use crate::rootfs::{remove_all_at, Root};
 pub use error::UnpackError;
+pub use inflate::Compression;
+use inflate::Piped;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -42,32 +44,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::rootfs::{resolve_in_root, seal};
-
-/// How a layer is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    /// The compression a layer media type implies; `None` if not a layer type pgoci reads.
-    pub fn from_media_type(media_type: &str) -> Option<Self> {
-        match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Compression::Gzip),
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-}
 
 /// Decides which entries of a layer are kept, and where: `None` skips.
 pub type Select<'a> = &'a dyn Fn(&Path) -> Option<PathBuf>;
@@ -217,14 +193,10 @@ pub(crate) fn stream_layer(
     };
     let cap = budget.limits.max_unpacked_bytes;
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS);
-        scope.spawn(move || inflate(reader, blob, compression, tx));
+        let (tx, piped) = inflate::pipe();
+        scope.spawn(move || inflate::inflate(reader, blob, compression, tx));
         let mut archive = tar::Archive::new(Counting {
-            inner: Piped {
-                rx,
-                chunk: Vec::new(),
-                at: 0,
-            },
+            inner: piped,
             used: &mut budget.used,
             cap,
             exceeded: false,
@@ -252,75 +224,6 @@ pub(crate) fn stream_layer(
         })?;
         Ok(drained.map_err(layer_err)?)
     })
-}
-
-/// Chunks of inflated bytes in flight between the two threads of a layer.
-const PIPE_CHUNKS: usize = 8;
-const PIPE_CHUNK_BYTES: usize = 256 << 10;
-
-/// The first thread of a layer: reads the blob, verifies its digest,
-/// inflates it and hands the bytes over. A digest mismatch, found when the
-/// blob ends, is the last thing sent.
-fn inflate(
-    reader: impl Read,
-    blob: &Blob,
-    compression: Compression,
-    tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
-) {
-    let mut verifying = VerifyingReader::new(reader, blob.digest.clone(), blob.size);
-    let result = (|| -> io::Result<()> {
-        {
-            let mut decoder: Box<dyn Read + '_> = match compression {
-                Compression::None => Box::new(&mut verifying),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verifying)),
-                Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(&mut verifying)?),
-            };
-            loop {
-                let mut chunk = vec![0u8; PIPE_CHUNK_BYTES];
-                let n = match decoder.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                chunk.truncate(n);
-                if tx.send(Ok(chunk)).is_err() {
-                    return Ok(()); // the tar side stopped: it reports why
-                }
-            }
-        }
-        // Trailing bytes after the compressed stream still count.
-        io::copy(&mut verifying, &mut io::sink()).map(drop)
-    })();
-    if let Err(e) = result {
-        let _ = tx.send(Err(e));
-    }
-}
-
-/// The second thread's view of the inflated bytes.
-pub(crate) struct Piped {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Read for Piped {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.at = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0), // the blob is whole and verified
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 /// Turns an archive name into a clean relative path (no `.`, `..` or root
@@ -732,6 +635,7 @@ fn apply_whiteout(
 }
 
 mod error;
+mod inflate;
 pub mod layer;
 
 #[cfg(test)]

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const LIBSSL: &str = "/usr/lib/x86_64-linux-gnu/libssl.so.3";

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const LS: &str = "/usr/bin/ls";

@@ -20,15 +20,17 @@
 //! from `index.json`: no request reaches a path of its choosing.
 
 pub mod auth;
+mod error;
 mod http;
 pub mod layout;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::names::{RepositoryName, TagName};
 use ::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ::http::{Method, StatusCode};
 use bytes::Bytes;
+pub use error::ServeError;
 use layout::{BlobFile, Layout};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -494,11 +496,6 @@ impl Server {
         }
         reply
     }
-}
-
-/// An error of the server itself (not of a request): the host's (exit 6).
-fn host_error(what: String, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::host(format!("{what}: {e}")).caused_by(e)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! "simple signing" payload a signature covers. Pure parsing: no crypto and
 //! no network here.
 
+use super::error::SignatureError;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -48,9 +48,11 @@ pub struct Layer {
 }
 
 impl SignatureManifest {
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::integrity(format!("signature manifest {origin} is malformed: {e}")))
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, SignatureError> {
+        serde_json::from_slice(bytes).map_err(|source| SignatureError::ManifestMalformed {
+            origin: origin.to_string(),
+            source,
+        })
     }
 
     /// The layers that are cosign signatures.

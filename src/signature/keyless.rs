@@ -5,8 +5,9 @@
 //! the required subject (email or URI SAN) and issuer (Fulcio's OIDC
 //! issuer extension), and its key verifies the signature.
 
+use super::error::{SignatureError, TrustRootDefect};
 use super::key::PublicKey;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use base64::Engine as _;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
@@ -49,11 +50,12 @@ impl SubjectMatch {
     pub fn pattern(text: &str) -> crate::error::Result<Self> {
         regex::Regex::new(&format!("^(?:{text})$"))
             .map(SubjectMatch::Pattern)
-            .map_err(|e| {
-                crate::error::Error::resolve(format!(
-                    "signature subject pattern {text:?} is not a regular expression: {}",
-                    e.to_string().lines().last().unwrap_or_default()
-                ))
+            .map_err(|source| {
+                SignatureError::BadSubjectPattern {
+                    pattern: text.to_string(),
+                    source,
+                }
+                .into()
             })
     }
 
@@ -148,17 +150,17 @@ impl TrustRoot {
     /// `trusted_root.json` (each authority's last certificate is the
     /// anchor, the ones before it intermediates).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::usage(format!("cannot read trusted root {}: {e}", path.display()))
+        let bytes = std::fs::read(path).map_err(|source| SignatureError::TrustRootUnreadable {
+            path: path.to_path_buf(),
+            source,
         })?;
         Self::parse(&bytes, &path.display().to_string())
     }
 
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        let bad = |why: String| {
-            Error::usage(format!(
-                "trusted root {origin} is neither a PEM CA bundle nor a Sigstore trusted_root.json: {why}"
-            ))
+        let bad = |defect: TrustRootDefect| SignatureError::BadTrustRoot {
+            origin: origin.to_string(),
+            defect,
         };
         let mut root = TrustRoot {
             origin: origin.to_string(),
@@ -168,7 +170,7 @@ impl TrustRoot {
         };
         if bytes.trim_ascii_start().starts_with(b"{") {
             let doc: TrustedRootJson =
-                serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+                serde_json::from_slice(bytes).map_err(|e| bad(TrustRootDefect::Json(e)))?;
             for ca in doc.certificate_authorities {
                 let mut ders = ca
                     .cert_chain
@@ -177,7 +179,7 @@ impl TrustRoot {
                     .map(|c| {
                         base64::engine::general_purpose::STANDARD
                             .decode(&c.raw_bytes)
-                            .map_err(|e| bad(format!("rawBytes is not base64: {e}")))
+                            .map_err(|e| bad(TrustRootDefect::RawBytes(e)).into())
                     })
                     .collect::<Result<Vec<_>>>()?;
                 if let Some(anchor) = ders.pop() {
@@ -188,31 +190,27 @@ impl TrustRoot {
             for tlog in doc.tlogs {
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(&tlog.public_key.raw_bytes)
-                    .map_err(|e| bad(format!("a tlog key is not base64: {e}")))?;
+                    .map_err(|e| bad(TrustRootDefect::TlogKey(e)))?;
                 root.log_keys.push(PublicKey::from_spki_der(
                     &der,
                     &format!("a tlog key of {origin}"),
                 )?);
             }
         } else {
-            let certs = Certificate::load_pem_chain(bytes).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                Certificate::load_pem_chain(bytes).map_err(|e| bad(TrustRootDefect::Pem(e)))?;
             for cert in certs {
                 root.anchors
-                    .push(cert.to_der().map_err(|e| bad(e.to_string()))?);
+                    .push(cert.to_der().map_err(|e| bad(TrustRootDefect::Pem(e)))?);
             }
         }
         if root.anchors.is_empty() {
-            return Err(bad("it holds no certificate authority".into()));
+            return Err(bad(TrustRootDefect::Empty).into());
         }
         // Fail now, not at the first signature, on an anchor webpki rejects.
         for der in &root.anchors {
-            webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice())).map_err(
-                |e| {
-                    bad(format!(
-                        "a certificate is not usable as a trust anchor: {e:?}"
-                    ))
-                },
-            )?;
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice()))
+                .map_err(|e| bad(TrustRootDefect::Anchor(e)))?;
         }
         Ok(root)
     }

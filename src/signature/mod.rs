@@ -22,6 +22,7 @@
 
 pub mod carried;
 pub mod cosign;
+mod error;
 pub mod key;
 pub mod keyless;
 pub mod policy;
@@ -29,9 +30,10 @@ pub mod record;
 pub mod rekor;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::Registry;
 use base64::Engine as _;
+pub use error::{SignatureError, TrustRootDefect};
 pub use key::PublicKey;
 pub use keyless::{Identity, SubjectMatch, TrustRoot};
 use std::collections::BTreeMap;
@@ -65,9 +67,7 @@ impl Policy {
     pub fn keyless(issuer: &str, subject: impl Into<SubjectMatch>, root: &Path) -> Result<Self> {
         let subject = subject.into();
         if issuer.is_empty() || subject.is_empty() {
-            return Err(Error::usage(
-                "keyless signatures need both an issuer and a subject",
-            ));
+            return Err(SignatureError::IncompleteIdentity.into());
         }
         Ok(Policy::Keyless {
             identity: Identity {
@@ -153,10 +153,11 @@ impl Subject<'_> {
         let mut digests = vec![self.digest.clone()];
         if let Some((index, bytes)) = self.index {
             if Digest::of_bytes(bytes) != *index {
-                return Err(Error::integrity(format!(
-                    "image index of {} does not match its digest {index}",
-                    self.image
-                )));
+                return Err(SignatureError::IndexDigest {
+                    image: self.image.to_string(),
+                    index: index.clone(),
+                }
+                .into());
             }
             #[derive(serde::Deserialize)]
             struct Index {
@@ -166,18 +167,22 @@ impl Subject<'_> {
             struct Entry {
                 digest: String,
             }
-            let doc: Index = serde_json::from_slice(bytes).map_err(|e| {
-                Error::integrity(format!("image index of {} is malformed: {e}", self.image))
-            })?;
+            let doc: Index =
+                serde_json::from_slice(bytes).map_err(|source| SignatureError::IndexMalformed {
+                    image: self.image.to_string(),
+                    source,
+                })?;
             if !doc
                 .manifests
                 .iter()
                 .any(|m| m.digest == self.digest.to_string())
             {
-                return Err(Error::integrity(format!(
-                    "image index {index} of {} does not list {}",
-                    self.image, self.digest
-                )));
+                return Err(SignatureError::IndexOmits {
+                    image: self.image.to_string(),
+                    index: index.clone(),
+                    digest: self.digest.clone(),
+                }
+                .into());
             }
             digests.push(index.clone());
         }
@@ -216,20 +221,22 @@ pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> R
     }
     let required = policy.describe();
     if seen == 0 {
-        return Err(Error::integrity(format!(
-            "{} ({}) is not signed: no cosign signature found; required: {required}",
-            subject.image, subject.digest
-        ))
-        .hint("sign it with `cosign sign`, or drop the signature requirement for this image"));
+        return Err(SignatureError::Unsigned {
+            image: subject.image.to_string(),
+            digest: subject.digest.clone(),
+            required,
+        }
+        .into());
     }
     reasons.sort();
     reasons.dedup();
-    Err(Error::integrity(format!(
-        "{} ({}) has no valid signature by {required}: {}",
-        subject.image,
-        subject.digest,
-        reasons.join("; ")
-    )))
+    Err(SignatureError::NoValidSignature {
+        image: subject.image.to_string(),
+        digest: subject.digest.clone(),
+        required,
+        reasons,
+    }
+    .into())
 }
 
 fn short(layer: &str) -> String {
@@ -255,7 +262,7 @@ fn check_set(
     }
     let manifest = match cosign::SignatureManifest::parse(&set.manifest, &set.digest.to_string()) {
         Ok(m) => m,
-        Err(e) => return vec![(set.digest.to_string(), Err(e.message))],
+        Err(e) => return vec![(set.digest.to_string(), Err(e.to_string()))],
     };
     manifest
         .signatures()

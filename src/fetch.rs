@@ -389,3 +389,78 @@ async fn fetch_one(
     reporter.blob_done(&blob.digest);
     Ok(blob.size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_failure_every_time_is_given_up_on_with_the_last_as_source() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut tries = 0;
+        let err = runtime
+            .block_on(with_retries("blob x", |n| {
+                tries = n;
+                async move {
+                    Err::<(), _>(
+                        FetchError::EndedEarly {
+                            what: "blob x".into(),
+                            got: n.into(),
+                            size: 10,
+                        }
+                        .into(),
+                    )
+                }
+            }))
+            .unwrap_err();
+        assert_eq!(tries, MAX_ATTEMPTS);
+        assert_eq!(err.kind, Kind::Registry);
+        assert!(!err.transient);
+        assert_eq!(
+            err.message,
+            "blob x: gave up after 5 attempts: download of blob x ended early (5 of 10 bytes)"
+        );
+        assert!(err
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("run the same command again"));
+        match err.typed::<FetchError>() {
+            Some(FetchError::GaveUp {
+                attempts: 5,
+                source,
+                ..
+            }) => assert!(matches!(
+                source.typed::<FetchError>(),
+                Some(FetchError::EndedEarly { got: 5, .. })
+            )),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cut_downloads_are_transient_wrong_bytes_are_integrity() {
+        let e = Error::from(FetchError::Broke {
+            what: "blob x".into(),
+            source: std::io::Error::other("reset"),
+        });
+        assert!(e.transient);
+        assert_eq!(e.kind, Kind::Registry);
+        assert_eq!(e.message, "download of blob x broke: reset");
+        let d = Digest::of_bytes(b"x");
+        let e = Error::from(FetchError::DigestMismatch {
+            digest: d.clone(),
+            reference: "r/x:1".into(),
+            actual: Digest::of_bytes(b"y"),
+            got: 1,
+        });
+        assert_eq!(e.kind, Kind::Integrity);
+        assert!(!e.transient);
+        assert!(e
+            .message
+            .starts_with(&format!("blob {d} from r/x:1 does not match")));
+    }
+}

@@ -246,3 +246,42 @@ fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Crede
         source: Source::Helper(helper.to_string(), file.to_path_buf()),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_credential_sources_are_typed() {
+        let err = lookup("r:5000", Some("no-colon")).unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::Flag)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        std::fs::write(&file, "{not json").unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::AuthFileJson { .. })
+        ));
+        std::fs::write(&file, r#"{"auths":{"r:5000":{"auth":"%%%"}}}"#).unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::EntryNotBase64 { registry, .. }) if registry == "r:5000"
+        ));
+        // A helper that is not there is a registry error naming the file.
+        std::fs::write(&file, r#"{"credsStore":"pgoci-test-none"}"#).unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert_eq!(err.kind, Kind::Registry);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::HelperMissing { program, .. })
+                if program == "docker-credential-pgoci-test-none"
+        ));
+    }
+}

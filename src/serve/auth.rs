@@ -142,4 +142,27 @@ mod tests {
         std::fs::write(&file, "# nothing\n").unwrap();
         assert!(Users::load(&file).is_err());
     }
+    #[test]
+    fn an_unusable_creds_file_is_typed_without_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("creds");
+        std::fs::write(&file, "# site\nalice\n").unwrap();
+        let err = Users::load(&file).err().unwrap();
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::CredsFileBadLine { line: 2, .. })
+        ));
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("write one `user:password` per line")
+        );
+        assert!(!format!("{err:?}").contains("alice"));
+        let err = Users::load(&dir.path().join("missing")).err().unwrap();
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::CredsFileUnreadable { .. })
+        ));
+        assert_eq!(err.causes().count(), 1);
+    }
 }

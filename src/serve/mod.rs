@@ -546,4 +546,38 @@ mod tests {
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
     }
+    #[test]
+    fn serve_errors_keep_their_kinds_and_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("cert.pem");
+        let err = http::tls_config(&missing, &missing).err().unwrap();
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::TlsCert { .. })
+        ));
+        std::fs::write(&missing, "no PEM here\n").unwrap();
+        let err = http::tls_config(&missing, &missing).err().unwrap();
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::TlsCertEmpty { .. })
+        ));
+        let address: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let taken = crate::Error::from(ServeError::Listen {
+            address,
+            source: std::io::ErrorKind::AddrInUse.into(),
+        });
+        assert_eq!(taken.kind, crate::Kind::Host);
+        assert_eq!(
+            taken.hint.as_deref(),
+            Some("another process listens there: pick another port")
+        );
+        assert!(taken.message.starts_with("cannot listen on 127.0.0.1:80: "));
+        let gone = crate::Error::from(ServeError::LocalAddress {
+            address,
+            source: std::io::ErrorKind::Other.into(),
+        });
+        assert_eq!(gone.kind, crate::Kind::Host);
+        assert!(gone.hint.is_none());
+    }
 }

@@ -600,4 +600,55 @@ mod tests {
             err.message
         );
     }
+    #[test]
+    fn verification_failures_are_typed() {
+        let (pair, pem) = key::tests::p256_pair();
+        let (_, other_pem) = key::tests::p256_pair();
+        let d = Digest::of_bytes(b"manifest");
+        let err = verify(subject(&d), &[], &key_policy(&pem)).unwrap_err();
+        match err.typed::<SignatureError>() {
+            Some(SignatureError::Unsigned {
+                image,
+                digest,
+                required,
+            }) => {
+                assert_eq!((image.as_str(), digest), ("reg/pgoci/x:1", &d));
+                assert!(required.starts_with("key cosign.pub"), "{required}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.hint.as_deref().unwrap().contains("cosign sign"));
+        let set = signed_set(&pair, &d);
+        let err = verify(subject(&d), &[set], &key_policy(&other_pem)).unwrap_err();
+        match err.typed::<SignatureError>() {
+            Some(SignatureError::NoValidSignature { reasons, .. }) => {
+                assert_eq!(reasons.len(), 1);
+                assert!(
+                    reasons[0].ends_with(": signed with another key"),
+                    "{reasons:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.hint.is_none());
+        let err = PublicKey::from_pem("not a key", "k.pub").unwrap_err();
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::NotPem { .. })
+        ));
+        let err = TrustRoot::parse(b"{}", "empty.json").unwrap_err();
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::BadTrustRoot {
+                defect: TrustRootDefect::Empty,
+                ..
+            })
+        ));
+        let err = SubjectMatch::pattern("(").unwrap_err();
+        assert_eq!(err.kind, crate::Kind::Resolve);
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::BadSubjectPattern { .. })
+        ));
+    }
 }

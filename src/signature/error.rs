@@ -112,16 +112,17 @@ pub enum SignatureError {
         required: String,
     },
     /// Signatures, but none by the required signer over this image:
-    /// why not, per signature layer (`signature <12 hex>: why`).
+    /// why not, per signature layer (each once, in the order of their
+    /// text).
     #[error(
         "{image} ({digest}) has no valid signature by {required}: {}",
-        reasons.join("; ")
+        rejected.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
     NoValidSignature {
         image: String,
         digest: Digest,
         required: String,
-        reasons: Vec<String>,
+        rejected: Vec<Rejected>,
     },
     /// The signature a lock records cannot be read from the cache or
     /// bundle.
@@ -185,4 +186,130 @@ impl Classify for SignatureError {
             _ => None,
         }
     }
+}
+
+/// One signature layer that does not count, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {why}", short(layer))]
+pub struct Rejected {
+    /// The layer's digest as the signature manifest names it (or the
+    /// signature manifest's, when the whole manifest is refused).
+    pub layer: String,
+    #[source]
+    pub why: Rejection,
+}
+
+/// `signature <12 hex>` for a sha256 digest, else the text as it is.
+fn short(layer: &str) -> String {
+    layer
+        .strip_prefix("sha256:")
+        .map_or(layer.to_string(), |h| {
+            format!("signature {}", &h[..12.min(h.len())])
+        })
+}
+
+/// Why a signature does not count for an image under a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    // The signature manifest and layer.
+    #[error("signature manifest does not match its digest")]
+    ManifestDigest,
+    #[error(transparent)]
+    Manifest(Box<SignatureError>),
+    #[error("layer digest `{0}` is malformed")]
+    LayerDigest(String),
+    #[error("payload blob is missing")]
+    PayloadMissing,
+    #[error("payload does not match its digest")]
+    PayloadDigest,
+    #[error("no signature annotation")]
+    NoSignature,
+    #[error("signature annotation is not base64")]
+    SignatureNotBase64,
+
+    // The simple-signing payload.
+    #[error("payload is malformed: {0}")]
+    PayloadMalformed(#[source] serde_json::Error),
+    #[error("payload type is `{found}`, not `{wanted}`")]
+    PayloadType { found: String, wanted: &'static str },
+    #[error("payload names `{0}`, not a sha256 digest")]
+    PayloadSubject(String),
+    /// The payload signs another digest than the image's (or its index's).
+    #[error("signs {0}, another image")]
+    SignsAnother(Digest),
+
+    // The signature itself.
+    #[error("signed with another key")]
+    WrongKey,
+    #[error("signature does not verify with its certificate")]
+    CertificateKeyFails,
+
+    // Keyless: the certificate and the identity in it.
+    #[error("signed with a key, not a certificate")]
+    NoCertificate,
+    #[error("certificate annotation is not PEM")]
+    CertificateAnnotationNotPem,
+    #[error("certificate is not PEM: {0}")]
+    CertificateNotPem(#[source] spki::der::Error),
+    #[error("certificate does not re-encode: {0}")]
+    CertificateEncoding(#[source] spki::der::Error),
+    #[error("certificate chain is not PEM: {0}")]
+    ChainNotPem(#[source] spki::der::Error),
+    #[error("chain certificate does not re-encode: {0}")]
+    ChainEncoding(#[source] spki::der::Error),
+    #[error("certificate is not a valid end-entity certificate: {0:?}")]
+    NotEndEntity(#[source] webpki::Error),
+    /// The certificate does not chain to the policy's root, or not for
+    /// code signing, or not at the time checked.
+    #[error("certificate does not chain to trusted root {root} for code signing: {source:?}")]
+    Untrusted { root: String, source: webpki::Error },
+    /// The certificate is someone else's: `found` its email and URI SANs.
+    #[error(
+        "certificate is for {}, not {wanted}",
+        if found.is_empty() { "no email or URI".to_string() } else { found.join(", ") }
+    )]
+    WrongSubject { found: Vec<String>, wanted: String },
+    /// The certificate vouches through another OIDC issuer.
+    #[error("certificate was issued for OIDC issuer {found}, not {wanted}")]
+    WrongIssuer { found: String, wanted: String },
+    #[error("certificate names no OIDC issuer (Fulcio extension)")]
+    NoIssuer,
+    #[error("certificate SAN is malformed: {0}")]
+    SanMalformed(#[source] spki::der::Error),
+    #[error("certificate OIDC issuer extension is malformed: {0}")]
+    IssuerMalformed(#[source] spki::der::Error),
+    #[error("certificate OIDC issuer (legacy) is not UTF-8")]
+    LegacyIssuerNotUtf8,
+    #[error("certificate key does not re-encode: {0}")]
+    KeyEncoding(#[source] spki::der::Error),
+    #[error(transparent)]
+    CertificateKey(Box<SignatureError>),
+
+    // Keyless with a transparency log: the Rekor bundle.
+    #[error("no transparency-log bundle, and the trusted root has a log")]
+    NoLogBundle,
+    #[error("Rekor bundle is malformed: {0}")]
+    BundleMalformed(#[source] serde_json::Error),
+    #[error("Rekor bundle is from log {0}, not a trusted one")]
+    UntrustedLog(String),
+    #[error("Rekor SET is not base64")]
+    SetNotBase64,
+    #[error("Rekor SET does not verify with the log's key")]
+    SetFails,
+    #[error("Rekor entry body is not base64")]
+    BodyNotBase64,
+    #[error("Rekor entry body is malformed: {0}")]
+    BodyMalformed(#[source] serde_json::Error),
+    #[error("Rekor entry is a {kind} over {algorithm}, not a hashedrekord over sha256")]
+    EntryKind { kind: String, algorithm: String },
+    #[error("Rekor entry is for another payload")]
+    OtherPayload,
+    #[error("Rekor entry is for another signature")]
+    OtherSignature,
+    #[error("Rekor entry's key is not base64")]
+    EntryKeyNotBase64,
+    #[error("Rekor entry is for another signer")]
+    OtherSigner,
+    #[error("Rekor integrated time is negative")]
+    NegativeTime,
 }

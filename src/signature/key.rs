@@ -52,11 +52,11 @@ impl PublicKey {
                     source,
                 }
             })?;
-        Self::from_spki(&spki, origin)
+        Ok(Self::from_spki(&spki, origin)?)
     }
 
     /// Parses a DER SubjectPublicKeyInfo (the key of a certificate).
-    pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
+    pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self, SignatureError> {
         let spki =
             SubjectPublicKeyInfoOwned::from_der(der).map_err(|source| SignatureError::NotAKey {
                 origin: origin.to_string(),
@@ -75,7 +75,7 @@ impl PublicKey {
         Self::from_pem(&text, &format!("public key {}", path.display()))
     }
 
-    fn from_spki(spki: &SubjectPublicKeyInfoOwned, origin: &str) -> Result<Self> {
+    fn from_spki(spki: &SubjectPublicKeyInfoOwned, origin: &str) -> Result<Self, SignatureError> {
         let der = spki
             .to_der()
             .map_err(|source| SignatureError::KeyEncoding {
@@ -96,8 +96,7 @@ impl PublicKey {
                     return Err(SignatureError::UnsupportedCurve {
                         origin: origin.to_string(),
                         curve,
-                    }
-                    .into())
+                    })
                 }
             }
         } else if oid == ED25519 {
@@ -108,8 +107,7 @@ impl PublicKey {
             return Err(SignatureError::UnsupportedAlgorithm {
                 origin: origin.to_string(),
                 algorithm: oid,
-            }
-            .into());
+            });
         };
         let raw = spki.subject_public_key.raw_bytes().to_vec();
         Ok(PublicKey {

@@ -5,7 +5,7 @@
 //! the required subject (email or URI SAN) and issuer (Fulcio's OIDC
 //! issuer extension), and its key verifies the signature.
 
-use super::error::{SignatureError, TrustRootDefect};
+use super::error::{Rejection, SignatureError, TrustRootDefect};
 use super::key::PublicKey;
 use crate::error::Result;
 use base64::Engine as _;
@@ -225,11 +225,11 @@ pub fn verify_certificate(
     root: &TrustRoot,
     identity: &Identity,
     time: UnixTime,
-) -> std::result::Result<PublicKey, String> {
-    let cert = Certificate::from_pem_str(cert_pem)?;
-    let leaf_der = cert
-        .to_der()
-        .map_err(|e| format!("certificate does not re-encode: {e}"))?;
+) -> std::result::Result<PublicKey, Rejection> {
+    use spki::der::DecodePem;
+    let cert =
+        Certificate::from_pem(cert_pem.trim().as_bytes()).map_err(Rejection::CertificateNotPem)?;
+    let leaf_der = cert.to_der().map_err(Rejection::CertificateEncoding)?;
     let mut intermediates: Vec<CertificateDer<'_>> = root
         .intermediates
         .iter()
@@ -237,12 +237,8 @@ pub fn verify_certificate(
         .collect();
     // The chain annotation is untrusted: only path building uses it.
     if let Some(chain) = chain_pem {
-        for c in Certificate::load_pem_chain(chain.as_bytes())
-            .map_err(|e| format!("certificate chain is not PEM: {e}"))?
-        {
-            let der = c
-                .to_der()
-                .map_err(|e| format!("chain certificate does not re-encode: {e}"))?;
+        for c in Certificate::load_pem_chain(chain.as_bytes()).map_err(Rejection::ChainNotPem)? {
+            let der = c.to_der().map_err(Rejection::ChainEncoding)?;
             intermediates.push(CertificateDer::from(der));
         }
     }
@@ -256,8 +252,7 @@ pub fn verify_certificate(
         })
         .collect();
     let leaf = CertificateDer::from(leaf_der.as_slice());
-    let end_entity = webpki::EndEntityCert::try_from(&leaf)
-        .map_err(|e| format!("certificate is not a valid end-entity certificate: {e:?}"))?;
+    let end_entity = webpki::EndEntityCert::try_from(&leaf).map_err(Rejection::NotEndEntity)?;
     end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -268,52 +263,47 @@ pub fn verify_certificate(
             None,
             None,
         )
-        .map_err(|e| {
-            format!(
-                "certificate does not chain to trusted root {} for code signing: {e:?}",
-                root.origin
-            )
+        .map_err(|source| Rejection::Untrusted {
+            root: root.origin.clone(),
+            source,
         })?;
     let (subjects, issuer) = identity_of(&cert)?;
     if !subjects.iter().any(|s| identity.subject.matches(s)) {
-        return Err(format!(
-            "certificate is for {}, not {}",
-            if subjects.is_empty() {
-                "no email or URI".to_string()
-            } else {
-                subjects.join(", ")
-            },
-            identity.subject
-        ));
+        return Err(Rejection::WrongSubject {
+            found: subjects,
+            wanted: identity.subject.to_string(),
+        });
     }
     match issuer {
         Some(i) if i == identity.issuer => {}
-        Some(i) => {
-            return Err(format!(
-                "certificate was issued for OIDC issuer {i}, not {}",
-                identity.issuer
-            ))
+        Some(found) => {
+            return Err(Rejection::WrongIssuer {
+                found,
+                wanted: identity.issuer.clone(),
+            })
         }
-        None => return Err("certificate names no OIDC issuer (Fulcio extension)".into()),
+        None => return Err(Rejection::NoIssuer),
     }
     let spki = cert
         .tbs_certificate
         .subject_public_key_info
         .to_der()
-        .map_err(|e| format!("certificate key does not re-encode: {e}"))?;
-    PublicKey::from_spki_der(&spki, "the signing certificate").map_err(|e| e.message)
+        .map_err(Rejection::KeyEncoding)?;
+    PublicKey::from_spki_der(&spki, "the signing certificate")
+        .map_err(|e| Rejection::CertificateKey(Box::new(e)))
 }
 
 /// The email and URI SANs and the Fulcio OIDC issuer of a certificate.
-fn identity_of(cert: &Certificate) -> std::result::Result<(Vec<String>, Option<String>), String> {
+fn identity_of(
+    cert: &Certificate,
+) -> std::result::Result<(Vec<String>, Option<String>), Rejection> {
     let mut subjects = Vec::new();
     let mut issuer_v1 = None;
     let mut issuer_v2 = None;
     for ext in cert.tbs_certificate.extensions.iter().flatten() {
         let value = ext.extn_value.as_bytes();
         if ext.extn_id == SAN {
-            let san = SubjectAltName::from_der(value)
-                .map_err(|e| format!("certificate SAN is malformed: {e}"))?;
+            let san = SubjectAltName::from_der(value).map_err(Rejection::SanMalformed)?;
             for name in san.0 {
                 match name {
                     GeneralName::Rfc822Name(s) | GeneralName::UniformResourceIdentifier(s) => {
@@ -324,28 +314,15 @@ fn identity_of(cert: &Certificate) -> std::result::Result<(Vec<String>, Option<S
             }
         } else if ext.extn_id == ISSUER_V2 {
             let s = spki::der::asn1::Utf8StringRef::from_der(value)
-                .map_err(|e| format!("certificate OIDC issuer extension is malformed: {e}"))?;
+                .map_err(Rejection::IssuerMalformed)?;
             issuer_v2 = Some(s.as_str().to_string());
         } else if ext.extn_id == ISSUER_V1 {
             issuer_v1 = Some(
-                String::from_utf8(value.to_vec())
-                    .map_err(|_| "certificate OIDC issuer (legacy) is not UTF-8".to_string())?,
+                String::from_utf8(value.to_vec()).map_err(|_| Rejection::LegacyIssuerNotUtf8)?,
             );
         }
     }
     Ok((subjects, issuer_v2.or(issuer_v1)))
-}
-
-trait FromPemStr: Sized {
-    fn from_pem_str(pem: &str) -> std::result::Result<Self, String>;
-}
-
-impl FromPemStr for Certificate {
-    fn from_pem_str(pem: &str) -> std::result::Result<Self, String> {
-        use spki::der::DecodePem;
-        Certificate::from_pem(pem.trim().as_bytes())
-            .map_err(|e| format!("certificate is not PEM: {e}"))
-    }
 }
 
 #[cfg(test)]
@@ -465,6 +442,16 @@ pub(crate) mod tests {
             subject: impl Into<SubjectMatch>,
             issuer: &str,
         ) -> std::result::Result<PublicKey, String> {
+            self.check_typed(root, subject, issuer)
+                .map_err(|e| e.to_string())
+        }
+
+        fn check_typed(
+            &self,
+            root: &str,
+            subject: impl Into<SubjectMatch>,
+            issuer: &str,
+        ) -> std::result::Result<PublicKey, Rejection> {
             verify_certificate(
                 &self.read("leaf.pem"),
                 Some(&self.read("ca.pem")),
@@ -540,6 +527,32 @@ pub(crate) mod tests {
             )
             .unwrap_err();
         assert!(err.contains("does not chain to trusted root"), "{err}");
+    }
+
+    #[test]
+    fn refusals_of_a_certificate_are_typed() {
+        let f = Fixture::new(FULCIO_LIKE);
+        let issuer = "https://issuer.pgoci.test";
+        match f.check_typed("ca.pem", "mallory@pgoci.test", issuer) {
+            Err(Rejection::WrongSubject { found, wanted }) => {
+                assert_eq!(found, ["signer@pgoci.test"]);
+                assert_eq!(wanted, "mallory@pgoci.test");
+            }
+            other => panic!("{other:?}"),
+        }
+        match f.check_typed("ca.pem", "signer@pgoci.test", "https://other.example") {
+            Err(Rejection::WrongIssuer { found, wanted }) => {
+                assert_eq!(
+                    (found.as_str(), wanted.as_str()),
+                    (issuer, "https://other.example")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match f.check_typed("other-ca.pem", "signer@pgoci.test", issuer) {
+            Err(Rejection::Untrusted { root, .. }) => assert!(root.ends_with("other-ca.pem")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

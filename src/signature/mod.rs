@@ -33,7 +33,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::registry::Registry;
 use base64::Engine as _;
-pub use error::{SignatureError, TrustRootDefect};
+pub use error::{Rejected, Rejection, SignatureError, TrustRootDefect};
 pub use key::PublicKey;
 pub use keyless::{Identity, SubjectMatch, TrustRoot};
 use std::collections::BTreeMap;
@@ -202,7 +202,7 @@ impl Subject<'_> {
 /// naming the image and the required signer.
 pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> Result<Verified> {
     let signable = subject.signable()?;
-    let mut reasons: Vec<String> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
     let mut seen = 0;
     for set in sets {
         for (layer, outcome) in check_set(set, &signable, policy) {
@@ -215,7 +215,7 @@ pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> R
                         signer: policy.signer(),
                     })
                 }
-                Err(why) => reasons.push(format!("{}: {why}", short(&layer))),
+                Err(why) => rejected.push(Rejected { layer, why }),
             }
         }
     }
@@ -228,23 +228,16 @@ pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> R
         }
         .into());
     }
-    reasons.sort();
-    reasons.dedup();
+    // Each reason once, in the order of their text.
+    rejected.sort_by_cached_key(ToString::to_string);
+    rejected.dedup_by(|a, b| a.to_string() == b.to_string());
     Err(SignatureError::NoValidSignature {
         image: subject.image.to_string(),
         digest: subject.digest.clone(),
         required,
-        reasons,
+        rejected,
     }
     .into())
-}
-
-fn short(layer: &str) -> String {
-    layer
-        .strip_prefix("sha256:")
-        .map_or(layer.to_string(), |h| {
-            format!("signature {}", &h[..12.min(h.len())])
-        })
 }
 
 /// Every signature layer of a set with whether it verifies (and which of
@@ -253,16 +246,18 @@ fn check_set(
     set: &SignatureSet,
     signable: &[Digest],
     policy: &Policy,
-) -> Vec<(String, std::result::Result<Digest, String>)> {
+) -> Vec<(String, std::result::Result<Digest, Rejection>)> {
     if Digest::of_bytes(&set.manifest) != set.digest {
-        return vec![(
-            set.digest.to_string(),
-            Err("signature manifest does not match its digest".into()),
-        )];
+        return vec![(set.digest.to_string(), Err(Rejection::ManifestDigest))];
     }
     let manifest = match cosign::SignatureManifest::parse(&set.manifest, &set.digest.to_string()) {
         Ok(m) => m,
-        Err(e) => return vec![(set.digest.to_string(), Err(e.to_string()))],
+        Err(e) => {
+            return vec![(
+                set.digest.to_string(),
+                Err(Rejection::Manifest(Box::new(e))),
+            )]
+        }
     };
     manifest
         .signatures()
@@ -280,33 +275,33 @@ fn check_layer(
     layer: &cosign::Layer,
     signable: &[Digest],
     policy: &Policy,
-) -> std::result::Result<Digest, String> {
+) -> std::result::Result<Digest, Rejection> {
     let digest: Digest = layer
         .digest
         .parse()
-        .map_err(|_| format!("layer digest `{}` is malformed", layer.digest))?;
-    let payload = set.blobs.get(&digest).ok_or("payload blob is missing")?;
+        .map_err(|_| Rejection::LayerDigest(layer.digest.clone()))?;
+    let payload = set.blobs.get(&digest).ok_or(Rejection::PayloadMissing)?;
     if Digest::of_bytes(payload) != digest || payload.len() as u64 != layer.size {
-        return Err("payload does not match its digest".into());
+        return Err(Rejection::PayloadDigest);
     }
     let signed = cosign::Payload::signed_digest(payload)?;
     if !signable.contains(&signed) {
-        return Err(format!("signs {signed}, another image"));
+        return Err(Rejection::SignsAnother(signed));
     }
     let signature = layer
         .annotations
         .get(cosign::SIGNATURE_ANNOTATION)
-        .ok_or("no signature annotation")?;
+        .ok_or(Rejection::NoSignature)?;
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
-        .map_err(|_| "signature annotation is not base64".to_string())?;
+        .map_err(|_| Rejection::SignatureNotBase64)?;
     let key = match policy {
         Policy::Key { key, .. } => key.clone(),
         Policy::Keyless { identity, root } => {
             let cert = layer
                 .annotations
                 .get(cosign::CERTIFICATE_ANNOTATION)
-                .ok_or("signed with a key, not a certificate")?;
+                .ok_or(Rejection::NoCertificate)?;
             // With log keys configured, the certificate must have been
             // valid when the log recorded the signature; without, now.
             let time = if root.log_keys.is_empty() {
@@ -315,9 +310,9 @@ fn check_layer(
                 let bundle = layer
                     .annotations
                     .get(cosign::BUNDLE_ANNOTATION)
-                    .ok_or("no transparency-log bundle, and the trusted root has a log")?;
-                let der =
-                    rekor::pem_der(cert.as_bytes()).ok_or("certificate annotation is not PEM")?;
+                    .ok_or(Rejection::NoLogBundle)?;
+                let der = rekor::pem_der(cert.as_bytes())
+                    .ok_or(Rejection::CertificateAnnotationNotPem)?;
                 let secs = rekor::verify_bundle(bundle, &root.log_keys, payload, &signature, &der)?;
                 rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs))
             };
@@ -335,8 +330,8 @@ fn check_layer(
     };
     if !key.verifies(payload, &signature) {
         return Err(match policy {
-            Policy::Key { .. } => "signed with another key".to_string(),
-            Policy::Keyless { .. } => "signature does not verify with its certificate".into(),
+            Policy::Key { .. } => Rejection::WrongKey,
+            Policy::Keyless { .. } => Rejection::CertificateKeyFails,
         });
     }
     Ok(signed)
@@ -621,11 +616,14 @@ mod tests {
         let set = signed_set(&pair, &d);
         let err = verify(subject(&d), &[set], &key_policy(&other_pem)).unwrap_err();
         match err.typed::<SignatureError>() {
-            Some(SignatureError::NoValidSignature { reasons, .. }) => {
-                assert_eq!(reasons.len(), 1);
+            Some(SignatureError::NoValidSignature { rejected, .. }) => {
+                assert_eq!(rejected.len(), 1);
+                assert!(matches!(rejected[0].why, Rejection::WrongKey));
                 assert!(
-                    reasons[0].ends_with(": signed with another key"),
-                    "{reasons:?}"
+                    rejected[0]
+                        .to_string()
+                        .ends_with(": signed with another key"),
+                    "{rejected:?}"
                 );
             }
             other => panic!("{other:?}"),

@@ -1,6 +1,8 @@
-//! `oci-client` errors as pgoci registry errors: one line naming the
-//! registry URL, what was asked for and, for refusals, where the
-//! credentials came from (never the secret). A registry's or token
+//! [`RegistryError`]: `oci-client` errors as pgoci registry errors, one
+//! line naming the registry URL, what was asked for and, for refusals,
+//! where the credentials came from (never the secret); and what pgoci
+//! itself finds wrong in what a registry sent (a manifest or blob that
+//! does not match its digest or is too large). A registry's or token
 //! service's response body is never shown raw: at most the code and
 //! message of its first OCI error, cut short.
 

@@ -7,8 +7,9 @@
 //! same blob at once. Blobs already in the cache cost no network at all.
 
 use crate::cache::Cache;
+use crate::digest::Digest;
 use crate::digest::Hasher;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use crate::lock::{Blob, Lock};
 use crate::progress::Reporter;
 use crate::registry::Registry;
@@ -27,6 +28,71 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub fn default_jobs() -> usize {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     (2 * cpus).clamp(4, 8)
+}
+
+/// A download that failed: cut, short, wrong, or given up on.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The stream broke mid-blob (worth another try: resumed from there).
+    #[error("download of {what} broke: {source}")]
+    Broke {
+        what: String,
+        source: std::io::Error,
+    },
+    /// The stream ended before the blob's size.
+    #[error("download of {what} ended early ({got} of {size} bytes)")]
+    EndedEarly { what: String, got: u64, size: u64 },
+    /// The whole blob is in, and it is not the one the lock names.
+    #[error(
+        "blob {digest} from {reference} does not match its digest (got {actual}, {got} bytes)"
+    )]
+    DigestMismatch {
+        digest: Digest,
+        reference: String,
+        actual: Digest,
+        got: u64,
+    },
+    /// Every attempt failed with something worth retrying: the last one's
+    /// error is the source.
+    #[error("{what}: gave up after {attempts} attempts: {}", source.message)]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        source: Error,
+    },
+    /// A blocking task (the cache commit, the partial file's lock) died.
+    #[error("{task} task failed: {source}")]
+    Task {
+        task: &'static str,
+        source: tokio::task::JoinError,
+    },
+}
+
+impl Classify for FetchError {
+    fn kind(&self) -> Kind {
+        match self {
+            FetchError::DigestMismatch { .. } => Kind::Integrity,
+            FetchError::Task { .. } => Kind::Internal,
+            _ => Kind::Registry,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            FetchError::GaveUp { .. } => Some(
+                "check the registry, then run the same command again: finished blobs are kept"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn transient(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Broke { .. } | FetchError::EndedEarly { .. }
+        )
+    }
 }
 
 /// What a pull did.
@@ -163,13 +229,12 @@ where
                 wait *= 2;
             }
             Err(e) if e.transient => {
-                return Err(Error::registry(format!(
-                    "{what}: gave up after {MAX_ATTEMPTS} attempts: {}",
-                    e.message
-                ))
-                .hint(
-                    "check the registry, then run the same command again: finished blobs are kept",
-                ))
+                return Err(FetchError::GaveUp {
+                    what: what.to_string(),
+                    attempts: MAX_ATTEMPTS,
+                    source: e,
+                }
+                .into())
             }
             other => return other,
         }
@@ -199,7 +264,10 @@ async fn fetch_one(
         let d = blob.digest.clone();
         tokio::task::spawn_blocking(move || c.commit_verified(&temp, &d))
             .await
-            .map_err(|e| Error::internal(format!("commit task failed: {e}")))??;
+            .map_err(|source| FetchError::Task {
+                task: "commit",
+                source,
+            })??;
         reporter.blob_done(&blob.digest);
         return Ok(blob.size);
     }
@@ -219,7 +287,10 @@ async fn fetch_one(
         Ok(f)
     })
     .await
-    .map_err(|e| Error::internal(format!("lock task failed: {e}")))??;
+    .map_err(|source| FetchError::Task {
+        task: "lock",
+        source,
+    })??;
     if cache.has(blob) {
         // Another pgoci finished it while we waited for the lock.
         reporter.blob_done(&blob.digest);
@@ -259,10 +330,12 @@ async fn fetch_one(
                 // All bytes are in: the client's own digest check failed,
                 // and ours (below) will say so as an integrity error.
                 Err(_) if state.lock().expect("poisoned").1.len() == blob.size => break,
-                Err(e) => {
-                    return Err(
-                        Error::registry(format!("download of {what} broke: {e}")).transient()
-                    )
+                Err(source) => {
+                    return Err(FetchError::Broke {
+                        what: what.clone(),
+                        source,
+                    }
+                    .into())
                 }
             };
             let mut s = state.lock().expect("poisoned");
@@ -275,11 +348,12 @@ async fn fetch_one(
         }
         let got = state.lock().expect("poisoned").1.len();
         if got < blob.size {
-            return Err(Error::registry(format!(
-                "download of {what} ended early ({got} of {} bytes)",
-                blob.size
-            ))
-            .transient());
+            return Err(FetchError::EndedEarly {
+                what: what.clone(),
+                got,
+                size: blob.size,
+            }
+            .into());
         }
         Ok(())
     })
@@ -290,10 +364,13 @@ async fn fetch_one(
     if actual != blob.digest || size != blob.size {
         // Bad bytes never stay: not in the cache, not as a partial.
         let _ = std::fs::remove_file(&partial);
-        return Err(Error::integrity(format!(
-            "blob {} from {} does not match its digest (got {actual}, {size} bytes)",
-            blob.digest, job.reference
-        )));
+        return Err(FetchError::DigestMismatch {
+            digest: blob.digest.clone(),
+            reference: job.reference.clone(),
+            actual,
+            got: size,
+        }
+        .into());
     }
     let c = cache.clone();
     let d = blob.digest.clone();
@@ -305,7 +382,85 @@ async fn fetch_one(
         result
     })
     .await
-    .map_err(|e| Error::internal(format!("commit task failed: {e}")))??;
+    .map_err(|source| FetchError::Task {
+        task: "commit",
+        source,
+    })??;
     reporter.blob_done(&blob.digest);
     Ok(blob.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_failure_every_time_is_given_up_on_with_the_last_as_source() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut tries = 0;
+        let err = runtime
+            .block_on(with_retries("blob x", |n| {
+                tries = n;
+                async move {
+                    Err::<(), _>(
+                        FetchError::EndedEarly {
+                            what: "blob x".into(),
+                            got: n.into(),
+                            size: 10,
+                        }
+                        .into(),
+                    )
+                }
+            }))
+            .unwrap_err();
+        assert_eq!(tries, MAX_ATTEMPTS);
+        assert_eq!(err.kind, Kind::Registry);
+        assert!(!err.transient);
+        assert_eq!(
+            err.message,
+            "blob x: gave up after 5 attempts: download of blob x ended early (5 of 10 bytes)"
+        );
+        assert!(err
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("run the same command again"));
+        match err.typed::<FetchError>() {
+            Some(FetchError::GaveUp {
+                attempts: 5,
+                source,
+                ..
+            }) => assert!(matches!(
+                source.typed::<FetchError>(),
+                Some(FetchError::EndedEarly { got: 5, .. })
+            )),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cut_downloads_are_transient_wrong_bytes_are_integrity() {
+        let e = Error::from(FetchError::Broke {
+            what: "blob x".into(),
+            source: std::io::Error::other("reset"),
+        });
+        assert!(e.transient);
+        assert_eq!(e.kind, Kind::Registry);
+        assert_eq!(e.message, "download of blob x broke: reset");
+        let d = Digest::of_bytes(b"x");
+        let e = Error::from(FetchError::DigestMismatch {
+            digest: d.clone(),
+            reference: "r/x:1".into(),
+            actual: Digest::of_bytes(b"y"),
+            got: 1,
+        });
+        assert_eq!(e.kind, Kind::Integrity);
+        assert!(!e.transient);
+        assert!(e
+            .message
+            .starts_with(&format!("blob {d} from r/x:1 does not match")));
+    }
 }

@@ -3,9 +3,55 @@
 //! then `~/.docker/config.json` (`credHelpers`/`credsStore`, then `auths`). Each credential remembers where it came
 //! from so an auth failure can say which source to fix — never the secret.
 
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
+
+/// A credential source that cannot be used: a bad `--creds`, an auth file
+/// that is not what it should be (exit 2), or a credential helper that
+/// fails (exit 4). Never holds the secret, nor a helper's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("--creds must be USER:PASSWORD")]
+    Flag,
+    #[error("auth file {} is not valid JSON: {source}", path.display())]
+    AuthFileJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("auth file {}: the entry for {registry} is not base64 user:password", path.display())]
+    EntryNotBase64 { path: PathBuf, registry: String },
+    #[error("auth file {}: the entry for {registry} is not user:password", path.display())]
+    EntryNotUserPassword { path: PathBuf, registry: String },
+    /// The auth file names a helper that cannot be started.
+    #[error("{} names credential helper {program}, which cannot run: {source}", file.display())]
+    HelperMissing {
+        file: PathBuf,
+        program: String,
+        source: std::io::Error,
+    },
+    /// The helper started but could not be waited for.
+    #[error("{program} failed: {source}")]
+    HelperFailed {
+        program: String,
+        source: std::io::Error,
+    },
+    /// The helper's answer is not `{"Username", "Secret"}` (not shown: it
+    /// may hold the secret).
+    #[error("{program} answered something that is not a credential")]
+    HelperAnswer { program: String },
+}
+
+impl Classify for CredentialError {
+    fn kind(&self) -> Kind {
+        match self {
+            CredentialError::HelperMissing { .. }
+            | CredentialError::HelperFailed { .. }
+            | CredentialError::HelperAnswer { .. } => Kind::Registry,
+            _ => Kind::Usage,
+        }
+    }
+}
 
 /// Where a credential was found (for messages; never holds the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +97,7 @@ impl std::fmt::Debug for Credential {
 /// Finds the credential for `registry` (host[:port]), if any source has one.
 pub fn lookup(registry: &str, creds_flag: Option<&str>) -> Result<Option<Credential>> {
     if let Some(flag) = creds_flag {
-        let (user, password) = flag
-            .split_once(':')
-            .ok_or_else(|| Error::usage("--creds must be USER:PASSWORD"))?;
+        let (user, password) = flag.split_once(':').ok_or(CredentialError::Flag)?;
         return Ok(Some(Credential {
             user: user.into(),
             password: password.into(),
@@ -98,12 +142,11 @@ fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> 
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
-    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Error::usage(format!(
-            "auth file {} is not valid JSON: {e}",
-            path.display()
-        ))
-    })?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| CredentialError::AuthFileJson {
+            path: path.clone(),
+            source,
+        })?;
     if let Some(helper) = doc
         .get("credHelpers")
         .and_then(|h| h.get(registry))
@@ -133,18 +176,17 @@ fn from_auth_file(path: &PathBuf, registry: &str) -> Result<Option<Credential>> 
         .decode(encoded.trim())
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            Error::usage(format!(
-                "auth file {}: the entry for {registry} is not base64 user:password",
-                path.display()
-            ))
+        .ok_or_else(|| CredentialError::EntryNotBase64 {
+            path: path.clone(),
+            registry: registry.to_string(),
         })?;
-    let (user, password) = decoded.split_once(':').ok_or_else(|| {
-        Error::usage(format!(
-            "auth file {}: the entry for {registry} is not user:password",
-            path.display()
-        ))
-    })?;
+    let (user, password) =
+        decoded
+            .split_once(':')
+            .ok_or_else(|| CredentialError::EntryNotUserPassword {
+                path: path.clone(),
+                registry: registry.to_string(),
+            })?;
     Ok(Some(Credential {
         user: user.into(),
         password: password.into(),
@@ -165,11 +207,13 @@ fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Crede
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => {
-            return Err(Error::registry(format!(
-                "{} names credential helper {program}, which cannot run: {e}",
-                file.display()
-            )))
+        Err(source) => {
+            return Err(CredentialError::HelperMissing {
+                file: file.to_path_buf(),
+                program,
+                source,
+            }
+            .into())
         }
     };
     if let Some(mut stdin) = child.stdin.take() {
@@ -177,7 +221,10 @@ fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Crede
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::registry(format!("{program} failed: {e}")))?;
+        .map_err(|source| CredentialError::HelperFailed {
+            program: program.clone(),
+            source,
+        })?;
     if !out.status.success() {
         // "credentials not found" is a normal answer: fall through to other sources.
         return Ok(None);
@@ -188,11 +235,8 @@ fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Crede
         username: String,
         secret: String,
     }
-    let answer: HelperAnswer = serde_json::from_slice(&out.stdout).map_err(|_| {
-        Error::registry(format!(
-            "{program} answered something that is not a credential"
-        ))
-    })?;
+    let answer: HelperAnswer = serde_json::from_slice(&out.stdout)
+        .map_err(|_| CredentialError::HelperAnswer { program })?;
     if answer.username == "<token>" {
         return Ok(None); // an identity token, not usable as basic auth
     }
@@ -201,4 +245,43 @@ fn from_helper(helper: &str, registry: &str, file: &Path) -> Result<Option<Crede
         password: answer.secret,
         source: Source::Helper(helper.to_string(), file.to_path_buf()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_credential_sources_are_typed() {
+        let err = lookup("r:5000", Some("no-colon")).unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::Flag)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        std::fs::write(&file, "{not json").unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::AuthFileJson { .. })
+        ));
+        std::fs::write(&file, r#"{"auths":{"r:5000":{"auth":"%%%"}}}"#).unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::EntryNotBase64 { registry, .. }) if registry == "r:5000"
+        ));
+        // A helper that is not there is a registry error naming the file.
+        std::fs::write(&file, r#"{"credsStore":"pgoci-test-none"}"#).unwrap();
+        let err = from_auth_file(&file, "r:5000").unwrap_err();
+        assert_eq!(err.kind, Kind::Registry);
+        assert!(matches!(
+            err.typed::<CredentialError>(),
+            Some(CredentialError::HelperMissing { program, .. })
+                if program == "docker-credential-pgoci-test-none"
+        ));
+    }
 }

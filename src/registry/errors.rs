@@ -1,12 +1,16 @@
-//! `oci-client` errors as pgoci registry errors: one line naming the
-//! registry URL, what was asked for and, for refusals, where the
-//! credentials came from (never the secret). A registry's or token
+//! [`RegistryError`]: `oci-client` errors as pgoci registry errors, one
+//! line naming the registry URL, what was asked for and, for refusals,
+//! where the credentials came from (never the secret); and what pgoci
+//! itself finds wrong in what a registry sent (a manifest or blob that
+//! does not match its digest or is too large). A registry's or token
 //! service's response body is never shown raw: at most the code and
 //! message of its first OCI error, cut short.
 
 use super::auth::Source;
-use crate::error::Error;
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use crate::digest::Digest;
+use crate::error::{Classify, Kind};
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
+use std::path::PathBuf;
 
 /// The longest registry message quoted in an error line.
 const MAX_QUOTE: usize = 160;
@@ -84,6 +88,225 @@ fn refusal_hint(source: &Source, push: bool) -> String {
     }
 }
 
+/// A transport failure: the `reqwest` (the client's HTTP stack, not a
+/// dependency of pgoci's own) or I/O error under a request.
+pub type Transport = Box<dyn std::error::Error + Send + Sync>;
+
+/// A failure talking to a registry, or in what it sent. `url` is the
+/// registry's base URL (`scheme://host/v2/`), `what` what was asked of it
+/// (`blob sha256:… of reg/pgoci/postgresql:17`), `creds` where the
+/// credentials came from (never the secret).
+///
+/// `oci-client`'s own error is never kept as a source: its `Display`
+/// prints a registry's or token service's response body whole
+/// (`ServerError`, `AuthenticationFailure`, `RegistryError`'s envelope,
+/// `GenericError`), which may be long, hostile or echo a credential. What
+/// is kept instead is the typed status and, at most, the first OCI error
+/// code and message, cut short ([`RegistryError::said`] fields); the
+/// sources kept are the transport's (`reqwest`, I/O) and the digest
+/// check's, whose text names no body.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// 401, or a refused basic login: credentials missing or wrong.
+    #[error("401 unauthorized at {url} for {what} ({})", credentials_note(creds))]
+    Unauthorized {
+        url: String,
+        what: String,
+        creds: Source,
+        push: bool,
+    },
+    /// 403: the credentials were taken but may not do this.
+    #[error("403 denied at {url} for {what} ({})", credentials_note(creds))]
+    Denied {
+        url: String,
+        what: String,
+        creds: Source,
+        push: bool,
+    },
+    /// The token service would not give a token for `scope` (e.g. `pull
+    /// of pgoci/postgresql`).
+    #[error(
+        "registry {url} refused a token for {scope} ({})",
+        credentials_note(creds)
+    )]
+    TokenRefused {
+        url: String,
+        scope: String,
+        creds: Source,
+        push: bool,
+    },
+    /// The token service answered, but not with a token.
+    #[error("the token service of {url} answered something that is not a token for {scope}")]
+    NotAToken { url: String, scope: String },
+    /// 429: asked too often; later may work.
+    #[error("registry {url} answered 429 for {what}")]
+    Throttled { url: String, what: String },
+    /// 5xx: the registry failed; later may work.
+    #[error("registry {url} answered {status} for {what}")]
+    Unavailable {
+        url: String,
+        what: String,
+        status: u16,
+    },
+    /// The registry says the thing asked for does not exist.
+    #[error("{what} not found at {url}")]
+    NotFound { url: String, what: String },
+    /// TLS failed on the server's certificate.
+    #[error("TLS to {url} failed: {}", error_chain(source.as_ref()))]
+    Tls { url: String, source: Transport },
+    /// No connection (refused, no route, timed out).
+    #[error("registry {url} unreachable: {}", error_chain(source.as_ref()))]
+    Unreachable { url: String, source: Transport },
+    /// The connection broke during the request (a `reqwest` or I/O error).
+    #[error("registry {url} failed for {what}: {}", error_chain(source.as_ref()))]
+    Cut {
+        url: String,
+        what: String,
+        source: Transport,
+    },
+    /// Another status, with the first OCI error of the body if it had one
+    /// (`CODE: message`, cut short).
+    #[error("registry {url} answered {status} for {what}{}", quoted(said))]
+    Answered {
+        url: String,
+        what: String,
+        status: u16,
+        said: Option<String>,
+    },
+    /// An OCI error envelope other than a refusal or "unknown".
+    #[error("registry {url} refused {what}{}", quoted(said))]
+    Refused {
+        url: String,
+        what: String,
+        said: Option<String>,
+    },
+    /// Bytes that do not match their digest, as the client checked them.
+    #[error("{what} from {url} does not match its digest: {}", one_line(&source.to_string()))]
+    DigestMismatch {
+        url: String,
+        what: String,
+        source: DigestError,
+    },
+    /// The registry says what it was sent does not match its digest.
+    #[error("registry {url} says {what} does not match its digest{}", quoted(said))]
+    DigestInvalid {
+        url: String,
+        what: String,
+        said: Option<String>,
+    },
+    /// Anything else the client could not make sense of: `detail` is its
+    /// error on one line (no source: see the type's comment).
+    #[error("registry {url} failed for {what}: {detail}")]
+    Failed {
+        url: String,
+        what: String,
+        detail: String,
+    },
+    /// A manifest larger than pgoci reads.
+    #[error("manifest of {reference} is {size} bytes, more than the {limit}-byte limit")]
+    ManifestTooLarge {
+        reference: String,
+        size: u64,
+        limit: u64,
+    },
+    /// A manifest whose bytes do not hash to the digest it was served as.
+    #[error("manifest of {reference} does not match its digest {digest}")]
+    ManifestDigest { reference: String, digest: Digest },
+    /// A small blob longer than it may be.
+    #[error("blob {digest} of {reference} is longer than {max} bytes")]
+    BlobTooLong {
+        reference: String,
+        digest: Digest,
+        max: u64,
+    },
+    /// A small blob whose bytes do not hash to its digest.
+    #[error("blob {digest} of {reference} does not match its digest")]
+    BlobDigest { reference: String, digest: Digest },
+    /// A small blob's stream broke.
+    #[error("reading blob {digest} of {reference}: {source}")]
+    BlobRead {
+        reference: String,
+        digest: Digest,
+        source: std::io::Error,
+    },
+    /// Not an image reference.
+    #[error("`{reference}` is not a valid image reference: {source}")]
+    BadReference {
+        reference: String,
+        source: oci_client::ParseError,
+    },
+    /// A media type that cannot be sent as a `Content-Type`.
+    #[error("media type `{media_type}` is not a valid header")]
+    BadMediaType { media_type: String },
+    /// `--ca-file` cannot be read.
+    #[error("cannot read --ca-file {}: {source}", path.display())]
+    CaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The temporary CA file the client is built with cannot be written.
+    #[error("cannot write a temporary CA file: {source}")]
+    TempCaFile { source: std::io::Error },
+    /// The HTTP client cannot be built (it makes no request: no body can
+    /// be in this error).
+    #[error("cannot set up the registry client: {}", error_chain(source))]
+    ClientSetup { source: OciDistributionError },
+}
+
+impl Classify for RegistryError {
+    fn kind(&self) -> Kind {
+        use RegistryError::*;
+        match self {
+            // Bytes that do not match their digest, or a document that
+            // breaks a limit, are an integrity failure (exit 5), wherever
+            // they came from.
+            DigestMismatch { .. }
+            | DigestInvalid { .. }
+            | ManifestTooLarge { .. }
+            | ManifestDigest { .. }
+            | BlobTooLong { .. }
+            | BlobDigest { .. }
+            | BadMediaType { .. } => Kind::Integrity,
+            BadReference { .. } => Kind::Resolve,
+            CaFile { .. } => Kind::Usage,
+            TempCaFile { .. } | ClientSetup { .. } => Kind::Host,
+            _ => Kind::Registry,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        use RegistryError::*;
+        match self {
+            Unauthorized { creds, push, .. }
+            | Denied { creds, push, .. }
+            | TokenRefused { creds, push, .. } => Some(refusal_hint(creds, *push)),
+            Tls { .. } => Some(
+                "pass --ca-file with the PEM of the CA that signed the registry's certificate"
+                    .into(),
+            ),
+            Unreachable { .. } => {
+                Some("check the address, or use a bundle for offline installs".into())
+            }
+            ClientSetup { .. } => {
+                Some("install the ca-certificates package, or pass --ca-file".into())
+            }
+            _ => None,
+        }
+    }
+
+    fn transient(&self) -> bool {
+        use RegistryError::*;
+        matches!(
+            self,
+            Throttled { .. }
+                | Unavailable { .. }
+                | Unreachable { .. }
+                | Cut { .. }
+                | BlobRead { .. }
+        )
+    }
+}
+
 /// The token service (the registry's `WWW-Authenticate: Bearer realm`)
 /// would not give a token for `scope` (e.g. `pull of pgoci/postgresql`).
 pub fn token_refused(
@@ -92,135 +315,147 @@ pub fn token_refused(
     scope: &str,
     source: &Source,
     push: bool,
-) -> Error {
+) -> RegistryError {
     match err {
-        OciDistributionError::AuthenticationFailure(_) => Error::registry(format!(
-            "registry {url} refused a token for {scope} ({})",
-            credentials_note(source)
-        ))
-        .hint(refusal_hint(source, push)),
-        OciDistributionError::RegistryTokenDecodeError(_) => Error::registry(format!(
-            "the token service of {url} answered something that is not a token for {scope}"
-        )),
+        OciDistributionError::AuthenticationFailure(_) => RegistryError::TokenRefused {
+            url: url.into(),
+            scope: scope.into(),
+            creds: source.clone(),
+            push,
+        },
+        OciDistributionError::RegistryTokenDecodeError(_) => RegistryError::NotAToken {
+            url: url.into(),
+            scope: scope.into(),
+        },
         other => map(other, url, scope, source, push),
     }
 }
 
 /// Maps a failed request for `what` at the registry `url` (`scheme://host/v2/`).
-pub fn map(err: OciDistributionError, url: &str, what: &str, source: &Source, push: bool) -> Error {
-    let note = credentials_note(source);
+pub fn map(
+    err: OciDistributionError,
+    url: &str,
+    what: &str,
+    source: &Source,
+    push: bool,
+) -> RegistryError {
+    use RegistryError as R;
+    let (url, what) = (url.to_string(), what.to_string());
+    let refusal = |status| {
+        let creds = source.clone();
+        if status == 403 {
+            R::Denied {
+                url: url.clone(),
+                what: what.clone(),
+                creds,
+                push,
+            }
+        } else {
+            R::Unauthorized {
+                url: url.clone(),
+                what: what.clone(),
+                creds,
+                push,
+            }
+        }
+    };
     match status_of(&err) {
-        Some(401) => {
-            return Error::registry(format!("401 unauthorized at {url} for {what} ({note})"))
-                .hint(refusal_hint(source, push))
-        }
-        Some(403) => {
-            return Error::registry(format!("403 denied at {url} for {what} ({note})"))
-                .hint(refusal_hint(source, push))
-        }
-        Some(429) => {
-            return Error::registry(format!("registry {url} answered 429 for {what}")).transient()
-        }
-        Some(code) if code >= 500 => {
-            return Error::registry(format!("registry {url} answered {code} for {what}"))
-                .transient()
-        }
+        Some(code @ (401 | 403)) => return refusal(code),
+        Some(429) => return R::Throttled { url, what },
+        Some(status) if status >= 500 => return R::Unavailable { url, what, status },
         _ => {}
     }
-    match &err {
-        OciDistributionError::ImageManifestNotFoundError(_) => {
-            Error::registry(format!("{what} not found at {url}"))
-        }
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_)
+        | OciDistributionError::ServerError { code: 404, .. } => R::NotFound { url, what },
         OciDistributionError::RegistryError { envelope, .. }
-            if has_code(envelope, &OciErrorCode::ManifestUnknown)
-                || has_code(envelope, &OciErrorCode::NameUnknown)
-                || has_code(envelope, &OciErrorCode::BlobUnknown) =>
+            if has_code(&envelope, &OciErrorCode::ManifestUnknown)
+                || has_code(&envelope, &OciErrorCode::NameUnknown)
+                || has_code(&envelope, &OciErrorCode::BlobUnknown) =>
         {
-            Error::registry(format!("{what} not found at {url}"))
+            R::NotFound { url, what }
         }
-        OciDistributionError::ServerError { code: 404, .. } => {
-            Error::registry(format!("{what} not found at {url}"))
-        }
-        OciDistributionError::RequestError(e) if error_chain(e).contains("certificate") => {
-            Error::registry(format!("TLS to {url} failed: {}", error_chain(e))).hint(
-                "pass --ca-file with the PEM of the CA that signed the registry's certificate",
-            )
+        OciDistributionError::RequestError(e) if error_chain(&e).contains("certificate") => {
+            R::Tls {
+                url,
+                source: Box::new(e),
+            }
         }
         OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
-            Error::registry(format!("registry {url} unreachable: {}", error_chain(e)))
-                .hint("check the address, or use a bundle for offline installs")
-                .transient()
+            R::Unreachable {
+                url,
+                source: Box::new(e),
+            }
         }
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            Error::registry(format!(
-                "registry {url} failed for {what}: {}",
-                error_chain(&err)
-            ))
-            .transient()
-        }
-        OciDistributionError::ServerError { code, message, .. } => Error::registry(format!(
-            "registry {url} answered {code} for {what}{}",
-            quote_body(message)
-        )),
-        OciDistributionError::RegistryError { envelope, .. }
-            if !has_code(envelope, &OciErrorCode::DigestInvalid) =>
-        {
-            Error::registry(format!(
-                "registry {url} refused {what}{}",
-                quote_envelope(envelope)
-            ))
-        }
-        OciDistributionError::AuthenticationFailure(_) => {
-            Error::registry(format!("401 unauthorized at {url} for {what} ({note})"))
-                .hint(refusal_hint(source, push))
-        }
+        OciDistributionError::RequestError(e) => R::Cut {
+            url,
+            what,
+            source: Box::new(e),
+        },
+        OciDistributionError::IoError(e) => R::Cut {
+            url,
+            what,
+            source: Box::new(e),
+        },
+        OciDistributionError::ServerError { code, message, .. } => R::Answered {
+            url,
+            what,
+            status: code,
+            said: said_in_body(&message),
+        },
         // Bytes that do not match their digest are an integrity failure
         // (exit 5), wherever they came from.
-        OciDistributionError::DigestError(e) => Error::integrity(format!(
-            "{what} from {url} does not match its digest: {}",
-            one_line(&e.to_string())
-        )),
         OciDistributionError::RegistryError { envelope, .. }
-            if has_code(envelope, &OciErrorCode::DigestInvalid) =>
+            if has_code(&envelope, &OciErrorCode::DigestInvalid) =>
         {
-            Error::integrity(format!(
-                "registry {url} says {what} does not match its digest{}",
-                quote_envelope(envelope)
-            ))
+            R::DigestInvalid {
+                url,
+                what,
+                said: said_in_envelope(&envelope),
+            }
         }
-        _ => Error::registry(format!(
-            "registry {url} failed for {what}: {}",
-            one_line(&error_chain(&err))
-        )),
+        OciDistributionError::RegistryError { envelope, .. } => R::Refused {
+            url,
+            what,
+            said: said_in_envelope(&envelope),
+        },
+        OciDistributionError::AuthenticationFailure(_) => refusal(401),
+        OciDistributionError::DigestError(source) => R::DigestMismatch { url, what, source },
+        other => R::Failed {
+            detail: one_line(&error_chain(&other)),
+            url,
+            what,
+        },
     }
 }
 
-/// `: CODE: message` of a registry's JSON error body, or of its first line
+/// `CODE: message` of a registry's JSON error body, or its first line
 /// when it is plain text; nothing for an empty or HTML body.
-fn quote_body(body: &str) -> String {
+fn said_in_body(body: &str) -> Option<String> {
     if let Ok(envelope) = serde_json::from_str::<OciEnvelope>(body) {
-        return quote_envelope(&envelope);
+        return said_in_envelope(&envelope);
     }
     let first = body.lines().map(str::trim).find(|l| !l.is_empty());
     match first {
-        Some(line) if !line.starts_with('<') && !line.starts_with('{') => {
-            format!(": {}", cut(line))
-        }
-        _ => String::new(),
+        Some(line) if !line.starts_with('<') && !line.starts_with('{') => Some(cut(line)),
+        _ => None,
     }
 }
 
-fn quote_envelope(envelope: &OciEnvelope) -> String {
-    match envelope.errors.first() {
-        Some(e) => {
-            let code = serde_json::to_value(&e.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            format!(": {code}: {}", cut(&one_line(&e.message)))
-        }
-        None => String::new(),
-    }
+/// `CODE: message` of the first error of an envelope, cut short.
+fn said_in_envelope(envelope: &OciEnvelope) -> Option<String> {
+    envelope.errors.first().map(|e| {
+        let code = serde_json::to_value(&e.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        format!("{code}: {}", cut(&one_line(&e.message)))
+    })
+}
+
+/// `: <what the registry said>`, or nothing.
+fn quoted(said: &Option<String>) -> String {
+    said.as_ref().map(|s| format!(": {s}")).unwrap_or_default()
 }
 
 fn cut(text: &str) -> String {
@@ -254,6 +489,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     const URL: &str = "http://127.0.0.1:5000/v2/";
 
@@ -265,7 +501,7 @@ mod tests {
             url: format!("{URL}site/pgoci/pg_cron/blobs/uploads/"),
             message: body.to_string(),
         };
-        let e = map(err, URL, "push to x", &Source::Anonymous, true);
+        let e = Error::from(map(err, URL, "push to x", &Source::Anonymous, true));
         assert_eq!(e.kind, crate::error::Kind::Registry);
         assert!(
             !e.message.contains('{') && !e.message.contains('\n'),
@@ -283,7 +519,7 @@ mod tests {
             url: URL.into(),
             message: r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":{"x":1}}]}"#.into(),
         };
-        let e = map(err, URL, "push to x", &Source::Flag, true);
+        let e = Error::from(map(err, URL, "push to x", &Source::Flag, true));
         assert!(
             e.message
                 .ends_with("answered 400 for push to x: MANIFEST_INVALID: manifest invalid"),
@@ -295,7 +531,7 @@ mod tests {
             url: URL.into(),
             message: "<html><body>bad</body></html>".into(),
         };
-        let e = map(err, URL, "x", &Source::Flag, false);
+        let e = Error::from(map(err, URL, "x", &Source::Flag, false));
         assert!(e.message.ends_with("answered 400 for x"), "{}", e.message);
         let long = "y".repeat(1000);
         let err = OciDistributionError::ServerError {
@@ -303,7 +539,7 @@ mod tests {
             url: URL.into(),
             message: long,
         };
-        assert!(map(err, URL, "x", &Source::Flag, false).message.len() < 300);
+        assert!(map(err, URL, "x", &Source::Flag, false).to_string().len() < 300);
     }
 
     #[test]
@@ -311,7 +547,13 @@ mod tests {
         let err = OciDistributionError::AuthenticationFailure(
             r#"{"details":"incorrect username or password"}"#.into(),
         );
-        let e = token_refused(err, URL, "pull of pgoci/postgresql", &Source::Env, false);
+        let e = Error::from(token_refused(
+            err,
+            URL,
+            "pull of pgoci/postgresql",
+            &Source::Env,
+            false,
+        ));
         assert_eq!(
             e.message,
             format!(
@@ -341,7 +583,144 @@ mod tests {
                 expected: "sha256:aa".into(),
                 actual: "sha256:bb".into(),
             });
-        let e = map(err, URL, "blob x", &Source::Anonymous, false);
+        let e = Error::from(map(err, URL, "blob x", &Source::Anonymous, false));
         assert_eq!(e.kind, crate::Kind::Integrity, "{}", e.message);
+    }
+
+    #[test]
+    fn a_401_without_credentials_is_the_refusal_variant_with_its_hint() {
+        let err = OciDistributionError::UnauthorizedError { url: URL.into() };
+        let e = Error::from(map(err, URL, "blob x", &Source::Anonymous, false));
+        assert_eq!(e.kind, crate::Kind::Registry);
+        assert!(!e.transient);
+        assert_eq!(
+            e.message,
+            format!("401 unauthorized at {URL} for blob x (no credentials: anonymous)")
+        );
+        assert!(e.hint.as_deref().unwrap().contains("--creds"));
+        match e.typed::<RegistryError>() {
+            Some(RegistryError::Unauthorized {
+                url,
+                what,
+                creds: Source::Anonymous,
+                push: false,
+            }) => assert_eq!((url.as_str(), what.as_str()), (URL, "blob x")),
+            other => panic!("{other:?}"),
+        }
+        // A 403 with credentials from a file names the file in its hint.
+        let envelope: OciEnvelope =
+            serde_json::from_str(r#"{"errors":[{"code":"DENIED","message":"no"}]}"#).unwrap();
+        let err = OciDistributionError::RegistryError {
+            envelope,
+            url: URL.into(),
+        };
+        let file = Source::AuthFile("/root/auth.json".into());
+        let e = Error::from(map(err, URL, "push of x", &file, true));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::Denied { push: true, .. })
+        ));
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("check the user and password from /root/auth.json, and that this account may push there")
+        );
+    }
+
+    #[test]
+    fn a_503_and_a_429_are_transient_a_400_is_not() {
+        let server = |code: u16| OciDistributionError::ServerError {
+            code,
+            url: URL.into(),
+            message: "busy".into(),
+        };
+        let e = Error::from(map(server(503), URL, "x", &Source::Flag, false));
+        assert!(e.transient);
+        assert_eq!(e.kind, crate::Kind::Registry);
+        assert_eq!(e.message, format!("registry {URL} answered 503 for x"));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::Unavailable { status: 503, .. })
+        ));
+        let e = Error::from(map(server(429), URL, "x", &Source::Flag, false));
+        assert!(e.transient);
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::Throttled { .. })
+        ));
+        let e = Error::from(map(server(400), URL, "x", &Source::Flag, false));
+        assert!(!e.transient);
+        assert_eq!(
+            e.message,
+            format!("registry {URL} answered 400 for x: busy")
+        );
+        match e.typed::<RegistryError>() {
+            Some(RegistryError::Answered {
+                status: 400, said, ..
+            }) => assert_eq!(said.as_deref(), Some("busy")),
+            other => panic!("{other:?}"),
+        }
+        // No body travels down the chain either.
+        assert_eq!(e.causes().count(), 0);
+    }
+
+    #[test]
+    fn unknown_manifests_and_digest_errors_are_typed() {
+        let envelope: OciEnvelope = serde_json::from_str(
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        )
+        .unwrap();
+        let err = OciDistributionError::RegistryError {
+            envelope,
+            url: URL.into(),
+        };
+        let e = Error::from(map(err, URL, "r/x:1", &Source::Anonymous, false));
+        assert_eq!(e.message, format!("r/x:1 not found at {URL}"));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::NotFound { .. })
+        ));
+        let err =
+            OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
+                expected: "sha256:aa".into(),
+                actual: "sha256:bb".into(),
+            });
+        let e = Error::from(map(err, URL, "blob x", &Source::Anonymous, false));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::DigestMismatch { .. })
+        ));
+        // The digest check's own error is the first cause.
+        assert_eq!(e.causes().count(), 1);
+    }
+
+    #[test]
+    fn a_refused_token_is_typed_and_keeps_no_body() {
+        let err = OciDistributionError::AuthenticationFailure("the secret body".into());
+        let e = Error::from(token_refused(
+            err,
+            URL,
+            "pull of x",
+            &Source::Anonymous,
+            false,
+        ));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::TokenRefused { .. })
+        ));
+        assert!(e.hint.as_deref().unwrap().contains("--creds"));
+        assert!(!format!("{e:?}").contains("secret body"));
+        let err = OciDistributionError::RegistryTokenDecodeError("<html>".into());
+        let e = Error::from(token_refused(
+            err,
+            URL,
+            "pull of x",
+            &Source::Anonymous,
+            false,
+        ));
+        assert!(matches!(
+            e.typed::<RegistryError>(),
+            Some(RegistryError::NotAToken { .. })
+        ));
+        assert_eq!(e.causes().count(), 0);
     }
 }

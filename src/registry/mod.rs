@@ -14,8 +14,11 @@ pub mod auth;
 mod errors;
 mod tokens;
 
+pub use auth::CredentialError;
+pub use errors::RegistryError;
+
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use futures_util::stream::BoxStream;
 use oci_client::client::{
     BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
@@ -101,8 +104,9 @@ impl Registry {
         // rustls needs one process-wide crypto provider; a second install is a no-op.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let ca = match &options.ca_file {
-            Some(ca) => Some(std::fs::read(ca).map_err(|e| {
-                Error::usage(format!("cannot read --ca-file {}: {e}", ca.display()))
+            Some(ca) => Some(std::fs::read(ca).map_err(|source| RegistryError::CaFile {
+                path: ca.clone(),
+                source,
             })?),
             None => None,
         };
@@ -210,9 +214,13 @@ impl Registry {
 
     /// Parses a reference in the registry's terms.
     pub fn parse_reference(reference: &str) -> Result<Reference> {
-        reference.parse().map_err(|e| {
-            Error::resolve(format!("`{reference}` is not a valid image reference: {e}"))
-        })
+        reference
+            .parse()
+            .map_err(|source| RegistryError::BadReference {
+                reference: reference.to_string(),
+                source,
+            })
+            .map_err(Into::into)
     }
 
     /// Makes sure `conn`'s client holds a token for `op` on `reference`'s
@@ -334,7 +342,7 @@ impl Registry {
             let tls = self.tls()?;
             result = self.attempt(&tls, reference, op, what, &mut call).await?;
         }
-        result.map_err(map)
+        Ok(result.map_err(map)?)
     }
 
     /// One try of [`Self::request`] over `conn`: with a token, and once
@@ -384,18 +392,19 @@ impl Registry {
         // oci-client has the bytes already; the cap keeps an oversized
         // document from going further (JSON parsing, the cache, bundles).
         if bytes.len() as u64 > crate::limits::DOCUMENT_CAP {
-            return Err(Error::integrity(format!(
-                "manifest of {} is {} bytes, more than the {}-byte limit",
-                reference.whole(),
-                bytes.len(),
-                crate::limits::DOCUMENT_CAP
-            )));
+            return Err(RegistryError::ManifestTooLarge {
+                reference: reference.whole(),
+                size: bytes.len() as u64,
+                limit: crate::limits::DOCUMENT_CAP,
+            }
+            .into());
         }
         if Digest::of_bytes(&bytes) != digest {
-            return Err(Error::integrity(format!(
-                "manifest of {} does not match its digest {digest}",
-                reference.whole()
-            )));
+            return Err(RegistryError::ManifestDigest {
+                reference: reference.whole(),
+                digest,
+            }
+            .into());
         }
         let media_type = media_type_of(&bytes);
         Ok(RawManifest {
@@ -431,10 +440,11 @@ impl Registry {
         };
         let digest: Digest = digest.parse()?;
         if Digest::of_bytes(&bytes) != digest {
-            return Err(Error::integrity(format!(
-                "manifest of {} does not match its digest {digest}",
-                reference.whole()
-            )));
+            return Err(RegistryError::ManifestDigest {
+                reference: reference.whole(),
+                digest,
+            }
+            .into());
         }
         let media_type = media_type_of(&bytes);
         Ok(Some(RawManifest {
@@ -481,26 +491,27 @@ impl Registry {
         let mut stream = self.blob_stream(reference, digest).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                Error::registry(format!(
-                    "reading blob {digest} of {}: {e}",
-                    reference.whole()
-                ))
-                .transient()
+            let chunk = chunk.map_err(|source| RegistryError::BlobRead {
+                reference: reference.whole(),
+                digest: digest.clone(),
+                source,
             })?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > max {
-                return Err(Error::integrity(format!(
-                    "blob {digest} of {} is longer than {max} bytes",
-                    reference.whole()
-                )));
+                return Err(RegistryError::BlobTooLong {
+                    reference: reference.whole(),
+                    digest: digest.clone(),
+                    max,
+                }
+                .into());
             }
         }
         if Digest::of_bytes(&bytes) != *digest {
-            return Err(Error::integrity(format!(
-                "blob {digest} of {} does not match its digest",
-                reference.whole()
-            )));
+            return Err(RegistryError::BlobDigest {
+                reference: reference.whole(),
+                digest: digest.clone(),
+            }
+            .into());
         }
         Ok(bytes)
     }
@@ -672,7 +683,7 @@ fn system_roots_present() -> bool {
 fn with_roots_env<T>(roots: &[u8], build: impl FnOnce() -> T) -> Result<T> {
     let file = tempfile::NamedTempFile::new()
         .and_then(|mut f| std::io::Write::write_all(&mut f, roots).map(|_| f))
-        .map_err(|e| Error::host(format!("cannot write a temporary CA file: {e}")))?;
+        .map_err(|source| RegistryError::TempCaFile { source })?;
     let saved = ["SSL_CERT_FILE", "SSL_CERT_DIR"].map(|k| (k, std::env::var_os(k)));
     std::env::set_var("SSL_CERT_FILE", file.path());
     std::env::remove_var("SSL_CERT_DIR");
@@ -712,12 +723,8 @@ fn pem(data: &[u8]) -> Certificate {
     }
 }
 
-fn setup_failed(e: OciDistributionError) -> Error {
-    Error::host(format!(
-        "cannot set up the registry client: {}",
-        errors::error_chain(&e)
-    ))
-    .hint("install the ca-certificates package, or pass --ca-file")
+fn setup_failed(source: OciDistributionError) -> RegistryError {
+    RegistryError::ClientSetup { source }
 }
 
 /// The media type a manifest declares, or the one its shape implies.
@@ -741,6 +748,10 @@ pub fn media_type_of(bytes: &[u8]) -> String {
 }
 
 fn reqwest_header(value: &str) -> Result<http::HeaderValue> {
-    http::HeaderValue::from_str(value)
-        .map_err(|_| Error::integrity(format!("media type `{value}` is not a valid header")))
+    http::HeaderValue::from_str(value).map_err(|_| {
+        RegistryError::BadMediaType {
+            media_type: value.to_string(),
+        }
+        .into()
+    })
 }

@@ -4,7 +4,8 @@
 //! of them in constant time, so neither a user name nor a password leaks
 //! through timing.
 
-use crate::error::{Error, Result};
+use super::error::ServeError;
+use crate::error::Result;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
@@ -28,12 +29,13 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl Users {
     /// Reads a credentials file (exit 2 when it cannot be used).
     pub fn load(path: &Path) -> Result<Users> {
-        let bad = |why: String| {
-            Error::usage(format!("--creds-file {}: {why}", path.display()))
-                .hint("write one `user:password` per line")
-        };
-        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?;
+        let path_buf = || path.to_path_buf();
+        let bytes = std::fs::read(path).map_err(|source| ServeError::CredsFileUnreadable {
+            path: path_buf(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ServeError::CredsFileNotUtf8 { path: path_buf() })?;
         let mut hashes = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
@@ -45,11 +47,17 @@ impl Users {
                     hashes.push(hash(line.as_bytes()))
                 }
                 // The line itself is a secret: only its number is shown.
-                _ => return Err(bad(format!("line {} is not `user:password`", n + 1))),
+                _ => {
+                    return Err(ServeError::CredsFileBadLine {
+                        path: path_buf(),
+                        line: n + 1,
+                    }
+                    .into())
+                }
             }
         }
         if hashes.is_empty() {
-            return Err(bad("it holds no `user:password` line".into()));
+            return Err(ServeError::CredsFileEmpty { path: path_buf() }.into());
         }
         #[cfg(unix)]
         {
@@ -133,5 +141,28 @@ mod tests {
         assert!(!err.message.contains("alice"), "{}", err.message);
         std::fs::write(&file, "# nothing\n").unwrap();
         assert!(Users::load(&file).is_err());
+    }
+    #[test]
+    fn an_unusable_creds_file_is_typed_without_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("creds");
+        std::fs::write(&file, "# site\nalice\n").unwrap();
+        let err = Users::load(&file).err().unwrap();
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::CredsFileBadLine { line: 2, .. })
+        ));
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("write one `user:password` per line")
+        );
+        assert!(!format!("{err:?}").contains("alice"));
+        let err = Users::load(&dir.path().join("missing")).err().unwrap();
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::CredsFileUnreadable { .. })
+        ));
+        assert_eq!(err.causes().count(), 1);
     }
 }

@@ -4,8 +4,9 @@
 //! blocking pool (never the whole blob in memory); SIGTERM and SIGINT
 //! taken over by tokio's handlers, then a graceful stop.
 
+use super::error::ServeError;
 use super::{Payload, Ready, Server, Summary};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
@@ -44,25 +45,27 @@ pub(super) fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::usage(format!("--tls-cert {}: {e}", cert.display())))?;
+        .map_err(|source| ServeError::TlsCert {
+            path: cert.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(Error::usage(format!(
-            "--tls-cert {} holds no PEM certificate",
-            cert.display()
-        )));
+        return Err(ServeError::TlsCertEmpty {
+            path: cert.to_path_buf(),
+        }
+        .into());
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::usage(format!("--tls-key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| ServeError::TlsKey {
+        path: key.to_path_buf(),
+        source,
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::internal(format!("TLS versions: {e}")))?
+        .map_err(|source| ServeError::TlsVersions { source })?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| {
-            Error::usage(format!("--tls-cert and --tls-key cannot be used: {e}"))
-                .hint("pass a certificate chain and the private key of its first certificate")
-        })?;
+        .map_err(|source| ServeError::TlsPair { source })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -77,8 +80,11 @@ struct StopSignals {
 impl StopSignals {
     /// Within the runtime: tokio's handler is installed for both.
     fn take_over() -> Result<Self> {
-        let take = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| Error::host(format!("cannot take over {name}: {e}")))
+        let take = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| ServeError::Signal {
+                signal: name,
+                source,
+            })
         };
         Ok(StopSignals {
             term: take(SignalKind::terminate(), "SIGTERM")?,
@@ -126,22 +132,21 @@ pub(super) fn run(
         .enable_all()
         .thread_name("pgoci-serve")
         .build()
-        .map_err(|e| Error::host(format!("cannot start the async runtime: {e}")).caused_by(e))?;
+        .map_err(|source| ServeError::Runtime { source })?;
     let result = runtime.block_on(async move {
         let mut stop = StopSignals::take_over()?;
-        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-            let hint = match e.kind() {
-                io::ErrorKind::AddrInUse => "another process listens there: pick another port",
-                io::ErrorKind::PermissionDenied => {
-                    "ports below 1024 need root (or CAP_NET_BIND_SERVICE)"
-                }
-                _ => "pass --listen IP:PORT of this host",
-            };
-            super::host_error(format!("cannot listen on {listen}"), e).hint(hint)
-        })?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                address: listen,
+                source,
+            })?;
         let address = listener
             .local_addr()
-            .map_err(|e| super::host_error(format!("cannot listen on {listen}"), e))?;
+            .map_err(|source| ServeError::LocalAddress {
+                address: listen,
+                source,
+            })?;
         ready(&Ready {
             address,
             tls: tls.is_some(),

@@ -20,15 +20,17 @@
 //! from `index.json`: no request reaches a path of its choosing.
 
 pub mod auth;
+mod error;
 mod http;
 pub mod layout;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::names::{RepositoryName, TagName};
 use ::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ::http::{Method, StatusCode};
 use bytes::Bytes;
+pub use error::ServeError;
 use layout::{BlobFile, Layout};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -496,11 +498,6 @@ impl Server {
     }
 }
 
-/// An error of the server itself (not of a request): the host's (exit 6).
-fn host_error(what: String, e: impl std::error::Error + Send + Sync + 'static) -> Error {
-    Error::host(format!("{what}: {e}")).caused_by(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +545,39 @@ mod tests {
         assert_eq!(query_param(Some("n=2"), "last"), None);
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+    #[test]
+    fn serve_errors_keep_their_kinds_and_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("cert.pem");
+        let err = http::tls_config(&missing, &missing).err().unwrap();
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::TlsCert { .. })
+        ));
+        std::fs::write(&missing, "no PEM here\n").unwrap();
+        let err = http::tls_config(&missing, &missing).err().unwrap();
+        assert!(matches!(
+            err.typed::<ServeError>(),
+            Some(ServeError::TlsCertEmpty { .. })
+        ));
+        let address: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let taken = crate::Error::from(ServeError::Listen {
+            address,
+            source: std::io::ErrorKind::AddrInUse.into(),
+        });
+        assert_eq!(taken.kind, crate::Kind::Host);
+        assert_eq!(
+            taken.hint.as_deref(),
+            Some("another process listens there: pick another port")
+        );
+        assert!(taken.message.starts_with("cannot listen on 127.0.0.1:80: "));
+        let gone = crate::Error::from(ServeError::LocalAddress {
+            address,
+            source: std::io::ErrorKind::Other.into(),
+        });
+        assert_eq!(gone.kind, crate::Kind::Host);
+        assert!(gone.hint.is_none());
     }
 }

@@ -3,8 +3,8 @@
 //! "simple signing" payload a signature covers. Pure parsing: no crypto and
 //! no network here.
 
+use super::error::{Rejection, SignatureError};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -48,9 +48,11 @@ pub struct Layer {
 }
 
 impl SignatureManifest {
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| Error::integrity(format!("signature manifest {origin} is malformed: {e}")))
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, SignatureError> {
+        serde_json::from_slice(bytes).map_err(|source| SignatureError::ManifestMalformed {
+            origin: origin.to_string(),
+            source,
+        })
     }
 
     /// The layers that are cosign signatures.
@@ -82,26 +84,17 @@ pub struct PayloadImage {
 
 impl Payload {
     /// Parses a payload and returns the digest it signs.
-    pub fn signed_digest(bytes: &[u8]) -> std::result::Result<Digest, String> {
+    pub fn signed_digest(bytes: &[u8]) -> Result<Digest, Rejection> {
         let payload: Payload =
-            serde_json::from_slice(bytes).map_err(|e| format!("payload is malformed: {e}"))?;
+            serde_json::from_slice(bytes).map_err(Rejection::PayloadMalformed)?;
         if payload.critical.kind != PAYLOAD_TYPE {
-            return Err(format!(
-                "payload type is `{}`, not `{PAYLOAD_TYPE}`",
-                payload.critical.kind
-            ));
+            return Err(Rejection::PayloadType {
+                found: payload.critical.kind,
+                wanted: PAYLOAD_TYPE,
+            });
         }
-        payload
-            .critical
-            .image
-            .docker_manifest_digest
-            .parse()
-            .map_err(|_| {
-                format!(
-                    "payload names `{}`, not a sha256 digest",
-                    payload.critical.image.docker_manifest_digest
-                )
-            })
+        let named = payload.critical.image.docker_manifest_digest;
+        named.parse().map_err(|_| Rejection::PayloadSubject(named))
     }
 }
 
@@ -119,6 +112,16 @@ mod tests {
         let wrong = p.replace(PAYLOAD_TYPE, "something else");
         assert!(Payload::signed_digest(wrong.as_bytes()).is_err());
         assert!(Payload::signed_digest(b"{}").is_err());
+        match Payload::signed_digest(wrong.as_bytes()) {
+            Err(Rejection::PayloadType { found, .. }) => assert_eq!(found, "something else"),
+            other => panic!("{other:?}"),
+        }
+        let unnamed = p.replace(&d.to_string(), "latest");
+        let err = Payload::signed_digest(unnamed.as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "payload names `latest`, not a sha256 digest"
+        );
     }
 
     #[test]

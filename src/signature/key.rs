@@ -3,8 +3,9 @@
 //! `spki`'s, the arithmetic `ring`'s; this module only maps one onto the
 //! other, the way cosign pairs keys with hashes.
 
+use super::error::SignatureError;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use ring::signature::{self as rs, UnparsedPublicKey, VerificationAlgorithm};
 use spki::der::{Decode, DecodePem, Encode};
 use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
@@ -44,32 +45,43 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Parses a PEM `PUBLIC KEY` block (cosign.pub); `origin` names it in errors.
     pub fn from_pem(pem: &str, origin: &str) -> Result<Self> {
-        let spki = SubjectPublicKeyInfoOwned::from_pem(pem.trim().as_bytes()).map_err(|e| {
-            Error::usage(format!(
-                "{origin} is not a PEM public key (-----BEGIN PUBLIC KEY-----): {e}"
-            ))
-        })?;
-        Self::from_spki(&spki, origin)
+        let spki =
+            SubjectPublicKeyInfoOwned::from_pem(pem.trim().as_bytes()).map_err(|source| {
+                SignatureError::NotPem {
+                    origin: origin.to_string(),
+                    source,
+                }
+            })?;
+        Ok(Self::from_spki(&spki, origin)?)
     }
 
     /// Parses a DER SubjectPublicKeyInfo (the key of a certificate).
-    pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self> {
-        let spki = SubjectPublicKeyInfoOwned::from_der(der)
-            .map_err(|e| Error::integrity(format!("{origin} holds no valid public key: {e}")))?;
+    pub fn from_spki_der(der: &[u8], origin: &str) -> Result<Self, SignatureError> {
+        let spki =
+            SubjectPublicKeyInfoOwned::from_der(der).map_err(|source| SignatureError::NotAKey {
+                origin: origin.to_string(),
+                source,
+            })?;
         Self::from_spki(&spki, origin)
     }
 
     /// Reads a key file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::usage(format!("cannot read public key {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SignatureError::KeyUnreadable {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Self::from_pem(&text, &format!("public key {}", path.display()))
     }
 
-    fn from_spki(spki: &SubjectPublicKeyInfoOwned, origin: &str) -> Result<Self> {
+    fn from_spki(spki: &SubjectPublicKeyInfoOwned, origin: &str) -> Result<Self, SignatureError> {
         let der = spki
             .to_der()
-            .map_err(|e| Error::usage(format!("{origin}: cannot re-encode the key: {e}")))?;
+            .map_err(|source| SignatureError::KeyEncoding {
+                origin: origin.to_string(),
+                source,
+            })?;
         let oid = spki.algorithm.oid;
         let algorithm = if oid == EC_PUBLIC_KEY {
             let curve = spki
@@ -80,11 +92,11 @@ impl PublicKey {
             match curve {
                 Some(c) if c == P256 => Algorithm::EcdsaP256,
                 Some(c) if c == P384 => Algorithm::EcdsaP384,
-                other => {
-                    return Err(Error::usage(format!(
-                        "{origin}: unsupported elliptic curve {}; pgoci verifies P-256, P-384, Ed25519 and RSA keys",
-                        other.map_or("(none)".to_string(), |c| c.to_string())
-                    )))
+                curve => {
+                    return Err(SignatureError::UnsupportedCurve {
+                        origin: origin.to_string(),
+                        curve,
+                    })
                 }
             }
         } else if oid == ED25519 {
@@ -92,9 +104,10 @@ impl PublicKey {
         } else if oid == RSA {
             Algorithm::Rsa
         } else {
-            return Err(Error::usage(format!(
-                "{origin}: unsupported key algorithm {oid}; pgoci verifies P-256, P-384, Ed25519 and RSA keys"
-            )));
+            return Err(SignatureError::UnsupportedAlgorithm {
+                origin: origin.to_string(),
+                algorithm: oid,
+            });
         };
         let raw = spki.subject_public_key.raw_bytes().to_vec();
         Ok(PublicKey {

@@ -5,8 +5,9 @@
 //! the required subject (email or URI SAN) and issuer (Fulcio's OIDC
 //! issuer extension), and its key verifies the signature.
 
+use super::error::{Rejection, SignatureError, TrustRootDefect};
 use super::key::PublicKey;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use base64::Engine as _;
 use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use serde::Deserialize;
@@ -49,11 +50,12 @@ impl SubjectMatch {
     pub fn pattern(text: &str) -> crate::error::Result<Self> {
         regex::Regex::new(&format!("^(?:{text})$"))
             .map(SubjectMatch::Pattern)
-            .map_err(|e| {
-                crate::error::Error::resolve(format!(
-                    "signature subject pattern {text:?} is not a regular expression: {}",
-                    e.to_string().lines().last().unwrap_or_default()
-                ))
+            .map_err(|source| {
+                SignatureError::BadSubjectPattern {
+                    pattern: text.to_string(),
+                    source,
+                }
+                .into()
             })
     }
 
@@ -148,17 +150,17 @@ impl TrustRoot {
     /// `trusted_root.json` (each authority's last certificate is the
     /// anchor, the ones before it intermediates).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::usage(format!("cannot read trusted root {}: {e}", path.display()))
+        let bytes = std::fs::read(path).map_err(|source| SignatureError::TrustRootUnreadable {
+            path: path.to_path_buf(),
+            source,
         })?;
         Self::parse(&bytes, &path.display().to_string())
     }
 
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        let bad = |why: String| {
-            Error::usage(format!(
-                "trusted root {origin} is neither a PEM CA bundle nor a Sigstore trusted_root.json: {why}"
-            ))
+        let bad = |defect: TrustRootDefect| SignatureError::BadTrustRoot {
+            origin: origin.to_string(),
+            defect,
         };
         let mut root = TrustRoot {
             origin: origin.to_string(),
@@ -168,7 +170,7 @@ impl TrustRoot {
         };
         if bytes.trim_ascii_start().starts_with(b"{") {
             let doc: TrustedRootJson =
-                serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+                serde_json::from_slice(bytes).map_err(|e| bad(TrustRootDefect::Json(e)))?;
             for ca in doc.certificate_authorities {
                 let mut ders = ca
                     .cert_chain
@@ -177,7 +179,7 @@ impl TrustRoot {
                     .map(|c| {
                         base64::engine::general_purpose::STANDARD
                             .decode(&c.raw_bytes)
-                            .map_err(|e| bad(format!("rawBytes is not base64: {e}")))
+                            .map_err(|e| bad(TrustRootDefect::RawBytes(e)).into())
                     })
                     .collect::<Result<Vec<_>>>()?;
                 if let Some(anchor) = ders.pop() {
@@ -188,31 +190,27 @@ impl TrustRoot {
             for tlog in doc.tlogs {
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(&tlog.public_key.raw_bytes)
-                    .map_err(|e| bad(format!("a tlog key is not base64: {e}")))?;
+                    .map_err(|e| bad(TrustRootDefect::TlogKey(e)))?;
                 root.log_keys.push(PublicKey::from_spki_der(
                     &der,
                     &format!("a tlog key of {origin}"),
                 )?);
             }
         } else {
-            let certs = Certificate::load_pem_chain(bytes).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                Certificate::load_pem_chain(bytes).map_err(|e| bad(TrustRootDefect::Pem(e)))?;
             for cert in certs {
                 root.anchors
-                    .push(cert.to_der().map_err(|e| bad(e.to_string()))?);
+                    .push(cert.to_der().map_err(|e| bad(TrustRootDefect::Pem(e)))?);
             }
         }
         if root.anchors.is_empty() {
-            return Err(bad("it holds no certificate authority".into()));
+            return Err(bad(TrustRootDefect::Empty).into());
         }
         // Fail now, not at the first signature, on an anchor webpki rejects.
         for der in &root.anchors {
-            webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice())).map_err(
-                |e| {
-                    bad(format!(
-                        "a certificate is not usable as a trust anchor: {e:?}"
-                    ))
-                },
-            )?;
+            webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice()))
+                .map_err(|e| bad(TrustRootDefect::Anchor(e)))?;
         }
         Ok(root)
     }
@@ -227,11 +225,11 @@ pub fn verify_certificate(
     root: &TrustRoot,
     identity: &Identity,
     time: UnixTime,
-) -> std::result::Result<PublicKey, String> {
-    let cert = Certificate::from_pem_str(cert_pem)?;
-    let leaf_der = cert
-        .to_der()
-        .map_err(|e| format!("certificate does not re-encode: {e}"))?;
+) -> std::result::Result<PublicKey, Rejection> {
+    use spki::der::DecodePem;
+    let cert =
+        Certificate::from_pem(cert_pem.trim().as_bytes()).map_err(Rejection::CertificateNotPem)?;
+    let leaf_der = cert.to_der().map_err(Rejection::CertificateEncoding)?;
     let mut intermediates: Vec<CertificateDer<'_>> = root
         .intermediates
         .iter()
@@ -239,12 +237,8 @@ pub fn verify_certificate(
         .collect();
     // The chain annotation is untrusted: only path building uses it.
     if let Some(chain) = chain_pem {
-        for c in Certificate::load_pem_chain(chain.as_bytes())
-            .map_err(|e| format!("certificate chain is not PEM: {e}"))?
-        {
-            let der = c
-                .to_der()
-                .map_err(|e| format!("chain certificate does not re-encode: {e}"))?;
+        for c in Certificate::load_pem_chain(chain.as_bytes()).map_err(Rejection::ChainNotPem)? {
+            let der = c.to_der().map_err(Rejection::ChainEncoding)?;
             intermediates.push(CertificateDer::from(der));
         }
     }
@@ -258,8 +252,7 @@ pub fn verify_certificate(
         })
         .collect();
     let leaf = CertificateDer::from(leaf_der.as_slice());
-    let end_entity = webpki::EndEntityCert::try_from(&leaf)
-        .map_err(|e| format!("certificate is not a valid end-entity certificate: {e:?}"))?;
+    let end_entity = webpki::EndEntityCert::try_from(&leaf).map_err(Rejection::NotEndEntity)?;
     end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -270,52 +263,47 @@ pub fn verify_certificate(
             None,
             None,
         )
-        .map_err(|e| {
-            format!(
-                "certificate does not chain to trusted root {} for code signing: {e:?}",
-                root.origin
-            )
+        .map_err(|source| Rejection::Untrusted {
+            root: root.origin.clone(),
+            source,
         })?;
     let (subjects, issuer) = identity_of(&cert)?;
     if !subjects.iter().any(|s| identity.subject.matches(s)) {
-        return Err(format!(
-            "certificate is for {}, not {}",
-            if subjects.is_empty() {
-                "no email or URI".to_string()
-            } else {
-                subjects.join(", ")
-            },
-            identity.subject
-        ));
+        return Err(Rejection::WrongSubject {
+            found: subjects,
+            wanted: identity.subject.to_string(),
+        });
     }
     match issuer {
         Some(i) if i == identity.issuer => {}
-        Some(i) => {
-            return Err(format!(
-                "certificate was issued for OIDC issuer {i}, not {}",
-                identity.issuer
-            ))
+        Some(found) => {
+            return Err(Rejection::WrongIssuer {
+                found,
+                wanted: identity.issuer.clone(),
+            })
         }
-        None => return Err("certificate names no OIDC issuer (Fulcio extension)".into()),
+        None => return Err(Rejection::NoIssuer),
     }
     let spki = cert
         .tbs_certificate
         .subject_public_key_info
         .to_der()
-        .map_err(|e| format!("certificate key does not re-encode: {e}"))?;
-    PublicKey::from_spki_der(&spki, "the signing certificate").map_err(|e| e.message)
+        .map_err(Rejection::KeyEncoding)?;
+    PublicKey::from_spki_der(&spki, "the signing certificate")
+        .map_err(|e| Rejection::CertificateKey(Box::new(e)))
 }
 
 /// The email and URI SANs and the Fulcio OIDC issuer of a certificate.
-fn identity_of(cert: &Certificate) -> std::result::Result<(Vec<String>, Option<String>), String> {
+fn identity_of(
+    cert: &Certificate,
+) -> std::result::Result<(Vec<String>, Option<String>), Rejection> {
     let mut subjects = Vec::new();
     let mut issuer_v1 = None;
     let mut issuer_v2 = None;
     for ext in cert.tbs_certificate.extensions.iter().flatten() {
         let value = ext.extn_value.as_bytes();
         if ext.extn_id == SAN {
-            let san = SubjectAltName::from_der(value)
-                .map_err(|e| format!("certificate SAN is malformed: {e}"))?;
+            let san = SubjectAltName::from_der(value).map_err(Rejection::SanMalformed)?;
             for name in san.0 {
                 match name {
                     GeneralName::Rfc822Name(s) | GeneralName::UniformResourceIdentifier(s) => {
@@ -326,28 +314,15 @@ fn identity_of(cert: &Certificate) -> std::result::Result<(Vec<String>, Option<S
             }
         } else if ext.extn_id == ISSUER_V2 {
             let s = spki::der::asn1::Utf8StringRef::from_der(value)
-                .map_err(|e| format!("certificate OIDC issuer extension is malformed: {e}"))?;
+                .map_err(Rejection::IssuerMalformed)?;
             issuer_v2 = Some(s.as_str().to_string());
         } else if ext.extn_id == ISSUER_V1 {
             issuer_v1 = Some(
-                String::from_utf8(value.to_vec())
-                    .map_err(|_| "certificate OIDC issuer (legacy) is not UTF-8".to_string())?,
+                String::from_utf8(value.to_vec()).map_err(|_| Rejection::LegacyIssuerNotUtf8)?,
             );
         }
     }
     Ok((subjects, issuer_v2.or(issuer_v1)))
-}
-
-trait FromPemStr: Sized {
-    fn from_pem_str(pem: &str) -> std::result::Result<Self, String>;
-}
-
-impl FromPemStr for Certificate {
-    fn from_pem_str(pem: &str) -> std::result::Result<Self, String> {
-        use spki::der::DecodePem;
-        Certificate::from_pem(pem.trim().as_bytes())
-            .map_err(|e| format!("certificate is not PEM: {e}"))
-    }
 }
 
 #[cfg(test)]
@@ -467,6 +442,16 @@ pub(crate) mod tests {
             subject: impl Into<SubjectMatch>,
             issuer: &str,
         ) -> std::result::Result<PublicKey, String> {
+            self.check_typed(root, subject, issuer)
+                .map_err(|e| e.to_string())
+        }
+
+        fn check_typed(
+            &self,
+            root: &str,
+            subject: impl Into<SubjectMatch>,
+            issuer: &str,
+        ) -> std::result::Result<PublicKey, Rejection> {
             verify_certificate(
                 &self.read("leaf.pem"),
                 Some(&self.read("ca.pem")),
@@ -542,6 +527,32 @@ pub(crate) mod tests {
             )
             .unwrap_err();
         assert!(err.contains("does not chain to trusted root"), "{err}");
+    }
+
+    #[test]
+    fn refusals_of_a_certificate_are_typed() {
+        let f = Fixture::new(FULCIO_LIKE);
+        let issuer = "https://issuer.pgoci.test";
+        match f.check_typed("ca.pem", "mallory@pgoci.test", issuer) {
+            Err(Rejection::WrongSubject { found, wanted }) => {
+                assert_eq!(found, ["signer@pgoci.test"]);
+                assert_eq!(wanted, "mallory@pgoci.test");
+            }
+            other => panic!("{other:?}"),
+        }
+        match f.check_typed("ca.pem", "signer@pgoci.test", "https://other.example") {
+            Err(Rejection::WrongIssuer { found, wanted }) => {
+                assert_eq!(
+                    (found.as_str(), wanted.as_str()),
+                    (issuer, "https://other.example")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match f.check_typed("other-ca.pem", "signer@pgoci.test", issuer) {
+            Err(Rejection::Untrusted { root, .. }) => assert!(root.ends_with("other-ca.pem")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

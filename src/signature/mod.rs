@@ -22,6 +22,7 @@
 
 pub mod carried;
 pub mod cosign;
+mod error;
 pub mod key;
 pub mod keyless;
 pub mod policy;
@@ -29,9 +30,10 @@ pub mod record;
 pub mod rekor;
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::Registry;
 use base64::Engine as _;
+pub use error::{Rejected, Rejection, SignatureError, TrustRootDefect};
 pub use key::PublicKey;
 pub use keyless::{Identity, SubjectMatch, TrustRoot};
 use std::collections::BTreeMap;
@@ -65,9 +67,7 @@ impl Policy {
     pub fn keyless(issuer: &str, subject: impl Into<SubjectMatch>, root: &Path) -> Result<Self> {
         let subject = subject.into();
         if issuer.is_empty() || subject.is_empty() {
-            return Err(Error::usage(
-                "keyless signatures need both an issuer and a subject",
-            ));
+            return Err(SignatureError::IncompleteIdentity.into());
         }
         Ok(Policy::Keyless {
             identity: Identity {
@@ -153,10 +153,11 @@ impl Subject<'_> {
         let mut digests = vec![self.digest.clone()];
         if let Some((index, bytes)) = self.index {
             if Digest::of_bytes(bytes) != *index {
-                return Err(Error::integrity(format!(
-                    "image index of {} does not match its digest {index}",
-                    self.image
-                )));
+                return Err(SignatureError::IndexDigest {
+                    image: self.image.to_string(),
+                    index: index.clone(),
+                }
+                .into());
             }
             #[derive(serde::Deserialize)]
             struct Index {
@@ -166,18 +167,22 @@ impl Subject<'_> {
             struct Entry {
                 digest: String,
             }
-            let doc: Index = serde_json::from_slice(bytes).map_err(|e| {
-                Error::integrity(format!("image index of {} is malformed: {e}", self.image))
-            })?;
+            let doc: Index =
+                serde_json::from_slice(bytes).map_err(|source| SignatureError::IndexMalformed {
+                    image: self.image.to_string(),
+                    source,
+                })?;
             if !doc
                 .manifests
                 .iter()
                 .any(|m| m.digest == self.digest.to_string())
             {
-                return Err(Error::integrity(format!(
-                    "image index {index} of {} does not list {}",
-                    self.image, self.digest
-                )));
+                return Err(SignatureError::IndexOmits {
+                    image: self.image.to_string(),
+                    index: index.clone(),
+                    digest: self.digest.clone(),
+                }
+                .into());
             }
             digests.push(index.clone());
         }
@@ -197,7 +202,7 @@ impl Subject<'_> {
 /// naming the image and the required signer.
 pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> Result<Verified> {
     let signable = subject.signable()?;
-    let mut reasons: Vec<String> = Vec::new();
+    let mut rejected: Vec<Rejected> = Vec::new();
     let mut seen = 0;
     for set in sets {
         for (layer, outcome) in check_set(set, &signable, policy) {
@@ -210,34 +215,29 @@ pub fn verify(subject: Subject<'_>, sets: &[SignatureSet], policy: &Policy) -> R
                         signer: policy.signer(),
                     })
                 }
-                Err(why) => reasons.push(format!("{}: {why}", short(&layer))),
+                Err(why) => rejected.push(Rejected { layer, why }),
             }
         }
     }
     let required = policy.describe();
     if seen == 0 {
-        return Err(Error::integrity(format!(
-            "{} ({}) is not signed: no cosign signature found; required: {required}",
-            subject.image, subject.digest
-        ))
-        .hint("sign it with `cosign sign`, or drop the signature requirement for this image"));
+        return Err(SignatureError::Unsigned {
+            image: subject.image.to_string(),
+            digest: subject.digest.clone(),
+            required,
+        }
+        .into());
     }
-    reasons.sort();
-    reasons.dedup();
-    Err(Error::integrity(format!(
-        "{} ({}) has no valid signature by {required}: {}",
-        subject.image,
-        subject.digest,
-        reasons.join("; ")
-    )))
-}
-
-fn short(layer: &str) -> String {
-    layer
-        .strip_prefix("sha256:")
-        .map_or(layer.to_string(), |h| {
-            format!("signature {}", &h[..12.min(h.len())])
-        })
+    // Each reason once, in the order of their text.
+    rejected.sort_by_cached_key(ToString::to_string);
+    rejected.dedup_by(|a, b| a.to_string() == b.to_string());
+    Err(SignatureError::NoValidSignature {
+        image: subject.image.to_string(),
+        digest: subject.digest.clone(),
+        required,
+        rejected,
+    }
+    .into())
 }
 
 /// Every signature layer of a set with whether it verifies (and which of
@@ -246,16 +246,18 @@ fn check_set(
     set: &SignatureSet,
     signable: &[Digest],
     policy: &Policy,
-) -> Vec<(String, std::result::Result<Digest, String>)> {
+) -> Vec<(String, std::result::Result<Digest, Rejection>)> {
     if Digest::of_bytes(&set.manifest) != set.digest {
-        return vec![(
-            set.digest.to_string(),
-            Err("signature manifest does not match its digest".into()),
-        )];
+        return vec![(set.digest.to_string(), Err(Rejection::ManifestDigest))];
     }
     let manifest = match cosign::SignatureManifest::parse(&set.manifest, &set.digest.to_string()) {
         Ok(m) => m,
-        Err(e) => return vec![(set.digest.to_string(), Err(e.message))],
+        Err(e) => {
+            return vec![(
+                set.digest.to_string(),
+                Err(Rejection::Manifest(Box::new(e))),
+            )]
+        }
     };
     manifest
         .signatures()
@@ -273,33 +275,33 @@ fn check_layer(
     layer: &cosign::Layer,
     signable: &[Digest],
     policy: &Policy,
-) -> std::result::Result<Digest, String> {
+) -> std::result::Result<Digest, Rejection> {
     let digest: Digest = layer
         .digest
         .parse()
-        .map_err(|_| format!("layer digest `{}` is malformed", layer.digest))?;
-    let payload = set.blobs.get(&digest).ok_or("payload blob is missing")?;
+        .map_err(|_| Rejection::LayerDigest(layer.digest.clone()))?;
+    let payload = set.blobs.get(&digest).ok_or(Rejection::PayloadMissing)?;
     if Digest::of_bytes(payload) != digest || payload.len() as u64 != layer.size {
-        return Err("payload does not match its digest".into());
+        return Err(Rejection::PayloadDigest);
     }
     let signed = cosign::Payload::signed_digest(payload)?;
     if !signable.contains(&signed) {
-        return Err(format!("signs {signed}, another image"));
+        return Err(Rejection::SignsAnother(signed));
     }
     let signature = layer
         .annotations
         .get(cosign::SIGNATURE_ANNOTATION)
-        .ok_or("no signature annotation")?;
+        .ok_or(Rejection::NoSignature)?;
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
-        .map_err(|_| "signature annotation is not base64".to_string())?;
+        .map_err(|_| Rejection::SignatureNotBase64)?;
     let key = match policy {
         Policy::Key { key, .. } => key.clone(),
         Policy::Keyless { identity, root } => {
             let cert = layer
                 .annotations
                 .get(cosign::CERTIFICATE_ANNOTATION)
-                .ok_or("signed with a key, not a certificate")?;
+                .ok_or(Rejection::NoCertificate)?;
             // With log keys configured, the certificate must have been
             // valid when the log recorded the signature; without, now.
             let time = if root.log_keys.is_empty() {
@@ -308,9 +310,9 @@ fn check_layer(
                 let bundle = layer
                     .annotations
                     .get(cosign::BUNDLE_ANNOTATION)
-                    .ok_or("no transparency-log bundle, and the trusted root has a log")?;
-                let der =
-                    rekor::pem_der(cert.as_bytes()).ok_or("certificate annotation is not PEM")?;
+                    .ok_or(Rejection::NoLogBundle)?;
+                let der = rekor::pem_der(cert.as_bytes())
+                    .ok_or(Rejection::CertificateAnnotationNotPem)?;
                 let secs = rekor::verify_bundle(bundle, &root.log_keys, payload, &signature, &der)?;
                 rustls_pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs))
             };
@@ -328,8 +330,8 @@ fn check_layer(
     };
     if !key.verifies(payload, &signature) {
         return Err(match policy {
-            Policy::Key { .. } => "signed with another key".to_string(),
-            Policy::Keyless { .. } => "signature does not verify with its certificate".into(),
+            Policy::Key { .. } => Rejection::WrongKey,
+            Policy::Keyless { .. } => Rejection::CertificateKeyFails,
         });
     }
     Ok(signed)
@@ -592,5 +594,59 @@ mod tests {
             "{}",
             err.message
         );
+    }
+    #[test]
+    fn verification_failures_are_typed() {
+        let (pair, pem) = key::tests::p256_pair();
+        let (_, other_pem) = key::tests::p256_pair();
+        let d = Digest::of_bytes(b"manifest");
+        let err = verify(subject(&d), &[], &key_policy(&pem)).unwrap_err();
+        match err.typed::<SignatureError>() {
+            Some(SignatureError::Unsigned {
+                image,
+                digest,
+                required,
+            }) => {
+                assert_eq!((image.as_str(), digest), ("reg/pgoci/x:1", &d));
+                assert!(required.starts_with("key cosign.pub"), "{required}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.hint.as_deref().unwrap().contains("cosign sign"));
+        let set = signed_set(&pair, &d);
+        let err = verify(subject(&d), &[set], &key_policy(&other_pem)).unwrap_err();
+        match err.typed::<SignatureError>() {
+            Some(SignatureError::NoValidSignature { rejected, .. }) => {
+                assert_eq!(rejected.len(), 1);
+                assert!(matches!(rejected[0].why, Rejection::WrongKey));
+                assert!(
+                    rejected[0]
+                        .to_string()
+                        .ends_with(": signed with another key"),
+                    "{rejected:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.hint.is_none());
+        let err = PublicKey::from_pem("not a key", "k.pub").unwrap_err();
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::NotPem { .. })
+        ));
+        let err = TrustRoot::parse(b"{}", "empty.json").unwrap_err();
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::BadTrustRoot {
+                defect: TrustRootDefect::Empty,
+                ..
+            })
+        ));
+        let err = SubjectMatch::pattern("(").unwrap_err();
+        assert_eq!(err.kind, crate::Kind::Resolve);
+        assert!(matches!(
+            err.typed::<SignatureError>(),
+            Some(SignatureError::BadSubjectPattern { .. })
+        ));
     }
 }

@@ -15,8 +15,9 @@
 //! ```
 //! Relative paths are relative to the profile file's directory.
 
+use super::error::SignatureError;
 use super::{Policy, SubjectMatch};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -27,9 +28,7 @@ fn keyless_subject(k: &KeylessSpec) -> Result<SubjectMatch> {
     match (&k.subject, &k.subject_regexp) {
         (Some(s), None) => Ok(SubjectMatch::from(s.as_str())),
         (None, Some(p)) => SubjectMatch::pattern(p),
-        _ => Err(Error::resolve(
-            "signatures.keyless needs exactly one of subject and subject_regexp",
-        )),
+        _ => Err(SignatureError::AmbiguousSubject.into()),
     }
 }
 
@@ -116,8 +115,9 @@ impl Policies {
     pub fn from_profile(profile: &crate::profile::Profile) -> Result<Self> {
         let base = match &profile.dir {
             Some(d) => d.clone(),
-            None => std::env::current_dir()
-                .map_err(|e| Error::host(format!("cannot read the current directory: {e}")))?,
+            None => {
+                std::env::current_dir().map_err(|source| SignatureError::CurrentDir { source })?
+            }
         };
         Policies::from_specs(
             profile.signatures.as_ref(),

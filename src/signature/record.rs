@@ -4,6 +4,7 @@
 //! from local blobs. The record is a pointer, never a proof: what counts
 //! is the verification against the host's own policy.
 
+use super::error::SignatureError;
 use super::{verify, Policy, SignatureSet, Subject, Verified};
 use crate::blobs::BlobSource;
 use crate::companions::Companion;
@@ -58,11 +59,10 @@ pub fn verify_local(
             policy,
         );
     };
-    let bad = |e: Error| {
-        Error::integrity(format!(
-            "signature of {image} ({digest}) cannot be read: {}",
-            e.message
-        ))
+    let bad = |source: Error| SignatureError::Unreadable {
+        image: image.to_string(),
+        digest: digest.clone(),
+        source: Box::new(source),
     };
     let manifest = source.read_small(&record.manifest).map_err(bad)?;
     let mut blobs = BTreeMap::new();

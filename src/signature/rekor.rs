@@ -8,6 +8,7 @@
 //! short-lived Fulcio certificate is checked at that time. Inclusion
 //! proofs against a checkpoint are not checked.
 
+use super::error::Rejection;
 use super::key::PublicKey;
 use base64::Engine as _;
 use serde::Deserialize;
@@ -76,15 +77,14 @@ pub fn verify_bundle(
     payload: &[u8],
     signature: &[u8],
     signer_der: &[u8],
-) -> Result<u64, String> {
+) -> Result<u64, Rejection> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    let bundle: Bundle =
-        serde_json::from_str(bundle).map_err(|e| format!("Rekor bundle is malformed: {e}"))?;
+    let bundle: Bundle = serde_json::from_str(bundle).map_err(Rejection::BundleMalformed)?;
     let p = &bundle.payload;
     let key = log_keys
         .iter()
         .find(|k| k.fingerprint().hex() == p.log_id)
-        .ok_or_else(|| format!("Rekor bundle is from log {}, not a trusted one", p.log_id))?;
+        .ok_or_else(|| Rejection::UntrustedLog(p.log_id.clone()))?;
     let canonical = serde_json::to_vec(&json!({
         "body": p.body,
         "integratedTime": p.integrated_time,
@@ -94,35 +94,32 @@ pub fn verify_bundle(
     .expect("JSON values serialize");
     let set = b64
         .decode(&bundle.set)
-        .map_err(|_| "Rekor SET is not base64".to_string())?;
+        .map_err(|_| Rejection::SetNotBase64)?;
     if !key.verifies(&canonical, &set) {
-        return Err("Rekor SET does not verify with the log's key".into());
+        return Err(Rejection::SetFails);
     }
-    let body = b64
-        .decode(&p.body)
-        .map_err(|_| "Rekor entry body is not base64".to_string())?;
-    let body: Body =
-        serde_json::from_slice(&body).map_err(|e| format!("Rekor entry body is malformed: {e}"))?;
+    let body = b64.decode(&p.body).map_err(|_| Rejection::BodyNotBase64)?;
+    let body: Body = serde_json::from_slice(&body).map_err(Rejection::BodyMalformed)?;
     if body.kind != "hashedrekord" || body.spec.data.hash.algorithm != "sha256" {
-        return Err(format!(
-            "Rekor entry is a {} over {}, not a hashedrekord over sha256",
-            body.kind, body.spec.data.hash.algorithm
-        ));
+        return Err(Rejection::EntryKind {
+            kind: body.kind,
+            algorithm: body.spec.data.hash.algorithm,
+        });
     }
     let payload_hash = crate::digest::Digest::of_bytes(payload);
     if body.spec.data.hash.value != payload_hash.hex() {
-        return Err("Rekor entry is for another payload".into());
+        return Err(Rejection::OtherPayload);
     }
     if b64.decode(&body.spec.signature.content).ok().as_deref() != Some(signature) {
-        return Err("Rekor entry is for another signature".into());
+        return Err(Rejection::OtherSignature);
     }
     let recorded = b64
         .decode(&body.spec.signature.public_key.content)
-        .map_err(|_| "Rekor entry's key is not base64".to_string())?;
+        .map_err(|_| Rejection::EntryKeyNotBase64)?;
     if pem_der(&recorded).as_deref() != Some(signer_der) {
-        return Err("Rekor entry is for another signer".into());
+        return Err(Rejection::OtherSigner);
     }
-    u64::try_from(p.integrated_time).map_err(|_| "Rekor integrated time is negative".into())
+    u64::try_from(p.integrated_time).map_err(|_| Rejection::NegativeTime)
 }
 
 /// The DER inside one PEM block.
@@ -195,19 +192,23 @@ mod tests {
 
         // Another payload, signature or signer than the entry's.
         let err = verify_bundle(&good, keys, b"other", sig.as_ref(), &der);
-        assert!(err.unwrap_err().contains("another payload"));
+        assert!(err.unwrap_err().to_string().contains("another payload"));
         let err = verify_bundle(&good, keys, payload, b"sig", &der);
-        assert!(err.unwrap_err().contains("another signature"));
+        assert!(err.unwrap_err().to_string().contains("another signature"));
         let err = verify_bundle(&good, keys, payload, sig.as_ref(), b"x");
-        assert!(err.unwrap_err().contains("another signer"));
+        assert!(err.unwrap_err().to_string().contains("another signer"));
         // A changed time breaks the SET.
         let forged = good.replace("1700000000", "1800000000");
         let err = verify_bundle(&forged, keys, payload, sig.as_ref(), &der);
-        assert!(err.unwrap_err().contains("SET does not verify"));
+        assert!(matches!(err, Err(Rejection::SetFails)));
+        assert!(err.unwrap_err().to_string().contains("SET does not verify"));
         // An untrusted log.
         let (_, other_pem) = super::super::key::tests::p256_pair();
         let other = PublicKey::from_pem(&other_pem, "other").unwrap();
         let err = verify_bundle(&good, &[other], payload, sig.as_ref(), &der);
-        assert!(err.unwrap_err().contains("not a trusted one"));
+        assert!(
+            matches!(&err, Err(Rejection::UntrustedLog(id)) if *id == log_key.fingerprint().hex())
+        );
+        assert!(err.unwrap_err().to_string().contains("not a trusted one"));
     }
 }

@@ -7,7 +7,7 @@ use super::{
     output::{say, Outcome},
     prompt,
     pull::pull_lock,
-    settings::{initdb_settings, install_settings, parse_instance_name},
+    settings::{self, initdb_settings, install_settings, parse_instance_name},
     Context,
 };
 use crate::cli::{ChangeArgs, InstallArgs};
@@ -31,14 +31,7 @@ pub(super) enum Source {
 pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let interactive = prompt::interactive(args.change.yes || args.change.check, ctx.settings.json);
     let settings = install_settings(&args.set)?;
-    // A host path, placed under --root: relative to what would be a guess.
-    if let Some(d) = args.data_dir.as_ref().filter(|d| d.is_relative()) {
-        return Err(Error::usage(format!(
-            "--data-dir {} is relative",
-            d.display()
-        ))
-        .hint("give the data directory as an absolute host path (under --root it is placed in the root)"));
-    }
+    settings::data_dir(args.data_dir.as_ref())?;
     let initdb = initdb_settings(args)?;
     let mut args = args.clone();
     let (lock, source) = if let Some(path) = &args.bundle {

@@ -6,7 +6,7 @@
 
 use crate::cli::{Global, InstallArgs};
 use pgoci::cache::Cache;
-use pgoci::error::{Error, Result};
+use pgoci::error::{Classify, Kind, Result};
 use pgoci::install::layout::HostLayout;
 use pgoci::install::locale::LocaleProvider;
 use pgoci::install::postgres::InitdbSettings;
@@ -18,6 +18,56 @@ use std::path::PathBuf;
 
 /// Downloads at once, at most (`--jobs`).
 const MAX_JOBS: usize = 64;
+
+/// A flag whose value cannot be used: exit 2, naming the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    #[error("--jobs {0} is out of range")]
+    Jobs(usize),
+    #[error("--root {path}: {source}", path = .path.display())]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--data-dir {} is relative", .0.display())]
+    RelativeDataDir(PathBuf),
+    #[error("--set `{0}` is not KEY=VALUE")]
+    SetNotKeyValue(String),
+    #[error("--set {0}")]
+    SetName(#[source] pgoci::names::Invalid),
+    #[error("--set: {0}")]
+    SetValue(#[source] pgoci::names::Invalid),
+    #[error("{flag}: {source}")]
+    Locale {
+        flag: &'static str,
+        #[source]
+        source: pgoci::names::Invalid,
+    },
+    #[error("--icu-locale and --builtin-locale are for different providers")]
+    TwoProviders,
+    #[error("instance name: {0}")]
+    InstanceName(#[source] pgoci::names::Invalid),
+}
+
+impl Classify for FlagError {
+    fn kind(&self) -> Kind {
+        Kind::Usage
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            FlagError::Jobs(_) => format!("pass 1 to {MAX_JOBS} downloads at once"),
+            FlagError::Root { .. } => "give --root as a directory path".into(),
+            FlagError::RelativeDataDir(_) => "give the data directory as an absolute host path (under --root it is placed in the root)".into(),
+            FlagError::SetName(_) => "names are letters, digits and _, dotted for extension settings".into(),
+            FlagError::Locale { .. } => "`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8".into(),
+            FlagError::TwoProviders => "pass one of them, with --locale-provider icu or builtin".into(),
+            FlagError::InstanceName(_) => "use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit".into(),
+            FlagError::SetNotKeyValue(_) | FlagError::SetValue(_) => return None,
+        })
+    }
+}
 
 /// What the global flags ask for, checked.
 pub struct Settings {
@@ -48,16 +98,13 @@ impl Settings {
         let jobs = match global.jobs {
             None => pgoci::fetch::default_jobs(),
             Some(n @ 1..=MAX_JOBS) => n,
-            Some(n) => {
-                return Err(Error::usage(format!("--jobs {n} is out of range"))
-                    .hint(format!("pass 1 to {MAX_JOBS} downloads at once")))
-            }
+            Some(n) => return Err(FlagError::Jobs(n).into()),
         };
         // A relative --root is taken from here, once: every path under it
         // (and the privilege check on its ancestors) is then absolute.
-        let root = std::path::absolute(&global.root).map_err(|e| {
-            Error::usage(format!("--root {}: {e}", global.root.display()))
-                .hint("give --root as a directory path")
+        let root = std::path::absolute(&global.root).map_err(|source| FlagError::Root {
+            path: global.root.clone(),
+            source,
         })?;
         Ok(Settings {
             json: global.json,
@@ -81,6 +128,14 @@ impl Settings {
 
 // ---- the flags of install and upgrade ------------------------------------
 
+/// A host path given as `--data-dir`: relative would be a guess.
+pub fn data_dir(path: Option<&PathBuf>) -> Result<()> {
+    match path {
+        Some(d) if d.is_relative() => Err(FlagError::RelativeDataDir(d.clone()).into()),
+        _ => Ok(()),
+    }
+}
+
 /// `--set KEY=VALUE` flags, checked as PostgreSQL reads them.
 pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
     values
@@ -90,13 +145,9 @@ pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
                 .split_once('=')
                 .map(|(k, val)| (k.trim(), val))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| Error::usage(format!("--set `{v}` is not KEY=VALUE")))?;
-            let key = pgoci::names::ConfigParam::parse(k).map_err(|e| {
-                Error::usage(format!("--set {e}"))
-                    .hint("names are letters, digits and _, dotted for extension settings")
-            })?;
-            pgoci::names::check_text(&format!("--set {k}"), val)
-                .map_err(|e| Error::usage(format!("--set: {e}")))?;
+                .ok_or_else(|| FlagError::SetNotKeyValue(v.clone()))?;
+            let key = pgoci::names::ConfigParam::parse(k).map_err(FlagError::SetName)?;
+            pgoci::names::check_text(&format!("--set {k}"), val).map_err(FlagError::SetValue)?;
             Ok((key.to_string(), val.to_string()))
         })
         .collect()
@@ -106,14 +157,12 @@ pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
 /// exit 2 naming the flag). Without --locale-provider, --icu-locale means
 /// icu and --builtin-locale builtin.
 pub fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
-    let parse = |flag: &str, value: &str| {
-        LocaleName::parse(value).map_err(|e| {
-            Error::usage(format!("{flag}: {e}"))
-                .hint("`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8")
-        })
+    let parse = |flag: &'static str, value: &str| {
+        LocaleName::parse(value).map_err(|source| FlagError::Locale { flag, source })
     };
-    let optional =
-        |flag: &str, value: &Option<String>| value.as_deref().map(|v| parse(flag, v)).transpose();
+    let optional = |flag: &'static str, value: &Option<String>| {
+        value.as_deref().map(|v| parse(flag, v)).transpose()
+    };
     let icu_locale = optional("--icu-locale", &args.icu_locale)?;
     let builtin_locale = optional("--builtin-locale", &args.builtin_locale)?;
     let provider = match (
@@ -122,12 +171,7 @@ pub fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
         &builtin_locale,
     ) {
         (Some(p), _, _) => p,
-        (None, Some(_), Some(_)) => {
-            return Err(Error::usage(
-                "--icu-locale and --builtin-locale are for different providers",
-            )
-            .hint("pass one of them, with --locale-provider icu or builtin"))
-        }
+        (None, Some(_), Some(_)) => return Err(FlagError::TwoProviders.into()),
         (None, Some(_), None) => LocaleProvider::Icu,
         (None, None, Some(_)) => LocaleProvider::Builtin,
         (None, None, None) => LocaleProvider::Libc,
@@ -148,8 +192,5 @@ pub fn initdb_settings(args: &InstallArgs) -> Result<InitdbSettings> {
 /// Instance names become paths, unit names and service names: parsed as
 /// [`pgoci::names::InstanceName`] (`[a-z0-9][a-z0-9_-]{0,62}`).
 pub fn parse_instance_name(name: &str) -> Result<pgoci::names::InstanceName> {
-    pgoci::names::InstanceName::parse(name).map_err(|e| {
-        Error::usage(format!("instance name: {e}"))
-            .hint("use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit")
-    })
+    Ok(pgoci::names::InstanceName::parse(name).map_err(FlagError::InstanceName)?)
 }

@@ -594,6 +594,21 @@ impl Transaction {
     }
 }
 
+/// Deletes what a [`Transaction::remove_tree`] of `path` left aside when
+/// its run was killed before the commit (absent is fine): that run meant
+/// to remove it. Returns whether there was one. What it held can be read
+/// first through [`left_aside`].
+pub fn finish_removal(path: &Path) -> Result<bool> {
+    fsutil::remove_dir_if_exists(&aside_of(path)?)
+}
+
+/// Where a killed run's [`Transaction::remove_tree`] of `path` left it,
+/// if it did.
+pub fn left_aside(path: &Path) -> Result<Option<PathBuf>> {
+    let aside = aside_of(path)?;
+    Ok(aside.is_dir().then_some(aside))
+}
+
 /// Where [`Transaction::remove_tree`] puts `path` until commit: beside it
 /// (same file system, so one rename), under a name that says what it is.
 fn aside_of(path: &Path) -> Result<PathBuf> {

@@ -403,7 +403,11 @@ mod crash_table {
         ("rollback", &["after-switch"]),
         (
             "uninstall",
-            &["uninstall-after-stop", "uninstall-after-purge"],
+            &[
+                "uninstall-after-stop",
+                "uninstall-after-purge",
+                "uninstall-after-remove",
+            ],
         ),
         ("gc", &["gc-after-rename"]),
     ];
@@ -615,8 +619,8 @@ mod crash_table {
                     let (code, doc) = i.run(&bed.profile, &["status", "--verify"]);
                     assert_eq!(code, Some(0), "{doc}");
                 }
-                1 | 2 => {
-                    let point = points("uninstall")[n - 1];
+                1 | 2 | 4 => {
+                    let point = points("uninstall")[n.min(3) - 1];
                     let uninstall = ["uninstall", "--yes", "--purge", "--instance", "crash"];
                     crash_cell(&i, dir.path(), &bed.profile, &uninstall, point);
                     covered.push(("uninstall", point));

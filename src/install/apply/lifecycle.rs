@@ -11,9 +11,10 @@ use crate::install::plan::{Plan, Step};
 use crate::install::privilege;
 use crate::install::service;
 use crate::install::state::InstanceState;
-use crate::install::transaction::Transaction;
+use crate::install::transaction::{self, Transaction};
 use crate::install::users::{self};
 use crate::lock::Lock;
+use crate::names::InstanceName;
 use crate::progress::Reporter;
 use std::path::PathBuf;
 
@@ -172,6 +173,8 @@ pub fn uninstall(
         reporter,
         done: Vec::new(),
     };
+    let instance = &plan.instance.name;
+    finish_removal(layout, instance)?;
     if plan.steps.is_empty() {
         return Ok(LifecycleReport {
             changed: false,
@@ -179,7 +182,6 @@ pub fn uninstall(
             data: Vec::new(),
         });
     }
-    let instance = &plan.instance.name;
     let st = InstanceState::read(&layout.instance(instance))?
         .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
     privilege::require("uninstall", layout, Some(&st.user))?;
@@ -193,6 +195,23 @@ pub fn uninstall(
         actions: runner.done,
         data: Vec::new(),
     })
+}
+
+/// Deletes what an uninstall killed before its commit left moved aside
+/// (the instance directory with its state, and from that state the data
+/// directory's place, the socket and log directories): that run meant to
+/// remove them, and a re-run finishes it. Nothing else is touched.
+fn finish_removal(layout: &HostLayout, instance: &InstanceName) -> Result<()> {
+    let dir = layout.instance(instance);
+    if let Some(aside) = transaction::left_aside(&dir)? {
+        if let Ok(Some(st)) = InstanceState::read(&aside) {
+            transaction::finish_removal(&st.data_dir)?;
+        }
+    }
+    for dir in [layout.socket_dir(instance), layout.log_dir(instance), dir] {
+        transaction::finish_removal(&dir)?;
+    }
+    Ok(())
 }
 
 fn uninstall_steps(
@@ -240,7 +259,9 @@ fn uninstall_steps(
                 for d in [layout.socket_dir(instance), layout.log_dir(instance)] {
                     tx.remove_tree(&d)?;
                 }
-                Ok(((), tx.remove_tree(dir)?))
+                let removed = tx.remove_tree(dir)?;
+                failpoint::hit("uninstall-after-remove");
+                Ok(((), removed))
             })?,
             other => {
                 return Err(Error::internal(format!(

@@ -74,6 +74,31 @@ pub fn layout() -> OciLayout {
         .expect("the one field is set")
 }
 
+/// What is wrong with an `oci-layout` file.
+#[derive(Debug)]
+pub enum LayoutFault {
+    /// It is not JSON.
+    NotJson(serde_json::Error),
+    /// JSON, but not of version [`LAYOUT_VERSION`]: another version, or
+    /// none (no `imageLayoutVersion` string).
+    Version(Option<String>),
+}
+
+/// Checks an `oci-layout` file: oci-spec's [`OciLayout`], of version
+/// [`LAYOUT_VERSION`].
+pub fn check_layout(bytes: &[u8]) -> std::result::Result<(), LayoutFault> {
+    let layout: OciLayout = match serde_json::from_slice(bytes) {
+        Ok(layout) => layout,
+        // A JSON value without the version string has none.
+        Err(e) if e.is_data() => return Err(LayoutFault::Version(None)),
+        Err(e) => return Err(LayoutFault::NotJson(e)),
+    };
+    match layout.image_layout_version().as_str() {
+        LAYOUT_VERSION => Ok(()),
+        other => Err(LayoutFault::Version(Some(other.to_string()))),
+    }
+}
+
 /// A document as JSON with the keys of every object in order, so that
 /// the same document is always the same bytes (oci-spec's annotations
 /// are a `HashMap`, whose order changes from one run to the next).
@@ -222,6 +247,25 @@ mod tests {
             serde_json::to_vec(&layout()).unwrap(),
             br#"{"imageLayoutVersion":"1.0.0"}"#
         );
+    }
+
+    #[test]
+    fn an_oci_layout_is_json_of_version_1_0_0() {
+        assert!(check_layout(&serde_json::to_vec(&layout()).unwrap()).is_ok());
+        assert!(matches!(
+            check_layout(br#"{"imageLayoutVersion":"1.1.0"}"#),
+            Err(LayoutFault::Version(Some(v))) if v == "1.1.0"
+        ));
+        for none in [&br#"{}"#[..], br#"{"imageLayoutVersion":1}"#, b"[]"] {
+            assert!(matches!(
+                check_layout(none),
+                Err(LayoutFault::Version(None))
+            ));
+        }
+        assert!(matches!(
+            check_layout(b"{not json"),
+            Err(LayoutFault::NotJson(_))
+        ));
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub enum BundleError {
         source: serde_json::Error,
     },
     #[error("{path} is not a valid pgoci bundle: oci-layout is not version 1.0.0")]
-    LayoutVersion { path: PathBuf, version: String },
+    LayoutVersion {
+        path: PathBuf,
+        /// What it says instead (nothing: no version string).
+        version: Option<String>,
+    },
     #[error("{path} is not a valid pgoci bundle: index.json: {source}")]
     NoIndex { path: PathBuf, source: io::Error },
     /// An `index.json` that is not an image index.

@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::{read_capped, ReadError, DOCUMENT_CAP};
 use crate::lock::{Blob, Lock};
-use crate::oci::{annotation, describes, digest_of, ImageIndex, ImageManifest, OciLayout};
+use crate::oci::{annotation, describes, digest_of, ImageIndex, ImageManifest, LayoutFault};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -95,15 +95,13 @@ impl Bundle {
         let layout = storage
             .read_file(LAYOUT_FILE)
             .map_err(|source| BundleError::NoLayout { path: at(), source })?;
-        let layout: OciLayout = serde_json::from_slice(&layout)
-            .map_err(|source| BundleError::BadLayout { path: at(), source })?;
-        if layout.image_layout_version() != crate::oci::LAYOUT_VERSION {
-            return Err(BundleError::LayoutVersion {
+        crate::oci::check_layout(&layout).map_err(|fault| match fault {
+            LayoutFault::NotJson(source) => BundleError::BadLayout { path: at(), source },
+            LayoutFault::Version(version) => BundleError::LayoutVersion {
                 path: at(),
-                version: layout.image_layout_version().clone(),
-            }
-            .into());
-        }
+                version,
+            },
+        })?;
         Ok(storage)
     }
 

@@ -205,7 +205,7 @@ fn a_damaged_bundle_is_refused_naming_what_is_wrong() {
     let err = Bundle::open(&b).err().unwrap();
     assert!(matches!(
         bundle_error(&err),
-        BundleError::LayoutVersion { version, .. } if version == "2.0.0"
+        BundleError::LayoutVersion { version: Some(v), .. } if v == "2.0.0"
     ));
 
     // Not there at all: a usage error.

@@ -17,7 +17,7 @@
 use crate::digest::Digest;
 use crate::error::{Classify, Error, Kind, Result};
 use crate::names::{RepositoryName, TagName};
-use crate::oci::{annotation, digest_of, Document, ImageIndex, OciLayout};
+use crate::oci::{annotation, digest_of, Document, ImageIndex, LayoutFault};
 use bytes::Bytes;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
@@ -63,7 +63,10 @@ pub enum LayoutError {
         source: serde_json::Error,
     },
     #[error("{path} is not an OCI image layout pgoci can serve: oci-layout is not version 1.0.0")]
-    LayoutVersion { path: PathBuf, version: String },
+    LayoutVersion {
+        path: PathBuf,
+        version: Option<String>,
+    },
     #[error("{path} is not an OCI image layout pgoci can serve: index.json: {source}")]
     NoIndex { path: PathBuf, source: io::Error },
     /// An `index.json` that is not an image index.
@@ -389,15 +392,13 @@ impl Layout {
         let layout = store
             .document("oci-layout")
             .map_err(|source| LayoutError::NoLayoutFile { path: at(), source })?;
-        let layout: OciLayout = serde_json::from_slice(&layout)
-            .map_err(|source| LayoutError::BadLayoutFile { path: at(), source })?;
-        if layout.image_layout_version() != crate::oci::LAYOUT_VERSION {
-            return Err(LayoutError::LayoutVersion {
+        crate::oci::check_layout(&layout).map_err(|fault| match fault {
+            LayoutFault::NotJson(source) => LayoutError::BadLayoutFile { path: at(), source },
+            LayoutFault::Version(version) => LayoutError::LayoutVersion {
                 path: at(),
-                version: layout.image_layout_version().clone(),
-            }
-            .into());
-        }
+                version,
+            },
+        })?;
         let index = store
             .document("index.json")
             .map_err(|source| LayoutError::NoIndex { path: at(), source })?;
@@ -705,6 +706,90 @@ pub struct Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layout directory of `index.json` listing `manifest` (named
+    /// `reg.example/a/b:1`), with the blobs given.
+    fn layout_with(dir: &Path, manifest: &[u8], blobs: &[&[u8]]) -> Digest {
+        let sha = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        for b in blobs {
+            std::fs::write(sha.join(Digest::of_bytes(b).hex()), b).unwrap();
+        }
+        let digest = Digest::of_bytes(manifest);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{digest}","size":{},"annotations":{{"{REF_NAME}":"reg.example/a/b:1"}}}}]}}"#,
+            crate::registry::OCI_MANIFEST,
+            manifest.len()
+        );
+        std::fs::write(dir.join("index.json"), index).unwrap();
+        digest
+    }
+
+    fn layout_error(err: &Error) -> &LayoutError {
+        err.typed::<LayoutError>()
+            .unwrap_or_else(|| panic!("not a layout error: {}", err.message))
+    }
+
+    #[test]
+    fn a_layout_is_served_or_refused_naming_what_is_wrong() {
+        let config = br#"{"architecture":"amd64"}"#;
+        let manifest_of = |layer_digest: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":1}}]}}"#,
+                Digest::of_bytes(config),
+                config.len()
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+
+        let good = dir.path().join("good");
+        let manifest = manifest_of(&Digest::of_bytes(b"l").to_string());
+        let digest = layout_with(
+            &good,
+            manifest.as_bytes(),
+            &[manifest.as_bytes(), config, b"l"],
+        );
+        let layout = Layout::open(&good).unwrap();
+        let repo = layout.repo(&RepositoryName::parse("a/b").unwrap()).unwrap();
+        assert_eq!(repo.tags.values().collect::<Vec<_>>(), [&digest]);
+        assert_eq!(layout.counts().blobs, 2);
+
+        // A manifest listing a layer by another algorithm's digest.
+        let other = format!("sha512:{}", "a".repeat(128));
+        let odd = dir.path().join("odd");
+        let manifest = manifest_of(&other);
+        layout_with(&odd, manifest.as_bytes(), &[manifest.as_bytes(), config]);
+        let err = Layout::open(&odd).err().unwrap();
+        assert!(matches!(
+            layout_error(&err),
+            LayoutError::ManifestDigest { .. }
+        ));
+        assert_eq!(err.kind, crate::Kind::Integrity);
+        assert!(err.message.contains("only sha256"), "{}", err.message);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("check it with `pgoci bundle verify`, or export it again")
+        );
+
+        // index.json names a manifest the layout does not hold.
+        let empty = dir.path().join("empty");
+        let digest = layout_with(&empty, manifest.as_bytes(), &[]);
+        let err = Layout::open(&empty).err().unwrap();
+        assert!(matches!(
+            layout_error(&err),
+            LayoutError::Unheld { digest: d, .. } if *d == digest
+        ));
+
+        // Nothing there: a usage error, with what to pass.
+        let err = Layout::open(&dir.path().join("nothing")).err().unwrap();
+        assert!(matches!(layout_error(&err), LayoutError::Missing { .. }));
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("pass a bundle directory or .tar (an OCI image layout)")
+        );
+    }
 
     #[test]
     fn references_become_repository_paths() {

@@ -61,7 +61,7 @@ pub fn annotations(d: &Descriptor) -> BTreeMap<String, String> {
 }
 
 /// Annotations as oci-spec keeps them, in order.
-pub fn sorted(map: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
+fn sorted(map: Option<&HashMap<String, String>>) -> BTreeMap<String, String> {
     map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
 }

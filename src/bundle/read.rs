@@ -141,7 +141,8 @@ impl Bundle {
         })
     }
 
-    /// Opens a pgoci bundle: layout, index and the lock it carries.
+    /// Opens a pgoci bundle: layout, index and the locks it carries (not
+    /// yet the blobs: see [`Bundle::verify`]).
     pub fn open(path: &Path) -> Result<Self> {
         let at = || path.to_path_buf();
         let (storage, index) = Self::open_indexed(path)?;

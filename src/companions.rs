@@ -15,8 +15,9 @@
 //! names is in the cache; each is read back through its digest.
 
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, IoContext, Kind, Result};
 use crate::lock::{Blob, Lock};
+use crate::oci::{digest_of, Descriptor, Document};
 use crate::registry::{RawManifest, Registry};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -89,43 +90,57 @@ fn is_index_type(media_type: &str) -> bool {
     media_type == crate::registry::OCI_INDEX || media_type == crate::registry::DOCKER_LIST
 }
 
-/// The parts of a manifest or index read here.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Doc {
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    config: Option<Desc>,
-    #[serde(default)]
-    layers: Vec<Desc>,
-    #[serde(default)]
-    manifests: Vec<Desc>,
-    #[serde(default)]
-    subject: Option<Desc>,
+/// What is wrong with a manifest that travels beside an image, or with
+/// what a registry has beside it.
+#[derive(Debug, thiserror::Error)]
+pub enum CompanionError {
+    /// Bytes that are not an image manifest or index.
+    #[error("{origin} is not a manifest: {source}")]
+    NotAManifest {
+        origin: String,
+        source: serde_json::Error,
+    },
+    /// A descriptor whose digest is of another algorithm than sha256.
+    #[error("{origin} names `{digest}`, not a sha256 digest")]
+    NotSha256 { origin: String, digest: String },
+    /// The cache's record could not be written as JSON (a bug).
+    #[error("companion record: {0}")]
+    Record(serde_json::Error),
+    #[error("{origin}: more than {MAX_PER_IMAGE} manifests beside one image")]
+    TooMany { origin: String },
+    #[error("{origin}: image indexes nest deeper than {MAX_DEPTH}")]
+    TooDeep { origin: String },
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Desc {
-    media_type: String,
-    digest: String,
-    size: u64,
-}
-
-impl Desc {
-    fn blob(&self, origin: &str) -> Result<Blob> {
-        Ok(Blob {
-            digest: self.digest.parse().map_err(|_| {
-                Error::integrity(format!(
-                    "{origin} names `{}`, not a sha256 digest",
-                    self.digest
-                ))
-            })?,
-            size: self.size,
-            media_type: self.media_type.clone(),
-        })
+impl Classify for CompanionError {
+    fn kind(&self) -> Kind {
+        match self {
+            CompanionError::Record(_) => Kind::Internal,
+            _ => Kind::Integrity,
+        }
     }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CompanionError::TooMany { .. } => {
+                Some("export with --images-only to carry the images alone".into())
+            }
+            CompanionError::TooDeep { .. } => Some("export a lock of a flatter image".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The blob a descriptor names, its digest checked to be sha256.
+fn blob(d: &Descriptor, origin: &str) -> Result<Blob> {
+    Ok(Blob {
+        digest: digest_of(d).map_err(|_| CompanionError::NotSha256 {
+            origin: origin.to_string(),
+            digest: d.digest().to_string(),
+        })?,
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+    })
 }
 
 /// What a manifest's bytes say: (config + layers, listed manifests,
@@ -139,19 +154,20 @@ pub struct Parsed {
 
 /// Reads what a manifest or index refers to.
 pub fn parse(bytes: &[u8], origin: &str) -> Result<Parsed> {
-    let doc: Doc = serde_json::from_slice(bytes)
-        .map_err(|e| Error::integrity(format!("{origin} is not a manifest: {e}")))?;
-    let mut blobs = Vec::new();
-    if let Some(c) = &doc.config {
-        blobs.push(c.blob(origin)?);
-    }
-    for l in &doc.layers {
-        blobs.push(l.blob(origin)?);
-    }
+    let doc = Document::parse(bytes).map_err(|source| CompanionError::NotAManifest {
+        origin: origin.to_string(),
+        source,
+    })?;
+    let blobs = doc
+        .config()
+        .into_iter()
+        .chain(doc.layers())
+        .map(|d| blob(d, origin))
+        .collect::<Result<Vec<_>>>()?;
     let manifests = doc
-        .manifests
+        .manifests()
         .iter()
-        .map(|m| m.blob(origin))
+        .map(|m| blob(m, origin))
         .collect::<Result<Vec<_>>>()?;
     // An OCI 1.1 artifact says what it is; a cosign or older artifact
     // says it by its config's or first layer's media type.
@@ -160,20 +176,19 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Parsed> {
             || t == "application/vnd.docker.container.image.v1+json"
     };
     let artifact_type = doc
-        .artifact_type
-        .clone()
+        .artifact_type()
+        .map(ToString::to_string)
         .or_else(|| {
-            doc.config
-                .as_ref()
-                .filter(|c| !plain_config(&c.media_type))
-                .map(|c| c.media_type.clone())
+            doc.config()
+                .map(|c| c.media_type().to_string())
+                .filter(|t| !plain_config(t))
         })
-        .or_else(|| doc.layers.first().map(|l| l.media_type.clone()));
+        .or_else(|| doc.layers().first().map(|l| l.media_type().to_string()));
     Ok(Parsed {
         blobs,
         manifests,
         artifact_type,
-        subject: doc.subject.as_ref().and_then(|s| s.digest.parse().ok()),
+        subject: doc.subject().and_then(|s| digest_of(s).ok()),
     })
 }
 
@@ -331,8 +346,7 @@ fn save(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_path(dir, "create")?;
     }
-    let bytes = serde_json::to_vec_pretty(&record)
-        .map_err(|e| Error::internal(format!("companion record: {e}")))?;
+    let bytes = serde_json::to_vec_pretty(&record).map_err(CompanionError::Record)?;
     crate::fsutil::write_atomic(&path, &bytes)
 }
 
@@ -513,18 +527,12 @@ impl Found<'_> {
             }
             let origin = format!("{repository}@{}", m.digest);
             if self.out.len() >= MAX_PER_IMAGE {
-                return Err(Error::integrity(format!(
-                    "{origin}: more than {MAX_PER_IMAGE} manifests beside one image"
-                ))
-                .hint("export with --images-only to carry the images alone"));
+                return Err(CompanionError::TooMany { origin }.into());
             }
             let parsed = parse(&m.bytes, &origin)?;
             if m.is_index() {
                 if depth >= MAX_DEPTH {
-                    return Err(Error::integrity(format!(
-                        "{origin}: image indexes nest deeper than {MAX_DEPTH}"
-                    ))
-                    .hint("export a lock of a flatter image"));
+                    return Err(CompanionError::TooDeep { origin }.into());
                 }
                 // What an index lists is about the same subject (a
                 // referrers index) or part of the same image.
@@ -624,18 +632,31 @@ mod tests {
         let p = parse(index.as_bytes(), "t").unwrap();
         assert_eq!(p.manifests.len(), 1);
         assert!(p.blobs.is_empty());
-        let err = parse(
-            br#"{"layers":[{"mediaType":"x","digest":"md5:1","size":1}]}"#,
-            "m",
-        )
-        .err()
-        .unwrap();
+        // oci-spec reads a digest of any algorithm; pgoci takes sha256 only.
+        let md5 = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},
+            "layers":[{{"mediaType":"x","digest":"md5:1","size":1}}]}}"#,
+            d(b"{}")
+        );
+        let err = parse(md5.as_bytes(), "m").err().unwrap();
+        assert_eq!(err.kind, crate::Kind::Integrity);
+        assert_eq!(err.message, "m names `md5:1`, not a sha256 digest");
+        assert!(matches!(
+            err.typed::<CompanionError>(),
+            Some(CompanionError::NotSha256 { digest, .. }) if digest == "md5:1"
+        ));
+        // Bytes that are no manifest say so.
+        let err = parse(br#"{"layers":[]}"#, "m").err().unwrap();
         assert_eq!(err.kind, crate::Kind::Integrity);
         assert!(
-            err.message.contains("not a sha256 digest"),
+            err.message.starts_with("m is not a manifest: "),
             "{}",
             err.message
         );
+        assert!(matches!(
+            err.typed::<CompanionError>(),
+            Some(CompanionError::NotAManifest { .. })
+        ));
     }
 
     #[test]

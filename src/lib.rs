@@ -20,6 +20,9 @@
 //! of [`limits`], and values reach config files and units only through
 //! [`render`]'s quoting.
 //!
+//! [`oci`] holds the image-spec documents (layouts, manifests, indexes) as
+//! oci-spec's types, with pgoci's digests.
+//!
 //! [`serve`] answers the pull side of the OCI distribution spec from a
 //! bundle, read-only, for the hosts of a site; [`doctor`] asks whether an
 //! install would work on this host.
@@ -39,6 +42,7 @@ pub mod install;
 pub mod limits;
 pub mod lock;
 pub mod names;
+pub mod oci;
 pub mod platform;
 pub mod profile;
 pub mod progress;

@@ -5,39 +5,21 @@ use super::{ALIAS, LOCKS, LOCK_DIGEST, LOCK_MEDIA_TYPE, REFERS, REF_NAME, REPOSI
 use crate::companions::{Companion, Role};
 use crate::digest::Digest;
 use crate::lock::{Blob, Lock};
-use crate::registry::OCI_INDEX;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use crate::oci::{annotation, describes, Descriptor, ImageIndex, MediaType};
+use std::collections::{BTreeMap, HashMap};
 
-/// `index.json` of a bundle.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IndexJson {
-    pub schema_version: u32,
-    /// Optional in the image-spec (skopeo leaves it out).
-    #[serde(default = "index_media_type")]
-    pub media_type: String,
-    pub manifests: Vec<Descriptor>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
-
-fn index_media_type() -> String {
-    OCI_INDEX.into()
-}
-
-/// A descriptor in `index.json`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
-    /// What an artifact manifest (an SBOM, an attestation) holds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+/// A descriptor of `index.json` (oci-spec's, with pgoci's digest).
+fn descriptor(
+    media_type: &str,
+    digest: &Digest,
+    size: u64,
+    artifact_type: Option<&str>,
+    annotations: BTreeMap<String, String>,
+) -> Descriptor {
+    let mut d = crate::oci::descriptor(media_type, digest, size);
+    d.set_artifact_type(artifact_type.map(MediaType::from));
+    d.set_annotations(Some(annotations.into_iter().collect()));
+    d
 }
 
 /// Builds the `index.json` for locks: one descriptor per artifact (each
@@ -45,7 +27,7 @@ pub struct Descriptor {
 /// companion (see [`crate::companions`]). A reference whose tag named an
 /// index that travels names that index; the platform manifest is then
 /// listed without a name.
-pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> IndexJson {
+pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> ImageIndex {
     let tagged_index = |pinned: &crate::lock::Pinned| {
         pinned.index.as_ref().is_some_and(|i| {
             companions
@@ -66,18 +48,18 @@ pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> I
                 annotations.insert("io.pgoci.extension".into(), name.into());
                 annotations.insert("io.pgoci.version".into(), version.into());
             }
-            Descriptor {
-                media_type: pinned.media_type.clone(),
-                digest: pinned.digest.clone(),
-                size: pinned.size,
-                artifact_type: None,
+            descriptor(
+                &pinned.media_type,
+                &pinned.digest,
+                pinned.size,
+                None,
                 annotations,
-            }
+            )
         };
     let mut manifests: Vec<Descriptor> = Vec::new();
     for (lock, _) in locks {
         let mut add = |d: Descriptor| {
-            if !manifests.iter().any(|m| m.digest == d.digest) {
+            if !manifests.iter().any(|m| m.digest() == d.digest()) {
                 manifests.push(d);
             }
         };
@@ -97,11 +79,14 @@ pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> I
         }
     }
     for c in companions {
-        if let Some(known) = manifests.iter_mut().find(|m| m.digest == c.manifest.digest) {
+        if let Some(known) = manifests
+            .iter_mut()
+            .find(|m| describes(m, &c.manifest.digest))
+        {
             // A signature the lock records: also where it is published.
-            known
-                .annotations
-                .insert(REPOSITORY.to_string(), c.repository.clone());
+            let mut annotations = known.annotations().clone().unwrap_or_default();
+            annotations.insert(REPOSITORY.to_string(), c.repository.clone());
+            known.set_annotations(Some(annotations));
             continue;
         }
         let mut annotations = BTreeMap::from([
@@ -114,13 +99,13 @@ pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> I
         if let Some(subject) = &c.subject {
             annotations.insert(REFERS.to_string(), subject.to_string());
         }
-        manifests.push(Descriptor {
-            media_type: c.manifest.media_type.clone(),
-            digest: c.manifest.digest.clone(),
-            size: c.manifest.size,
-            artifact_type: c.artifact_type.clone(),
+        manifests.push(descriptor(
+            &c.manifest.media_type,
+            &c.manifest.digest,
+            c.manifest.size,
+            c.artifact_type.as_deref(),
             annotations,
-        });
+        ));
     }
     // Short names for tools that take `LAYOUT:TAG` and split it at the last
     // colon (oras): `postgresql-17` for `reg/pgoci/postgresql:17`, naming
@@ -132,38 +117,37 @@ pub(super) fn index_for(locks: &[(Lock, Digest)], companions: &[Companion]) -> I
                 continue;
             };
             let target = manifests.iter().find(|m| {
-                m.annotations.get(REF_NAME) == Some(&pinned.reference)
-                    && m.annotations.get("io.pgoci.role").map(String::as_str) != Some(ALIAS)
+                annotation(m, REF_NAME) == Some(pinned.reference.as_str())
+                    && annotation(m, "io.pgoci.role") != Some(ALIAS)
             });
             let taken = aliases
                 .iter()
-                .any(|a| a.annotations.get(REF_NAME) == Some(&alias));
+                .any(|a| annotation(a, REF_NAME) == Some(alias.as_str()));
             if let (Some(target), false) = (target, taken) {
-                aliases.push(Descriptor {
-                    media_type: target.media_type.clone(),
-                    digest: target.digest.clone(),
-                    size: target.size,
-                    artifact_type: None,
-                    annotations: BTreeMap::from([
-                        (REF_NAME.to_string(), alias),
-                        ("io.pgoci.role".to_string(), ALIAS.to_string()),
-                    ]),
-                });
+                let mut d = Descriptor::new(
+                    target.media_type().clone(),
+                    target.size(),
+                    target.digest().clone(),
+                );
+                d.set_annotations(Some(HashMap::from([
+                    (REF_NAME.to_string(), alias),
+                    ("io.pgoci.role".to_string(), ALIAS.to_string()),
+                ])));
+                aliases.push(d);
             }
         }
     }
     manifests.extend(aliases);
-    let mut annotations = BTreeMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
+    let mut annotations = HashMap::from([(LOCK_DIGEST.to_string(), locks[0].1.to_string())]);
     if locks.len() > 1 {
         let all: Vec<String> = locks.iter().map(|(_, d)| d.to_string()).collect();
         annotations.insert(LOCKS.to_string(), all.join(","));
     }
-    IndexJson {
-        schema_version: 2,
-        media_type: OCI_INDEX.into(),
-        manifests,
-        annotations,
-    }
+    let mut index = ImageIndex::default();
+    index.set_media_type(Some(MediaType::ImageIndex));
+    index.set_manifests(manifests);
+    index.set_annotations(Some(annotations));
+    index
 }
 
 /// The short name of a reference in a bundle: the repository's last
@@ -196,12 +180,12 @@ fn signature_descriptor(pinned: &crate::lock::Pinned) -> Option<Descriptor> {
         Some((r, tag)) if !tag.contains('/') => r,
         _ => repo,
     };
-    Some(Descriptor {
-        media_type: sig.manifest.media_type.clone(),
-        digest: sig.manifest.digest.clone(),
-        size: sig.manifest.size,
-        artifact_type: None,
-        annotations: BTreeMap::from([
+    Some(descriptor(
+        &sig.manifest.media_type,
+        &sig.manifest.digest,
+        sig.manifest.size,
+        None,
+        BTreeMap::from([
             (
                 REF_NAME.to_string(),
                 format!(
@@ -213,7 +197,7 @@ fn signature_descriptor(pinned: &crate::lock::Pinned) -> Option<Descriptor> {
             ("io.pgoci.signs".to_string(), sig.signed.to_string()),
             ("io.pgoci.signer".to_string(), sig.signer.clone()),
         ]),
-    })
+    ))
 }
 
 /// A lock as it is stored in a bundle: a blob of its canonical text.

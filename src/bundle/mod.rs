@@ -7,22 +7,25 @@
 //! `pgoci.lock` is the first lock. A bundle for a whole site (say
 //! PostgreSQL 15 and 17) keeps every further lock as a blob named by its
 //! digest, listed in the index's `io.pgoci.locks` annotation; a one-lock
-//! bundle is byte-for-byte what it always was.
+//! bundle is what it always was. The layout's documents are oci-spec's
+//! types ([`crate::oci`]).
 
+mod error;
 mod index;
 mod read;
+#[cfg(test)]
+mod tests;
 mod write;
 
+pub use error::{BundleError, Occupied};
 use index::{index_for, lock_blob};
-pub use index::{Descriptor, IndexJson};
 use read::scan_tar;
 pub use read::{tar_entries, Bundle, LockChoice};
 pub use write::{check_target, export, export_with, ExportReport, Target};
 
 pub const LOCK_FILE: &str = "pgoci.lock";
 const LAYOUT_FILE: &str = "oci-layout";
-const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
 const LOCK_DIGEST: &str = "io.pgoci.lock.digest";
 /// The largest lock a bundle may carry (real ones are a few KiB).
 const MAX_LOCK_BYTES: u64 = 4 << 20;

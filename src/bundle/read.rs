@@ -2,8 +2,8 @@
 //! every blob read through its digest.
 
 use super::{
-    Descriptor, IndexJson, LAYOUT_FILE, LOCKS, LOCK_DIGEST, LOCK_FILE, MAX_LOCK_BYTES, REFERS,
-    REF_NAME, REPOSITORY,
+    BundleError, LAYOUT_FILE, LOCKS, LOCK_DIGEST, LOCK_FILE, MAX_LOCK_BYTES, REFERS, REF_NAME,
+    REPOSITORY,
 };
 use crate::blobs::BlobSource;
 use crate::companions::{Companion, Role};
@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::limits::{read_capped, ReadError, DOCUMENT_CAP};
 use crate::lock::{Blob, Lock};
-use serde::Deserialize;
+use crate::oci::{annotation, describes, digest_of, ImageIndex, ImageManifest, LayoutFault};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -25,7 +25,9 @@ pub struct Bundle {
     pub lock_digest: Digest,
     /// Every lock of the bundle, the first one first.
     pub locks: Vec<(Lock, Digest)>,
-    pub index: IndexJson,
+    /// `index.json`; every descriptor's digest is a sha256 one (checked
+    /// when the bundle was opened).
+    pub index: ImageIndex,
     storage: Storage,
 }
 
@@ -79,53 +81,55 @@ impl Storage {
 }
 
 impl Bundle {
-    /// Opens a bundle directory or `.tar`, checking layout, index and lock
-    /// (not yet the blobs: see [`Bundle::verify`]).
     /// Opens the OCI layout itself (directory or tar) and checks `oci-layout`.
-    fn open_layout(path: &Path) -> Result<(Storage, impl Fn(String) -> Error + '_)> {
-        let bad = move |why: String| {
-            Error::integrity(format!(
-                "{} is not a valid pgoci bundle: {why}",
-                path.display()
-            ))
-        };
-        let meta = fs::metadata(path)
-            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
+    fn open_layout(path: &Path) -> Result<Storage> {
+        let at = || path.to_path_buf();
+        let meta = fs::metadata(path).map_err(|source| BundleError::Open { path: at(), source })?;
         let storage = if meta.is_dir() {
-            Storage::Dir(path.to_path_buf())
+            Storage::Dir(at())
         } else {
-            Storage::Tar(
-                path.to_path_buf(),
-                scan_tar(path).map_err(|e| bad(e.to_string()))?,
-            )
+            let entries =
+                scan_tar(path).map_err(|source| BundleError::NotATar { path: at(), source })?;
+            Storage::Tar(at(), entries)
         };
         let layout = storage
             .read_file(LAYOUT_FILE)
-            .map_err(|e| bad(format!("oci-layout: {e}")))?;
-        let layout: serde_json::Value =
-            serde_json::from_slice(&layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
-        if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-            return Err(bad("oci-layout is not version 1.0.0".into()));
-        }
-        Ok((storage, bad))
+            .map_err(|source| BundleError::NoLayout { path: at(), source })?;
+        crate::oci::check_layout(&layout).map_err(|fault| match fault {
+            LayoutFault::NotJson(source) => BundleError::BadLayout { path: at(), source },
+            LayoutFault::Version(version) => BundleError::LayoutVersion {
+                path: at(),
+                version,
+            },
+        })?;
+        Ok(storage)
     }
 
     /// Opens the layout and parses its `index.json`.
-    fn open_indexed(path: &Path) -> Result<(Storage, IndexJson, impl Fn(String) -> Error + '_)> {
-        let (storage, bad) = Self::open_layout(path)?;
+    fn open_indexed(path: &Path) -> Result<(Storage, ImageIndex)> {
+        let at = || path.to_path_buf();
+        let storage = Self::open_layout(path)?;
         let index = storage
             .read_file("index.json")
-            .map_err(|e| bad(format!("index.json: {e}")))?;
-        let index: IndexJson =
-            serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
-        Ok((storage, index, bad))
+            .map_err(|source| BundleError::NoIndex { path: at(), source })?;
+        let index: ImageIndex = serde_json::from_slice(&index)
+            .map_err(|source| BundleError::BadIndex { path: at(), source })?;
+        // oci-spec takes a digest of any algorithm: each must be pgoci's
+        // sha256 before a blob's path is made of it.
+        for d in index.manifests() {
+            digest_of(d).map_err(|e| BundleError::IndexDigest {
+                path: at(),
+                source: Box::new(e),
+            })?;
+        }
+        Ok((storage, index))
     }
 
     /// Opens any OCI image layout (one skopeo or oras wrote, say) as the
     /// blob source for `lock`: the lock says what to take, the layout only
     /// has to hold those blobs (each verified when read).
     pub fn open_with_lock(path: &Path, lock: Lock) -> Result<Self> {
-        let (storage, index, _) = Self::open_indexed(path)?;
+        let (storage, index) = Self::open_indexed(path)?;
         let lock_digest = lock.digest()?;
         Ok(Bundle {
             path: path.to_path_buf(),
@@ -137,51 +141,87 @@ impl Bundle {
         })
     }
 
-    /// Opens a pgoci bundle: layout, index and the lock it carries.
+    /// Opens a pgoci bundle: layout, index and the locks it carries (not
+    /// yet the blobs: see [`Bundle::verify`]).
     pub fn open(path: &Path) -> Result<Self> {
-        let (storage, index, bad) = Self::open_indexed(path)?;
+        let at = || path.to_path_buf();
+        let (storage, index) = Self::open_indexed(path)?;
+        let said = |key: &str| {
+            index
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .cloned()
+        };
         let lock_text = storage
             .read_file(LOCK_FILE)
-            .map_err(|e| bad(format!("{LOCK_FILE}: {e}")))?;
+            .map_err(|source| BundleError::NoLock { path: at(), source })?;
         let lock_digest = Digest::of_bytes(&lock_text);
-        if let Some(want) = index.annotations.get(LOCK_DIGEST) {
-            if *want != lock_digest.to_string() {
-                return Err(bad(format!(
-                    "pgoci.lock has digest {lock_digest} but index.json says {want}"
-                )));
+        if let Some(said) = said(LOCK_DIGEST) {
+            if said != lock_digest.to_string() {
+                return Err(BundleError::LockMismatch {
+                    path: at(),
+                    found: lock_digest,
+                    said,
+                }
+                .into());
             }
         }
         let text =
-            String::from_utf8(lock_text).map_err(|_| bad("pgoci.lock is not UTF-8".into()))?;
-        let lock = Lock::parse(&text, &format!("{}/pgoci.lock", path.display()))
-            .map_err(|e| bad(e.message))?;
+            String::from_utf8(lock_text).map_err(|_| BundleError::LockNotUtf8 { path: at() })?;
+        let lock = Lock::parse(&text, &format!("{}/pgoci.lock", path.display())).map_err(|e| {
+            BundleError::BadLock {
+                path: at(),
+                source: Box::new(e),
+            }
+        })?;
         let mut locks = vec![(lock.clone(), lock_digest.clone())];
-        let more = index.annotations.get(LOCKS).cloned().unwrap_or_default();
+        let more = said(LOCKS).unwrap_or_default();
         for want in more.split(',').filter(|d| !d.is_empty()).skip(1) {
-            let digest: Digest = want
-                .parse()
-                .map_err(|_| bad(format!("{LOCKS} lists {want:?}, not a digest")))?;
+            let digest: Digest = want.parse().map_err(|_| BundleError::LocksAnnotation {
+                path: at(),
+                listed: want.to_string(),
+            })?;
             // Bounded read, then the digest: a swapped lock is refused.
             let mut text = Vec::new();
             storage
                 .open_name(&format!("blobs/sha256/{}", digest.hex()))
-                .map_err(|_| bad(format!("lock {digest} is missing")))?
+                .map_err(|_| BundleError::ExtraLockMissing {
+                    path: at(),
+                    digest: digest.clone(),
+                })?
                 .take(MAX_LOCK_BYTES + 1)
                 .read_to_end(&mut text)
-                .map_err(|e| bad(format!("lock {digest}: {e}")))?;
+                .map_err(|source| BundleError::ExtraLockRead {
+                    path: at(),
+                    digest: digest.clone(),
+                    source,
+                })?;
             if text.len() as u64 > MAX_LOCK_BYTES || Digest::of_bytes(&text) != digest {
-                return Err(bad(format!("lock {digest} does not match its digest")));
+                return Err(BundleError::ExtraLockMismatch { path: at(), digest }.into());
             }
-            let text =
-                String::from_utf8(text).map_err(|_| bad(format!("lock {digest} is not UTF-8")))?;
+            let Ok(text) = String::from_utf8(text) else {
+                return Err(BundleError::ExtraLockNotUtf8 { path: at(), digest }.into());
+            };
             let origin = format!("{} lock {}", path.display(), digest.short());
-            let parsed = Lock::parse(&text, &origin).map_err(|e| bad(e.message))?;
+            let parsed = Lock::parse(&text, &origin).map_err(|e| BundleError::BadLock {
+                path: at(),
+                source: Box::new(e),
+            })?;
             locks.push((parsed, digest));
         }
         for (lock, _) in &locks {
             for pinned in lock.artifacts() {
-                if !index.manifests.iter().any(|d| d.digest == pinned.digest) {
-                    return Err(bad(format!("index.json does not list {}", pinned.digest)));
+                if !index
+                    .manifests()
+                    .iter()
+                    .any(|d| describes(d, &pinned.digest))
+                {
+                    return Err(BundleError::Unlisted {
+                        path: at(),
+                        digest: pinned.digest.clone(),
+                    }
+                    .into());
                 }
             }
         }
@@ -222,22 +262,21 @@ impl Bundle {
                 self.lock_digest = digest.clone();
                 Ok(())
             }
-            [] => Err(Error::usage(format!(
-                "bundle {} holds no lock for {}; it holds {}",
-                self.path.display(),
-                match choice {
+            [] => Err(BundleError::NoSuchLock {
+                path: self.path.clone(),
+                wanted: match choice {
                     LockChoice::Major(m) => format!("PostgreSQL {m}"),
                     LockChoice::Digest(p) => format!("digest {p}"),
                     LockChoice::Only => "this install".into(),
                 },
-                list()
-            ))),
-            _ => Err(Error::usage(format!(
-                "bundle {} holds several locks: {}",
-                self.path.display(),
-                list()
-            ))
-            .hint("pick one with --major N or --lock DIGEST")),
+                held: list(),
+            }
+            .into()),
+            _ => Err(BundleError::SeveralLocks {
+                path: self.path.clone(),
+                held: list(),
+            }
+            .into()),
         }
     }
 
@@ -291,41 +330,45 @@ impl Bundle {
     /// the blobs it needs as its own verified bytes list them. A bundle
     /// of an older pgoci has only its signatures here.
     pub fn companions(&self) -> Result<Vec<Companion>> {
-        let bad = |why: String| {
-            Error::integrity(format!("bundle {}: {why}", self.path.display()))
-                .hint("export the bundle again")
-        };
+        let at = || self.path.clone();
         let mut out = Vec::new();
-        for d in &self.index.manifests {
-            let role = d.annotations.get("io.pgoci.role").map(String::as_str);
+        for d in self.index.manifests() {
+            let role = annotation(d, "io.pgoci.role");
             let (role, subject) = match role {
                 // A signature the lock records, found beside its image at
                 // export (an older pgoci carried only its payloads, and
                 // did not publish it).
-                Some("signature") if d.annotations.contains_key(REPOSITORY) => {
-                    (Role::Referrer, d.annotations.get("io.pgoci.signs"))
+                Some("signature") if annotation(d, REPOSITORY).is_some() => {
+                    (Role::Referrer, annotation(d, "io.pgoci.signs"))
                 }
                 Some(r) => match Role::parse(r) {
-                    Some(role) => (role, d.annotations.get(REFERS)),
+                    Some(role) => (role, annotation(d, REFERS)),
                     None => continue,
                 },
                 None => continue,
             };
-            let name = d.annotations.get(REF_NAME);
-            let repository = match (d.annotations.get(REPOSITORY), name) {
-                (Some(r), _) => r.clone(),
+            let digest = digest_of(d).map_err(|e| BundleError::IndexDigest {
+                path: at(),
+                source: Box::new(e),
+            })?;
+            let name = annotation(d, REF_NAME);
+            let repository = match (annotation(d, REPOSITORY), name) {
+                (Some(r), _) => r.to_string(),
                 (None, Some(n)) => match n.rsplit_once(':') {
                     Some((r, _)) => r.to_string(),
-                    None => return Err(bad(format!("{} names no repository", d.digest))),
+                    None => return Err(BundleError::NoRepository { path: at(), digest }.into()),
                 },
-                (None, None) => return Err(bad(format!("{} names no repository", d.digest))),
+                (None, None) => return Err(BundleError::NoRepository { path: at(), digest }.into()),
             };
             let tag = match name {
                 Some(n) => Some(
                     n.strip_prefix(&format!("{repository}:"))
                         .filter(|t| !t.is_empty() && !t.contains(['/', ':', '@']))
-                        .ok_or_else(|| {
-                            bad(format!("{} is named {n:?}, not {repository}:TAG", d.digest))
+                        .ok_or_else(|| BundleError::BadName {
+                            path: at(),
+                            digest: digest.clone(),
+                            name: n.to_string(),
+                            repository: repository.clone(),
                         })?
                         .to_string(),
                 ),
@@ -333,23 +376,33 @@ impl Bundle {
             };
             let subject = subject
                 .map(|s| {
-                    s.parse::<Digest>()
-                        .map_err(|_| bad(format!("{} refers to {s:?}, not a digest", d.digest)))
+                    s.parse::<Digest>().map_err(|_| BundleError::BadSubject {
+                        path: at(),
+                        digest: digest.clone(),
+                        subject: s.to_string(),
+                    })
                 })
                 .transpose()?;
             let manifest = Blob {
-                digest: d.digest.clone(),
-                size: d.size,
-                media_type: d.media_type.clone(),
+                digest,
+                size: d.size(),
+                media_type: d.media_type().to_string(),
             };
-            let bytes = self.read_small(&manifest).map_err(|e| bad(e.message))?;
-            let parsed = crate::companions::parse(&bytes, &format!("manifest {}", d.digest))?;
+            let bytes = self
+                .read_small(&manifest)
+                .map_err(|e| self.reading(e).hint("export the bundle again"))?;
+            let parsed =
+                crate::companions::parse(&bytes, &format!("manifest {}", manifest.digest))?;
             let companion = Companion {
                 repository,
                 tag,
                 role,
                 subject,
-                artifact_type: d.artifact_type.clone().or(parsed.artifact_type),
+                artifact_type: d
+                    .artifact_type()
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or(parsed.artifact_type),
                 blobs: Vec::new(),
                 manifest,
             };
@@ -365,6 +418,19 @@ impl Bundle {
         Ok(out)
     }
 
+    /// An error reading one of the bundle's blobs, naming the bundle once:
+    /// the bundle's own errors (a blob missing, a symlink) name it already.
+    fn reading(&self, e: Error) -> Error {
+        if e.typed::<BundleError>().is_some() {
+            return e;
+        }
+        BundleError::Read {
+            path: self.path.clone(),
+            source: Box::new(e),
+        }
+        .into()
+    }
+
     /// Checks that every manifest blob of the lock is an image manifest
     /// listing the lock's config and layers (its hash alone is not enough).
     pub fn verify_manifests(&self) -> Result<()> {
@@ -377,53 +443,70 @@ impl Bundle {
     /// A manifest blob must be an OCI or Docker image manifest, not just
     /// bytes with the right hash: its `config` and `layers` descriptors.
     fn verify_manifest(&self, pinned: &crate::lock::Pinned) -> Result<()> {
-        #[derive(Deserialize)]
-        struct ManifestProbe {
-            #[serde(rename = "schemaVersion")]
-            schema_version: u32,
-            config: Descriptor,
-            layers: Vec<Descriptor>,
-        }
+        let at = || self.path.clone();
+        let digest = || pinned.digest.clone();
         let blob = Blob {
             digest: pinned.digest.clone(),
             size: pinned.size,
             media_type: pinned.media_type.clone(),
         };
-        let bytes = self.read_small(&blob).map_err(|e| {
-            Error::integrity(format!("bundle {}: {}", self.path.display(), e.message))
-        })?;
-        let probe: ManifestProbe = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::integrity(format!(
-                "bundle {}: manifest blob {} is not an image manifest: {e}",
-                self.path.display(),
-                pinned.digest
-            ))
-        })?;
-        if probe.schema_version != 2 {
-            return Err(Error::integrity(format!(
-                "bundle {}: manifest blob {} has schemaVersion {}, not 2",
-                self.path.display(),
-                pinned.digest,
-                probe.schema_version
-            )));
+        let bytes = self.read_small(&blob).map_err(|e| self.reading(e))?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|source| BundleError::NotAManifest {
+                path: at(),
+                digest: digest(),
+                source,
+            })?;
+        if manifest.schema_version() != 2 {
+            return Err(BundleError::SchemaVersion {
+                path: at(),
+                digest: digest(),
+                version: manifest.schema_version(),
+            }
+            .into());
         }
-        let listed: Vec<&Digest> = probe.layers.iter().map(|d| &d.digest).collect();
+        let sha256 = |e| BundleError::ManifestDigest {
+            path: at(),
+            digest: digest(),
+            source: Box::new(e),
+        };
+        let config = digest_of(manifest.config()).map_err(sha256)?;
+        let listed = manifest
+            .layers()
+            .iter()
+            .map(digest_of)
+            .collect::<Result<Vec<Digest>>>()
+            .map_err(sha256)?;
         let locked: Vec<&Digest> = pinned.layers.iter().map(|b| &b.digest).collect();
-        if probe.config.digest != pinned.config.digest || listed != locked {
-            return Err(Error::integrity(format!(
-                "bundle {}: manifest blob {} lists other blobs than the lock",
-                self.path.display(),
-                pinned.digest
-            )));
+        if config != pinned.config.digest || !listed.iter().eq(locked) {
+            return Err(BundleError::ManifestMismatch {
+                path: at(),
+                digest: digest(),
+            }
+            .into());
         }
         Ok(())
     }
 
+    /// Reads a blob whole, checking size and digest; the first failure
+    /// names it.
     fn verify_blob(&self, blob: &Blob, reporter: &dyn crate::progress::Reporter) -> Result<()> {
-        BlobSource::verify(self, blob, reporter).map_err(|e| {
-            Error::integrity(format!("bundle {}: {}", self.path.display(), e.message))
+        use crate::progress::{Phase, ReportingReader};
+        let checked = self.open(blob).map_err(|e| {
+            self.reading(e)
                 .hint("export the bundle again from a good cache")
-        })
+        })?;
+        // The progress reader sees the end only once the digest matched.
+        let mut reading =
+            ReportingReader::new(checked, Phase::Verify, &blob.digest, blob.size, reporter);
+        std::io::copy(&mut reading, &mut std::io::sink()).map_err(|source| {
+            BundleError::BlobMismatch {
+                path: self.path.clone(),
+                digest: blob.digest.clone(),
+                source,
+            }
+        })?;
+        Ok(())
     }
 
     /// Total size of the blobs of every lock, each counted once.
@@ -436,16 +519,17 @@ impl BlobSource for Bundle {
     fn open_raw(&self, blob: &Blob) -> Result<Box<dyn Read + Send + '_>> {
         let name = format!("blobs/sha256/{}", blob.digest.hex());
         self.storage.open_name(&name).map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::InvalidData {
-                e.to_string()
+            let (path, digest) = (self.path.clone(), blob.digest.clone());
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                BundleError::BlobUnreadable {
+                    path,
+                    digest,
+                    source: e,
+                }
             } else {
-                "missing".to_string()
-            };
-            Error::integrity(format!(
-                "bundle {}: blob {}: {why}",
-                self.path.display(),
-                blob.digest
-            ))
+                BundleError::BlobMissing { path, digest }
+            }
+            .into()
         })
     }
 }

@@ -2,7 +2,7 @@
 //! pgoci bundle), and the directory or `.tar` written under a temporary
 //! name and renamed into place.
 
-use super::{index_for, lock_blob, scan_tar, LAYOUT_CONTENT, LAYOUT_FILE, LOCK_FILE};
+use super::{index_for, lock_blob, scan_tar, BundleError, Occupied, LAYOUT_FILE, LOCK_FILE};
 use crate::blobs::BlobSource;
 use crate::companions::Companion;
 use crate::digest::Digest;
@@ -53,12 +53,12 @@ pub enum Target {
 /// anything else — the user's own files, `.`, `..`, `/`, a symlink — is
 /// exit 2 and left untouched. Called before anything is fetched or written.
 pub fn check_target(path: &Path) -> Result<Target> {
-    let refuse = |why: &str| {
-        Error::usage(format!(
-            "bundle export will not write to {}: {why}",
-            path.display()
-        ))
-        .hint("pass -o a new name (or a previous pgoci bundle to replace it)")
+    let refuse = |why: Occupied| -> Error {
+        BundleError::WontOverwrite {
+            path: path.to_path_buf(),
+            why,
+        }
+        .into()
     };
     let text = path.as_os_str().as_encoded_bytes();
     let last = text
@@ -66,7 +66,7 @@ pub fn check_target(path: &Path) -> Result<Target> {
         .find(|c| !c.is_empty())
         .unwrap_or(b"");
     if text.is_empty() || last.is_empty() || last == b"." || last == b".." {
-        return Err(refuse("it names a directory, not a bundle to write"));
+        return Err(refuse(Occupied::Directory));
     }
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -75,29 +75,27 @@ pub fn check_target(path: &Path) -> Result<Target> {
     };
     let is_tar = path.extension().is_some_and(|e| e == "tar");
     if meta.file_type().is_symlink() {
-        return Err(refuse("it is a symlink"));
+        return Err(refuse(Occupied::Symlink));
     }
     if meta.is_file() {
         return match is_bundle_file(path) {
             true => Ok(Target::Bundle),
-            false => Err(refuse("it is a file that is not a pgoci bundle")),
+            false => Err(refuse(Occupied::File)),
         };
     }
     if !meta.is_dir() {
-        return Err(refuse("it is not a regular file or directory"));
+        return Err(refuse(Occupied::Special));
     }
     let mut entries = fs::read_dir(path).with_path(path, "read")?.peekable();
     if entries.peek().is_none() {
         return match is_tar {
-            true => Err(refuse("it is a directory, and a .tar bundle is a file")),
+            true => Err(refuse(Occupied::DirectoryForTar)),
             false => Ok(Target::EmptyDir),
         };
     }
     match bundle_dir_stranger(path) {
         None => Ok(Target::Bundle),
-        Some(why) => Err(refuse(&format!(
-            "it is a directory that is not a pgoci bundle ({why})"
-        ))),
+        Some(why) => Err(refuse(Occupied::OtherDirectory(why))),
     }
 }
 
@@ -209,7 +207,7 @@ fn remove_any(path: &Path) {
 /// quota) names the file system as the install does, and is the host's
 /// (exit 6); bytes that do not match their digest are integrity (exit 5);
 /// anything else is the host's, naming the target.
-fn write_error(target: &Path, action: &str, e: std::io::Error) -> Error {
+fn write_error(target: &Path, action: &'static str, e: std::io::Error) -> Error {
     let full = matches!(
         e.raw_os_error(),
         Some(c) if c == libc::ENOSPC || c == libc::EDQUOT
@@ -219,17 +217,17 @@ fn write_error(target: &Path, action: &str, e: std::io::Error) -> Error {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| PathBuf::from("."));
-        return Error::host(format!(
-            "cannot {action} bundle {}: the file system mounted at {} is full ({e})",
-            target.display(),
-            crate::unpack::mount_point(&dir).display()
-        ))
-        .hint("free space (or raise the quota) there, or export to another file system, then run again")
-        .caused_by(e);
+        return BundleError::DiskFull {
+            path: target.to_path_buf(),
+            action,
+            mount: crate::unpack::mount_point(&dir),
+            source: e,
+        }
+        .into();
     }
     match e.kind() {
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => {
-            Error::integrity(e.to_string())
+            BundleError::BadSource(e).into()
         }
         _ => Error::io(target, &format!("{action} bundle"), e),
     }
@@ -246,7 +244,7 @@ pub fn export_with(
 ) -> Result<ExportReport> {
     check_target(path)?;
     if locks.is_empty() {
-        return Err(Error::usage("bundle export needs at least one lock"));
+        return Err(BundleError::NoLocks.into());
     }
     // Each lock once, by its digest, in the order given: the text, the
     // digest and the lock stay together (they label index.json).
@@ -262,8 +260,10 @@ pub fn export_with(
     }
     let lock_text = texts[0].clone();
     let lock_digest = described[0].1.clone();
-    let index = serde_json::to_vec(&index_for(&described, companions))
-        .map_err(|e| Error::internal(format!("index.json: {e}")))?;
+    // Keys in order: the same locks always give the same bytes.
+    let index =
+        crate::oci::to_json(&index_for(&described, companions)).map_err(BundleError::Serialize)?;
+    let layout = serde_json::to_vec(&crate::oci::layout()).map_err(BundleError::Serialize)?;
     let mut blobs: Vec<Blob> = Vec::new();
     for (l, _) in &described {
         for b in l.blobs() {
@@ -293,7 +293,9 @@ pub fn export_with(
     blobs.extend(extra_locks.iter().map(|(b, _)| b.clone()));
     let name = path
         .file_name()
-        .ok_or_else(|| Error::usage(format!("{} names no file", path.display())))?
+        .ok_or_else(|| BundleError::NoFileName {
+            path: path.to_path_buf(),
+        })?
         .to_string_lossy()
         .into_owned();
     let beside = |what: &str| path.with_file_name(format!(".{name}.{what}-{}", std::process::id()));
@@ -305,14 +307,12 @@ pub fn export_with(
     remove_any(&tmp.path);
     let is_tar = path.extension().is_some_and(|e| e == "tar");
     let write = if is_tar { write_tar } else { write_dir };
-    write(
-        &tmp.path,
-        path,
-        &index,
-        lock_text.as_bytes(),
-        &blobs,
-        &source,
-    )?;
+    let documents = [
+        (LAYOUT_FILE, layout.as_slice()),
+        ("index.json", index.as_slice()),
+        (LOCK_FILE, lock_text.as_bytes()),
+    ];
+    write(&tmp.path, path, &documents, &blobs, &source)?;
     // Checked again just before the rename: what appeared at the target
     // meanwhile is not replaced unless it is a bundle too.
     match check_target(path)? {
@@ -338,9 +338,7 @@ pub fn export_with(
     let size = if is_tar {
         fs::metadata(path).with_path(path, "stat")?.len()
     } else {
-        index.len() as u64
-            + lock_text.len() as u64
-            + LAYOUT_CONTENT.len() as u64
+        documents.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
             + blobs.iter().map(|b| b.size).sum::<u64>()
     };
     Ok(ExportReport {
@@ -374,19 +372,14 @@ impl BlobSource for WithLocks<'_> {
 fn write_dir(
     dir: &Path,
     target: &Path,
-    index: &[u8],
-    lock: &[u8],
+    documents: &[(&str, &[u8])],
     blobs: &[Blob],
     source: &dyn BlobSource,
 ) -> Result<()> {
     let fail = |e| write_error(target, "write", e);
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(fail)?;
-    for (name, bytes) in [
-        (LAYOUT_FILE, LAYOUT_CONTENT),
-        ("index.json", index),
-        (LOCK_FILE, lock),
-    ] {
+    for (name, bytes) in documents {
         fs::write(dir.join(name), bytes).map_err(fail)?;
     }
     for blob in blobs {
@@ -402,9 +395,12 @@ fn write_dir(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::integrity(format!("blob {}: {e}", blob.digest))
-                        .hint("pull again: the cache's copy is not what the lock names"))
+                Err(source) => {
+                    return Err(BundleError::SourceBlob {
+                        digest: blob.digest.clone(),
+                        source,
+                    }
+                    .into())
                 }
             };
             std::io::Write::write_all(&mut out, &buf[..n]).map_err(fail)?;
@@ -431,8 +427,7 @@ fn fixed_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
 fn write_tar(
     file: &Path,
     target: &Path,
-    index: &[u8],
-    lock: &[u8],
+    documents: &[(&str, &[u8])],
     blobs: &[Blob],
     source: &dyn BlobSource,
 ) -> Result<()> {
@@ -440,13 +435,9 @@ fn write_tar(
     let out = fs::File::create(file).map_err(tar_err)?;
     let out = crate::fsutil::Writeback::new(out);
     let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, out));
-    for (name, bytes) in [
-        (LAYOUT_FILE, LAYOUT_CONTENT),
-        ("index.json", index),
-        (LOCK_FILE, lock),
-    ] {
+    for (name, bytes) in documents {
         let mut h = fixed_header(tar::EntryType::Regular, bytes.len() as u64, 0o644);
-        tar.append_data(&mut h, name, bytes).map_err(tar_err)?;
+        tar.append_data(&mut h, name, *bytes).map_err(tar_err)?;
     }
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = fixed_header(tar::EntryType::Directory, 0, 0o755);

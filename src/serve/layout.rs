@@ -14,14 +14,13 @@
 //! directory handles that refuse symlinks (`O_NOFOLLOW`) and anything but
 //! a regular file, or as a byte range of the tar.
 
-use crate::bundle::IndexJson;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Error, Kind, Result};
 use crate::names::{RepositoryName, TagName};
+use crate::oci::{annotation, digest_of, Document, ImageIndex, LayoutFault};
 use bytes::Bytes;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io;
@@ -29,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const REF_NAME: &str = oci_spec::image::ANNOTATION_REF_NAME;
 /// Where pgoci publishes a manifest that travels beside the images.
 const REPOSITORY: &str = "io.pgoci.repository";
 /// Why pgoci carries a manifest (`alias`: a short name of another).
@@ -38,6 +37,119 @@ const ROLE: &str = "io.pgoci.role";
 const MANIFEST_CAP: u64 = crate::limits::DOCUMENT_CAP;
 /// How deep indexes may nest (an index of indexes of manifests).
 const MAX_DEPTH: usize = 4;
+
+/// A layout `pgoci serve` cannot open or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// Nothing (that may be looked at) is there (exit 2).
+    #[error("cannot open bundle {path}: {source}")]
+    Missing { path: PathBuf, source: io::Error },
+    /// A directory or file that cannot be opened (exit 2).
+    #[error("cannot open bundle {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("bundle {path} is neither a directory nor a .tar file")]
+    NotFileOrDir { path: PathBuf },
+    /// A tar that cannot be read as one.
+    #[error("{path} is not an OCI image layout: {source}")]
+    NotATar { path: PathBuf, source: io::Error },
+    /// A `blobs/sha256` that is not a directory to read (a symlink, say).
+    #[error("{path} is not an OCI image layout: blobs/sha256: {source}")]
+    BlobDir { path: PathBuf, source: io::Error },
+    #[error("{path} is not an OCI image layout pgoci can serve: oci-layout: {source}")]
+    NoLayoutFile { path: PathBuf, source: io::Error },
+    #[error("{path} is not an OCI image layout pgoci can serve: oci-layout: {source}")]
+    BadLayoutFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} is not an OCI image layout pgoci can serve: oci-layout is not version 1.0.0")]
+    LayoutVersion {
+        path: PathBuf,
+        version: Option<String>,
+    },
+    #[error("{path} is not an OCI image layout pgoci can serve: index.json: {source}")]
+    NoIndex { path: PathBuf, source: io::Error },
+    /// An `index.json` that is not an image index.
+    #[error("{path} is not an OCI image layout pgoci can serve: index.json: {source}")]
+    BadIndex {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A descriptor of `index.json` whose digest is not sha256.
+    #[error("{path} is not an OCI image layout pgoci can serve: index.json: {source}")]
+    IndexDigest { path: PathBuf, source: Box<Error> },
+    #[error("{path} is not an OCI image layout pgoci can serve: index.json lists {digest}, which the layout does not hold")]
+    Unheld { path: PathBuf, digest: Digest },
+    /// A blob of another size than its manifest lists.
+    #[error("{path} is not an OCI image layout pgoci can serve: blob {digest} is {size} bytes, but listed as {listed}")]
+    BlobSize {
+        path: PathBuf,
+        digest: Digest,
+        size: u64,
+        listed: u64,
+    },
+    /// A blob that cannot be opened (a symlink, not a regular file).
+    #[error("{path} is not an OCI image layout pgoci can serve: blob {digest}: {source}")]
+    Blob {
+        path: PathBuf,
+        digest: Digest,
+        source: io::Error,
+    },
+    #[error("{path}: manifest {digest} is {size} bytes, but listed as {listed}")]
+    ManifestSize {
+        path: PathBuf,
+        digest: Digest,
+        size: u64,
+        listed: u64,
+    },
+    /// A manifest that cannot be read (too large, a symlink).
+    #[error("{path}: manifest {digest} {source}")]
+    ManifestRead {
+        path: PathBuf,
+        digest: Digest,
+        source: io::Error,
+    },
+    #[error("{path}: manifest {digest} does not match its digest")]
+    ManifestMismatch { path: PathBuf, digest: Digest },
+    #[error("{path}: manifest {digest} is not a manifest or index: {source}")]
+    NotADocument {
+        path: PathBuf,
+        digest: Digest,
+        source: serde_json::Error,
+    },
+    /// A manifest listing something by a digest that is not sha256.
+    #[error("{path}: manifest {digest} is not a manifest or index: {source}")]
+    ManifestDigest {
+        path: PathBuf,
+        digest: Digest,
+        source: Box<Error>,
+    },
+    #[error("{path}: manifest {digest} nests indexes deeper than {MAX_DEPTH}")]
+    TooDeep { path: PathBuf, digest: Digest },
+}
+
+impl Classify for LayoutError {
+    fn kind(&self) -> Kind {
+        match self {
+            LayoutError::Missing { .. }
+            | LayoutError::Open { .. }
+            | LayoutError::NotFileOrDir { .. } => Kind::Usage,
+            _ => Kind::Integrity,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        let hint = match self {
+            LayoutError::Missing { .. } => "pass a bundle directory or .tar (an OCI image layout)",
+            LayoutError::Open { .. }
+            | LayoutError::NotFileOrDir { .. }
+            | LayoutError::NotATar { .. }
+            | LayoutError::BlobDir { .. } => return None,
+            _ => "check it with `pgoci bundle verify`, or export it again",
+        };
+        Some(hint.to_string())
+    }
+}
 
 /// An opened layout and what it serves.
 pub struct Layout {
@@ -143,42 +255,35 @@ fn open_regular_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
 }
 
 impl Store {
-    fn open(path: &Path) -> Result<Store> {
-        let meta = std::fs::metadata(path).map_err(|e| {
-            Error::usage(format!("cannot open bundle {}: {e}", path.display()))
-                .hint("pass a bundle directory or .tar (an OCI image layout)")
-        })?;
-        let bad = |e: io::Error| {
-            Error::integrity(format!(
-                "{} is not an OCI image layout: {e}",
-                path.display()
-            ))
-        };
+    fn open(path: &Path) -> Result<Store, LayoutError> {
+        let at = || path.to_path_buf();
+        let meta = std::fs::metadata(path)
+            .map_err(|source| LayoutError::Missing { path: at(), source })?;
         if meta.is_dir() {
             let root = rustix::fs::open(
                 path,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
+            .map_err(|e| LayoutError::Open {
+                path: at(),
+                source: e.into(),
+            })?;
             let sha = match open_at(&root, "blobs", OFlags::DIRECTORY)
                 .and_then(|blobs| open_at(&blobs, "sha256", OFlags::DIRECTORY))
             {
                 Ok(fd) => Some(fd),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(bad(io::Error::new(e.kind(), format!("blobs/sha256: {e}")))),
+                Err(source) => return Err(LayoutError::BlobDir { path: at(), source }),
             };
             return Ok(Store::Dir { root, sha });
         }
         if !meta.is_file() {
-            return Err(Error::usage(format!(
-                "bundle {} is neither a directory nor a .tar file",
-                path.display()
-            )));
+            return Err(LayoutError::NotFileOrDir { path: at() });
         }
-        let file = File::open(path)
-            .map_err(|e| Error::usage(format!("cannot open bundle {}: {e}", path.display())))?;
-        let entries = crate::bundle::tar_entries(&file).map_err(bad)?;
+        let file = File::open(path).map_err(|source| LayoutError::Open { path: at(), source })?;
+        let entries = crate::bundle::tar_entries(&file)
+            .map_err(|source| LayoutError::NotATar { path: at(), source })?;
         Ok(Store::Tar {
             file: Arc::new(file),
             entries,
@@ -236,33 +341,6 @@ impl Store {
     }
 }
 
-/// The parts of a manifest or index read here.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Doc {
-    #[serde(default)]
-    artifact_type: Option<String>,
-    #[serde(default)]
-    config: Option<Desc>,
-    #[serde(default)]
-    layers: Vec<Desc>,
-    #[serde(default)]
-    manifests: Vec<Desc>,
-    #[serde(default)]
-    subject: Option<Desc>,
-    #[serde(default)]
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Desc {
-    #[serde(default)]
-    media_type: String,
-    digest: Digest,
-    size: u64,
-}
-
 /// Where an `index.json` descriptor is published: (repository, tag).
 /// `registry/repository:tag` (or `@digest`) in its ref name, else pgoci's
 /// repository annotation; a bare short name (`postgresql-17`, `latest`)
@@ -310,26 +388,33 @@ impl Layout {
     /// layout does not hold is warned about and served as unknown.
     pub fn open(path: &Path) -> Result<Layout> {
         let store = Store::open(path)?;
-        let bad = |why: String| {
-            Error::integrity(format!(
-                "{} is not an OCI image layout pgoci can serve: {why}",
-                path.display()
-            ))
-            .hint("check it with `pgoci bundle verify`, or export it again")
-        };
+        let at = || path.to_path_buf();
         let layout = store
             .document("oci-layout")
-            .map_err(|e| bad(format!("oci-layout: {e}")))?;
-        let layout: serde_json::Value =
-            serde_json::from_slice(&layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
-        if layout.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-            return Err(bad("oci-layout is not version 1.0.0".into()));
-        }
+            .map_err(|source| LayoutError::NoLayoutFile { path: at(), source })?;
+        crate::oci::check_layout(&layout).map_err(|fault| match fault {
+            LayoutFault::NotJson(source) => LayoutError::BadLayoutFile { path: at(), source },
+            LayoutFault::Version(version) => LayoutError::LayoutVersion {
+                path: at(),
+                version,
+            },
+        })?;
         let index = store
             .document("index.json")
-            .map_err(|e| bad(format!("index.json: {e}")))?;
-        let index: IndexJson =
-            serde_json::from_slice(&index).map_err(|e| bad(format!("index.json: {e}")))?;
+            .map_err(|source| LayoutError::NoIndex { path: at(), source })?;
+        let index: ImageIndex = serde_json::from_slice(&index)
+            .map_err(|source| LayoutError::BadIndex { path: at(), source })?;
+        // oci-spec takes a digest of any algorithm: each must be pgoci's
+        // sha256 before a blob's path is made of it.
+        let listed = index
+            .manifests()
+            .iter()
+            .map(|d| Ok((digest_of(d)?, d)))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| LayoutError::IndexDigest {
+                path: at(),
+                source: Box::new(e),
+            })?;
         let mut out = Layout {
             path: path.to_path_buf(),
             store,
@@ -339,16 +424,13 @@ impl Layout {
             missing: 0,
             unnamed: 0,
         };
-        for d in &index.manifests {
-            if !out.load(&d.digest, &d.media_type, d.size, 0)? {
-                return Err(bad(format!(
-                    "index.json lists {}, which the layout does not hold",
-                    d.digest
-                )));
+        for (digest, d) in listed {
+            if !out.load(&digest, d.media_type().as_ref(), d.size(), 0)? {
+                return Err(LayoutError::Unheld { path: at(), digest }.into());
             }
-            let Some((repo, tag)) = published_at(&d.annotations) else {
+            let Some((repo, tag)) = published_at(&crate::oci::annotations(d)) else {
                 // pgoci's short names for oras name what a reference names too.
-                if d.annotations.get(ROLE).map(String::as_str) != Some("alias") {
+                if annotation(d, ROLE) != Some("alias") {
                     out.unnamed += 1;
                 }
                 continue;
@@ -356,30 +438,29 @@ impl Layout {
             let repo = match RepositoryName::parse(&repo) {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!("{} is not served: {e}", d.digest);
+                    tracing::warn!("{digest} is not served: {e}");
                     continue;
                 }
             };
             let tag = match tag.map(|t| TagName::parse(&t)).transpose() {
                 Ok(t) => t,
                 Err(e) => {
-                    tracing::warn!("{} is served by digest only: {e}", d.digest);
+                    tracing::warn!("{digest} is served by digest only: {e}");
                     None
                 }
             };
             let entry = out.repos.entry(repo.clone()).or_default();
             if let Some(tag) = tag {
                 match entry.tags.get(&tag) {
-                    Some(known) if *known != d.digest => tracing::warn!(
-                        "{repo}:{tag} is listed twice in index.json; serving {known}, not {}",
-                        d.digest
+                    Some(known) if *known != digest => tracing::warn!(
+                        "{repo}:{tag} is listed twice in index.json; serving {known}, not {digest}"
                     ),
                     _ => {
-                        entry.tags.insert(tag, d.digest.clone());
+                        entry.tags.insert(tag, digest.clone());
                     }
                 }
             }
-            out.attach(&repo, &d.digest, 0);
+            out.attach(&repo, &digest, 0);
         }
         if out.unnamed > 0 {
             tracing::warn!(
@@ -388,7 +469,7 @@ impl Layout {
                 out.unnamed
             );
         }
-        out.check_blobs().map_err(bad)?;
+        out.check_blobs()?;
         Ok(out)
     }
 
@@ -398,64 +479,108 @@ impl Layout {
         if self.manifests.contains_key(digest) {
             return Ok(true);
         }
-        let bad = |why: String| {
-            Error::integrity(format!("{}: manifest {digest} {why}", self.path.display()))
-                .hint("check it with `pgoci bundle verify`, or export it again")
-        };
+        let at = || self.path.clone();
         let bytes = match self.store.blob(digest) {
             Ok(blob) => {
                 if blob.len != size {
-                    return Err(bad(format!("is {} bytes, but listed as {size}", blob.len)));
+                    return Err(LayoutError::ManifestSize {
+                        path: at(),
+                        digest: digest.clone(),
+                        size: blob.len,
+                        listed: size,
+                    }
+                    .into());
                 }
                 blob.read_capped(MANIFEST_CAP)
-                    .map_err(|e| bad(e.to_string()))?
+                    .map_err(|source| LayoutError::ManifestRead {
+                        path: at(),
+                        digest: digest.clone(),
+                        source,
+                    })?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(bad(e.to_string())),
+            Err(source) => {
+                return Err(LayoutError::ManifestRead {
+                    path: at(),
+                    digest: digest.clone(),
+                    source,
+                }
+                .into())
+            }
         };
         if Digest::of_bytes(&bytes) != *digest {
-            return Err(bad("does not match its digest".into()));
+            return Err(LayoutError::ManifestMismatch {
+                path: at(),
+                digest: digest.clone(),
+            }
+            .into());
         }
-        let doc: Doc = serde_json::from_slice(&bytes)
-            .map_err(|e| bad(format!("is not a manifest or index: {e}")))?;
-        if !doc.manifests.is_empty() && depth >= MAX_DEPTH {
-            return Err(bad(format!("nests indexes deeper than {MAX_DEPTH}")));
+        let doc = Document::parse(&bytes).map_err(|source| LayoutError::NotADocument {
+            path: at(),
+            digest: digest.clone(),
+            source,
+        })?;
+        // Every digest it names is a sha256 one, or the document is refused.
+        let sha256 = |d: &crate::oci::Descriptor| {
+            digest_of(d).map_err(|e| LayoutError::ManifestDigest {
+                path: at(),
+                digest: digest.clone(),
+                source: Box::new(e),
+            })
+        };
+        let listed = doc
+            .manifests()
+            .iter()
+            .map(|c| Ok((sha256(c)?, c)))
+            .collect::<Result<Vec<_>, LayoutError>>()?;
+        let parts = doc
+            .config()
+            .into_iter()
+            .chain(doc.layers())
+            .map(|b| Ok((sha256(b)?, b.size())))
+            .collect::<Result<Vec<_>, LayoutError>>()?;
+        let subject = doc.subject().map(sha256).transpose()?;
+        if !listed.is_empty() && depth >= MAX_DEPTH {
+            return Err(LayoutError::TooDeep {
+                path: at(),
+                digest: digest.clone(),
+            }
+            .into());
         }
         let mut children = Vec::new();
-        for child in &doc.manifests {
-            if self.load(&child.digest, &child.media_type, child.size, depth + 1)? {
-                children.push(child.digest.clone());
+        for (child, d) in listed {
+            if self.load(&child, d.media_type().as_ref(), d.size(), depth + 1)? {
+                children.push(child);
             } else {
                 tracing::warn!(
-                    "{digest} lists {}, which the layout does not hold: it is not served",
-                    child.digest
+                    "{digest} lists {child}, which the layout does not hold: it is not served"
                 );
             }
         }
         let mut blobs = Vec::new();
-        for b in doc.config.iter().chain(&doc.layers) {
-            self.blobs.entry(b.digest.clone()).or_insert(b.size);
-            blobs.push(b.digest.clone());
+        for (b, size) in parts {
+            self.blobs.entry(b.clone()).or_insert(size);
+            blobs.push(b);
         }
         let stored_type = match media_type {
-            "" => serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
+            "" => doc
+                .media_type()
+                .map(ToString::to_string)
                 .unwrap_or_else(|| crate::registry::OCI_MANIFEST.to_string()),
             t => t.to_string(),
         };
         let artifact_type = doc
-            .artifact_type
-            .clone()
-            .or_else(|| doc.config.as_ref().map(|c| c.media_type.clone()));
+            .artifact_type()
+            .or_else(|| doc.config().map(|c| c.media_type()))
+            .map(ToString::to_string);
         self.manifests.insert(
             digest.clone(),
             Manifest {
                 bytes: Bytes::from(bytes),
                 media_type: stored_type,
                 artifact_type,
-                subject: doc.subject.map(|s| s.digest),
-                annotations: doc.annotations,
+                subject,
+                annotations: doc.annotations(),
                 children,
                 blobs,
             },
@@ -480,7 +605,7 @@ impl Layout {
     }
 
     /// Every listed blob: present with its listed size (or warned about).
-    fn check_blobs(&mut self) -> Result<(), String> {
+    fn check_blobs(&mut self) -> Result<(), LayoutError> {
         let mut missing = 0;
         for (digest, size) in &self.blobs {
             if self.manifests.contains_key(digest) {
@@ -489,13 +614,21 @@ impl Layout {
             match self.store.blob(digest) {
                 Ok(b) if b.len == *size => {}
                 Ok(b) => {
-                    return Err(format!(
-                        "blob {digest} is {} bytes, but listed as {size}",
-                        b.len
-                    ))
+                    return Err(LayoutError::BlobSize {
+                        path: self.path.clone(),
+                        digest: digest.clone(),
+                        size: b.len,
+                        listed: *size,
+                    })
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => missing += 1,
-                Err(e) => return Err(format!("blob {digest}: {e}")),
+                Err(source) => {
+                    return Err(LayoutError::Blob {
+                        path: self.path.clone(),
+                        digest: digest.clone(),
+                        source,
+                    })
+                }
             }
         }
         if missing > 0 {
@@ -573,6 +706,90 @@ pub struct Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A layout directory of `index.json` listing `manifest` (named
+    /// `reg.example/a/b:1`), with the blobs given.
+    fn layout_with(dir: &Path, manifest: &[u8], blobs: &[&[u8]]) -> Digest {
+        let sha = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&sha).unwrap();
+        std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        for b in blobs {
+            std::fs::write(sha.join(Digest::of_bytes(b).hex()), b).unwrap();
+        }
+        let digest = Digest::of_bytes(manifest);
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{digest}","size":{},"annotations":{{"{REF_NAME}":"reg.example/a/b:1"}}}}]}}"#,
+            crate::registry::OCI_MANIFEST,
+            manifest.len()
+        );
+        std::fs::write(dir.join("index.json"), index).unwrap();
+        digest
+    }
+
+    fn layout_error(err: &Error) -> &LayoutError {
+        err.typed::<LayoutError>()
+            .unwrap_or_else(|| panic!("not a layout error: {}", err.message))
+    }
+
+    #[test]
+    fn a_layout_is_served_or_refused_naming_what_is_wrong() {
+        let config = br#"{"architecture":"amd64"}"#;
+        let manifest_of = |layer_digest: &str| {
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":1}}]}}"#,
+                Digest::of_bytes(config),
+                config.len()
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+
+        let good = dir.path().join("good");
+        let manifest = manifest_of(&Digest::of_bytes(b"l").to_string());
+        let digest = layout_with(
+            &good,
+            manifest.as_bytes(),
+            &[manifest.as_bytes(), config, b"l"],
+        );
+        let layout = Layout::open(&good).unwrap();
+        let repo = layout.repo(&RepositoryName::parse("a/b").unwrap()).unwrap();
+        assert_eq!(repo.tags.values().collect::<Vec<_>>(), [&digest]);
+        assert_eq!(layout.counts().blobs, 2);
+
+        // A manifest listing a layer by another algorithm's digest.
+        let other = format!("sha512:{}", "a".repeat(128));
+        let odd = dir.path().join("odd");
+        let manifest = manifest_of(&other);
+        layout_with(&odd, manifest.as_bytes(), &[manifest.as_bytes(), config]);
+        let err = Layout::open(&odd).err().unwrap();
+        assert!(matches!(
+            layout_error(&err),
+            LayoutError::ManifestDigest { .. }
+        ));
+        assert_eq!(err.kind, crate::Kind::Integrity);
+        assert!(err.message.contains("only sha256"), "{}", err.message);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("check it with `pgoci bundle verify`, or export it again")
+        );
+
+        // index.json names a manifest the layout does not hold.
+        let empty = dir.path().join("empty");
+        let digest = layout_with(&empty, manifest.as_bytes(), &[]);
+        let err = Layout::open(&empty).err().unwrap();
+        assert!(matches!(
+            layout_error(&err),
+            LayoutError::Unheld { digest: d, .. } if *d == digest
+        ));
+
+        // Nothing there: a usage error, with what to pass.
+        let err = Layout::open(&dir.path().join("nothing")).err().unwrap();
+        assert!(matches!(layout_error(&err), LayoutError::Missing { .. }));
+        assert_eq!(err.kind, crate::Kind::Usage);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("pass a bundle directory or .tar (an OCI image layout)")
+        );
+    }
 
     #[test]
     fn references_become_repository_paths() {

@@ -19,7 +19,7 @@
 
 use super::layout::HostLayout;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use fs4::fs_std::FileExt;
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -51,11 +51,39 @@ pub fn lock_path(layout: &HostLayout) -> PathBuf {
 
 /// A lock path that is not what pgoci makes there: exit 6, naming it.
 fn unsafe_lock(path: &Path, why: &str) -> Error {
-    Error::host(format!(
-        "refusing the prefix lock {}: {why}",
-        path.display()
-    ))
-    .hint("someone else made it; remove it (as root), then run again")
+    LockError::Unsafe {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+    .into()
+}
+
+/// The prefix lock cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Not what pgoci makes there (a symlink, another owner…).
+    #[error("refusing the prefix lock {}: {why}", path.display())]
+    Unsafe { path: PathBuf, why: String },
+    /// Another pgoci holds it, and `--no-wait` was given.
+    #[error("another pgoci is changing {} (lock {})", prefix.display(), lock.display())]
+    Busy { prefix: PathBuf, lock: PathBuf },
+}
+
+impl Classify for LockError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            LockError::Unsafe { .. } => {
+                "someone else made it; remove it (as root), then run again".into()
+            }
+            LockError::Busy { .. } => {
+                "wait for it to finish, or run without --no-wait to wait".into()
+            }
+        })
+    }
 }
 
 /// Creates the lock directory (`0700`) if it is missing, then checks it
@@ -133,12 +161,11 @@ impl PrefixGuard {
             Err(e) => return Err(e).with_path(&path, "lock"),
         }
         if no_wait {
-            return Err(Error::host(format!(
-                "another pgoci is changing {} (lock {})",
-                layout.prefix.display(),
-                path.display()
-            ))
-            .hint("wait for it to finish, or run without --no-wait to wait"));
+            return Err(LockError::Busy {
+                prefix: layout.prefix.clone(),
+                lock: path,
+            }
+            .into());
         }
         waiting();
         FileExt::lock_exclusive(&file).with_path(&path, "lock")?;

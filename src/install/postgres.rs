@@ -619,6 +619,43 @@ mod tests {
     }
 
     #[test]
+    fn refused_settings_are_typed_with_their_hint() {
+        let icu = InitdbSettings {
+            provider: LocaleProvider::Icu,
+            icu_locale: Some(name("und")),
+            ..InitdbSettings::default()
+        };
+        let e = icu.args(14).unwrap_err();
+        match e.typed::<PostgresError>() {
+            Some(PostgresError::TooOld { what, since, major }) => {
+                assert_eq!(
+                    (what.as_str(), *since, *major),
+                    ("--locale-provider icu", 15, 14)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.kind, crate::Kind::Usage);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("install PostgreSQL 15+ (--major 15), or leave --locale-provider icu out")
+        );
+        let s = InitdbSettings {
+            wal_segsize_mb: Some(3),
+            ..InitdbSettings::default()
+        };
+        let e = s.args(17).unwrap_err();
+        assert!(matches!(
+            e.typed::<PostgresError>(),
+            Some(PostgresError::WalSegmentSize { mb: 3 })
+        ));
+        assert_eq!(
+            e.to_string(),
+            "WAL segment size 3 MB: must be a power of two from 1 to 1024"
+        );
+    }
+
+    #[test]
     fn majors_of_versions() {
         assert_eq!(major_of_version("17.10"), Some(17));
         assert_eq!(major_of_version("18beta1"), Some(18));

@@ -73,7 +73,7 @@ pub enum MajorUpgradeError {
     #[error("PostgreSQL {to_major} did not start: {source}; {rollback}")]
     NewServerNotStarted {
         to_major: u32,
-        source: Error,
+        source: Box<Error>,
         rollback: RolledBack,
     },
 }
@@ -84,7 +84,7 @@ pub enum RolledBack {
     /// Back on the old major and its data directory.
     To { major: u32, data: PathBuf },
     /// Rolling back failed too.
-    Failed(Error),
+    Failed(Box<Error>),
 }
 
 impl std::fmt::Display for RolledBack {

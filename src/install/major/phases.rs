@@ -117,11 +117,11 @@ pub(super) fn finish(
                     major: rec.from_major,
                     data: rec.old_data_dir.clone(),
                 },
-                Err(e2) => RolledBack::Failed(e2),
+                Err(e2) => RolledBack::Failed(Box::new(e2)),
             };
             return Err(MajorUpgradeError::NewServerNotStarted {
                 to_major: rec.to_major,
-                source: e,
+                source: Box::new(e),
                 rollback,
             }
             .into());

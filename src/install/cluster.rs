@@ -7,10 +7,55 @@
 use super::postgres::{as_user, last_lines, run};
 use super::runtime::RuntimeEnv;
 use super::users::Account;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::render::{pg_ident, pg_literal};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// A client tool or `pg_upgrade` failed against a cluster, or a catalog
+/// answered what pgoci cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("psql in database {database} failed: {output}")]
+    Psql { database: String, output: String },
+    #[error("{sql}: no result in database {database}")]
+    NoResult { sql: String, database: String },
+    #[error("template0 is missing from pg_database")]
+    NoTemplate0,
+    #[error("unexpected catalog row: {row:?}")]
+    UnexpectedRow { row: Vec<String> },
+    #[error("vacuumdb failed: {output}")]
+    Vacuumdb { output: String },
+    #[error("library paths cannot be joined: {0}")]
+    LibraryPaths(#[source] std::env::JoinPathsError),
+    #[error("pg_upgrade{} failed: {output}", if *check { " --check" } else { "" })]
+    PgUpgrade {
+        check: bool,
+        output: String,
+        new_data: PathBuf,
+    },
+}
+
+impl Classify for ClusterError {
+    fn kind(&self) -> Kind {
+        match self {
+            ClusterError::LibraryPaths(_) => Kind::Internal,
+            // What pg_upgrade refuses is the data's or the host's.
+            ClusterError::PgUpgrade { .. } => Kind::Host,
+            _ => Kind::Service,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ClusterError::PgUpgrade { new_data, .. } => Some(format!(
+                "its reports are under {}/pg_upgrade_output.d",
+                new_data.display()
+            )),
+            _ => None,
+        }
+    }
+}
 
 /// Field and record separators of query output (never in catalog names
 /// pgoci asks for, unlike tabs and newlines).
@@ -60,10 +105,11 @@ impl Server {
             .arg(sql);
         let out = run(cmd, "psql")?;
         if !out.status.success() {
-            return Err(Error::service(format!(
-                "psql in database {database} failed: {}",
-                last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-            )));
+            return Err(ClusterError::Psql {
+                database: database.to_string(),
+                output: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+            }
+            .into());
         }
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text
@@ -80,7 +126,13 @@ impl Server {
             .into_iter()
             .next()
             .and_then(|r| r.into_iter().next())
-            .ok_or_else(|| Error::service(format!("{sql}: no result in database {database}")))
+            .ok_or_else(|| {
+                ClusterError::NoResult {
+                    sql: sql.to_string(),
+                    database: database.to_string(),
+                }
+                .into()
+            })
     }
 
     /// The databases that accept connections.
@@ -137,10 +189,10 @@ impl Server {
             .query("postgres", &sql)?
             .into_iter()
             .next()
-            .ok_or_else(|| Error::service("template0 is missing from pg_database"))?;
+            .ok_or(ClusterError::NoTemplate0)?;
         let [encoding, collate, ctype, provider, locale, checksums, segsize] = row.as_slice()
         else {
-            return Err(Error::service(format!("unexpected catalog row: {row:?}")));
+            return Err(ClusterError::UnexpectedRow { row }.into());
         };
         Ok(ClusterOptions {
             encoding: encoding.clone(),
@@ -169,10 +221,10 @@ impl Server {
         }
         let out = run(cmd, "vacuumdb")?;
         if !out.status.success() {
-            return Err(Error::service(format!(
-                "vacuumdb failed: {}",
-                last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-            )));
+            return Err(ClusterError::Vacuumdb {
+                output: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+            }
+            .into());
         }
         Ok(())
     }
@@ -307,8 +359,7 @@ impl Upgrade<'_> {
                 .map(|p| p.as_path())
                 .collect();
         if !paths.is_empty() {
-            let joined = std::env::join_paths(paths)
-                .map_err(|e| Error::internal(format!("library paths cannot be joined: {e}")))?;
+            let joined = std::env::join_paths(paths).map_err(ClusterError::LibraryPaths)?;
             cmd.env("LD_LIBRARY_PATH", joined);
         }
         cmd.envs(&self.old.env.vars).envs(&self.new_env.vars);
@@ -347,15 +398,12 @@ impl Upgrade<'_> {
                     !l.is_empty() && !l.ends_with("ok") && !l.starts_with("Performing")
                 })
                 .collect();
-            return Err(Error::host(format!(
-                "pg_upgrade{} failed: {}",
-                if check { " --check" } else { "" },
-                last_lines(&failing.join("\n"), 6)
-            ))
-            .hint(format!(
-                "its reports are under {}/pg_upgrade_output.d",
-                self.new_data.display()
-            )));
+            return Err(ClusterError::PgUpgrade {
+                check,
+                output: last_lines(&failing.join("\n"), 6),
+                new_data: self.new_data.to_path_buf(),
+            }
+            .into());
         }
         Ok(())
     }

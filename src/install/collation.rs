@@ -12,9 +12,47 @@
 use super::cluster::Server;
 use super::generation::{ServerDirs, DEPS_DIR};
 use super::runtime::RuntimeEnv;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+/// A collation library changes under existing data and nobody said what
+/// to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CollationError {
+    /// A change (an upgrade, a rollback) would switch the library.
+    #[error("{what} would run existing data on another collation library ({}): {affected}", libs.join(", "))]
+    Unchosen {
+        what: String,
+        /// Each library that changes, `glibc 2.36 → 2.41`.
+        libs: Vec<String>,
+        /// The databases, collations and indexes it touches, as shown.
+        affected: String,
+    },
+    /// The server's library changed since the data was last used (the
+    /// unit's start gate).
+    #[error("instance {instance}: its data was last used with {from}, its server now runs on {to} (did the host's C library change?); text indexes may be out of order")]
+    Changed {
+        instance: crate::names::InstanceName,
+        from: CollationLibs,
+        to: CollationLibs,
+    },
+}
+
+impl Classify for CollationError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            CollationError::Unchosen { .. } => "text indexes built under the old version may be wrong: pass --collation-change reindex (rebuild them, then refresh the versions) or --collation-change accept (refresh only)".into(),
+            CollationError::Changed { instance, .. } => format!(
+                "pgoci collation --instance {instance} --collation-change reindex (rebuild what is affected) or accept (refresh only); `pgoci collation --instance {instance}` lists what is affected"
+            ),
+        })
+    }
+}
 
 /// The collation libraries a server runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,11 +345,12 @@ impl Gate {
                 .collect::<Vec<_>>()
                 .join("; "),
         };
-        Err(Error::host(format!(
-            "{what} would run existing data on another collation library ({}): {what_affected}",
-            libs.join(", ")
-        ))
-        .hint("text indexes built under the old version may be wrong: pass --collation-change reindex (rebuild them, then refresh the versions) or --collation-change accept (refresh only)"))
+        Err(CollationError::Unchosen {
+            what: what.to_string(),
+            libs,
+            affected: what_affected,
+        }
+        .into())
     }
 }
 

@@ -3,10 +3,30 @@
 //! user's own settings anywhere else are never touched.
 
 use super::generation::FIRST_MAJOR_WITH_EXTENSION_PATHS;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::lock::Lock;
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// A setting `pgoci.conf` cannot hold.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the value of setting {name} is refused: {source}")]
+    ValueRefused {
+        name: String,
+        source: crate::names::Invalid,
+    },
+}
+
+impl crate::error::Classify for ConfigError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Integrity
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("settings are one line of text".into())
+    }
+}
 
 /// The line pgoci appends to `postgresql.conf`.
 pub const INCLUDE_LINE: &str = "include = 'pgoci.conf'";
@@ -24,9 +44,12 @@ pub struct ConfigInput<'a> {
 /// A setting value as a PostgreSQL literal ([`crate::render::pg_quote`]);
 /// one that cannot be (a control character) is bad input, exit 5.
 fn quote(name: &str, value: &str) -> Result<String> {
-    crate::render::pg_quote(value).map_err(|e| {
-        Error::integrity(format!("the value of setting {name} is refused: {e}"))
-            .hint("settings are one line of text")
+    crate::render::pg_quote(value).map_err(|source| {
+        ConfigError::ValueRefused {
+            name: name.to_string(),
+            source,
+        }
+        .into()
     })
 }
 

@@ -180,14 +180,12 @@ pub fn start_gate(layout: &HostLayout, st: &InstanceState) -> Result<()> {
     else {
         return Ok(());
     };
-    Err(crate::error::Error::host(format!(
-        "instance {}: its data was last used with {}, its server now runs on {} (did the host's C library change?); text indexes may be out of order",
-        st.instance, change.from, change.to
-    ))
-    .hint(format!(
-        "pgoci collation --instance {} --collation-change reindex (rebuild what is affected) or accept (refresh only); `pgoci collation --instance {}` lists what is affected",
-        st.instance, st.instance
-    )))
+    Err(collation::CollationError::Changed {
+        instance: st.instance.clone(),
+        from: change.from,
+        to: change.to,
+    }
+    .into())
 }
 
 /// `pgoci collation --instance NAME`: resolves a changed collation
@@ -218,8 +216,9 @@ pub fn resolve(
         .cloned()
         .ok_or_else(|| crate::error::Error::internal("no current generation"))?;
     let dir = layout.generation(&st.instance, &gen.name);
-    let account = users::lookup(&st.user)
-        .ok_or_else(|| crate::error::Error::host(format!("service user {} is missing", st.user)))?;
+    let account = users::lookup(&st.user).ok_or_else(|| users::UserError::Missing {
+        user: st.user.clone(),
+    })?;
     let env = generation::read_runtime_env(&dir);
     let spec = super::facts::spec_of(layout, st, &gen, &account, &env);
     let manager = super::service::manager(st.service, layout);

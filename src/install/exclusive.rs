@@ -19,7 +19,7 @@
 
 use super::layout::HostLayout;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use fs4::fs_std::FileExt;
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -50,12 +50,60 @@ pub fn lock_path(layout: &HostLayout) -> PathBuf {
 }
 
 /// A lock path that is not what pgoci makes there: exit 6, naming it.
-fn unsafe_lock(path: &Path, why: &str) -> Error {
-    Error::host(format!(
-        "refusing the prefix lock {}: {why}",
-        path.display()
-    ))
-    .hint("someone else made it; remove it (as root), then run again")
+fn unsafe_lock(path: &Path, why: Unsafe) -> Error {
+    LockError::Unsafe {
+        path: path.to_path_buf(),
+        why,
+    }
+    .into()
+}
+
+/// What is wrong with a lock path pgoci did not make as it makes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unsafe {
+    #[error("the directory is a symlink")]
+    DirectorySymlink,
+    #[error("it is not a directory")]
+    NotADirectory,
+    #[error("the directory belongs to uid {0}")]
+    DirectoryOwner(u32),
+    /// The permission bits (`mode & 0o777`).
+    #[error("the directory is writable by others ({0:o})")]
+    DirectoryWritable(u32),
+    #[error("it is a symlink")]
+    Symlink,
+    #[error("it is not a regular file")]
+    NotAFile,
+    #[error("it belongs to uid {0}")]
+    Owner(u32),
+}
+
+/// The prefix lock cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Not what pgoci makes there (a symlink, another owner…).
+    #[error("refusing the prefix lock {}: {why}", path.display())]
+    Unsafe { path: PathBuf, why: Unsafe },
+    /// Another pgoci holds it, and `--no-wait` was given.
+    #[error("another pgoci is changing {} (lock {})", prefix.display(), lock.display())]
+    Busy { prefix: PathBuf, lock: PathBuf },
+}
+
+impl Classify for LockError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            LockError::Unsafe { .. } => {
+                "someone else made it; remove it (as root), then run again".into()
+            }
+            LockError::Busy { .. } => {
+                "wait for it to finish, or run without --no-wait to wait".into()
+            }
+        })
+    }
 }
 
 /// Creates the lock directory (`0700`) if it is missing, then checks it
@@ -68,24 +116,18 @@ fn safe_dir(dir: &Path) -> Result<()> {
     }
     let meta = fs::symlink_metadata(dir).with_path(dir, "inspect")?;
     if meta.file_type().is_symlink() {
-        return Err(unsafe_lock(dir, "the directory is a symlink"));
+        return Err(unsafe_lock(dir, Unsafe::DirectorySymlink));
     }
     if !meta.is_dir() {
-        return Err(unsafe_lock(dir, "it is not a directory"));
+        return Err(unsafe_lock(dir, Unsafe::NotADirectory));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(unsafe_lock(
-            dir,
-            &format!("the directory belongs to uid {}", meta.uid()),
-        ));
+        return Err(unsafe_lock(dir, Unsafe::DirectoryOwner(meta.uid())));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(unsafe_lock(
             dir,
-            &format!(
-                "the directory is writable by others ({:o})",
-                meta.mode() & 0o777
-            ),
+            Unsafe::DirectoryWritable(meta.mode() & 0o777),
         ));
     }
     Ok(())
@@ -102,18 +144,15 @@ fn open_lock(path: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => unsafe_lock(path, "it is a symlink"),
+            Some(libc::ELOOP) => unsafe_lock(path, Unsafe::Symlink),
             _ => Error::io(path, "open lock", e),
         })?;
     let meta = file.metadata().with_path(path, "inspect")?;
     if !meta.is_file() {
-        return Err(unsafe_lock(path, "it is not a regular file"));
+        return Err(unsafe_lock(path, Unsafe::NotAFile));
     }
     if meta.uid() != rustix::process::geteuid().as_raw() {
-        return Err(unsafe_lock(
-            path,
-            &format!("it belongs to uid {}", meta.uid()),
-        ));
+        return Err(unsafe_lock(path, Unsafe::Owner(meta.uid())));
     }
     Ok(file)
 }
@@ -133,12 +172,11 @@ impl PrefixGuard {
             Err(e) => return Err(e).with_path(&path, "lock"),
         }
         if no_wait {
-            return Err(Error::host(format!(
-                "another pgoci is changing {} (lock {})",
-                layout.prefix.display(),
-                path.display()
-            ))
-            .hint("wait for it to finish, or run without --no-wait to wait"));
+            return Err(LockError::Busy {
+                prefix: layout.prefix.clone(),
+                lock: path,
+            }
+            .into());
         }
         waiting();
         FileExt::lock_exclusive(&file).with_path(&path, "lock")?;
@@ -190,5 +228,31 @@ mod tests {
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
         let err = safe_dir(&link).expect_err("refused");
         assert!(err.message.contains("symlink"), "{}", err.message);
+        assert!(matches!(
+            err.typed::<LockError>(),
+            Some(LockError::Unsafe {
+                why: Unsafe::DirectorySymlink,
+                ..
+            })
+        ));
+        let err = safe_dir(&open).expect_err("refused");
+        match err.typed::<LockError>() {
+            Some(LockError::Unsafe { path, why }) => {
+                assert_eq!(path, &open);
+                assert_eq!(*why, Unsafe::DirectoryWritable(0o777));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing the prefix lock {}: the directory is writable by others (777)",
+                open.display()
+            )
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("someone else made it; remove it (as root), then run again")
+        );
     }
 }

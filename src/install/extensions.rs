@@ -5,7 +5,7 @@
 //! version to the new default; without such a chain the upgrade is refused
 //! before anything is switched, never found by the user later.
 
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -188,6 +188,30 @@ pub fn plan(installed: &[Installed], dirs: &[PathBuf]) -> Vec<Update> {
         .collect()
 }
 
+/// Extensions in use that new server files cannot carry on.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtensionError {
+    /// No build of these (`name (database db)`) in the new set.
+    #[error("{what} has no build of extension {} in use", missing.join(", "))]
+    NoBuild { what: String, missing: Vec<String> },
+    /// No chain of update scripts (`name from → to (database db)`).
+    #[error("{what}: no update path for extension {}", stuck.join(", "))]
+    NoUpdatePath { what: String, stuck: Vec<String> },
+}
+
+impl Classify for ExtensionError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ExtensionError::NoBuild { .. } => "add it to the new set (--ext), use a profile or bundle with a build for the new major, or DROP EXTENSION it first".into(),
+            ExtensionError::NoUpdatePath { .. } => "the new files have no chain of update scripts from the installed version; pick a build that has one".into(),
+        })
+    }
+}
+
 /// Exit 6 naming every extension the new files cannot serve, with the
 /// database it is used in: nothing is switched.
 pub fn refuse_impossible(updates: &[Update], what: &str) -> Result<()> {
@@ -197,11 +221,11 @@ pub fn refuse_impossible(updates: &[Update], what: &str) -> Result<()> {
         .map(|u| format!("{} (database {})", u.name, u.database))
         .collect();
     if !missing.is_empty() {
-        return Err(Error::host(format!(
-            "{what} has no build of extension {} in use",
-            missing.join(", ")
-        ))
-        .hint("add it to the new set (--ext), use a profile or bundle with a build for the new major, or DROP EXTENSION it first"));
+        return Err(ExtensionError::NoBuild {
+            what: what.to_string(),
+            missing,
+        }
+        .into());
     }
     let stuck: Vec<String> = updates
         .iter()
@@ -217,11 +241,11 @@ pub fn refuse_impossible(updates: &[Update], what: &str) -> Result<()> {
         })
         .collect();
     if !stuck.is_empty() {
-        return Err(Error::host(format!(
-            "{what}: no update path for extension {}",
-            stuck.join(", ")
-        ))
-        .hint("the new files have no chain of update scripts from the installed version; pick a build that has one"));
+        return Err(ExtensionError::NoUpdatePath {
+            what: what.to_string(),
+            stuck,
+        }
+        .into());
     }
     Ok(())
 }

@@ -9,12 +9,40 @@
 
 use super::link::link_tree;
 pub use super::runtime::{read_runtime_env, RuntimeEnv};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, IoContext, Kind, Result};
 use crate::lock::Lock;
 use crate::profile::Layout;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// An artifact that cannot be composed into a generation.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    #[error("server artifact {reference} has no {marker}: not a PostgreSQL tree")]
+    NotPostgres { reference: String, marker: String },
+    #[error("extension {extension} sets {key}, which only pgoci may set")]
+    ReservedVariable { extension: String, key: String },
+    #[error("the server image needs a library named {soname:?}, which is not a file name")]
+    LibraryNotAFileName { soname: String },
+    #[error("lock: rootfs server without paths")]
+    RootfsWithoutPaths,
+}
+
+impl Classify for GenerationError {
+    fn kind(&self) -> Kind {
+        Kind::Integrity
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            GenerationError::ReservedVariable { .. } => {
+                Some("drop that variable from the extension's env".into())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Where the server's directories are inside a generation (relative).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +64,7 @@ pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
             .server
             .paths
             .as_ref()
-            .ok_or_else(|| Error::integrity("lock: rootfs server without paths".to_string()))?;
+            .ok_or(GenerationError::RootfsWithoutPaths)?;
         let rel = |p: &str| PathBuf::from(p.trim_start_matches('/'));
         return Ok(ServerDirs {
             bin: rel(paths.bin.as_str()),
@@ -52,10 +80,11 @@ pub fn server_dirs(lock: &Lock, server_root: &Path) -> Result<ServerDirs> {
                     .to_path_buf()
             })
             .ok_or_else(|| {
-                Error::integrity(format!(
-                    "server artifact {} has no {marker}: not a PostgreSQL tree",
-                    lock.server.pinned.reference
-                ))
+                GenerationError::NotPostgres {
+                    reference: lock.server.pinned.reference.clone(),
+                    marker: marker.to_string(),
+                }
+                .into()
             })
     };
     Ok(ServerDirs {
@@ -186,11 +215,11 @@ fn runtime_env(
                 if key.starts_with("LD_")
                     || ["PATH", "PGDATA", "PGPORT", "PGHOST"].contains(&key.as_str())
                 {
-                    return Err(Error::integrity(format!(
-                        "extension {} sets {key}, which only pgoci may set",
-                        ext.name
-                    ))
-                    .hint("drop that variable from the extension's env"));
+                    return Err(GenerationError::ReservedVariable {
+                        extension: ext.name.to_string(),
+                        key,
+                    }
+                    .into());
                 }
                 env.vars.insert(
                     k.to_string(),
@@ -259,9 +288,10 @@ pub fn compose(
                 )
                 && !soname.chars().any(char::is_control);
             if !plain {
-                return Err(Error::integrity(format!(
-                    "the server image needs a library named {soname:?}, which is not a file name"
-                )));
+                return Err(GenerationError::LibraryNotAFileName {
+                    soname: soname.to_string(),
+                }
+                .into());
             }
             let deps = tmp.join(DEPS_DIR);
             fs::create_dir_all(&deps).with_path(&deps, "create")?;

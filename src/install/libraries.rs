@@ -7,13 +7,65 @@
 
 use super::generation::server_dirs;
 use crate::elf::{self, policy, Closure, Problem, Root};
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::lock::Lock;
 use crate::profile::Layout;
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// The server's libraries cannot be had as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// ELF files of the artifacts that no loader could load.
+    #[error(
+        "the artifacts hold ELF files the server would load that no loader could: {}",
+        first_eight(files)
+    )]
+    Broken { files: Vec<String> },
+    /// Libraries or versions missing under `mode`, with who needs them.
+    #[error("the server cannot run on this host with --libraries {}: {}", mode_name(*mode), first_eight(failures))]
+    Unrunnable {
+        mode: LibraryMode,
+        failures: Vec<String>,
+    },
+}
+
+impl Classify for LibraryError {
+    fn kind(&self) -> Kind {
+        match self {
+            LibraryError::Broken { .. } => Kind::Integrity,
+            LibraryError::Unrunnable { .. } => Kind::Host,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            LibraryError::Broken { .. } => "re-pull the artifact if it was damaged in transit, else rebuild the image: these files would not load".into(),
+            LibraryError::Unrunnable { .. } => "install the missing libraries, try another --libraries mode, or use an image built for this host's release; `pgoci doctor --bundle …` shows the table".into(),
+        })
+    }
+}
+
+/// The first eight of a list, `; `-separated, and how many more.
+fn first_eight(list: &[String]) -> String {
+    let shown: Vec<&str> = list.iter().take(8).map(String::as_str).collect();
+    let more = list.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} (and {more} more)", shown.join("; "))
+    } else {
+        shown.join("; ")
+    }
+}
+
+/// The mode as `--libraries` spells it.
+fn mode_name(mode: LibraryMode) -> String {
+    serde_json::to_value(mode)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
 
 /// Where the server's libraries may come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -89,38 +141,19 @@ impl LibraryReport {
     /// library or version and who needs it.
     pub fn refuse_failed(&self) -> Result<()> {
         if !self.broken.is_empty() {
-            let shown: Vec<&str> = self.broken.iter().take(8).map(String::as_str).collect();
-            let more = self.broken.len().saturating_sub(shown.len());
-            return Err(Error::integrity(format!(
-                "the artifacts hold ELF files the server would load that no loader could: {}{}",
-                shown.join("; "),
-                if more > 0 {
-                    format!(" (and {more} more)")
-                } else {
-                    String::new()
-                }
-            ))
-            .hint("re-pull the artifact if it was damaged in transit, else rebuild the image: these files would not load"));
+            return Err(LibraryError::Broken {
+                files: self.broken.clone(),
+            }
+            .into());
         }
         if self.failures.is_empty() {
             return Ok(());
         }
-        let shown: Vec<&str> = self.failures.iter().take(8).map(String::as_str).collect();
-        let more = self.failures.len().saturating_sub(shown.len());
-        Err(Error::host(format!(
-            "the server cannot run on this host with --libraries {}: {}{}",
-            serde_json::to_value(self.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
-            shown.join("; "),
-            if more > 0 {
-                format!(" (and {more} more)")
-            } else {
-                String::new()
-            }
-        ))
-        .hint("install the missing libraries, try another --libraries mode, or use an image built for this host's release; `pgoci doctor --bundle …` shows the table"))
+        Err(LibraryError::Unrunnable {
+            mode: self.mode,
+            failures: self.failures.clone(),
+        }
+        .into())
     }
 }
 

@@ -3,9 +3,33 @@
 //! while they stay inside the tree; one that leaves it is resolved inside
 //! the image's own root, as a container would, never against the host.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
+
+/// Artifacts whose trees cannot be linked into one.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{}: symlinked directories nest deeper than {MAX_LINKED_DEPTH} (a loop?)", from.display())]
+    TooDeep { from: PathBuf },
+    #[error("{} would replace {} from another artifact", src.display(), dst.display())]
+    Conflict { src: PathBuf, dst: PathBuf },
+}
+
+impl Classify for LinkError {
+    fn kind(&self) -> Kind {
+        Kind::Integrity
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            LinkError::Conflict { .. } => Some(
+                "two artifacts of this lock ship the same path with different content; remove one of them".into(),
+            ),
+            LinkError::TooDeep { .. } => None,
+        }
+    }
+}
 
 /// Mirrors `from` (a directory of the image whose root is `image`) into
 /// `to`: hard links for files (a copy where the filesystem refuses), new
@@ -24,10 +48,10 @@ const MAX_LINKED_DEPTH: usize = 32;
 
 fn link_tree_at(image: &Path, from: &Path, to: &Path, depth: usize) -> Result<()> {
     if depth > MAX_LINKED_DEPTH {
-        return Err(Error::integrity(format!(
-            "{}: symlinked directories nest deeper than {MAX_LINKED_DEPTH} (a loop?)",
-            from.display()
-        )));
+        return Err(LinkError::TooDeep {
+            from: from.to_path_buf(),
+        }
+        .into());
     }
     fs::create_dir_all(to).with_path(to, "create")?;
     for entry in fs::read_dir(from).with_path(from, "list")? {
@@ -63,14 +87,11 @@ fn link_tree_at(image: &Path, from: &Path, to: &Path, depth: usize) -> Result<()
 }
 
 fn conflict(src: &Path, dst: &Path) -> Error {
-    Error::integrity(format!(
-        "{} would replace {} from another artifact",
-        src.display(),
-        dst.display()
-    ))
-    .hint(
-        "two artifacts of this lock ship the same path with different content; remove one of them",
-    )
+    LinkError::Conflict {
+        src: src.to_path_buf(),
+        dst: dst.to_path_buf(),
+    }
+    .into()
 }
 
 /// Whether a relative symlink at `link` stays inside `dir` (lexically).

@@ -7,11 +7,27 @@
 //! generation's manifest, so `status --verify` checks them like the rest.
 
 use crate::elf::patch::{self, Patch};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, IoContext, Kind, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// An image loader pgoci cannot point the server at.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("the image's dynamic loader {} has no ld-* file name", loader.display())]
+    NoLdName { loader: PathBuf },
+    /// An executable of the image cannot be pointed at its loader.
+    #[error(transparent)]
+    Patch(patch::PatchError),
+}
+
+impl Classify for LoaderError {
+    fn kind(&self) -> Kind {
+        Kind::Integrity
+    }
+}
 
 /// What install rewrote in a generation, kept in its runtime environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +51,8 @@ pub fn run_on_image_loader(
     deps: &Path,
     loader: &Path,
 ) -> Result<Rewritten> {
-    let name = patch::loader_file_name(loader).ok_or_else(|| {
-        Error::integrity(format!(
-            "the image's dynamic loader {} has no ld-* file name",
-            loader.display()
-        ))
+    let name = patch::loader_file_name(loader).ok_or_else(|| LoaderError::NoLdName {
+        loader: loader.to_path_buf(),
     })?;
     let deps_dir = tmp.join(deps);
     fs::create_dir_all(&deps_dir).with_path(&deps_dir, "create")?;
@@ -73,7 +86,7 @@ pub fn run_on_image_loader(
             continue; // a script or a static program: nothing to point elsewhere
         }
         let rel = file.strip_prefix(tmp).unwrap_or(&file).to_path_buf();
-        let patched = patch::patch_bytes(&rel, &data, &the_patch)?;
+        let patched = patch::patch_bytes(&rel, &data, &the_patch).map_err(LoaderError::Patch)?;
         // A new inode: the store's file (a hard link here) stays as it was.
         let new = bin_dir.join(format!(
             ".{}.pgoci-patched",

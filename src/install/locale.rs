@@ -3,11 +3,34 @@
 //! nobody has stops before any change (exit 6) instead of failing in
 //! initdb after the unpack.
 
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::names::LocaleName;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
+
+/// A locale the cluster needs that the host lacks.
+#[derive(Debug, thiserror::Error)]
+pub enum LocaleError {
+    #[error("locale {name} is not available on this host{}", if *in_image { " (the server image has it, but PostgreSQL reads compiled locales from the host's /usr/lib/locale)" } else { "" })]
+    Missing {
+        name: LocaleName,
+        /// The server image has it (which does not help initdb).
+        in_image: bool,
+    },
+}
+
+impl Classify for LocaleError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            LocaleError::Missing { name, .. } => Some(install_hint(name)),
+        }
+    }
+}
 
 /// initdb's `--locale-provider`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -296,14 +319,11 @@ impl LocaleFacts {
         let Some((name, _, in_image)) = self.wanted.iter().find(|(_, host, _)| !host) else {
             return Ok(());
         };
-        let also = match in_image {
-            Some(true) => " (the server image has it, but PostgreSQL reads compiled locales from the host's /usr/lib/locale)",
-            _ => "",
-        };
-        Err(
-            Error::host(format!("locale {name} is not available on this host{also}"))
-                .hint(install_hint(name)),
-        )
+        Err(LocaleError::Missing {
+            name: name.clone(),
+            in_image: *in_image == Some(true),
+        }
+        .into())
     }
 }
 

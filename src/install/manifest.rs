@@ -4,11 +4,29 @@
 //! `status --verify` re-hashes a generation against its manifest.
 
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, IoContext, Kind, Result};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// A manifest that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("an artifact holds a file name that is not UTF-8 ({0}); pgoci records names as UTF-8")]
+    NotUtf8(#[source] serde_json::Error),
+    #[error("manifest {} is corrupt: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl Classify for ManifestError {
+    fn kind(&self) -> Kind {
+        Kind::Integrity
+    }
+}
 
 /// Relative path → digest of every regular file under a directory.
 pub type FileDigests = BTreeMap<PathBuf, Digest>;
@@ -65,19 +83,20 @@ pub fn hash_tree(root: &Path, known: &crate::unpack::InodeDigests) -> Result<Fil
 /// Writes a manifest as JSON.
 pub fn write(path: &Path, files: &FileDigests) -> Result<()> {
     // The only way this fails is a file name that is not UTF-8: bad input.
-    let bytes = serde_json::to_vec(files).map_err(|e| {
-        Error::integrity(format!(
-            "an artifact holds a file name that is not UTF-8 ({e}); pgoci records names as UTF-8"
-        ))
-    })?;
+    let bytes = serde_json::to_vec(files).map_err(ManifestError::NotUtf8)?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 
 /// Reads a manifest.
 pub fn read(path: &Path) -> Result<FileDigests> {
     let bytes = fs::read(path).with_path(path, "read manifest")?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::integrity(format!("manifest {} is corrupt: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|source| {
+        ManifestError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    })
 }
 
 /// The manifest of a composed generation: each file's digest comes from the

@@ -4,10 +4,10 @@
 
 use super::locale::LocaleProvider;
 use super::users::Account;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::names::LocaleName;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,101 @@ pub(crate) fn as_user(program: &Path, account: &Account) -> Command {
 }
 
 pub(crate) fn run(mut cmd: Command, what: &str) -> Result<Output> {
-    cmd.output()
-        .map_err(|e| Error::service(format!("cannot run {what}: {e}")))
+    cmd.output().map_err(|source| {
+        PostgresError::Spawn {
+            program: what.to_string(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// PostgreSQL's own tools refused or failed, or the initdb settings do
+/// not fit the major.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{what} needs PostgreSQL {since} or later; this is PostgreSQL {major}")]
+    TooOld {
+        what: String,
+        since: u32,
+        major: u32,
+    },
+    #[error("--icu-locale is for the icu locale provider only")]
+    IcuLocaleWithoutIcu,
+    #[error("--builtin-locale is for the builtin locale provider only")]
+    BuiltinLocaleWithoutBuiltin,
+    #[error("--locale-provider icu needs --icu-locale")]
+    IcuWithoutLocale,
+    #[error("--builtin-locale {builtin}: the builtin provider has C and C.UTF-8 (and PG_UNICODE_FAST from PostgreSQL 18)")]
+    UnknownBuiltinLocale { builtin: LocaleName },
+    #[error("--builtin-locale {builtin} needs --encoding UTF8, not {encoding}")]
+    BuiltinNeedsUtf8 {
+        builtin: LocaleName,
+        encoding: String,
+    },
+    #[error("WAL segment size {mb} MB: must be a power of two from 1 to 1024")]
+    WalSegmentSize { mb: u32 },
+    #[error("cannot read the PostgreSQL version of {}", postgres.display())]
+    VersionUnreadable { postgres: PathBuf },
+    #[error("initdb failed: {output}")]
+    InitdbFailed { output: String },
+    #[error("PostgreSQL did not start: {output} | log: {log_tail}")]
+    NotStarted {
+        output: String,
+        log_tail: String,
+        log: PathBuf,
+    },
+    #[error("PostgreSQL did not start for maintenance: {output}")]
+    NotStartedPrivately { output: String, log: PathBuf },
+    #[error("PostgreSQL did not stop: {output}")]
+    NotStopped { output: String },
+    #[error("PostgreSQL in {} did not become ready within {secs}s", data.display())]
+    NotReady { data: PathBuf, secs: u64 },
+}
+
+impl Classify for PostgresError {
+    fn kind(&self) -> Kind {
+        match self {
+            PostgresError::TooOld { .. }
+            | PostgresError::IcuLocaleWithoutIcu
+            | PostgresError::BuiltinLocaleWithoutBuiltin
+            | PostgresError::IcuWithoutLocale
+            | PostgresError::UnknownBuiltinLocale { .. }
+            | PostgresError::BuiltinNeedsUtf8 { .. }
+            | PostgresError::WalSegmentSize { .. } => Kind::Usage,
+            _ => Kind::Service,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            PostgresError::TooOld { what, since, .. } => Some(format!(
+                "install PostgreSQL {since}+ (--major {since}), or leave {what} out"
+            )),
+            PostgresError::IcuLocaleWithoutIcu => {
+                Some("add --locale-provider icu, or leave --icu-locale out".into())
+            }
+            PostgresError::BuiltinLocaleWithoutBuiltin => {
+                Some("add --locale-provider builtin, or leave --builtin-locale out".into())
+            }
+            PostgresError::IcuWithoutLocale => {
+                Some("name the ICU locale, e.g. --icu-locale und or --icu-locale de-DE".into())
+            }
+            PostgresError::UnknownBuiltinLocale { .. } => {
+                Some("pass --builtin-locale C.UTF-8".into())
+            }
+            PostgresError::NotStarted { log, .. }
+            | PostgresError::NotStartedPrivately { log, .. } => {
+                Some(format!("see {}", log.display()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How a new data directory is initialised (`initdb` options). A major
@@ -80,14 +173,7 @@ impl InitdbSettings {
     /// `--username`): every setting rendered explicitly. A provider, locale
     /// or option that major's initdb lacks is exit 2 naming the major.
     pub fn args(&self, major: u32) -> Result<Vec<String>> {
-        let too_old = |what: String, since: u32| {
-            Error::usage(format!(
-                "{what} needs PostgreSQL {since} or later; this is PostgreSQL {major}"
-            ))
-            .hint(format!(
-                "install PostgreSQL {since}+ (--major {since}), or leave {what} out"
-            ))
-        };
+        let too_old = |what: String, since: u32| PostgresError::TooOld { what, since, major };
         let mut args = vec![format!("--locale={}", self.locale)];
         if let Some(l) = &self.lc_collate {
             args.push(format!("--lc-collate={l}"));
@@ -97,23 +183,14 @@ impl InitdbSettings {
         }
         args.push(format!("--encoding={}", self.encoding));
         if self.icu_locale.is_some() && self.provider != LocaleProvider::Icu {
-            return Err(
-                Error::usage("--icu-locale is for the icu locale provider only")
-                    .hint("add --locale-provider icu, or leave --icu-locale out"),
-            );
+            return Err(PostgresError::IcuLocaleWithoutIcu.into());
         }
         if self.builtin_locale.is_some() && self.provider != LocaleProvider::Builtin {
-            return Err(
-                Error::usage("--builtin-locale is for the builtin locale provider only")
-                    .hint("add --locale-provider builtin, or leave --builtin-locale out"),
-            );
+            return Err(PostgresError::BuiltinLocaleWithoutBuiltin.into());
         }
         let since = self.provider.since();
         if major < since {
-            return Err(too_old(
-                format!("--locale-provider {}", self.provider),
-                since,
-            ));
+            return Err(too_old(format!("--locale-provider {}", self.provider), since).into());
         }
         if major >= 15 {
             args.push(format!("--locale-provider={}", self.provider));
@@ -121,29 +198,29 @@ impl InitdbSettings {
         match self.provider {
             LocaleProvider::Libc => {}
             LocaleProvider::Icu => {
-                let icu = self.icu_locale.as_ref().ok_or_else(|| {
-                    Error::usage("--locale-provider icu needs --icu-locale")
-                        .hint("name the ICU locale, e.g. --icu-locale und or --icu-locale de-DE")
-                })?;
+                let icu = self
+                    .icu_locale
+                    .as_ref()
+                    .ok_or(PostgresError::IcuWithoutLocale)?;
                 args.push(format!("--icu-locale={icu}"));
             }
             LocaleProvider::Builtin => {
                 let builtin = self.builtin_locale.as_ref().unwrap_or(&self.locale);
                 let needs = super::locale::builtin_locale_since(builtin).ok_or_else(|| {
-                    Error::usage(format!(
-                        "--builtin-locale {builtin}: the builtin provider has C and C.UTF-8 (and PG_UNICODE_FAST from PostgreSQL 18)"
-                    ))
-                    .hint("pass --builtin-locale C.UTF-8")
+                    PostgresError::UnknownBuiltinLocale {
+                        builtin: builtin.clone(),
+                    }
                 })?;
                 if major < needs {
-                    return Err(too_old(format!("--builtin-locale {builtin}"), needs));
+                    return Err(too_old(format!("--builtin-locale {builtin}"), needs).into());
                 }
                 let utf8 = super::locale::normalize_codeset(&self.encoding) == "utf8";
                 if builtin.as_str() != "C" && !utf8 {
-                    return Err(Error::usage(format!(
-                        "--builtin-locale {builtin} needs --encoding UTF8, not {}",
-                        self.encoding
-                    )));
+                    return Err(PostgresError::BuiltinNeedsUtf8 {
+                        builtin: builtin.clone(),
+                        encoding: self.encoding.clone(),
+                    }
+                    .into());
                 }
                 args.push(format!("--builtin-locale={builtin}"));
             }
@@ -155,12 +232,10 @@ impl InitdbSettings {
         }
         if let Some(mb) = self.wal_segsize_mb {
             if !(mb.is_power_of_two() && mb <= 1024) {
-                return Err(Error::usage(format!(
-                    "WAL segment size {mb} MB: must be a power of two from 1 to 1024"
-                )));
+                return Err(PostgresError::WalSegmentSize { mb }.into());
             }
             if major < 11 {
-                return Err(too_old("--wal-segsize".into(), 11));
+                return Err(too_old("--wal-segsize".into(), 11).into());
             }
             args.push(format!("--wal-segsize={mb}"));
         }
@@ -199,11 +274,8 @@ pub fn initdb(
     let postgres = bin.join("postgres");
     let major = version_of_binary(&postgres)
         .and_then(|v| major_of_version(&v))
-        .ok_or_else(|| {
-            Error::service(format!(
-                "cannot read the PostgreSQL version of {}",
-                postgres.display()
-            ))
+        .ok_or_else(|| PostgresError::VersionUnreadable {
+            postgres: postgres.clone(),
         })?;
     let args = opts.args(major)?;
     let mut cmd = as_user(&bin.join("initdb"), account);
@@ -218,10 +290,10 @@ pub fn initdb(
         .arg(format!("--username={}", account.name));
     let out = run(cmd, "initdb")?;
     if !out.status.success() {
-        return Err(Error::service(format!(
-            "initdb failed: {}",
-            last_lines(&String::from_utf8_lossy(&out.stderr), 5)
-        )));
+        return Err(PostgresError::InitdbFailed {
+            output: last_lines(&String::from_utf8_lossy(&out.stderr), 5),
+        }
+        .into());
     }
     Ok(())
 }
@@ -255,12 +327,12 @@ pub fn start(
     let out = run(cmd, "pg_ctl start")?;
     if !out.status.success() {
         let log_tail = std::fs::read_to_string(log).unwrap_or_default();
-        return Err(Error::service(format!(
-            "PostgreSQL did not start: {} | log: {}",
-            last_lines(&String::from_utf8_lossy(&out.stderr), 3),
-            last_lines(&log_tail, 5)
-        ))
-        .hint(format!("see {}", log.display())));
+        return Err(PostgresError::NotStarted {
+            output: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+            log_tail: last_lines(&log_tail, 5),
+            log: log.to_path_buf(),
+        }
+        .into());
     }
     wait_ready(data, Duration::from_secs(30))
 }
@@ -295,11 +367,11 @@ pub fn start_private(
         .args(["-w", "-t", "60"]);
     let out = run(cmd, "pg_ctl start")?;
     if !out.status.success() {
-        return Err(Error::service(format!(
-            "PostgreSQL did not start for maintenance: {}",
-            last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-        ))
-        .hint(format!("see {}", log.display())));
+        return Err(PostgresError::NotStartedPrivately {
+            output: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+            log: log.to_path_buf(),
+        }
+        .into());
     }
     wait_ready(data, Duration::from_secs(30))
 }
@@ -313,10 +385,10 @@ pub fn stop(bin: &Path, data: &Path, account: &Account) -> Result<()> {
         .args(["-m", "fast", "-w", "-t", "60"]);
     let out = run(cmd, "pg_ctl stop")?;
     if !out.status.success() {
-        return Err(Error::service(format!(
-            "PostgreSQL did not stop: {}",
-            last_lines(&String::from_utf8_lossy(&out.stderr), 3)
-        )));
+        return Err(PostgresError::NotStopped {
+            output: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+        }
+        .into());
     }
     Ok(())
 }
@@ -332,11 +404,11 @@ pub fn wait_ready(data: &Path, timeout: Duration) -> Result<()> {
             }
         }
         if Instant::now() > deadline {
-            return Err(Error::service(format!(
-                "PostgreSQL in {} did not become ready within {}s",
-                data.display(),
-                timeout.as_secs()
-            )));
+            return Err(PostgresError::NotReady {
+                data: data.to_path_buf(),
+                secs: timeout.as_secs(),
+            }
+            .into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -544,6 +616,43 @@ mod tests {
             ..InitdbSettings::default()
         };
         assert!(s.args(13).unwrap().contains(&"--wal-segsize=1".into()));
+    }
+
+    #[test]
+    fn refused_settings_are_typed_with_their_hint() {
+        let icu = InitdbSettings {
+            provider: LocaleProvider::Icu,
+            icu_locale: Some(name("und")),
+            ..InitdbSettings::default()
+        };
+        let e = icu.args(14).unwrap_err();
+        match e.typed::<PostgresError>() {
+            Some(PostgresError::TooOld { what, since, major }) => {
+                assert_eq!(
+                    (what.as_str(), *since, *major),
+                    ("--locale-provider icu", 15, 14)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.kind, crate::Kind::Usage);
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("install PostgreSQL 15+ (--major 15), or leave --locale-provider icu out")
+        );
+        let s = InitdbSettings {
+            wal_segsize_mb: Some(3),
+            ..InitdbSettings::default()
+        };
+        let e = s.args(17).unwrap_err();
+        assert!(matches!(
+            e.typed::<PostgresError>(),
+            Some(PostgresError::WalSegmentSize { mb: 3 })
+        ));
+        assert_eq!(
+            e.to_string(),
+            "WAL segment size 3 MB: must be a power of two from 1 to 1024"
+        );
     }
 
     #[test]

@@ -87,6 +87,24 @@ pub fn checks(lock: &Lock, facts: &PreflightFacts) -> Vec<Check> {
     ]
 }
 
+/// The host fails checks an install needs.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// Each failed check as `name: detail`.
+    #[error("this host cannot take the install: {}", failed.join("; "))]
+    Refused { failed: Vec<String> },
+}
+
+impl crate::error::Classify for PreflightError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("`pgoci doctor` shows every check; nothing was changed".into())
+    }
+}
+
 /// The failed checks as one refusal (exit 6), or `Ok`.
 pub fn refuse_failed(checks: &[Check]) -> crate::Result<()> {
     let failed: Vec<String> = checks
@@ -97,11 +115,7 @@ pub fn refuse_failed(checks: &[Check]) -> crate::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
-    Err(crate::Error::host(format!(
-        "this host cannot take the install: {}",
-        failed.join("; ")
-    ))
-    .hint("`pgoci doctor` shows every check; nothing was changed"))
+    Err(PreflightError::Refused { failed }.into())
 }
 
 #[cfg(test)]

@@ -6,8 +6,54 @@
 
 use super::layout::HostLayout;
 use super::users;
-use crate::error::{Error, Result};
-use std::path::Path;
+use crate::error::{Classify, Kind, Result};
+use std::path::{Path, PathBuf};
+
+/// This process may not make the changes asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("pgoci {command} must run as root (it creates users, chowns the data directory and runs services)")]
+    NotRoot { command: String },
+    #[error("pgoci {command} cannot write --root {} as uid {uid}", root.display())]
+    RootNotWritable {
+        command: String,
+        root: PathBuf,
+        uid: u32,
+    },
+    #[error("pgoci {command} under --root as uid {uid} cannot run the server as {user}: only root may give files to another user")]
+    OtherUser {
+        command: String,
+        uid: u32,
+        user: String,
+        /// The caller's name in `/etc/passwd`, if it has one.
+        caller: Option<String>,
+    },
+}
+
+impl Classify for PrivilegeError {
+    fn kind(&self) -> Kind {
+        Kind::Host
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            PrivilegeError::NotRoot { .. } => {
+                "run it with sudo, or add --check to see the plan without changing anything".into()
+            }
+            PrivilegeError::RootNotWritable { .. } => {
+                "choose a --root you own, or run it as root".into()
+            }
+            PrivilegeError::OtherUser {
+                caller: Some(name), ..
+            } => format!("pass --user {name} to run the server as yourself, or run it as root"),
+            PrivilegeError::OtherUser {
+                caller: None, uid, ..
+            } => {
+                format!("uid {uid} has no name in /etc/passwd to run the server as: run it as root")
+            }
+        })
+    }
+}
 
 /// Fails unless this process may apply `command`'s changes to `layout`;
 /// `service_user` is the account the instance runs as (none for `gc`).
@@ -17,41 +63,32 @@ pub fn require(command: &str, layout: &HostLayout, service_user: Option<&str>) -
         return Ok(());
     }
     if layout.root == Path::new("/") {
-        return Err(Error::host(format!(
-            "pgoci {command} must run as root (it creates users, chowns the data directory and runs services)"
-        ))
-        .hint("run it with sudo, or add --check to see the plan without changing anything"));
+        return Err(PrivilegeError::NotRoot {
+            command: command.to_string(),
+        }
+        .into());
     }
     let root = &layout.root;
     if !writable(root) {
-        return Err(Error::host(format!(
-            "pgoci {command} cannot write --root {} as uid {}",
-            root.display(),
-            me.as_raw()
-        ))
-        .hint("choose a --root you own, or run it as root"));
+        return Err(PrivilegeError::RootNotWritable {
+            command: command.to_string(),
+            root: root.clone(),
+            uid: me.as_raw(),
+        }
+        .into());
     }
     let caller = users::by_uid(me.as_raw());
     let caller_name = caller.as_ref().map(|a| a.name.clone());
     match service_user {
         None => Ok(()),
         Some(user) if caller_name.as_deref() == Some(user) => Ok(()),
-        Some(user) => {
-            let fix = match &caller_name {
-                Some(name) => {
-                    format!("pass --user {name} to run the server as yourself, or run it as root")
-                }
-                None => format!(
-                    "uid {} has no name in /etc/passwd to run the server as: run it as root",
-                    me.as_raw()
-                ),
-            };
-            Err(Error::host(format!(
-                "pgoci {command} under --root as uid {} cannot run the server as {user}: only root may give files to another user",
-                me.as_raw()
-            ))
-            .hint(fix))
+        Some(user) => Err(PrivilegeError::OtherUser {
+            command: command.to_string(),
+            uid: me.as_raw(),
+            user: user.to_string(),
+            caller: caller_name,
         }
+        .into()),
     }
 }
 

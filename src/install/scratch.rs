@@ -7,7 +7,7 @@ use super::layout::HostLayout;
 use super::libraries::{self, LibraryMode, LibraryReport};
 use super::store;
 use crate::blobs::BlobSource;
-use crate::error::{Error, Result};
+use crate::error::{IoContext, Result};
 use crate::lock::Lock;
 use crate::progress::Reporter;
 use std::path::Path;
@@ -20,8 +20,7 @@ pub fn library_report(
     mode: LibraryMode,
     reporter: &dyn Reporter,
 ) -> Result<LibraryReport> {
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::host(format!("no temp dir: {e}")).caused_by(e))?;
+    let scratch = tempfile::tempdir().with_path(&std::env::temp_dir(), "create a directory in")?;
     let layout = HostLayout::new(scratch.path(), Path::new("/"));
     let keep = &crate::unpack::keep_all;
     for pinned in lock.artifacts() {

@@ -5,11 +5,46 @@
 use super::collation::CollationLibs;
 use super::generation::ServerDirs;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Error, Kind, Result};
 use crate::names::InstanceName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// What pgoci recorded of an instance cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{} is corrupt: {source}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot record instance {instance}: {source}")]
+    Unrecordable {
+        instance: InstanceName,
+        source: serde_json::Error,
+    },
+}
+
+impl Classify for StateError {
+    fn kind(&self) -> Kind {
+        match self {
+            StateError::Corrupt { .. } => Kind::Host,
+            StateError::Unrecordable { .. } => Kind::Usage,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            StateError::Corrupt { .. } => {
+                "restore it, or remove the instance directory and install again".into()
+            }
+            StateError::Unrecordable { .. } => {
+                "paths given to pgoci (--data-dir, --prefix, --root) must be UTF-8".into()
+            }
+        })
+    }
+}
 
 /// One extension of a generation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,10 +129,9 @@ impl InstanceState {
     pub fn read(instance_dir: &Path) -> Result<Option<Self>> {
         let path = Self::path(instance_dir);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                Error::host(format!("{} is corrupt: {e}", path.display()))
-                    .hint("restore it, or remove the instance directory and install again")
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| StateError::Corrupt { path, source }.into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, "read", e)),
         }
@@ -110,9 +144,12 @@ impl InstanceState {
 
     /// The state as written to `state.json`.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec_pretty(self).map_err(|e| {
-            Error::usage(format!("cannot record instance {}: {e}", self.instance))
-                .hint("paths given to pgoci (--data-dir, --prefix, --root) must be UTF-8")
+        serde_json::to_vec_pretty(self).map_err(|source| {
+            StateError::Unrecordable {
+                instance: self.instance.clone(),
+                source,
+            }
+            .into()
         })
     }
 

@@ -18,7 +18,7 @@
 use super::layout::HostLayout;
 use crate::blobs::BlobSource;
 use crate::digest::Digest;
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use crate::lock::{Blob, Pinned};
 use crate::progress::{Phase, Reporter, ReportingReader};
 use crate::unpack::{layer, seal, Budget, Limits, Select};
@@ -28,6 +28,31 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// What the store refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("artifact {digest} unpacks to more than {cap} bytes, the cap for one artifact")]
+    TooBig { digest: Digest, cap: u64 },
+    #[error("{entry} is not a store entry")]
+    NotAnEntry { entry: String },
+}
+
+impl Classify for StoreError {
+    fn kind(&self) -> Kind {
+        match self {
+            StoreError::TooBig { .. } => Kind::Integrity,
+            StoreError::NotAnEntry { .. } => Kind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::TooBig { .. } => Some("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from".into()),
+            StoreError::NotAnEntry { .. } => None,
+        }
+    }
+}
 
 /// The directory of stored layers, inside the store.
 pub const LAYERS: &str = "layers";
@@ -91,11 +116,11 @@ pub fn ensure(
     let cap = Limits::default().max_unpacked_bytes;
     let total: u64 = stored.iter().map(|(_, bytes)| bytes).sum();
     if total > cap {
-        return Err(Error::integrity(format!(
-            "artifact {} unpacks to more than {cap} bytes, the cap for one artifact",
-            pinned.digest
-        ))
-        .hint("the image expands far beyond any PostgreSQL artifact (a decompression bomb?); check where it comes from"));
+        return Err(StoreError::TooBig {
+            digest: pinned.digest.clone(),
+            cap,
+        }
+        .into());
     }
     let tmp = temp_path(&store, &pinned.digest);
     let composed = (|| {
@@ -369,7 +394,10 @@ pub fn remove(layout: &HostLayout, entry: &str) -> Result<bool> {
         None => (layout.store(), entry),
     };
     if name.is_empty() || name.starts_with('.') || name.contains('/') || name == LAYERS {
-        return Err(Error::internal(format!("{entry} is not a store entry")));
+        return Err(StoreError::NotAnEntry {
+            entry: entry.to_string(),
+        }
+        .into());
     }
     let dir = parent.join(name);
     if parent == layout.store() {

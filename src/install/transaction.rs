@@ -39,7 +39,7 @@
 
 use super::layout::HostLayout;
 use super::service::{self, ServiceKind, ServiceManager, ServiceSpec};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use crate::fsutil;
 use crate::names::InstanceName;
 use std::collections::BTreeSet;
@@ -241,9 +241,9 @@ impl Transaction {
     /// file system allows): for big files, whose old version is kept as a
     /// hard link beside it until commit rather than read into memory.
     pub fn place_file(&mut self, path: &Path, from: &Path, mode: u32) -> Result<()> {
-        let dir = path
-            .parent()
-            .ok_or_else(|| Error::internal(format!("{} has no parent", path.display())))?;
+        let dir = path.parent().ok_or_else(|| TransactionError::NoParent {
+            path: path.to_path_buf(),
+        })?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         self.create_dir(dir)?;
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
@@ -287,11 +287,10 @@ impl Transaction {
                 Some(fs::read_link(path).with_path(path, "read")?)
             }
             Ok(_) => {
-                return Err(Error::host(format!(
-                    "{} is not a symlink: pgoci does not replace it",
-                    path.display()
-                ))
-                .hint("move it away and run the same command again"))
+                return Err(TransactionError::NotASymlink {
+                    path: path.to_path_buf(),
+                }
+                .into())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_path(path, "stat"),
@@ -363,10 +362,10 @@ impl Transaction {
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(Error::host(format!(
-                    "{} is not a directory: pgoci does not remove it",
-                    path.display()
-                )))
+                return Err(TransactionError::NotADirectory {
+                    path: path.to_path_buf(),
+                }
+                .into())
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e).with_path(path, "stat"),
@@ -618,10 +617,10 @@ fn aside_of(path: &Path) -> Result<PathBuf> {
             aside.push(name);
             Ok(parent.join(aside))
         }
-        _ => Err(Error::internal(format!(
-            "{} has no parent to move it aside in",
-            path.display()
-        ))),
+        _ => Err(TransactionError::NoParentForAside {
+            path: path.to_path_buf(),
+        }
+        .into()),
     }
 }
 
@@ -655,10 +654,10 @@ fn saved(path: &Path) -> Result<Option<Saved>> {
         Err(e) => return Err(e).with_path(path, "stat"),
     };
     if !meta.is_file() {
-        return Err(Error::host(format!(
-            "{} is not a regular file: pgoci does not replace it",
-            path.display()
-        )));
+        return Err(TransactionError::NotARegularFile {
+            path: path.to_path_buf(),
+        }
+        .into());
     }
     Ok(Some(Saved {
         bytes: fs::read(path).with_path(path, "read")?,
@@ -688,7 +687,43 @@ fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
         Some(rustix::fs::Uid::from_raw(uid)),
         Some(rustix::fs::Gid::from_raw(gid)),
     )
-    .map_err(|e| Error::host(format!("cannot chown {}: {e}", path.display())))
+    .map_err(std::io::Error::from)
+    .with_path(path, "chown")
+}
+
+/// What a transaction refuses to replace or remove.
+#[derive(Debug, thiserror::Error)]
+pub enum TransactionError {
+    #[error("{} is not a symlink: pgoci does not replace it", path.display())]
+    NotASymlink { path: PathBuf },
+    #[error("{} is not a directory: pgoci does not remove it", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{} is not a regular file: pgoci does not replace it", path.display())]
+    NotARegularFile { path: PathBuf },
+    #[error("{} has no parent", path.display())]
+    NoParent { path: PathBuf },
+    #[error("{} has no parent to move it aside in", path.display())]
+    NoParentForAside { path: PathBuf },
+}
+
+impl Classify for TransactionError {
+    fn kind(&self) -> Kind {
+        match self {
+            TransactionError::NoParent { .. } | TransactionError::NoParentForAside { .. } => {
+                Kind::Internal
+            }
+            _ => Kind::Host,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            TransactionError::NotASymlink { .. } => {
+                Some("move it away and run the same command again".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Undoes a file system change; what cannot be undone of a filled

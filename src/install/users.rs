@@ -2,8 +2,58 @@
 //! directly (a static binary must not go through glibc's NSS), created with
 //! `useradd` when missing.
 
-use crate::error::{Error, Result};
-use std::process::Command;
+use crate::error::{Classify, IoContext, Kind, Result};
+use crate::names::InstanceName;
+use std::process::{Command, ExitStatus};
+
+/// The service user cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("service user name {name:?} is not allowed")]
+    NameNotAllowed { name: String },
+    #[error("cannot run useradd to create user {name}: {source}")]
+    UseraddSpawn {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("useradd failed to create user {name} ({status})")]
+    UseraddFailed { name: String, status: ExitStatus },
+    #[error("user {name} missing right after useradd")]
+    MissingAfterUseradd { name: String },
+    /// The recorded user of an instance is gone.
+    #[error("service user {user} of instance {instance} is missing")]
+    MissingOfInstance {
+        user: String,
+        instance: InstanceName,
+    },
+    /// The user is gone while pgoci reads what it runs.
+    #[error("service user {user} is missing")]
+    Missing { user: String },
+    /// The user an apply created or found is gone by the time it is needed.
+    #[error("service user {user} does not exist")]
+    Vanished { user: String },
+}
+
+impl Classify for UserError {
+    fn kind(&self) -> Kind {
+        match self {
+            UserError::NameNotAllowed { .. } => Kind::Usage,
+            _ => Kind::Host,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            UserError::NameNotAllowed { .. } => {
+                Some("use up to 32 of a-z, 0-9, _ and -, starting with a letter or _".into())
+            }
+            UserError::Vanished { .. } => {
+                Some("it is created by install; was it removed meanwhile?".into())
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A system account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,14 +68,14 @@ pub struct Account {
 /// major upgrade, whose own journal in `state.json` carries its undo (an
 /// apply goes through its transaction instead).
 pub fn chown_mode(dir: &std::path::Path, account: &Account, mode: u32) -> Result<()> {
-    use crate::error::IoContext;
     use std::os::unix::fs::PermissionsExt;
     rustix::fs::chown(
         dir,
         Some(rustix::fs::Uid::from_raw(account.uid)),
         Some(rustix::fs::Gid::from_raw(account.gid)),
     )
-    .map_err(|e| Error::host(format!("cannot chown {}: {e}", dir.display())))?;
+    .map_err(std::io::Error::from)
+    .with_path(dir, "chown")?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).with_path(dir, "chmod")
 }
 
@@ -79,10 +129,10 @@ pub fn check_name(name: &str) -> Result<()> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     match ok {
         true => Ok(()),
-        false => Err(
-            Error::usage(format!("service user name {name:?} is not allowed"))
-                .hint("use up to 32 of a-z, 0-9, _ and -, starting with a letter or _"),
-        ),
+        false => Err(UserError::NameNotAllowed {
+            name: name.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -104,13 +154,21 @@ pub fn ensure(name: &str) -> Result<(Account, bool)> {
         .args(["--comment", "PostgreSQL (pgoci)"])
         .arg(name)
         .status()
-        .map_err(|e| Error::host(format!("cannot run useradd to create user {name}: {e}")))?;
+        .map_err(|source| UserError::UseraddSpawn {
+            name: name.to_string(),
+            source,
+        })?;
     if !status.success() {
-        return Err(Error::host(format!(
-            "useradd failed to create user {name} ({status})"
-        )));
+        return Err(UserError::UseraddFailed {
+            name: name.to_string(),
+            status,
+        }
+        .into());
     }
-    lookup(name)
-        .map(|a| (a, true))
-        .ok_or_else(|| Error::host(format!("user {name} missing right after useradd")))
+    lookup(name).map(|a| (a, true)).ok_or_else(|| {
+        UserError::MissingAfterUseradd {
+            name: name.to_string(),
+        }
+        .into()
+    })
 }

@@ -2,7 +2,7 @@
 //! include line), the service manager's files, pgoci's own copy for the
 //! unit's start gate, owners and modes; all through the transaction.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::install::config;
 use crate::install::service::{ServiceKind, ServiceManager, ServiceSpec};
 use crate::install::transaction::Transaction;
@@ -97,9 +97,7 @@ pub(crate) fn write_service_files(
 /// `ExecStartPre=` collation gate: a hard link where the file system
 /// allows, else a copy; renamed into place, left alone when identical.
 fn install_gate_binary(path: &Path, tx: &mut Transaction) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| {
-        Error::host(format!("cannot find pgoci's own executable: {e}")).caused_by(e)
-    })?;
+    let exe = std::env::current_exe().map_err(super::ApplyError::OwnExecutable)?;
     let same = |a: &Path, b: &Path| -> bool {
         use std::os::unix::fs::MetadataExt;
         match (fs::metadata(a), fs::metadata(b)) {

@@ -1,8 +1,8 @@
 //! Planning and applying gc: store entries and cache blobs nothing uses.
 
-use super::{LifecycleReport, Runner};
+use super::{ApplyError, LifecycleReport, Runner};
 use crate::cache::Cache;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::fsutil;
 use crate::install::generation::{self};
 use crate::install::layout::HostLayout;
@@ -73,10 +73,11 @@ pub fn gc(
                 Ok(((), fsutil::remove_file_if_exists(&cache.path(digest))?))
             })?,
             other => {
-                return Err(Error::internal(format!(
-                    "a gc plan holds a {} step",
-                    other.kind()
-                )))
+                return Err(ApplyError::UnexpectedStep {
+                    plan: "gc",
+                    step: other.kind(),
+                }
+                .into())
             }
         }
     }

@@ -2,7 +2,7 @@
 //! libraries, compose, the data checks, initdb, config, unit, switch, start.
 
 use super::files::{give, write_config, write_service_files};
-use super::{report, undo, Runner};
+use super::{report, undo, ApplyError, Runner};
 use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::failpoint;
@@ -14,7 +14,7 @@ use crate::install::privilege;
 use crate::install::service::{self, ServiceSpec};
 use crate::install::state::{ExtensionState, GenerationState, InstanceState};
 use crate::install::transaction::Transaction;
-use crate::install::users::{self, Account};
+use crate::install::users::{self, Account, UserError};
 use crate::install::{postgres, store, InstallOptions, InstallReport};
 use crate::lock::Lock;
 use crate::names::InstanceName;
@@ -276,10 +276,11 @@ impl InstallApplier<'_> {
                 }
                 Ok(((), true))
             }),
-            other => Err(Error::internal(format!(
-                "an install plan holds a {} step",
-                other.kind()
-            ))),
+            other => Err(ApplyError::UnexpectedStep {
+                plan: "install",
+                step: other.kind(),
+            }
+            .into()),
         }
     }
 
@@ -304,10 +305,8 @@ impl InstallApplier<'_> {
                                 .lock
                                 .artifacts()
                                 .find(|a| &a.digest == digest)
-                                .ok_or_else(|| {
-                                    Error::internal(format!(
-                                        "plan unpacks {digest}, not in the lock"
-                                    ))
+                                .ok_or_else(|| ApplyError::NotInLock {
+                                    digest: digest.clone(),
                                 })?;
                             // The whole image root: rootfs paths are picked at
                             // compose, and the image's own libraries stay at hand.
@@ -433,8 +432,10 @@ impl InstallApplier<'_> {
 
     fn account(&self) -> Result<&Account> {
         self.account.as_ref().ok_or_else(|| {
-            Error::host(format!("service user {} does not exist", self.opts.user))
-                .hint("it is created by install; was it removed meanwhile?")
+            UserError::Vanished {
+                user: self.opts.user.clone(),
+            }
+            .into()
         })
     }
 

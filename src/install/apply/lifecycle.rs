@@ -1,7 +1,7 @@
 //! Applying rollback and uninstall plans.
 
 use super::files::{write_config, write_service_files};
-use super::{undo, LifecycleReport, Runner};
+use super::{undo, ApplyError, LifecycleReport, Runner};
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::install::facts::spec_of;
@@ -12,7 +12,7 @@ use crate::install::privilege;
 use crate::install::service;
 use crate::install::state::InstanceState;
 use crate::install::transaction::{self, Transaction};
-use crate::install::users::{self};
+use crate::install::users::{self, UserError};
 use crate::lock::Lock;
 use crate::names::InstanceName;
 use crate::progress::Reporter;
@@ -28,8 +28,9 @@ pub fn rollback(
 ) -> Result<LifecycleReport> {
     let instance = &plan.instance.name;
     let instance_dir = layout.instance(instance);
-    let mut st = InstanceState::read(&instance_dir)?
-        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let mut st = InstanceState::read(&instance_dir)?.ok_or_else(|| ApplyError::NoInstance {
+        instance: instance.clone(),
+    })?;
     privilege::require("rollback", layout, Some(&st.user))?;
     let target = st
         .generations
@@ -39,11 +40,9 @@ pub fn rollback(
         .ok_or_else(|| Error::internal("rollback target vanished from the state"))?;
     let gen_dir = layout.generation(instance, &target.name);
     let lock = Lock::read(&gen_dir.join(generation::GENERATION_LOCK))?;
-    let account = users::lookup(&st.user).ok_or_else(|| {
-        Error::host(format!(
-            "service user {} of instance {instance} is missing",
-            st.user
-        ))
+    let account = users::lookup(&st.user).ok_or_else(|| UserError::MissingOfInstance {
+        user: st.user.clone(),
+        instance: instance.clone(),
     })?;
     let env = generation::read_runtime_env(&gen_dir);
     let spec = spec_of(layout, &st, &target, &account, &env);
@@ -113,10 +112,11 @@ pub fn rollback(
                     Ok(((), true))
                 })?,
                 other => {
-                    return Err(Error::internal(format!(
-                        "a rollback plan holds a {} step",
-                        other.kind()
-                    )))
+                    return Err(ApplyError::UnexpectedStep {
+                        plan: "rollback",
+                        step: other.kind(),
+                    }
+                    .into())
                 }
             }
         }
@@ -182,8 +182,10 @@ pub fn uninstall(
             data: Vec::new(),
         });
     }
-    let st = InstanceState::read(&layout.instance(instance))?
-        .ok_or_else(|| Error::usage(format!("no instance named {instance}")))?;
+    let st =
+        InstanceState::read(&layout.instance(instance))?.ok_or_else(|| ApplyError::NoInstance {
+            instance: instance.clone(),
+        })?;
     privilege::require("uninstall", layout, Some(&st.user))?;
     let mut tx = Transaction::new(layout);
     match uninstall_steps(plan, layout, &st, &mut runner, &mut tx) {
@@ -228,12 +230,11 @@ fn uninstall_steps(
                 let Some(gen) = st.current_generation() else {
                     return Ok(((), false));
                 };
-                let account = users::lookup(&st.user).ok_or_else(|| {
-                    Error::host(format!(
-                        "service user {} of instance {instance} is missing",
-                        st.user
-                    ))
-                })?;
+                let account =
+                    users::lookup(&st.user).ok_or_else(|| UserError::MissingOfInstance {
+                        user: st.user.clone(),
+                        instance: instance.clone(),
+                    })?;
                 let env = generation::read_runtime_env(&layout.generation(instance, &gen.name));
                 let stopped = tx.stop(st.service, &spec_of(layout, st, gen, &account, &env))?;
                 failpoint::hit("uninstall-after-stop");
@@ -264,10 +265,11 @@ fn uninstall_steps(
                 Ok(((), removed))
             })?,
             other => {
-                return Err(Error::internal(format!(
-                    "an uninstall plan holds a {} step",
-                    other.kind()
-                )))
+                return Err(ApplyError::UnexpectedStep {
+                    plan: "uninstall",
+                    step: other.kind(),
+                }
+                .into())
             }
         }
     }

@@ -11,6 +11,36 @@ use crate::error::{Error, Result};
 use crate::progress::{Event, Reporter};
 use std::time::Instant;
 
+/// What an apply finds wrong with its plan or the host as it goes.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("no instance named {instance}")]
+    NoInstance {
+        instance: crate::names::InstanceName,
+    },
+    /// A planner bug: a step this kind of plan never holds.
+    #[error("{} {plan} plan holds a {step} step", if plan.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" })]
+    UnexpectedStep {
+        plan: &'static str,
+        step: &'static str,
+    },
+    #[error("plan unpacks {digest}, not in the lock")]
+    NotInLock { digest: crate::digest::Digest },
+    #[error("cannot find pgoci's own executable: {0}")]
+    OwnExecutable(#[source] std::io::Error),
+}
+
+impl crate::error::Classify for ApplyError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            ApplyError::NoInstance { .. } => Kind::Usage,
+            ApplyError::UnexpectedStep { .. } | ApplyError::NotInLock { .. } => Kind::Internal,
+            ApplyError::OwnExecutable(_) => Kind::Host,
+        }
+    }
+}
+
 mod files;
 mod gc;
 mod install;

@@ -14,17 +14,18 @@ pub(super) fn choose_method(
     let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).with_path(p, "stat");
     let same_fs = dev(old_data)? == dev(parent)?;
     match asked {
-        Some(m @ (Method::Link | Method::Clone)) if !same_fs => Err(Error::host(format!(
-            "--method {m} needs the new data directory on the file system of {}; {} is another",
-            old_data.display(),
-            parent.display()
-        ))
-        .hint("use --method copy")),
-        Some(Method::Clone) if !can_reflink(parent) => Err(Error::host(format!(
-            "--method clone: the file system of {} cannot reflink",
-            parent.display()
-        ))
-        .hint("use --method copy, or put the data on XFS (reflink=1) or btrfs")),
+        Some(m @ (Method::Link | Method::Clone)) if !same_fs => {
+            Err(MajorUpgradeError::MethodNeedsSameFs {
+                method: m,
+                old_data: old_data.to_path_buf(),
+                parent: parent.to_path_buf(),
+            }
+            .into())
+        }
+        Some(Method::Clone) if !can_reflink(parent) => Err(MajorUpgradeError::NoReflink {
+            parent: parent.to_path_buf(),
+        }
+        .into()),
         Some(m) => Ok(m),
         None if same_fs && can_reflink(parent) => Ok(Method::Clone),
         None => Ok(Method::Copy),
@@ -90,10 +91,10 @@ pub(super) fn pg_upgrade_port(instance_port: u16) -> u16 {
 /// The new cluster's initdb settings: the old cluster's options.
 pub(super) fn initdb_settings(o: &ClusterOptions, to: u32) -> Result<InitdbSettings> {
     let locale = |what: &str, v: &str| {
-        LocaleName::parse(v).map_err(|e| {
-            Error::host(format!(
-                "the old cluster's {what} `{v}` cannot be carried over: {e}"
-            ))
+        LocaleName::parse(v).map_err(|source| MajorUpgradeError::CannotCarryOver {
+            what: what.to_string(),
+            value: v.to_string(),
+            source,
         })
     };
     let provider = match o.provider.as_str() {

@@ -45,6 +45,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 mod checks;
+mod error;
 mod phases;
 mod report;
 mod rollback;
@@ -52,6 +53,7 @@ mod rollback;
 mod tests;
 
 use checks::*;
+pub use error::{MajorUpgradeError, RolledBack};
 use phases::*;
 pub use report::plan_lines;
 use report::*;
@@ -144,13 +146,11 @@ impl<'a> Instance<'a> {
         let dir = layout.instance(name);
         let st = InstanceState::read(&dir)?
             .ok_or_else(|| crate::install::plan::unknown_instance(layout, name))?;
-        let account = users::lookup(&st.user).ok_or_else(|| {
-            Error::host(format!(
-                "service user {} of instance {name} is missing",
-                st.user
-            ))
-            .hint("it is created by install; was it removed?")
-        })?;
+        let account =
+            users::lookup(&st.user).ok_or_else(|| MajorUpgradeError::ServiceUserMissing {
+                user: st.user.clone(),
+                instance: name.clone(),
+            })?;
         let manager = service::manager(st.service, layout);
         Ok((
             Instance {
@@ -169,11 +169,11 @@ impl<'a> Instance<'a> {
             .iter()
             .find(|g| g.name == name)
             .ok_or_else(|| {
-                Error::host(format!(
-                    "instance {}: generation {name} is not recorded",
-                    self.name
-                ))
-                .hint("state.json was edited or is damaged; restore it")
+                MajorUpgradeError::GenerationNotRecorded {
+                    instance: self.name.clone(),
+                    generation: name.to_string(),
+                }
+                .into()
             })
     }
 
@@ -265,16 +265,12 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
                 )))
             }
             (false, Phase::Done) => {
-                return Err(Error::host(format!(
-                    "instance {} still keeps the data of PostgreSQL {} at {} from its last major upgrade",
-                    req.instance,
-                    rec.from_major,
-                    rec.old_data_dir.display()
-                ))
-                .hint(format!(
-                    "finalize it first: pgoci upgrade --instance {} --finalize",
-                    req.instance
-                )))
+                return Err(MajorUpgradeError::OldDataKept {
+                    instance: req.instance.clone(),
+                    from_major: rec.from_major,
+                    old_data: rec.old_data_dir.clone(),
+                }
+                .into())
             }
             (true, phase) if req.check => {
                 return Ok(MajorReport::unchanged(format!(
@@ -300,36 +296,31 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
                 undo_unfinished(&inst, &mut st)?;
             }
             (false, _) => {
-                return Err(Error::host(format!(
-                    "instance {} has an unfinished major upgrade to PostgreSQL {}",
-                    req.instance, rec.to_major
-                ))
-                .hint(format!(
-                    "run it again with --major {} to finish it, or `pgoci rollback --instance {}` to undo it",
-                    rec.to_major, req.instance
-                )))
+                return Err(MajorUpgradeError::OtherUnfinished {
+                    instance: req.instance.clone(),
+                    to_major: rec.to_major,
+                }
+                .into())
             }
         }
     }
     let from = st.major;
     if to <= from {
-        return Err(Error::usage(format!(
-            "instance {} runs PostgreSQL {from}; --major {to} is not newer",
-            req.instance
-        ))
-        .hint(
-            "a major upgrade goes to a newer major; for the same major use upgrade without --major",
-        ));
+        return Err(MajorUpgradeError::NotNewer {
+            instance: req.instance.clone(),
+            from,
+            to,
+        }
+        .into());
     }
     let old_gen = inst.gen(&st, &st.current)?.clone();
     let old = inst.server(&st, &old_gen);
     let old_spec = inst.spec(&st, &old_gen, &st.data_dir);
     if !inst.manager.is_active(&old_spec) {
-        return Err(Error::host(format!(
-            "the server of instance {} is not running: a major upgrade checks the extensions in use and runs pg_upgrade --check against the running old server",
-            req.instance
-        ))
-        .hint("start it and run the command again"));
+        return Err(MajorUpgradeError::NotRunning {
+            instance: req.instance.clone(),
+        }
+        .into());
     }
 
     // The new generation: composed beside the current one, switched to
@@ -396,15 +387,13 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
         let old_data = st.data_dir.clone();
         let parent = old_data
             .parent()
-            .ok_or_else(|| Error::host(format!("data dir {} has no parent", old_data.display())))?
+            .ok_or_else(|| MajorUpgradeError::DataDirWithoutParent {
+                data: old_data.clone(),
+            })?
             .to_path_buf();
         let new_data = parent.join(format!("data-{to}"));
         if fs::symlink_metadata(&new_data).is_ok() {
-            return Err(Error::host(format!(
-                "{} exists already; pgoci will not initialise over it",
-                new_data.display()
-            ))
-            .hint("move it away (it is not pgoci's, or it was set aside by an earlier rollback) and run again"));
+            return Err(MajorUpgradeError::NewDataExists { path: new_data }.into());
         }
         let method = choose_method(req.method, &old_data, &parent)?;
         let copy_bytes = match method {
@@ -412,13 +401,12 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
                 let need = dir_bytes(&old_data);
                 let free = crate::system::free_bytes(&parent).unwrap_or(u64::MAX);
                 if free < need + need / 10 {
-                    return Err(Error::host(format!(
-                        "--method copy needs {} free on {} (the data dir plus 10%); {} is free",
-                        human(need + need / 10),
-                        parent.display(),
-                        human(free)
-                    ))
-                    .hint("free space, or use --method link (the old data is unusable once the new server started)"));
+                    return Err(MajorUpgradeError::NoSpaceForCopy {
+                        needed: need + need / 10,
+                        on: parent,
+                        free,
+                    }
+                    .into());
                 }
                 Some(need)
             }

@@ -112,20 +112,19 @@ pub(super) fn finish(
                     spec.log_file.display()
                 )));
             }
-            let e = Error::service(format!(
-                "PostgreSQL {} did not start: {}",
-                rec.to_major, e.message
-            ));
-            let message = match rollback_major(inst, st, None) {
-                Ok(_) => format!(
-                    "{}; rolled back to PostgreSQL {} on {}",
-                    e.message,
-                    rec.from_major,
-                    rec.old_data_dir.display()
-                ),
-                Err(e2) => format!("{}; rolling back also failed: {}", e.message, e2.message),
+            let rollback = match rollback_major(inst, st, None) {
+                Ok(_) => RolledBack::To {
+                    major: rec.from_major,
+                    data: rec.old_data_dir.clone(),
+                },
+                Err(e2) => RolledBack::Failed(Box::new(e2)),
             };
-            return Err(reworded(e, message));
+            return Err(MajorUpgradeError::NewServerNotStarted {
+                to_major: rec.to_major,
+                source: Box::new(e),
+                rollback,
+            }
+            .into());
         }
     }
     let downtime_ms = stopped_at.map(|t| t.elapsed().as_millis() as u64);

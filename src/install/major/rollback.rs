@@ -64,12 +64,12 @@ pub fn rollback(
 
 pub(super) fn refuse_link_rollback(instance: &InstanceName, rec: &MajorRecord) -> Result<()> {
     if rec.method == Method::Link && rec.phase >= Phase::Started {
-        return Err(Error::host(format!(
-            "instance {instance} was upgraded to PostgreSQL {} with --method link and the new server has started: the data directory {} can no longer be used",
-            rec.to_major,
-            rec.old_data_dir.display()
-        ))
-        .hint("restore PostgreSQL from a backup if you must go back; the plan of a link upgrade says so"));
+        return Err(MajorUpgradeError::LinkUpgradeStarted {
+            instance: instance.clone(),
+            to_major: rec.to_major,
+            old_data: rec.old_data_dir.clone(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -166,14 +166,11 @@ pub fn finalize(layout: &HostLayout, instance: &InstanceName, check: bool) -> Re
         )));
     };
     if rec.phase != Phase::Done {
-        return Err(Error::host(format!(
-            "the major upgrade of instance {instance} to PostgreSQL {} is not finished",
-            rec.to_major
-        ))
-        .hint(format!(
-            "run `pgoci upgrade --instance {instance} --major {}` again to finish it, or roll it back",
-            rec.to_major
-        )));
+        return Err(MajorUpgradeError::NotFinished {
+            instance: instance.clone(),
+            to_major: rec.to_major,
+        }
+        .into());
     }
     let old_gens: Vec<String> = st
         .generations

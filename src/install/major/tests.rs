@@ -107,3 +107,85 @@ fn a_pg_control_renamed_by_link_mode_is_put_back() {
     restore_pg_control(dir.path()).unwrap();
     assert!(global.join("pg_control").exists() && !global.join("pg_control.old").exists());
 }
+
+#[test]
+fn a_new_server_that_does_not_start_says_how_the_rollback_went() {
+    let cause = || Error::service("PostgreSQL did not start: boom");
+    let err: Error = MajorUpgradeError::NewServerNotStarted {
+        to_major: 17,
+        source: Box::new(cause()),
+        rollback: RolledBack::To {
+            major: 15,
+            data: PathBuf::from("/var/lib/pgoci/main/data"),
+        },
+    }
+    .into();
+    assert_eq!(err.kind, crate::Kind::Service);
+    assert_eq!(err.hint, None);
+    assert_eq!(
+        err.to_string(),
+        "PostgreSQL 17 did not start: PostgreSQL did not start: boom; rolled back to PostgreSQL 15 on /var/lib/pgoci/main/data"
+    );
+    // The start's own error stays below it.
+    let causes: Vec<String> = err.causes().map(|c| c.to_string()).collect();
+    assert_eq!(causes, ["PostgreSQL did not start: boom"]);
+
+    let err: Error = MajorUpgradeError::NewServerNotStarted {
+        to_major: 17,
+        source: Box::new(cause()),
+        rollback: RolledBack::Failed(Box::new(Error::host("cannot rename /x: EIO"))),
+    }
+    .into();
+    assert_eq!(
+        err.to_string(),
+        "PostgreSQL 17 did not start: PostgreSQL did not start: boom; rolling back also failed: cannot rename /x: EIO"
+    );
+}
+
+#[test]
+fn refusals_of_a_major_upgrade_keep_their_kind_and_hint() {
+    let main = InstanceName::parse("main").unwrap();
+    let err: Error = MajorUpgradeError::NotNewer {
+        instance: main.clone(),
+        from: 17,
+        to: 16,
+    }
+    .into();
+    assert_eq!(err.kind, crate::Kind::Usage);
+    assert_eq!(
+        err.to_string(),
+        "instance main runs PostgreSQL 17; --major 16 is not newer"
+    );
+    assert!(matches!(
+        err.typed::<MajorUpgradeError>(),
+        Some(MajorUpgradeError::NotNewer {
+            from: 17,
+            to: 16,
+            ..
+        })
+    ));
+    let err: Error = MajorUpgradeError::OtherUnfinished {
+        instance: main,
+        to_major: 17,
+    }
+    .into();
+    assert_eq!(err.kind, crate::Kind::Host);
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("run it again with --major 17 to finish it, or `pgoci rollback --instance main` to undo it")
+    );
+    let err: Error = MajorUpgradeError::NoSpaceForCopy {
+        needed: 11 << 30,
+        on: PathBuf::from("/var/lib/pgoci/main"),
+        free: 1 << 30,
+    }
+    .into();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "--method copy needs {} free on /var/lib/pgoci/main (the data dir plus 10%); {} is free",
+            human(11 << 30),
+            human(1 << 30)
+        )
+    );
+}

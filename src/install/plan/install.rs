@@ -1,9 +1,9 @@
 //! The install planner (install, re-run, same-major upgrade): a lock, the
 //! options and the host's facts to the steps of an apply.
 
-use super::{InstallTarget, InstanceSummary, Plan, Role, Step};
+use super::{InstallTarget, InstanceSummary, Plan, PlanError, Role, Step};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::install::config;
 use crate::install::facts::{DataDirState, HostFacts, DEFAULT_PORT};
 use crate::install::runtime::RuntimeEnv;
@@ -22,12 +22,12 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
     let previous = facts.previous.as_ref();
     if let Some(prev) = previous {
         if prev.major != lock.major() {
-            return Err(Error::host(format!(
-                "instance {instance} runs PostgreSQL {}; this lock is for {}: a major upgrade needs pg_upgrade",
-                prev.major,
-                lock.major()
-            ))
-            .hint("install the new major as another --instance and use pg_upgrade between them"));
+            return Err(PlanError::OtherMajor {
+                instance: instance.clone(),
+                running: prev.major,
+                lock: lock.major(),
+            }
+            .into());
         }
     }
     crate::install::preflight::refuse_failed(&crate::install::preflight::checks(
@@ -37,11 +37,12 @@ pub fn install(lock: &Lock, opts: &InstallOptions, facts: &HostFacts) -> Result<
     let data_dir = facts.data_dir.path.clone();
     if let (Some(asked), Some(prev)) = (&opts.data_dir, previous) {
         if layout.host(asked) != prev.data_dir {
-            return Err(Error::usage(format!(
-                "instance {instance} already uses data dir {}; --data-dir {} differs",
-                prev.data_dir.display(),
-                asked.display()
-            )));
+            return Err(PlanError::DataDirChanged {
+                instance: instance.clone(),
+                recorded: prev.data_dir.clone(),
+                asked: asked.clone(),
+            }
+            .into());
         }
     }
     let needs_initdb = check_data_dir(lock, instance, facts)?;
@@ -250,53 +251,48 @@ pub fn next_generation_name(previous: Option<&InstanceState>, lock_digest: &Dige
 /// the command; nothing is ever removed to start over.
 fn check_data_dir(lock: &Lock, instance: &InstanceName, facts: &HostFacts) -> Result<bool> {
     let dd = &facts.data_dir;
-    let shown = dd.path.display();
+    let path = || dd.path.clone();
+    let instance = || instance.clone();
     if let Some(o) = facts.others.iter().find(|o| o.data_dir == dd.path) {
-        return Err(Error::host(format!(
-            "data dir {shown} belongs to instance {}",
-            o.instance
-        ))
-        .hint("pass another --data-dir"));
+        return Err(PlanError::DataDirOfAnother {
+            path: path(),
+            owner: o.instance.clone(),
+        }
+        .into());
     }
     let ours = facts.previous.as_ref();
     match (&dd.state, ours) {
-        (DataDirState::NotADirectory, _) => Err(Error::host(format!(
-            "data dir {shown} exists and is not a directory"
-        ))
-        .hint("pass a new or empty directory as --data-dir")),
+        (DataDirState::NotADirectory, _) => {
+            Err(PlanError::DataDirNotADirectory { path: path() }.into())
+        }
         (DataDirState::Initialised { major }, _) if *major != Some(lock.major()) => {
-            Err(Error::host(format!(
-                "data dir {shown} holds PostgreSQL {} data; this lock is for {}",
-                major.map_or("unknown".to_string(), |m| m.to_string()),
-                lock.major()
-            ))
-            .hint("use another --data-dir, or pg_upgrade the data first"))
+            Err(PlanError::DataDirOtherMajor {
+                path: path(),
+                found: *major,
+                lock: lock.major(),
+            }
+            .into())
         }
         (DataDirState::Initialised { .. }, Some(_)) => Ok(false),
         // Without root the data directory cannot be looked into: what the
         // instance recorded stands (an apply, as root, looks again).
         (DataDirState::Unreadable, Some(prev)) if prev.data_dir_complete => Ok(false),
-        (DataDirState::Unreadable, _) => Err(Error::host(format!(
-            "data dir {shown} cannot be read by this user"
-        ))
-        .hint("run as root (or the directory's owner)")),
-        (DataDirState::Initialised { .. }, None) => Err(Error::host(format!(
-            "data dir {shown} already holds a PostgreSQL cluster that pgoci did not create"
-        ))
-        .hint("pass an empty or new --data-dir (pgoci never adopts existing data)")),
-        (DataDirState::NonEmpty, None) => Err(Error::host(format!(
-            "data dir {shown} is not empty and was not created by pgoci; refusing to touch it"
-        ))
-        .hint("pass an empty or new --data-dir")),
-        (DataDirState::NonEmpty, Some(_)) => Err(Error::host(format!(
-            "data dir {shown} of instance {instance} has files but no PG_VERSION; refusing to touch it"
-        ))
-        .hint("is its volume mounted, or a restore half done? fix it and run again; pgoci never removes data")),
+        (DataDirState::Unreadable, _) => Err(PlanError::DataDirUnreadable { path: path() }.into()),
+        (DataDirState::Initialised { .. }, None) => {
+            Err(PlanError::DataDirForeignCluster { path: path() }.into())
+        }
+        (DataDirState::NonEmpty, None) => Err(PlanError::DataDirNotPgocis { path: path() }.into()),
+        (DataDirState::NonEmpty, Some(_)) => Err(PlanError::DataDirWithoutVersion {
+            path: path(),
+            instance: instance(),
+        }
+        .into()),
         (DataDirState::Absent | DataDirState::Empty, Some(prev)) if prev.data_dir_complete => {
-            Err(Error::host(format!(
-                "data dir {shown} of instance {instance} is gone or empty although it was initialised"
-            ))
-            .hint("mount or restore the data directory; pgoci will not initialise it again"))
+            Err(PlanError::DataDirGone {
+                path: path(),
+                instance: instance(),
+            }
+            .into())
         }
         (DataDirState::Absent | DataDirState::Empty, _) => Ok(true),
     }
@@ -312,21 +308,19 @@ fn choose_port(
     let previous = facts.previous.as_ref();
     if let Some(p) = opts.port.or(previous.map(|s| s.port)) {
         if let Some(o) = facts.others.iter().find(|o| o.port == p) {
-            return Err(
-                Error::host(format!("port {p} is used by instance {}", o.instance))
-                    .hint("pass another --port"),
-            );
+            return Err(PlanError::PortOfInstance {
+                port: p,
+                owner: o.instance.clone(),
+            }
+            .into());
         }
         let ours = previous.is_some_and(|s| s.port == p);
         if !ours && !facts.requested_port_free {
-            return Err(Error::host(format!("port {p} is taken by another program"))
-                .hint("pass another --port"));
+            return Err(PlanError::PortTaken { port: p }.into());
         }
         return Ok(p);
     }
-    let p = facts
-        .first_free_port
-        .ok_or_else(|| Error::host("no free port at or above 5432").hint("pass --port"))?;
+    let p = facts.first_free_port.ok_or(PlanError::NoFreePort)?;
     if p != DEFAULT_PORT {
         warnings.push(format!("port {DEFAULT_PORT} is taken; using {p}"));
     }

@@ -1,6 +1,6 @@
 //! The lifecycle planners: rollback to the previous generation, uninstall.
 
-use super::{InstanceSummary, Plan, Step};
+use super::{InstanceSummary, Plan, PlanError, Step};
 use crate::error::{Error, Result};
 use crate::install::facts::LifecycleFacts;
 use crate::install::service::{self, ServiceKind};
@@ -15,29 +15,25 @@ pub fn rollback(facts: &LifecycleFacts) -> Result<Plan> {
         .generations
         .iter()
         .position(|g| g.name == st.current)
-        .ok_or_else(|| {
-            Error::host(format!(
-                "instance {}: current generation is not recorded",
-                st.instance
-            ))
-            .hint("state.json was edited or is damaged; restore it")
+        .ok_or_else(|| PlanError::CurrentNotRecorded {
+            instance: st.instance.clone(),
         })?;
     if pos == 0 {
-        return Err(Error::usage(format!(
-            "instance {} has no generation before {}",
-            st.instance, st.current
-        )));
+        return Err(PlanError::NoEarlierGeneration {
+            instance: st.instance.clone(),
+            current: st.current.clone(),
+        }
+        .into());
     }
     let target = &st.generations[pos - 1];
     if target.major().is_some_and(|m| m != st.major) {
-        return Err(Error::host(format!(
-            "instance {}: generation {} is PostgreSQL {}, the data is PostgreSQL {}; the major upgrade between them was finalized",
-            st.instance,
-            target.name,
-            target.major().unwrap_or(0),
-            st.major
-        ))
-        .hint("restore the old major from a backup if you must go back"));
+        return Err(PlanError::MajorFinalized {
+            instance: st.instance.clone(),
+            generation: target.name.clone(),
+            generation_major: target.major().unwrap_or(0),
+            data_major: st.major,
+        }
+        .into());
     }
     let files = service::manager(st.service, &facts.layout).files(&st.instance);
     let mut steps = vec![Step::WriteConfig {
@@ -92,11 +88,10 @@ pub fn uninstall(facts: &LifecycleFacts, purge: bool) -> Result<Plan> {
         });
     };
     if purge && !(st.data_dir_created && st.data_dir_complete) {
-        return Err(Error::host(format!(
-            "data dir {} was not created (and initialised) by pgoci; --purge will not delete it",
-            st.data_dir.display()
-        ))
-        .hint("uninstall without --purge and remove it yourself if you are sure"));
+        return Err(PlanError::PurgeNotPgocis {
+            path: st.data_dir.clone(),
+        }
+        .into());
     }
     let mut steps = Vec::new();
     if facts.server_running {
@@ -144,11 +139,11 @@ pub fn unknown_instance(
     layout: &crate::install::layout::HostLayout,
     instance: &InstanceName,
 ) -> Error {
-    Error::usage(format!(
-        "no instance named {instance} under {}",
-        layout.prefix.display()
-    ))
-    .hint("`pgoci status` lists the instances")
+    PlanError::UnknownInstance {
+        instance: instance.clone(),
+        prefix: layout.prefix.clone(),
+    }
+    .into()
 }
 
 /// The summary of an instance on a generation.

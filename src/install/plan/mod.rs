@@ -12,6 +12,7 @@ use crate::names::InstanceName;
 use serde::Serialize;
 use std::path::PathBuf;
 
+mod error;
 mod gc;
 mod install;
 mod lifecycle;
@@ -19,6 +20,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use error::PlanError;
 pub use gc::gc;
 pub use install::{install, next_generation_name, service_spec};
 pub use lifecycle::{rollback, summary, uninstall, unknown_instance};

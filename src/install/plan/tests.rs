@@ -305,3 +305,127 @@ fn sample_state(lock: &Lock) -> InstanceState {
         major_upgrade: None,
     }
 }
+
+#[test]
+fn a_taken_port_is_a_typed_refusal_with_its_hint() {
+    let lock = crate::lock::tests::sample();
+    let mut facts = bare_host();
+    facts.requested_port_free = false;
+    let mut o = opts();
+    o.port = Some(5432);
+    let e = install(&lock, &o, &facts).unwrap_err();
+    assert!(
+        matches!(
+            e.typed::<PlanError>(),
+            Some(PlanError::PortTaken { port: 5432 })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.kind, crate::Kind::Host);
+    assert_eq!(e.to_string(), "port 5432 is taken by another program");
+    assert_eq!(e.hint.as_deref(), Some("pass another --port"));
+
+    // The port of another pgoci instance names that instance.
+    let mut other = sample_state(&lock);
+    other.instance = InstanceName::parse("other").unwrap();
+    other.port = 5432;
+    other.data_dir = "/r/var/lib/pgoci/other/data".into();
+    facts.others.push(other);
+    let e = install(&lock, &o, &facts).unwrap_err();
+    match e.typed::<PlanError>() {
+        Some(PlanError::PortOfInstance { port, owner }) => {
+            assert_eq!(*port, 5432);
+            assert_eq!(owner.as_str(), "other");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.kind, crate::Kind::Host);
+    assert_eq!(e.to_string(), "port 5432 is used by instance other");
+    assert_eq!(e.hint.as_deref(), Some("pass another --port"));
+}
+
+#[test]
+fn a_data_dir_that_is_not_pgocis_is_a_typed_refusal_naming_it() {
+    let lock = crate::lock::tests::sample();
+    let mut facts = bare_host();
+    facts.data_dir.state = DataDirState::NonEmpty;
+    let e = install(&lock, &opts(), &facts).unwrap_err();
+    match e.typed::<PlanError>() {
+        Some(PlanError::DataDirNotPgocis { path }) => {
+            assert_eq!(path, Path::new("/r/var/lib/pgoci/main/data"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.kind, crate::Kind::Host);
+    assert_eq!(
+        e.to_string(),
+        "data dir /r/var/lib/pgoci/main/data is not empty and was not created by pgoci; refusing to touch it"
+    );
+    assert_eq!(e.hint.as_deref(), Some("pass an empty or new --data-dir"));
+
+    facts.data_dir.state = DataDirState::Initialised {
+        major: Some(lock.major()),
+    };
+    let e = install(&lock, &opts(), &facts).unwrap_err();
+    assert!(matches!(
+        e.typed::<PlanError>(),
+        Some(PlanError::DataDirForeignCluster { .. })
+    ));
+    assert_eq!(e.kind, crate::Kind::Host);
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("pass an empty or new --data-dir (pgoci never adopts existing data)")
+    );
+
+    facts.data_dir.state = DataDirState::Initialised { major: None };
+    let e = install(&lock, &opts(), &facts).unwrap_err();
+    assert!(matches!(
+        e.typed::<PlanError>(),
+        Some(PlanError::DataDirOtherMajor { found: None, .. })
+    ));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "data dir /r/var/lib/pgoci/main/data holds PostgreSQL unknown data; this lock is for {}",
+            lock.major()
+        )
+    );
+}
+
+#[test]
+fn another_major_and_unknown_instances_are_typed() {
+    let lock = crate::lock::tests::sample();
+    let mut facts = bare_host();
+    let mut prev = sample_state(&lock);
+    prev.major = 14;
+    facts.previous = Some(prev);
+    let e = install(&lock, &opts(), &facts).unwrap_err();
+    match e.typed::<PlanError>() {
+        Some(PlanError::OtherMajor {
+            running, lock: l, ..
+        }) => {
+            assert_eq!((*running, *l), (14, lock.major()))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.kind, crate::Kind::Host);
+
+    let facts = LifecycleFacts {
+        layout: opts().layout,
+        instance: main(),
+        state: None,
+        server_running: false,
+        service_files: BTreeMap::new(),
+    };
+    let e = rollback(&facts).unwrap_err();
+    assert!(matches!(
+        e.typed::<PlanError>(),
+        Some(PlanError::UnknownInstance { .. })
+    ));
+    assert_eq!(e.kind, crate::Kind::Usage);
+    assert_eq!(e.to_string(), "no instance named main under /r/opt/pgoci");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("`pgoci status` lists the instances")
+    );
+}

@@ -145,6 +145,11 @@ pub enum ServiceError {
     Failed { command: String, output: String },
     #[error("systemd-analyze verify rejects the unit {unit}: {complaint}")]
     UnitRejected { unit: String, complaint: String },
+    /// A name (instance, user, group) a unit cannot hold unquoted.
+    #[error("{what} {value:?} cannot be written into a systemd unit")]
+    Unwritable { what: &'static str, value: String },
+    #[error("cannot create a temp dir: {0}")]
+    TempDir(#[source] std::io::Error),
 }
 
 impl Classify for ServiceError {
@@ -152,6 +157,8 @@ impl Classify for ServiceError {
         match self {
             // The unit is rendered from the lock and flags: bad input, not a bug.
             ServiceError::UnitRejected { .. } => Kind::Integrity,
+            ServiceError::Unwritable { .. } => Kind::Usage,
+            ServiceError::TempDir(_) => Kind::Host,
             _ => Kind::Service,
         }
     }

@@ -4,7 +4,7 @@
 //! absolute path (not through `current`), so a switch is a unit change.
 
 use super::{ServiceError, ServiceKind, ServiceManager, ServiceSpec};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::install::{layout::HostLayout, postgres};
 use crate::names::InstanceName;
 use std::path::{Path, PathBuf};
@@ -216,9 +216,11 @@ pub fn render(spec: &ServiceSpec) -> Result<String> {
         ("group", spec.account.group.as_str()),
     ] {
         if !name_ok(value) {
-            return Err(Error::usage(format!(
-                "{what} {value:?} cannot be written into a systemd unit"
-            )));
+            return Err(ServiceError::Unwritable {
+                what,
+                value: value.to_string(),
+            }
+            .into());
         }
     }
     Ok(format!(
@@ -273,11 +275,9 @@ WantedBy=multi-user.target\n",
 /// Checks unit text with `systemd-analyze verify` (on a private copy, so
 /// a rejected unit is never installed). `Ok(false)`: the tool is missing.
 pub fn verify_text(unit_name: &str, text: &str) -> Result<bool> {
-    let dir = tempfile::tempdir()
-        .map_err(|e| Error::host(format!("cannot create a temp dir: {e}")).caused_by(e))?;
+    let dir = tempfile::tempdir().map_err(ServiceError::TempDir)?;
     let file = dir.path().join(unit_name);
-    std::fs::write(&file, text)
-        .map_err(|e| Error::host(format!("cannot write {}: {e}", file.display())))?;
+    std::fs::write(&file, text).with_path(&file, "write")?;
     let output = match Command::new("systemd-analyze")
         .arg("verify")
         .arg(&file)

@@ -598,14 +598,20 @@ impl Transaction {
 /// to remove it. Returns whether there was one. What it held can be read
 /// first through [`left_aside`].
 pub fn finish_removal(path: &Path) -> Result<bool> {
-    fsutil::remove_dir_if_exists(&aside_of(path)?)
+    match left_aside(path)? {
+        // Only a directory is what remove_tree leaves; anything else of
+        // that name is not pgoci's, and stays.
+        Some(aside) => fsutil::remove_dir_if_exists(&aside),
+        None => Ok(false),
+    }
 }
 
 /// Where a killed run's [`Transaction::remove_tree`] of `path` left it,
 /// if it did.
 pub fn left_aside(path: &Path) -> Result<Option<PathBuf>> {
     let aside = aside_of(path)?;
-    Ok(aside.is_dir().then_some(aside))
+    let is_dir = fs::symlink_metadata(&aside).is_ok_and(|m| m.is_dir());
+    Ok(is_dir.then_some(aside))
 }
 
 /// Where [`Transaction::remove_tree`] puts `path` until commit: beside it

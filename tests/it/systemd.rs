@@ -251,12 +251,20 @@ fn systemd_runs_the_hardened_unit_pgoci_writes() {
     bad_settings.extend(["--set", "shared_buffers=lots"]);
     let out = sd.run(&bad_settings);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let active = sd.run(&["systemctl", "is-active", "pgoci-sd.service"]);
     assert!(
-        sd.run(&["systemctl", "is-active", "pgoci-sd.service"])
-            .status
-            .success(),
-        "running again: {}",
-        String::from_utf8_lossy(&out.stderr)
+        active.status.success(),
+        "running again: {}\nis-active: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&active.stdout),
+        sd.text(&[
+            "journalctl",
+            "-u",
+            "pgoci-sd.service",
+            "--no-pager",
+            "-n",
+            "40"
+        ])
     );
     assert_eq!(
         sd.text(&["systemctl", "is-enabled", "pgoci-sd.service"]),

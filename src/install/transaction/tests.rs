@@ -610,4 +610,19 @@ fn a_removed_tree_comes_back_whole_or_goes_at_commit_and_nothing_beside_it_is_to
     assert!(!tx.remove_tree(&d.join("inst")).unwrap());
     tx.commit();
     assert!(!d.join(".tmp-removed-inst").exists());
+
+    // A killed uninstall's leftover is finished by finish_removal; a file
+    // or a link of that name is not one, and stays.
+    fs::create_dir_all(d.join(".tmp-removed-inst/generations")).unwrap();
+    assert!(finish_removal(&d.join("inst")).unwrap());
+    assert!(!d.join(".tmp-removed-inst").exists());
+    fs::write(d.join(".tmp-removed-inst"), "someone's").unwrap();
+    assert!(!finish_removal(&d.join("inst")).unwrap());
+    std::os::unix::fs::symlink(d.join("other"), d.join(".tmp-removed-x")).unwrap();
+    assert!(!finish_removal(&d.join("x")).unwrap());
+    assert_eq!(
+        fs::read_to_string(d.join(".tmp-removed-inst")).unwrap(),
+        "someone's"
+    );
+    assert_eq!(fs::read_to_string(d.join("other/keep")).unwrap(), "theirs");
 }

@@ -10,7 +10,7 @@ use pgoci::error::{Classify, Kind, Result};
 use pgoci::install::layout::HostLayout;
 use pgoci::install::locale::LocaleProvider;
 use pgoci::install::postgres::InitdbSettings;
-use pgoci::names::LocaleName;
+use pgoci::names::{ConfigParam, LocaleName};
 use pgoci::platform::Platform;
 use pgoci::registry::RegistryOptions;
 use std::collections::BTreeMap;
@@ -137,7 +137,7 @@ pub fn data_dir(path: Option<&PathBuf>) -> Result<()> {
 }
 
 /// `--set KEY=VALUE` flags, checked as PostgreSQL reads them.
-pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
+pub fn install_settings(values: &[String]) -> Result<BTreeMap<ConfigParam, String>> {
     values
         .iter()
         .map(|v| {
@@ -146,9 +146,9 @@ pub fn install_settings(values: &[String]) -> Result<BTreeMap<String, String>> {
                 .map(|(k, val)| (k.trim(), val))
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| FlagError::SetNotKeyValue(v.clone()))?;
-            let key = pgoci::names::ConfigParam::parse(k).map_err(FlagError::SetName)?;
+            let key = ConfigParam::parse(k).map_err(FlagError::SetName)?;
             pgoci::names::check_text(&format!("--set {k}"), val).map_err(FlagError::SetValue)?;
-            Ok((key.to_string(), val.to_string()))
+            Ok((key, val.to_string()))
         })
         .collect()
 }

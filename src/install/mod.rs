@@ -67,7 +67,7 @@ pub struct InstallOptions {
     /// `None`: the instance's own, or the host's default.
     pub service: Option<ServiceKind>,
     pub no_start: bool,
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<crate::names::ConfigParam, String>,
     pub initdb: InitdbSettings,
     /// Where the server's shared libraries may come from.
     pub libraries: libraries::LibraryMode,

@@ -100,7 +100,7 @@ pub struct InstanceState {
     pub user: String,
     pub service: ServiceKind,
     pub socket_dir: PathBuf,
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<crate::names::ConfigParam, String>,
     pub generations: Vec<GenerationState>,
     pub current: String,
     /// The collation libraries the data was last used with (the gate

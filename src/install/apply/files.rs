@@ -28,7 +28,7 @@ pub(crate) fn write_config(
     gen_dir: &Path,
     port: u16,
     socket_dir: &Path,
-    settings: &BTreeMap<String, String>,
+    settings: &BTreeMap<crate::names::ConfigParam, String>,
     data_dir: &Path,
     tx: &mut Transaction,
 ) -> Result<bool> {

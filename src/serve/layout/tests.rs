@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// A layout directory of `index.json` listing `manifest` (named

@@ -12,17 +12,20 @@
 
 pub mod auth;
 mod errors;
+mod push;
+mod roots;
 mod tokens;
 
 pub use auth::CredentialError;
 pub use errors::RegistryError;
+use roots::{
+    client_config, pem, setup_failed, system_roots_present, with_roots_env, NO_SYSTEM_ROOTS,
+};
 
 use crate::digest::Digest;
 use crate::error::Result;
 use futures_util::stream::BoxStream;
-use oci_client::client::{
-    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
-};
+use oci_client::client::{BlobResponse, Certificate};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
@@ -63,10 +66,6 @@ impl RawManifest {
         self.media_type == OCI_INDEX || self.media_type == DOCKER_LIST
     }
 }
-
-/// A CA certificate that signed nothing and whose key no one has: the
-/// trust store of a host that has none, so plain-HTTP registries work.
-const NO_SYSTEM_ROOTS: &[u8] = include_bytes!("no-system-roots.pem");
 
 /// One HTTP client (and its connection pool) with the auth state that
 /// goes with it: the tokens it holds and what each registry's ping said.
@@ -574,56 +573,6 @@ impl Registry {
         )
         .await
     }
-
-    /// Uploads a blob from a stream of chunks (chunked upload, never whole
-    /// in memory). `chunks` makes the stream, again if the upload must start
-    /// over with a new token.
-    pub async fn push_blob(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-        size: u64,
-        mut chunks: impl FnMut() -> BoxStream<
-            'static,
-            std::result::Result<bytes::Bytes, OciDistributionError>,
-        >,
-    ) -> Result<()> {
-        let what = format!("push of blob {digest} to {}", reference.whole());
-        let digest = digest.to_string();
-        let digest = digest.as_str();
-        self.request(reference, RegistryOperation::Push, &what, |client, _| {
-            let stream = chunks();
-            async move {
-                client
-                    .push_blob_stream(reference, stream, digest, Some(size))
-                    .await
-            }
-        })
-        .await?;
-        Ok(())
-    }
-
-    /// Uploads a manifest's exact bytes (so its digest stays the same).
-    pub async fn push_manifest(
-        &self,
-        reference: &Reference,
-        bytes: Vec<u8>,
-        media_type: &str,
-    ) -> Result<()> {
-        let what = format!("push of {}", reference.whole());
-        let content_type = reqwest_header(media_type)?;
-        let bytes = bytes::Bytes::from(bytes);
-        self.request(reference, RegistryOperation::Push, &what, |client, _| {
-            let (bytes, content_type) = (bytes.clone(), content_type.clone());
-            async move {
-                client
-                    .push_manifest_raw(reference, bytes, content_type)
-                    .await
-            }
-        })
-        .await?;
-        Ok(())
-    }
 }
 
 /// Tells `conn`'s client that `reference`'s registry wants no token (its
@@ -654,79 +603,6 @@ async fn no_token_needed(
     }
 }
 
-/// Whether the system's CA roots are there to be read, found as the TLS
-/// stack looks for them (`SSL_CERT_FILE` / `SSL_CERT_DIR` when either is
-/// set, else the usual places), without reading them.
-fn system_roots_present() -> bool {
-    let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
-    let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
-        .map(|d| std::env::split_paths(&d).collect())
-        .unwrap_or_default();
-    let (file, dirs) = if file.is_none() && dirs.is_empty() {
-        let found = openssl_probe::probe();
-        (found.cert_file, found.cert_dir)
-    } else {
-        (file, dirs)
-    };
-    let file_has = |f: &PathBuf| std::fs::metadata(f).is_ok_and(|m| m.len() > 0);
-    let dir_has = |d: &PathBuf| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
-    file.as_ref().is_some_and(file_has) || dirs.iter().any(dir_has)
-}
-
-/// Runs `build` with `SSL_CERT_FILE` naming a file that holds `roots` and
-/// `SSL_CERT_DIR` unset, then puts both back as they were. `oci-client`
-/// builds a default HTTP client inside every client it makes, whatever the
-/// settings, and that one reads the system's CA roots (from these
-/// variables when set) and panics when it finds none: this keeps it to
-/// one small file. Only while one thread runs (before the async runtime):
-/// the environment is the whole process's.
-fn with_roots_env<T>(roots: &[u8], build: impl FnOnce() -> T) -> Result<T> {
-    let file = tempfile::NamedTempFile::new()
-        .and_then(|mut f| std::io::Write::write_all(&mut f, roots).map(|_| f))
-        .map_err(|source| RegistryError::TempCaFile { source })?;
-    let saved = ["SSL_CERT_FILE", "SSL_CERT_DIR"].map(|k| (k, std::env::var_os(k)));
-    std::env::set_var("SSL_CERT_FILE", file.path());
-    std::env::remove_var("SSL_CERT_DIR");
-    let built = build();
-    for (key, value) in saved {
-        match value {
-            Some(v) => std::env::set_var(key, v),
-            None => std::env::remove_var(key),
-        }
-    }
-    Ok(built)
-}
-
-/// The client settings of pgoci: `extra` roots beside the system's, or
-/// `only` these roots.
-fn client_config(
-    options: &RegistryOptions,
-    extra: Vec<Certificate>,
-    only: Vec<Certificate>,
-) -> ClientConfig {
-    ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(options.insecure.clone()),
-        extra_root_certificates: extra,
-        tls_certs_only: only,
-        platform_resolver: None,
-        connect_timeout: Some(std::time::Duration::from_secs(10)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
-        user_agent: concat!("pgoci/", env!("CARGO_PKG_VERSION")),
-        ..Default::default()
-    }
-}
-
-fn pem(data: &[u8]) -> Certificate {
-    Certificate {
-        encoding: CertificateEncoding::Pem,
-        data: data.to_vec(),
-    }
-}
-
-fn setup_failed(source: OciDistributionError) -> RegistryError {
-    RegistryError::ClientSetup { source }
-}
-
 /// The media type a manifest declares, or the one its shape implies.
 pub fn media_type_of(bytes: &[u8]) -> String {
     #[derive(serde::Deserialize)]
@@ -745,13 +621,4 @@ pub fn media_type_of(bytes: &[u8]) -> String {
         }) => OCI_INDEX.into(),
         _ => OCI_MANIFEST.into(),
     }
-}
-
-fn reqwest_header(value: &str) -> Result<http::HeaderValue> {
-    http::HeaderValue::from_str(value).map_err(|_| {
-        RegistryError::BadMediaType {
-            media_type: value.to_string(),
-        }
-        .into()
-    })
 }

@@ -3,7 +3,7 @@
 //! against its digest as it is read, so nothing downstream can consume
 //! unverified bytes.
 
-use crate::digest::VerifyingReader;
+use crate::digest::{DigestError, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::limits::DOCUMENT_CAP;
 use crate::lock::Blob;
@@ -29,15 +29,17 @@ pub trait BlobSource: Send + Sync {
     /// before anything is allocated or read.
     fn read_small(&self, blob: &Blob) -> Result<Vec<u8>> {
         if blob.size > DOCUMENT_CAP {
-            return Err(Error::integrity(format!(
-                "blob {} is declared as {} bytes, more than the {DOCUMENT_CAP}-byte limit for a manifest or config",
-                blob.digest, blob.size
-            )));
+            return Err(DigestError::DeclaredTooLarge {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                limit: DOCUMENT_CAP,
+            }
+            .into());
         }
         let mut out = Vec::with_capacity(blob.size as usize);
         self.open(blob)?
             .read_to_end(&mut out)
-            .map_err(|e| Error::integrity(format!("{e}")))?;
+            .map_err(|e| DigestError::from_io(&blob.digest, e))?;
         Ok(out)
     }
 
@@ -49,7 +51,7 @@ pub trait BlobSource: Send + Sync {
         let mut reading =
             ReportingReader::new(checked, Phase::Verify, &blob.digest, blob.size, reporter);
         std::io::copy(&mut reading, &mut std::io::sink())
-            .map_err(|e| Error::integrity(format!("{e}")))?;
+            .map_err(|e| DigestError::from_io(&blob.digest, e))?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@ use crate::bundle::Bundle;
 use crate::companions::Role;
 use crate::error::{Error, Result};
 use crate::lock::Pinned;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use oci_client::errors::OciDistributionError;
 use serde::Serialize;
 use std::io::Read;
@@ -197,7 +197,7 @@ async fn index_referrers(
             "mediaType": crate::registry::OCI_INDEX,
             "manifests": entries,
         }))
-        .map_err(|e| Error::internal(format!("referrers index: {e}")))?;
+        .map_err(|e| Error::internal("cannot serialize a referrers index").caused_by(e))?;
         let digest = crate::digest::Digest::of_bytes(&index);
         registry
             .push_manifest(&tag_ref, index, crate::registry::OCI_INDEX)
@@ -274,10 +274,10 @@ fn stream_blob(
 /// Refuses a target that is not `host[:port][/namespace]`.
 pub fn check_target(target: &str) -> Result<()> {
     if target.is_empty() || target.contains("://") || target.contains('@') {
-        return Err(
-            Error::usage(format!("--to `{target}` is not REGISTRY[/NAMESPACE]"))
-                .hint("for example --to registry.example:5000/postgres"),
-        );
+        return Err(RegistryError::BadTarget {
+            target: target.to_string(),
+        }
+        .into());
     }
     Ok(())
 }

@@ -76,3 +76,59 @@ impl BlobSource for NoBlobs {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::digest::Digest;
+    use crate::progress::Silent;
+
+    fn blob(bytes: &[u8], size: u64) -> Blob {
+        Blob {
+            digest: Digest::of_bytes(bytes),
+            size,
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+        }
+    }
+
+    /// A cached blob that is not what its digest says is refused, as
+    /// the check's own typed error, in the words users have seen.
+    #[test]
+    fn a_corrupt_or_oversized_blob_is_a_typed_integrity_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let good = blob(b"{}", 2);
+        let path = cache.path(&good.digest);
+        std::fs::write(&path, b"{]").unwrap();
+        let err = cache.read_small(&good).unwrap_err();
+        assert!(
+            matches!(err.typed::<DigestError>(), Some(DigestError::Mismatch { expected, got: 2, .. }) if expected == &good.digest),
+            "{err:?}"
+        );
+        assert_eq!(err.kind.exit_code(), 5);
+        assert!(
+            err.message.starts_with(&format!(
+                "blob {} does not match its digest (got ",
+                good.digest
+            )),
+            "{}",
+            err.message
+        );
+        let err = cache.verify(&good, &Silent).unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<DigestError>(),
+                Some(DigestError::Mismatch { .. })
+            ),
+            "{err:?}"
+        );
+        let huge = blob(b"{}", DOCUMENT_CAP + 1);
+        let err = cache.read_small(&huge).unwrap_err();
+        assert!(
+            matches!(err.typed::<DigestError>(), Some(DigestError::DeclaredTooLarge { size, limit, .. }) if *size == DOCUMENT_CAP + 1 && *limit == DOCUMENT_CAP),
+            "{err:?}"
+        );
+        assert_eq!(err.kind.exit_code(), 5);
+    }
+}

@@ -297,4 +297,25 @@ mod tests {
             "reg.local/a/b:1"
         );
     }
+
+    #[test]
+    fn a_target_with_a_scheme_or_a_digest_is_a_usage_error() {
+        assert!(check_target("reg.local:5000/site").is_ok());
+        for bad in ["https://reg.local", "reg.local/a@sha256:00", ""] {
+            let err = check_target(bad).unwrap_err();
+            assert!(
+                matches!(err.typed::<RegistryError>(), Some(RegistryError::BadTarget { target }) if target == bad),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.message,
+                format!("--to `{bad}` is not REGISTRY[/NAMESPACE]")
+            );
+            assert_eq!(err.kind.exit_code(), 2);
+            assert_eq!(
+                err.hint.as_deref(),
+                Some("for example --to registry.example:5000/postgres")
+            );
+        }
+    }
 }

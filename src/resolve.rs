@@ -8,6 +8,7 @@ use crate::error::{Classify, Kind, Result};
 use crate::lock::{
     Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION,
 };
+use crate::names::ExtensionName;
 use crate::platform::{self, IndexEntry, Platform};
 use crate::profile::{substitute, Layout, Profile};
 use crate::registry::Registry;
@@ -84,7 +85,7 @@ pub fn plan(
     let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut queue: Vec<ExtRequest> = exts.to_vec();
     while let Some(req) = queue.pop() {
-        let Some(spec) = profile.extensions.get(req.name.as_str()) else {
+        let Some((known, spec)) = profile.extensions.get_key_value(req.name.as_str()) else {
             let names: Vec<&str> = profile
                 .extensions_for(major)
                 .map(|(n, _)| n.as_str())
@@ -101,7 +102,7 @@ pub fn plan(
         };
         if !spec.majors.contains(&major) {
             return Err(ResolveError::NotBuiltFor {
-                extension: req.name,
+                extension: known.clone(),
                 major,
                 built_for: spec.majors.clone(),
             }
@@ -111,7 +112,7 @@ pub fn plan(
             if !spec.versions(major).contains(v) {
                 return Err(ResolveError::UnknownVersion {
                     version: v.clone(),
-                    extension: req.name,
+                    extension: known.clone(),
                     major,
                     versions: spec.versions(major).to_vec(),
                 }
@@ -139,10 +140,13 @@ pub fn plan(
     let extensions = wanted
         .into_iter()
         .map(|(name, version)| {
-            let spec = &profile.extensions[name.as_str()];
+            let (known, spec) = profile
+                .extensions
+                .get_key_value(name.as_str())
+                .expect("planned from the profile");
             let version = version.unwrap_or_else(|| spec.versions(major)[0].clone());
             let template = spec.image.get(major).ok_or_else(|| ResolveError::NoImage {
-                extension: name.clone(),
+                extension: known.clone(),
                 major,
             })?;
             let reference = substitute(template, major, &version);
@@ -482,7 +486,7 @@ pub enum ResolveError {
         joined(built_for)
     )]
     NotBuiltFor {
-        extension: String,
+        extension: ExtensionName,
         major: u32,
         built_for: Vec<u32>,
     },
@@ -492,14 +496,17 @@ pub enum ResolveError {
         joined(versions)
     )]
     UnknownVersion {
-        extension: String,
+        extension: ExtensionName,
         version: String,
         major: u32,
         versions: Vec<String>,
     },
     /// An extension built for `major` with no image given for it.
     #[error("profile gives no image of {extension} for major {major}")]
-    NoImage { extension: String, major: u32 },
+    NoImage {
+        extension: ExtensionName,
+        major: u32,
+    },
     /// An image index that is not JSON of an index.
     #[error("image index of {reference} is malformed: {source}")]
     IndexMalformed {

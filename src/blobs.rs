@@ -3,7 +3,7 @@
 //! against its digest as it is read, so nothing downstream can consume
 //! unverified bytes.
 
-use crate::digest::VerifyingReader;
+use crate::digest::{DigestError, VerifyingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::limits::DOCUMENT_CAP;
 use crate::lock::Blob;
@@ -29,15 +29,17 @@ pub trait BlobSource: Send + Sync {
     /// before anything is allocated or read.
     fn read_small(&self, blob: &Blob) -> Result<Vec<u8>> {
         if blob.size > DOCUMENT_CAP {
-            return Err(Error::integrity(format!(
-                "blob {} is declared as {} bytes, more than the {DOCUMENT_CAP}-byte limit for a manifest or config",
-                blob.digest, blob.size
-            )));
+            return Err(DigestError::DeclaredTooLarge {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                limit: DOCUMENT_CAP,
+            }
+            .into());
         }
         let mut out = Vec::with_capacity(blob.size as usize);
         self.open(blob)?
             .read_to_end(&mut out)
-            .map_err(|e| Error::integrity(format!("{e}")))?;
+            .map_err(|e| DigestError::from_io(&blob.digest, e))?;
         Ok(out)
     }
 
@@ -49,7 +51,7 @@ pub trait BlobSource: Send + Sync {
         let mut reading =
             ReportingReader::new(checked, Phase::Verify, &blob.digest, blob.size, reporter);
         std::io::copy(&mut reading, &mut std::io::sink())
-            .map_err(|e| Error::integrity(format!("{e}")))?;
+            .map_err(|e| DigestError::from_io(&blob.digest, e))?;
         Ok(())
     }
 }
@@ -72,5 +74,61 @@ impl BlobSource for NoBlobs {
             "planning read blob {}",
             blob.digest
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::digest::Digest;
+    use crate::progress::Silent;
+
+    fn blob(bytes: &[u8], size: u64) -> Blob {
+        Blob {
+            digest: Digest::of_bytes(bytes),
+            size,
+            media_type: "application/vnd.oci.image.config.v1+json".into(),
+        }
+    }
+
+    /// A cached blob that is not what its digest says is refused, as
+    /// the check's own typed error, in the words users have seen.
+    #[test]
+    fn a_corrupt_or_oversized_blob_is_a_typed_integrity_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let good = blob(b"{}", 2);
+        let path = cache.path(&good.digest);
+        std::fs::write(&path, b"{]").unwrap();
+        let err = cache.read_small(&good).unwrap_err();
+        assert!(
+            matches!(err.typed::<DigestError>(), Some(DigestError::Mismatch { expected, got: 2, .. }) if expected == &good.digest),
+            "{err:?}"
+        );
+        assert_eq!(err.kind.exit_code(), 5);
+        assert!(
+            err.message.starts_with(&format!(
+                "blob {} does not match its digest (got ",
+                good.digest
+            )),
+            "{}",
+            err.message
+        );
+        let err = cache.verify(&good, &Silent).unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<DigestError>(),
+                Some(DigestError::Mismatch { .. })
+            ),
+            "{err:?}"
+        );
+        let huge = blob(b"{}", DOCUMENT_CAP + 1);
+        let err = cache.read_small(&huge).unwrap_err();
+        assert!(
+            matches!(err.typed::<DigestError>(), Some(DigestError::DeclaredTooLarge { size, limit, .. }) if *size == DOCUMENT_CAP + 1 && *limit == DOCUMENT_CAP),
+            "{err:?}"
+        );
+        assert_eq!(err.kind.exit_code(), 5);
     }
 }

@@ -2,7 +2,7 @@
 //! against its `sha256:` digest before anything is unpacked or run, and this
 //! module is the one place that knows how.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Classify, Error, IoContext, Kind, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
@@ -43,17 +43,15 @@ impl Digest {
 impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::integrity(format!(
-                "unsupported digest `{s}`: only sha256 is supported"
-            ))
-        })?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError::Unsupported(s.to_string()))?;
         if hex.len() != 64
             || !hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(Error::integrity(format!("malformed digest `{s}`")));
+            return Err(DigestError::Malformed(s.to_string()).into());
         }
         Ok(Digest(s.to_string()))
     }
@@ -149,29 +147,93 @@ impl<R: Read> Read for VerifyingReader<R> {
         };
         hasher.update(&buf[..n]);
         if hasher.len() > self.expected_size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "blob {} is longer than its {} bytes",
-                    self.expected, self.expected_size
-                ),
-            ));
+            return Err(DigestError::TooLong {
+                digest: self.expected.clone(),
+                size: self.expected_size,
+            }
+            .into_io());
         }
         if n == 0 {
             let hasher = self.hasher.take().expect("checked above");
-            let size = hasher.len();
+            let got = hasher.len();
             let actual = hasher.finish();
-            if size != self.expected_size || actual != self.expected {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "blob {} does not match its digest (got {actual}, {size} of {} bytes)",
-                        self.expected, self.expected_size
-                    ),
-                ));
+            if got != self.expected_size || actual != self.expected {
+                return Err(DigestError::Mismatch {
+                    expected: self.expected.clone(),
+                    actual,
+                    got,
+                    size: self.expected_size,
+                }
+                .into_io());
             }
         }
         Ok(n)
+    }
+}
+
+/// What is wrong with a digest, or with bytes checked against one.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    /// A digest of another algorithm than sha256 (or none at all).
+    #[error("unsupported digest `{0}`: only sha256 is supported")]
+    Unsupported(String),
+    /// `sha256:` not followed by 64 lowercase hex characters.
+    #[error("malformed digest `{0}`")]
+    Malformed(String),
+    /// More bytes than the blob's declared size (found while reading).
+    #[error("blob {digest} is longer than its {size} bytes")]
+    TooLong { digest: Digest, size: u64 },
+    /// The bytes read, to their end, are not the blob: another digest or
+    /// another size (`got` bytes of the `size` declared).
+    #[error("blob {expected} does not match its digest (got {actual}, {got} of {size} bytes)")]
+    Mismatch {
+        expected: Digest,
+        actual: Digest,
+        got: u64,
+        size: u64,
+    },
+    /// A manifest or config declared larger than such a document may be:
+    /// refused before anything is read.
+    #[error("blob {digest} is declared as {size} bytes, more than the {limit}-byte limit for a manifest or config")]
+    DeclaredTooLarge {
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
+    /// A blob could not be read through its check (the store beneath
+    /// failed, or a check above did: the message is the cause's).
+    #[error("{source}")]
+    Unreadable {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl DigestError {
+    /// As the `InvalidData` error a reader fails with: the same words,
+    /// and [`DigestError::from_io`] finds the variant again.
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+
+    /// The digest error inside an I/O error from a [`VerifyingReader`],
+    /// or the I/O error as what made `digest` unreadable.
+    pub fn from_io(digest: &Digest, err: io::Error) -> Self {
+        if err.get_ref().is_some_and(|e| e.is::<DigestError>()) {
+            let inner = err.into_inner().expect("checked above");
+            return *inner.downcast::<DigestError>().expect("checked above");
+        }
+        DigestError::Unreadable {
+            digest: digest.clone(),
+            source: err,
+        }
+    }
+}
+
+impl Classify for DigestError {
+    fn kind(&self) -> Kind {
+        Kind::Integrity
     }
 }
 
@@ -186,8 +248,25 @@ mod tests {
             d.to_string(),
             "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!("sha256:XYZ".parse::<Digest>().is_err());
-        assert!("md5:abc".parse::<Digest>().is_err());
+        let err = "sha256:XYZ".parse::<Digest>().unwrap_err();
+        assert!(
+            matches!(err.typed::<DigestError>(), Some(DigestError::Malformed(s)) if s == "sha256:XYZ"),
+            "{err:?}"
+        );
+        assert_eq!(err.message, "malformed digest `sha256:XYZ`");
+        assert_eq!(err.kind, Kind::Integrity);
+        let err = "md5:abc".parse::<Digest>().unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<DigestError>(),
+                Some(DigestError::Unsupported(_))
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "unsupported digest `md5:abc`: only sha256 is supported"
+        );
     }
 
     #[test]
@@ -201,9 +280,33 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        let err = VerifyingReader::new(&b"hello!"[..], good, 5)
+        let wrong = Digest::of_bytes(b"hellp");
+        assert_eq!(
+            err.to_string(),
+            format!("blob {good} does not match its digest (got {wrong}, 5 of 5 bytes)")
+        );
+        // The check's own error comes back out of the I/O error whole.
+        assert!(matches!(
+            DigestError::from_io(&good, err),
+            DigestError::Mismatch { actual, got: 5, size: 5, .. } if actual == wrong
+        ));
+        let err = VerifyingReader::new(&b"hello!"[..], good.clone(), 5)
             .read_to_end(&mut out)
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            err.to_string(),
+            format!("blob {good} is longer than its 5 bytes")
+        );
+        assert!(matches!(
+            DigestError::from_io(&good, err),
+            DigestError::TooLong { size: 5, .. }
+        ));
+        // Any other failure to read is kept as the cause, in its words.
+        let other = DigestError::from_io(&good, io::Error::other("EIO"));
+        assert!(matches!(other, DigestError::Unreadable { .. }));
+        let other = Error::from(other);
+        assert_eq!(other.message, "EIO");
+        assert_eq!(other.kind, Kind::Integrity);
     }
 }

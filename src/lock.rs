@@ -4,7 +4,7 @@
 //! bytes (the "lock digest"), which names generations and bundles.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
 use crate::names::{
     check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
@@ -12,7 +12,7 @@ use crate::names::{
 use crate::profile::{Layout, RootfsPaths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The lock format version this build reads and writes.
 pub const LOCK_VERSION: u32 = 1;
@@ -127,8 +127,7 @@ pub struct Lock {
 impl Lock {
     /// The canonical bytes of this lock.
     pub fn to_yaml(&self) -> Result<String> {
-        let body = serde_saphyr::to_string(self)
-            .map_err(|e| Error::internal(format!("cannot serialize lock: {e}")))?;
+        let body = serde_saphyr::to_string(self).map_err(LockError::Serialize)?;
         let newline = if body.ends_with('\n') { "" } else { "\n" };
         Ok(format!(
             "# pgoci lock: generated, do not edit\n{body}{newline}"
@@ -144,24 +143,21 @@ impl Lock {
     /// checked as they are read (see [`crate::names`]), free text after;
     /// a lock that breaks a rule is exit 5 naming the field.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let lock: Lock = serde_saphyr::from_str(text).map_err(|e| {
-            Error::integrity(format!(
-                "{origin} is not a pgoci lock: {}",
-                e.to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ))
+        let lock: Lock = serde_saphyr::from_str(text).map_err(|source| LockError::Malformed {
+            origin: origin.to_string(),
+            source: Box::new(source),
         })?;
         if lock.version != LOCK_VERSION {
-            return Err(Error::usage(format!(
-                "{origin} is lock version {}, this pgoci reads version {LOCK_VERSION}",
-                lock.version
-            ))
-            .hint("re-create it with `pgoci resolve`"));
+            return Err(LockError::UnsupportedVersion {
+                origin: origin.to_string(),
+                version: lock.version,
+            }
+            .into());
         }
-        lock.check_text()
-            .map_err(|e| Error::integrity(format!("{origin}: {e}")))?;
+        lock.check_text().map_err(|source| LockError::Field {
+            origin: origin.to_string(),
+            source,
+        })?;
         Ok(lock)
     }
 
@@ -195,12 +191,21 @@ impl Lock {
 
     /// Reads and parses a lock file (at most [`DOCUMENT_CAP`] bytes).
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = read_file_capped(path, DOCUMENT_CAP).map_err(|e| match e {
-            ReadError::Io(e) => Error::usage(format!("cannot read lock {}: {e}", path.display())),
-            ReadError::TooLarge(_) => Error::integrity(format!("lock {} is {e}", path.display())),
+        let path = path.to_path_buf();
+        let bytes = read_file_capped(&path, DOCUMENT_CAP).map_err(|e| match e {
+            ReadError::Io(source) => LockError::Unreadable {
+                path: path.clone(),
+                source,
+            },
+            ReadError::TooLarge(limit) => LockError::TooLarge {
+                path: path.clone(),
+                limit,
+            },
         })?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::integrity(format!("lock {} is not UTF-8", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|source| LockError::NotUtf8 {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -227,6 +232,72 @@ impl Lock {
     pub fn download_size(&self) -> u64 {
         self.blobs().iter().map(|b| b.size).sum()
     }
+}
+
+/// Why a lock cannot be read or written. `origin` names where it came
+/// from (a path, or a file inside a bundle).
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The lock file cannot be opened or read.
+    #[error("cannot read lock {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Larger than any lock pgoci writes.
+    #[error("lock {} is larger than the {limit}-byte limit", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("lock {} is not UTF-8", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    /// Not YAML, or not the shape of a lock (the parser's words, on one line).
+    #[error("{origin} is not a pgoci lock: {}", one_line(&source.to_string()))]
+    Malformed {
+        origin: String,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A lock of another format version.
+    #[error("{origin} is lock version {version}, this pgoci reads version {LOCK_VERSION}")]
+    UnsupportedVersion { origin: String, version: u32 },
+    /// A free-text field with what no lock may hold (control characters).
+    #[error("{origin}: {source}")]
+    Field {
+        origin: String,
+        #[source]
+        source: Invalid,
+    },
+    /// The lock cannot be written as YAML (a bug).
+    #[error("cannot serialize lock: {0}")]
+    Serialize(#[source] serde_saphyr::ser::Error),
+}
+
+impl Classify for LockError {
+    fn kind(&self) -> Kind {
+        match self {
+            LockError::Unreadable { .. } | LockError::UnsupportedVersion { .. } => Kind::Usage,
+            LockError::Serialize(_) => Kind::Internal,
+            _ => Kind::Integrity,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            LockError::UnsupportedVersion { .. } => {
+                Some("re-create it with `pgoci resolve`".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A parser's message on one line, as every pgoci error is.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The signature of one artifact, in a lock: pointers to the blobs an
@@ -381,6 +452,92 @@ pub(crate) mod tests {
         let err = Lock::parse(&bad, "t").unwrap_err();
         assert!(
             err.message.contains("environment variable name"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_lock_of_another_version_is_refused_naming_it() {
+        let text = sample()
+            .to_yaml()
+            .unwrap()
+            .replacen("version: 1\n", "version: 2\n", 1);
+        let err = Lock::parse(&text, "old.lock").unwrap_err();
+        assert!(
+            matches!(
+                err.typed::<LockError>(),
+                Some(LockError::UnsupportedVersion { origin, version: 2 }) if origin == "old.lock"
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "old.lock is lock version 2, this pgoci reads version 1"
+        );
+        assert_eq!(err.kind.exit_code(), 2);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("re-create it with `pgoci resolve`")
+        );
+    }
+
+    #[test]
+    fn a_lock_that_is_not_one_keeps_the_parser_error_below() {
+        let err = Lock::parse("version: [1\n", "t.lock").unwrap_err();
+        assert!(
+            matches!(err.typed::<LockError>(), Some(LockError::Malformed { .. })),
+            "{err:?}"
+        );
+        assert!(
+            err.message.starts_with("t.lock is not a pgoci lock: "),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains('\n'), "{}", err.message);
+        assert_eq!(err.kind.exit_code(), 5);
+        assert_eq!(err.causes().count(), 1, "{err:?}");
+        // A field no lock may hold names it, as a typed error too.
+        let bad = sample().to_yaml().unwrap().replacen(
+            "platform: linux/amd64",
+            "platform: \"linux\\ramd64\"",
+            1,
+        );
+        let err = Lock::parse(&bad, "t").unwrap_err();
+        assert!(
+            matches!(err.typed::<LockError>(), Some(LockError::Field { source, .. }) if source.what == "platform"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_lock_file_too_large_or_missing_says_which() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.lock");
+        std::fs::write(&big, vec![b'#'; DOCUMENT_CAP as usize + 1]).unwrap();
+        let err = Lock::read(&big).unwrap_err();
+        assert!(
+            matches!(err.typed::<LockError>(), Some(LockError::TooLarge { limit, .. }) if *limit == DOCUMENT_CAP),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            format!(
+                "lock {} is larger than the {DOCUMENT_CAP}-byte limit",
+                big.display()
+            )
+        );
+        assert_eq!(err.kind.exit_code(), 5);
+        let gone = dir.path().join("gone.lock");
+        let err = Lock::read(&gone).unwrap_err();
+        assert!(
+            matches!(err.typed::<LockError>(), Some(LockError::Unreadable { path, .. }) if path == &gone),
+            "{err:?}"
+        );
+        assert_eq!(err.kind.exit_code(), 2);
+        assert!(
+            err.message
+                .starts_with(&format!("cannot read lock {}: ", gone.display())),
             "{}",
             err.message
         );

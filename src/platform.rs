@@ -1,7 +1,7 @@
 //! Platforms (`linux/amd64`) and picking a platform manifest out of an
 //! image index. Attestation entries (`unknown/unknown`) are never picked.
 
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind};
 use serde::Deserialize;
 use std::fmt;
 use std::str::FromStr;
@@ -40,8 +40,8 @@ impl Platform {
 }
 
 impl FromStr for Platform {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    type Err = PlatformError;
+    fn from_str(s: &str) -> Result<Self, PlatformError> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -54,9 +54,7 @@ impl FromStr for Platform {
                 arch: arch.to_string(),
                 variant: Some(variant.to_string()),
             }),
-            _ => Err(Error::usage(format!(
-                "--platform `{s}` is not OS/ARCH (for example linux/amd64)"
-            ))),
+            _ => Err(PlatformError::Malformed(s.to_string())),
         }
     }
 }
@@ -107,28 +105,66 @@ pub fn pick<'a>(
     entries: &'a [IndexEntry],
     want: &Platform,
     reference: &str,
-) -> Result<&'a IndexEntry> {
+) -> Result<&'a IndexEntry, PlatformError> {
     if let Some(hit) = entries
         .iter()
         .find(|e| e.platform.as_ref().is_some_and(|p| want.accepts(p)))
     {
         return Ok(hit);
     }
-    let offered: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.platform.as_ref())
-        .filter(|p| p.os != "unknown")
-        .map(|p| p.to_string())
-        .collect();
-    Err(Error::resolve(format!(
+    Err(PlatformError::NotInIndex {
+        reference: reference.to_string(),
+        want: want.clone(),
+        offered: entries
+            .iter()
+            .filter_map(|e| e.platform.as_ref())
+            .filter(|p| p.os != "unknown")
+            .map(|p| p.to_string())
+            .collect(),
+    })
+}
+
+/// A platform that is not one, or that an image does not offer.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// `--platform` given as something other than `OS/ARCH[/VARIANT]`.
+    #[error("--platform `{0}` is not OS/ARCH (for example linux/amd64)")]
+    Malformed(String),
+    /// An image index with no manifest for the platform wanted; `offered`
+    /// are the platforms it has (attestations left out).
+    #[error(
         "{reference} has no image for platform {want}; it offers: {}",
-        if offered.is_empty() {
-            "none".into()
-        } else {
-            offered.join(", ")
+        list_or_none(offered)
+    )]
+    NotInIndex {
+        reference: String,
+        want: Platform,
+        offered: Vec<String>,
+    },
+}
+
+fn list_or_none(offered: &[String]) -> String {
+    if offered.is_empty() {
+        "none".into()
+    } else {
+        offered.join(", ")
+    }
+}
+
+impl Classify for PlatformError {
+    fn kind(&self) -> Kind {
+        match self {
+            PlatformError::Malformed(_) => Kind::Usage,
+            PlatformError::NotInIndex { .. } => Kind::Resolve,
         }
-    ))
-    .hint("pass --platform with one of those"))
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlatformError::Malformed(_) => None,
+            PlatformError::NotInIndex { .. } => Some("pass --platform with one of those".into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -157,11 +193,32 @@ mod tests {
         let amd: Platform = "linux/amd64".parse().unwrap();
         let err = pick(&entries, &amd, "r/x:1").unwrap_err();
         assert!(
-            err.message.contains("offers: linux/arm64"),
-            "{}",
-            err.message
+            matches!(&err, PlatformError::NotInIndex { offered, .. } if offered == &["linux/arm64"]),
+            "{err:?}"
+        );
+        let err = crate::error::Error::from(err);
+        assert_eq!(err.kind, Kind::Resolve);
+        assert_eq!(
+            err.message,
+            "r/x:1 has no image for platform linux/amd64; it offers: linux/arm64"
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("pass --platform with one of those")
         );
         let arm: Platform = "linux/arm64".parse().unwrap();
         assert_eq!(pick(&entries, &arm, "r").unwrap().digest, "b");
+    }
+
+    #[test]
+    fn a_platform_that_is_not_os_arch_is_a_usage_error() {
+        let err = "linux".parse::<Platform>().unwrap_err();
+        assert!(matches!(&err, PlatformError::Malformed(s) if s == "linux"));
+        let err = crate::error::Error::from(err);
+        assert_eq!(err.kind, Kind::Usage);
+        assert_eq!(
+            err.message,
+            "--platform `linux` is not OS/ARCH (for example linux/amd64)"
+        );
     }
 }

@@ -8,7 +8,7 @@ use crate::bundle::Bundle;
 use crate::companions::Role;
 use crate::error::{Error, Result};
 use crate::lock::Pinned;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryError};
 use oci_client::errors::OciDistributionError;
 use serde::Serialize;
 use std::io::Read;
@@ -197,7 +197,7 @@ async fn index_referrers(
             "mediaType": crate::registry::OCI_INDEX,
             "manifests": entries,
         }))
-        .map_err(|e| Error::internal(format!("referrers index: {e}")))?;
+        .map_err(|e| Error::internal("cannot serialize a referrers index").caused_by(e))?;
         let digest = crate::digest::Digest::of_bytes(&index);
         registry
             .push_manifest(&tag_ref, index, crate::registry::OCI_INDEX)
@@ -274,10 +274,10 @@ fn stream_blob(
 /// Refuses a target that is not `host[:port][/namespace]`.
 pub fn check_target(target: &str) -> Result<()> {
     if target.is_empty() || target.contains("://") || target.contains('@') {
-        return Err(
-            Error::usage(format!("--to `{target}` is not REGISTRY[/NAMESPACE]"))
-                .hint("for example --to registry.example:5000/postgres"),
-        );
+        return Err(RegistryError::BadTarget {
+            target: target.to_string(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -296,5 +296,26 @@ mod tests {
             retarget("ghcr.io/a/b:1", "reg.local").unwrap(),
             "reg.local/a/b:1"
         );
+    }
+
+    #[test]
+    fn a_target_with_a_scheme_or_a_digest_is_a_usage_error() {
+        assert!(check_target("reg.local:5000/site").is_ok());
+        for bad in ["https://reg.local", "reg.local/a@sha256:00", ""] {
+            let err = check_target(bad).unwrap_err();
+            assert!(
+                matches!(err.typed::<RegistryError>(), Some(RegistryError::BadTarget { target }) if target == bad),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.message,
+                format!("--to `{bad}` is not REGISTRY[/NAMESPACE]")
+            );
+            assert_eq!(err.kind.exit_code(), 2);
+            assert_eq!(
+                err.hint.as_deref(),
+                Some("for example --to registry.example:5000/postgres")
+            );
+        }
     }
 }

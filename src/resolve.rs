@@ -4,10 +4,11 @@
 //! from digests.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Classify, Kind, Result};
 use crate::lock::{
     Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION,
 };
+use crate::names::ExtensionName;
 use crate::platform::{self, IndexEntry, Platform};
 use crate::profile::{substitute, Layout, Profile};
 use crate::registry::Registry;
@@ -16,6 +17,7 @@ use crate::suggest::nearest;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fmt::Display;
 
 /// One requested extension: `name` or `name@version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,59 +65,58 @@ pub fn plan(
     platform: &Platform,
 ) -> Result<Plan> {
     if !profile.server.majors.contains(&major) {
-        let majors: Vec<String> = profile.server.majors.iter().map(u32::to_string).collect();
-        return Err(Error::resolve(format!(
-            "major {major} is not in profile {}; it offers: {}",
-            profile.name,
-            majors.join(", ")
-        ))
-        .hint("pass --major with one of those, or another --profile"));
+        return Err(ResolveError::UnknownMajor {
+            major,
+            profile: profile.name.clone(),
+            offered: profile.server.majors.clone(),
+        }
+        .into());
     }
-    let platform_str = platform.to_string();
-    if !profile.platforms.contains(&platform_str) {
-        return Err(Error::resolve(format!(
-            "platform {platform_str} is not in profile {}; it offers: {}",
-            profile.name,
-            profile.platforms.join(", ")
-        )));
+    if !profile.platforms.contains(&platform.to_string()) {
+        return Err(ResolveError::PlatformNotInProfile {
+            platform: platform.clone(),
+            profile: profile.name.clone(),
+            offered: profile.platforms.clone(),
+        }
+        .into());
     }
     // Requested names, plus what they require, deduplicated and sorted so
     // the same set in any order gives the same lock.
     let mut wanted: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut queue: Vec<ExtRequest> = exts.to_vec();
     while let Some(req) = queue.pop() {
-        let Some(spec) = profile.extensions.get(req.name.as_str()) else {
+        let Some((known, spec)) = profile.extensions.get_key_value(req.name.as_str()) else {
             let names: Vec<&str> = profile
                 .extensions_for(major)
                 .map(|(n, _)| n.as_str())
                 .collect();
-            let near = nearest(&req.name, names.iter().copied());
-            return Err(Error::resolve(format!(
-                "unknown extension `{}` for PostgreSQL {major}; nearest: {}",
-                req.name,
-                if near.is_empty() {
-                    "(none)".into()
-                } else {
-                    near.join(", ")
-                }
-            ))
-            .hint(format!("`pgoci catalog --major {major}` lists them all")));
+            return Err(ResolveError::UnknownExtension {
+                nearest: nearest(&req.name, names.iter().copied())
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                name: req.name,
+                major,
+            }
+            .into());
         };
         if !spec.majors.contains(&major) {
-            let majors: Vec<String> = spec.majors.iter().map(u32::to_string).collect();
-            return Err(Error::resolve(format!(
-                "extension {} is not built for PostgreSQL {major}; it is for: {}",
-                req.name,
-                majors.join(", ")
-            )));
+            return Err(ResolveError::NotBuiltFor {
+                extension: known.clone(),
+                major,
+                built_for: spec.majors.clone(),
+            }
+            .into());
         }
         if let Some(v) = &req.version {
             if !spec.versions(major).contains(v) {
-                return Err(Error::resolve(format!(
-                    "extension {} has no version {v} for PostgreSQL {major}; versions: {}",
-                    req.name,
-                    spec.versions(major).join(", ")
-                )));
+                return Err(ResolveError::UnknownVersion {
+                    version: v.clone(),
+                    extension: known.clone(),
+                    major,
+                    versions: spec.versions(major).to_vec(),
+                }
+                .into());
             }
         }
         let entry = wanted.entry(req.name.clone()).or_insert(None);
@@ -139,12 +140,14 @@ pub fn plan(
     let extensions = wanted
         .into_iter()
         .map(|(name, version)| {
-            let spec = &profile.extensions[name.as_str()];
+            let (known, spec) = profile
+                .extensions
+                .get_key_value(name.as_str())
+                .expect("planned from the profile");
             let version = version.unwrap_or_else(|| spec.versions(major)[0].clone());
-            let template = spec.image.get(major).ok_or_else(|| {
-                Error::resolve(format!(
-                    "profile gives no image of {name} for major {major}"
-                ))
+            let template = spec.image.get(major).ok_or_else(|| ResolveError::NoImage {
+                extension: known.clone(),
+                major,
             })?;
             let reference = substitute(template, major, &version);
             Ok((name, version, reference))
@@ -322,8 +325,11 @@ async fn pin(
     let mut index = None;
     let mut index_manifest = None;
     if manifest.is_index() {
-        let doc: IndexDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            Error::integrity(format!("image index of {reference} is malformed: {e}"))
+        let doc: IndexDoc = serde_json::from_slice(&manifest.bytes).map_err(|source| {
+            ResolveError::IndexMalformed {
+                reference: reference.to_string(),
+                source,
+            }
         })?;
         let entry = platform::pick(&doc.manifests, platform, reference)?;
         let by_digest = parsed.clone_with_digest(entry.digest.clone());
@@ -333,19 +339,25 @@ async fn pin(
             registry.manifest(&by_digest).await?,
         ));
         if manifest.is_index() {
-            return Err(Error::resolve(format!(
-                "{reference}: nested image indexes are not supported"
-            )));
+            return Err(ResolveError::NestedIndex {
+                reference: reference.to_string(),
+            }
+            .into());
         }
     }
-    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes)
-        .map_err(|e| Error::integrity(format!("manifest of {reference} is malformed: {e}")))?;
+    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|source| {
+        ResolveError::ManifestMalformed {
+            reference: reference.to_string(),
+            source,
+        }
+    })?;
     for layer in &doc.layers {
         if crate::unpack::Compression::from_media_type(&layer.media_type).is_none() {
-            return Err(Error::resolve(format!(
-                "{reference} has a layer of unsupported media type {}",
-                layer.media_type
-            )));
+            return Err(ResolveError::UnsupportedLayer {
+                reference: reference.to_string(),
+                media_type: layer.media_type.clone(),
+            }
+            .into());
         }
     }
     let config = doc.config.to_blob()?;
@@ -404,27 +416,368 @@ async fn read_labels(
 ) -> Result<BTreeMap<String, String>> {
     const MAX_CONFIG: u64 = 4 << 20;
     if config.size > MAX_CONFIG {
-        return Err(Error::integrity(format!(
-            "config {} is {} bytes, more than a config can be",
-            config.digest, config.size
-        )));
+        return Err(ResolveError::ConfigTooLarge {
+            digest: config.digest.clone(),
+            size: config.size,
+        }
+        .into());
     }
     let mut stream = registry.blob_stream(reference, &config.digest).await?;
     let mut bytes = Vec::with_capacity(config.size as usize);
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| Error::registry(format!("reading config {}: {e}", config.digest)))?;
+        let chunk = chunk.map_err(|source| ResolveError::ConfigUnreadable {
+            digest: config.digest.clone(),
+            source,
+        })?;
         bytes.extend_from_slice(&chunk);
         if bytes.len() as u64 > config.size {
             break;
         }
     }
     if Digest::of_bytes(&bytes) != config.digest {
-        return Err(Error::integrity(format!(
-            "config blob {} does not match its digest",
-            config.digest
-        )));
+        return Err(ResolveError::ConfigDigest {
+            digest: config.digest.clone(),
+        }
+        .into());
     }
     let doc: ConfigDoc = serde_json::from_slice(&bytes).unwrap_or_default();
     Ok(doc.config.and_then(|c| c.labels).unwrap_or_default())
+}
+
+/// Why a request cannot be resolved: something the profile does not
+/// offer (exit 3, naming what it does), or an image that is not what
+/// pgoci can install (its index, manifest or config).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// A major the profile has no server for.
+    #[error(
+        "major {major} is not in profile {profile}; it offers: {}",
+        joined(offered)
+    )]
+    UnknownMajor {
+        major: u32,
+        profile: String,
+        offered: Vec<u32>,
+    },
+    /// A platform the profile does not list.
+    #[error(
+        "platform {platform} is not in profile {profile}; it offers: {}",
+        joined(offered)
+    )]
+    PlatformNotInProfile {
+        platform: Platform,
+        profile: String,
+        offered: Vec<String>,
+    },
+    /// An extension the profile does not have; `nearest` are the names
+    /// built for `major` closest to it.
+    #[error(
+        "unknown extension `{name}` for PostgreSQL {major}; nearest: {}",
+        nearest_or_none(nearest)
+    )]
+    UnknownExtension {
+        name: String,
+        major: u32,
+        nearest: Vec<String>,
+    },
+    /// An extension the profile has, but not built for `major`.
+    #[error(
+        "extension {extension} is not built for PostgreSQL {major}; it is for: {}",
+        joined(built_for)
+    )]
+    NotBuiltFor {
+        extension: ExtensionName,
+        major: u32,
+        built_for: Vec<u32>,
+    },
+    /// `name@version` with a version the profile does not offer.
+    #[error(
+        "extension {extension} has no version {version} for PostgreSQL {major}; versions: {}",
+        joined(versions)
+    )]
+    UnknownVersion {
+        extension: ExtensionName,
+        version: String,
+        major: u32,
+        versions: Vec<String>,
+    },
+    /// An extension built for `major` with no image given for it.
+    #[error("profile gives no image of {extension} for major {major}")]
+    NoImage {
+        extension: ExtensionName,
+        major: u32,
+    },
+    /// An image index that is not JSON of an index.
+    #[error("image index of {reference} is malformed: {source}")]
+    IndexMalformed {
+        reference: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An index whose entry for the platform is an index again.
+    #[error("{reference}: nested image indexes are not supported")]
+    NestedIndex { reference: String },
+    /// An image manifest that is not JSON of a manifest.
+    #[error("manifest of {reference} is malformed: {source}")]
+    ManifestMalformed {
+        reference: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A layer of a media type pgoci cannot unpack.
+    #[error("{reference} has a layer of unsupported media type {media_type}")]
+    UnsupportedLayer {
+        reference: String,
+        media_type: String,
+    },
+    /// A config blob declared larger than any config is.
+    #[error("config {digest} is {size} bytes, more than a config can be")]
+    ConfigTooLarge { digest: Digest, size: u64 },
+    /// The config blob's stream broke.
+    #[error("reading config {digest}: {source}")]
+    ConfigUnreadable {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config blob's bytes are not what its digest says.
+    #[error("config blob {digest} does not match its digest")]
+    ConfigDigest { digest: Digest },
+}
+
+impl Classify for ResolveError {
+    fn kind(&self) -> Kind {
+        use ResolveError::*;
+        match self {
+            IndexMalformed { .. }
+            | ManifestMalformed { .. }
+            | ConfigTooLarge { .. }
+            | ConfigDigest { .. } => Kind::Integrity,
+            ConfigUnreadable { .. } => Kind::Registry,
+            _ => Kind::Resolve,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::UnknownMajor { .. } => {
+                Some("pass --major with one of those, or another --profile".into())
+            }
+            ResolveError::UnknownExtension { major, .. } => {
+                Some(format!("`pgoci catalog --major {major}` lists them all"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `a, b, c`.
+fn joined<T: Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn nearest_or_none(nearest: &[String]) -> String {
+    if nearest.is_empty() {
+        "(none)".into()
+    } else {
+        nearest.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: &str = r#"
+name: t
+platforms: [linux/amd64]
+server:
+  majors: [15, 17]
+  image: "r/pg:{major}"
+  layout: tree
+extensions:
+  pg_cron:
+    image: "r/pg_cron:{version}-{major}"
+    versions: ["1.6.4", "1.4.2"]
+    majors: [15, 17]
+  pg_crondor:
+    image: "r/pg_crondor:{version}-{major}"
+    versions: ["1"]
+    majors: [17]
+  postgis:
+    image: "r/postgis:{version}-{major}"
+    versions: ["3.5"]
+    majors: [17]
+"#;
+
+    fn plan_of(major: u32, exts: &[&str]) -> Result<Plan> {
+        let profile = Profile::parse(PROFILE, "t").unwrap();
+        let exts: Vec<String> = exts.iter().map(|s| s.to_string()).collect();
+        plan(
+            &profile,
+            major,
+            &ExtRequest::parse_list(&exts),
+            &"linux/amd64".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_unknown_extension_names_the_nearest() {
+        let err = plan_of(17, &["pg_corn"]).err().unwrap();
+        let Some(ResolveError::UnknownExtension {
+            name,
+            major,
+            nearest,
+        }) = err.typed::<ResolveError>()
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!((name.as_str(), *major), ("pg_corn", 17));
+        assert!(nearest.iter().any(|n| n == "pg_cron"), "{nearest:?}");
+        assert_eq!(err.kind.exit_code(), 3);
+        assert_eq!(
+            err.message,
+            format!(
+                "unknown extension `pg_corn` for PostgreSQL 17; nearest: {}",
+                nearest.join(", ")
+            )
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("`pgoci catalog --major 17` lists them all")
+        );
+        // A major no extension is built for has no names to offer.
+        let none = ResolveError::UnknownExtension {
+            name: "x".into(),
+            major: 16,
+            nearest: vec![],
+        };
+        assert_eq!(
+            none.to_string(),
+            "unknown extension `x` for PostgreSQL 16; nearest: (none)"
+        );
+    }
+
+    #[test]
+    fn what_the_profile_does_not_offer_is_named_with_what_it_does() {
+        let err = plan_of(99, &[]).err().unwrap();
+        assert!(
+            matches!(
+                err.typed::<ResolveError>(),
+                Some(ResolveError::UnknownMajor { major: 99, offered, .. }) if offered == &[15, 17]
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "major 99 is not in profile t; it offers: 15, 17"
+        );
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("pass --major with one of those, or another --profile")
+        );
+        assert_eq!(err.kind.exit_code(), 3);
+
+        let err = plan_of(15, &["postgis"]).err().unwrap();
+        assert!(
+            matches!(
+                err.typed::<ResolveError>(),
+                Some(ResolveError::NotBuiltFor { major: 15, .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "extension postgis is not built for PostgreSQL 15; it is for: 17"
+        );
+        assert!(err.hint.is_none());
+
+        let err = plan_of(17, &["pg_cron@9"]).err().unwrap();
+        assert!(
+            matches!(err.typed::<ResolveError>(), Some(ResolveError::UnknownVersion { version, .. }) if version == "9"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "extension pg_cron has no version 9 for PostgreSQL 17; versions: 1.6.4, 1.4.2"
+        );
+
+        let profile = Profile::parse(PROFILE, "t").unwrap();
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        let err = plan(&profile, 17, &[], &arm).err().unwrap();
+        assert!(
+            matches!(err.typed::<ResolveError>(), Some(ResolveError::PlatformNotInProfile { platform, .. }) if platform == &arm),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.message,
+            "platform linux/arm64 is not in profile t; it offers: linux/amd64"
+        );
+        assert_eq!(err.kind.exit_code(), 3);
+    }
+
+    #[test]
+    fn what_an_image_gets_wrong_is_an_integrity_or_resolve_failure() {
+        let digest = Digest::of_bytes(b"config");
+        let malformed = serde_json::from_slice::<IndexDoc>(b"{}").err().unwrap();
+        let cases: Vec<(ResolveError, String, Kind)> = vec![
+            (
+                ResolveError::IndexMalformed {
+                    reference: "r/x:1".into(),
+                    source: malformed,
+                },
+                "image index of r/x:1 is malformed: missing field `manifests` at line 1 column 2"
+                    .into(),
+                Kind::Integrity,
+            ),
+            (
+                ResolveError::NestedIndex {
+                    reference: "r/x:1".into(),
+                },
+                "r/x:1: nested image indexes are not supported".into(),
+                Kind::Resolve,
+            ),
+            (
+                ResolveError::UnsupportedLayer {
+                    reference: "r/x:1".into(),
+                    media_type: "text/plain".into(),
+                },
+                "r/x:1 has a layer of unsupported media type text/plain".into(),
+                Kind::Resolve,
+            ),
+            (
+                ResolveError::ConfigTooLarge {
+                    digest: digest.clone(),
+                    size: 5 << 20,
+                },
+                format!("config {digest} is 5242880 bytes, more than a config can be"),
+                Kind::Integrity,
+            ),
+            (
+                ResolveError::ConfigUnreadable {
+                    digest: digest.clone(),
+                    source: std::io::Error::other("cut"),
+                },
+                format!("reading config {digest}: cut"),
+                Kind::Registry,
+            ),
+            (
+                ResolveError::ConfigDigest {
+                    digest: digest.clone(),
+                },
+                format!("config blob {digest} does not match its digest"),
+                Kind::Integrity,
+            ),
+        ];
+        for (err, message, kind) in cases {
+            let err = crate::error::Error::from(err);
+            assert_eq!(err.message, message);
+            assert_eq!(err.kind, kind, "{message}");
+            assert!(err.hint.is_none() && !err.transient, "{message}");
+        }
+    }
 }

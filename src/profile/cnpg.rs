@@ -75,12 +75,11 @@ fn version_of(reference: &str) -> String {
 }
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Profile> {
-    let catalog: Catalog = serde_saphyr::from_str(text).map_err(|e| {
-        Error::resolve(format!(
-            "image catalog {origin} is not valid: {}",
-            one_line(&e.to_string())
-        ))
-    })?;
+    let catalog: Catalog =
+        serde_saphyr::from_str(text).map_err(|source| ProfileError::CatalogMalformed {
+            origin: origin.to_string(),
+            source: Box::new(source),
+        })?;
     let mut images = BTreeMap::new();
     let mut extensions: BTreeMap<ExtensionName, ExtensionSpec> = BTreeMap::new();
     for image in &catalog.spec.images {

@@ -5,7 +5,7 @@
 //! `/etc/pgoci/profiles` or a path.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::{read_file_capped, ReadError, DOCUMENT_CAP};
 use crate::names::{
     check_text, ConfigParam, EnvKey, ExtensionName, ImagePath, Invalid, LibraryName,
@@ -215,13 +215,11 @@ impl Profile {
         }) {
             return cnpg::parse(text, origin);
         }
-        let mut profile: Profile = serde_saphyr::from_str(text).map_err(|e| {
-            Error::resolve(format!(
-                "profile {origin} is not valid: {}",
-                one_line(&e.to_string())
-            ))
-            .hint("see docs/formats.md for the profile format")
-        })?;
+        let mut profile: Profile =
+            serde_saphyr::from_str(text).map_err(|source| ProfileError::Malformed {
+                origin: origin.to_string(),
+                source: Box::new(source),
+            })?;
         profile.digest = Some(Digest::of_bytes(text.as_bytes()));
         profile.validate(origin)?;
         Ok(profile)
@@ -244,13 +242,12 @@ impl Profile {
             return Self::parse(&read_profile(&etc)?, &etc.display().to_string())
                 .map(|p| p.in_dir(etc.parent()));
         }
-        let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
-        Err(Error::usage(format!(
-            "no profile named `{name_or_path}` (embedded: {}; also looked in {})",
-            known.join(", "),
-            etc.display()
-        ))
-        .hint("pass --profile PATH to a profile YAML file"))
+        Err(ProfileError::NotFound {
+            name: name_or_path.to_string(),
+            embedded: EMBEDDED.iter().map(|(n, _)| *n).collect(),
+            looked_in: etc,
+        }
+        .into())
     }
 
     fn in_dir(self, dir: Option<&Path>) -> Self {
@@ -266,33 +263,44 @@ impl Profile {
         }
     }
 
-    fn validate(&self, origin: &str) -> Result<()> {
-        self.check_text()
-            .map_err(|e| Error::resolve(format!("profile {origin}: {e}")))?;
+    fn validate(&self, origin: &str) -> Result<(), ProfileError> {
+        let origin = || origin.to_string();
+        self.check_text().map_err(|source| ProfileError::Field {
+            origin: origin(),
+            source,
+        })?;
         for &major in &self.server.majors {
             if self.server.image.get(major).is_none() {
-                return Err(Error::resolve(format!(
-                    "profile {origin}: server.image has no entry for major {major}"
-                )));
+                return Err(ProfileError::NoServerImage {
+                    origin: origin(),
+                    major,
+                });
             }
             if self.server_layout(major) == Layout::Rootfs && self.server_paths(major).is_none() {
-                return Err(Error::resolve(format!(
-                    "profile {origin}: major {major} has layout rootfs but no server.paths"
-                )));
+                return Err(ProfileError::RootfsWithoutPaths {
+                    origin: origin(),
+                    major,
+                });
             }
         }
         for (name, ext) in &self.extensions {
-            if let Some(major) = ext.majors.iter().find(|m| ext.versions(**m).is_empty()) {
-                return Err(Error::resolve(format!(
-                    "profile {origin}: extension {name} lists no versions for major {major}"
-                )));
+            if let Some(&major) = ext.majors.iter().find(|m| ext.versions(**m).is_empty()) {
+                return Err(ProfileError::NoVersions {
+                    origin: origin(),
+                    extension: name.clone(),
+                    major,
+                });
             }
-            for req in &ext.requires {
-                if !self.extensions.contains_key(req) {
-                    return Err(Error::resolve(format!(
-                        "profile {origin}: extension {name} requires unknown extension {req}"
-                    )));
-                }
+            if let Some(req) = ext
+                .requires
+                .iter()
+                .find(|r| !self.extensions.contains_key(*r))
+            {
+                return Err(ProfileError::UnknownRequirement {
+                    origin: origin(),
+                    extension: name.clone(),
+                    requires: req.clone(),
+                });
             }
         }
         Ok(())
@@ -361,15 +369,25 @@ impl Profile {
 }
 
 mod cnpg;
+mod error;
+pub use error::ProfileError;
 
 /// Reads a profile file of at most [`DOCUMENT_CAP`] bytes (exit 3 beyond).
-fn read_profile(path: &Path) -> Result<String> {
+fn read_profile(path: &Path) -> Result<String, ProfileError> {
     let bytes = read_file_capped(path, DOCUMENT_CAP).map_err(|e| match e {
-        ReadError::Io(e) => Error::usage(format!("cannot read profile {}: {e}", path.display())),
-        ReadError::TooLarge(_) => Error::resolve(format!("profile {} is {e}", path.display())),
+        ReadError::Io(source) => ProfileError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        },
+        ReadError::TooLarge(limit) => ProfileError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        },
     })?;
-    String::from_utf8(bytes)
-        .map_err(|_| Error::resolve(format!("profile {} is not UTF-8", path.display())))
+    String::from_utf8(bytes).map_err(|source| ProfileError::NotUtf8 {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Substitutes `{major}` and `{version}` in a profile string.
@@ -377,11 +395,6 @@ pub fn substitute(template: &str, major: u32, version: &str) -> String {
     template
         .replace("{major}", &major.to_string())
         .replace("{version}", version)
-}
-
-/// Keeps parser errors to one line, as every pgoci error is.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A `signatures:` value as a profile writes it.

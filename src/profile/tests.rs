@@ -36,6 +36,106 @@ fn unknown_key_is_an_error_naming_it() {
     let bad = SAMPLE.replace("preload: pg_cron", "preloads: pg_cron");
     let err = Profile::parse(&bad, "sample").unwrap_err();
     assert!(err.message.contains("preloads"), "{}", err.message);
+    assert!(
+        matches!(err.typed::<ProfileError>(), Some(ProfileError::Malformed { origin, .. }) if origin == "sample"),
+        "{err:?}"
+    );
+    assert!(
+        err.message.starts_with("profile sample is not valid: "),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains('\n'), "{}", err.message);
+    assert_eq!(err.kind.exit_code(), 3);
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("see docs/formats.md for the profile format")
+    );
+    // The parser's own error is kept below, for `-v`.
+    assert_eq!(err.causes().count(), 1, "{err:?}");
+}
+
+#[test]
+fn a_profile_that_is_nowhere_is_a_usage_error_listing_the_embedded_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let err = Profile::load("nosuch", root.path()).unwrap_err();
+    let Some(ProfileError::NotFound {
+        name,
+        embedded,
+        looked_in,
+    }) = err.typed::<ProfileError>()
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(name, "nosuch");
+    assert_eq!(embedded, &["cnpg-trixie", "cnpg-bookworm"]);
+    assert_eq!(
+        looked_in,
+        &root.path().join("etc/pgoci/profiles/nosuch.yaml")
+    );
+    assert_eq!(err.kind.exit_code(), 2);
+    assert_eq!(
+        err.message,
+        format!(
+            "no profile named `nosuch` (embedded: cnpg-trixie, cnpg-bookworm; also looked in {})",
+            looked_in.display()
+        )
+    );
+    assert_eq!(
+        err.hint.as_deref(),
+        Some("pass --profile PATH to a profile YAML file")
+    );
+    // A path that cannot be read is a usage error too; one too large or
+    // not UTF-8 is a bad profile (exit 3).
+    let gone = root.path().join("gone.yaml");
+    let err = Profile::load(gone.to_str().unwrap(), root.path()).unwrap_err();
+    assert!(
+        matches!(err.typed::<ProfileError>(), Some(ProfileError::Unreadable { path, .. }) if path == &gone),
+        "{err:?}"
+    );
+    assert_eq!(err.kind.exit_code(), 2);
+    let latin = root.path().join("latin.yaml");
+    std::fs::write(&latin, b"name: caf\xe9\n").unwrap();
+    let err = Profile::load(latin.to_str().unwrap(), root.path()).unwrap_err();
+    assert!(
+        matches!(
+            err.typed::<ProfileError>(),
+            Some(ProfileError::NotUtf8 { .. })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.message,
+        format!("profile {} is not UTF-8", latin.display())
+    );
+    assert_eq!(err.kind.exit_code(), 3);
+}
+
+#[test]
+fn a_requirement_of_no_extension_names_both() {
+    let bad = SAMPLE.replace(
+        "preload: pg_cron",
+        "preload: pg_cron\n    requires: [pg_partman]",
+    );
+    let err = Profile::parse(&bad, "sample").unwrap_err();
+    let Some(ProfileError::UnknownRequirement {
+        origin,
+        extension,
+        requires,
+    }) = err.typed::<ProfileError>()
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        (origin.as_str(), extension.as_str(), requires.as_str()),
+        ("sample", "pg_cron", "pg_partman")
+    );
+    assert_eq!(
+        err.message,
+        "profile sample: extension pg_cron requires unknown extension pg_partman"
+    );
+    assert_eq!(err.kind.exit_code(), 3);
+    assert!(err.hint.is_none());
 }
 
 #[test]
@@ -126,6 +226,13 @@ fn versions_and_paths_may_be_given_per_major() {
         err.message.contains("no versions for major 15"),
         "{}",
         err.message
+    );
+    assert!(
+        matches!(
+            err.typed::<ProfileError>(),
+            Some(ProfileError::NoVersions { major: 15, extension, .. }) if extension.as_str() == "pg_cron"
+        ),
+        "{err:?}"
     );
 }
 

@@ -235,6 +235,9 @@ pub enum RegistryError {
         reference: String,
         source: oci_client::ParseError,
     },
+    /// A registry to push to (`--to`) that is not `host[:port][/namespace]`.
+    #[error("--to `{target}` is not REGISTRY[/NAMESPACE]")]
+    BadTarget { target: String },
     /// A media type that cannot be sent as a `Content-Type`.
     #[error("media type `{media_type}` is not a valid header")]
     BadMediaType { media_type: String },
@@ -268,7 +271,7 @@ impl Classify for RegistryError {
             | BlobDigest { .. }
             | BadMediaType { .. } => Kind::Integrity,
             BadReference { .. } => Kind::Resolve,
-            CaFile { .. } => Kind::Usage,
+            CaFile { .. } | BadTarget { .. } => Kind::Usage,
             TempCaFile { .. } | ClientSetup { .. } => Kind::Host,
             _ => Kind::Registry,
         }
@@ -290,6 +293,7 @@ impl Classify for RegistryError {
             ClientSetup { .. } => {
                 Some("install the ca-certificates package, or pass --ca-file".into())
             }
+            BadTarget { .. } => Some("for example --to registry.example:5000/postgres".into()),
             _ => None,
         }
     }

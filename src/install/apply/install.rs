@@ -1,23 +1,23 @@
 //! Applying an install (or same-major upgrade) plan: unpack, check the
 //! libraries, compose, the data checks, initdb, config, unit, switch, start.
 
+use super::compose::{compose_generation, GenerationInput};
 use super::files::{give, write_config, write_service_files};
 use super::{report, undo, ApplyError, Runner};
 use crate::blobs::BlobSource;
 use crate::error::{Error, Result};
 use crate::failpoint;
 use crate::install::facts::spec_of;
-use crate::install::generation::{self, ExtensionInput};
+use crate::install::generation;
 use crate::install::layout::HostLayout;
 use crate::install::plan::{self, InstallTarget, Plan, Step};
 use crate::install::privilege;
 use crate::install::service::{self, ServiceSpec};
-use crate::install::state::{ExtensionState, GenerationState, InstanceState};
+use crate::install::state::{GenerationState, InstanceState};
 use crate::install::transaction::Transaction;
 use crate::install::users::{self, Account, UserError};
 use crate::install::{postgres, store, InstallOptions, InstallReport};
 use crate::lock::Lock;
-use crate::names::InstanceName;
 use crate::progress::Reporter;
 use crate::unpack;
 use std::fs;
@@ -606,108 +606,4 @@ impl InstallApplier<'_> {
         }
         Ok(())
     }
-}
-
-/// What composing a generation needs.
-pub struct GenerationInput<'a> {
-    pub layout: &'a HostLayout,
-    pub instance: &'a InstanceName,
-    pub lock: &'a Lock,
-    pub lock_digest: &'a crate::digest::Digest,
-    pub source: &'a dyn BlobSource,
-    /// The library check of the artifacts (which loader, which image libraries).
-    pub libraries: Option<&'a crate::install::libraries::LibraryReport>,
-}
-
-/// Unpacks what the store lacks and composes generation `name` (renamed
-/// into place whole: one already there was left by a killed run and is
-/// taken as it is). Returns the generation and whether this call made it.
-pub fn compose_generation(
-    input: &GenerationInput,
-    name: &str,
-    reporter: &dyn Reporter,
-) -> Result<(GenerationState, bool)> {
-    let layout = input.layout;
-    let lock = input.lock;
-    let (server_dir, _) = store::ensure(
-        layout,
-        &lock.server.pinned,
-        input.source,
-        &unpack::keep_all,
-        reporter,
-    )?;
-    let mut ext_dirs = Vec::new();
-    for ext in &lock.extensions {
-        let (dir, _) = store::ensure(
-            layout,
-            &ext.pinned,
-            input.source,
-            &unpack::keep_all,
-            reporter,
-        )?;
-        ext_dirs.push(dir);
-    }
-    let dirs = generation::server_dirs(lock, &server_dir)?;
-    let dest = layout.generation(input.instance, name);
-    let inputs: Vec<ExtensionInput> = lock
-        .extensions
-        .iter()
-        .zip(&ext_dirs)
-        .map(|(e, d)| ExtensionInput {
-            name: &e.name,
-            store_dir: d,
-            ld_library_path: &e.ld_library_path,
-            env: &e.env,
-        })
-        .collect();
-    // A generation appears by rename, so one already there is whole: a
-    // run killed after composing it left it for us.
-    let created = !dest.is_dir();
-    if created {
-        let image_libs = input
-            .libraries
-            .map(|l| l.from_image.as_slice())
-            .unwrap_or_default();
-        let image_loader = input.libraries.and_then(|l| l.image_loader.as_deref());
-        generation::compose(
-            lock,
-            &dirs,
-            &server_dir,
-            &inputs,
-            image_libs,
-            image_loader,
-            &dest,
-        )?;
-    }
-    let version = if lock.server.version == "unknown" {
-        postgres::version_of_binary(&dest.join(&dirs.bin).join("postgres"))
-            .unwrap_or_else(|| "unknown".into())
-    } else {
-        lock.server.version.clone()
-    };
-    let env = generation::read_runtime_env(&dest);
-    let collation = crate::install::collation::of_generation(&dest, &dirs, &env);
-    let gen = GenerationState {
-        name: name.to_string(),
-        lock_digest: input.lock_digest.clone(),
-        server_version: version,
-        server_digest: lock.server.pinned.digest.clone(),
-        extensions: lock
-            .extensions
-            .iter()
-            .map(|e| ExtensionState {
-                name: e.name.to_string(),
-                version: e.version.clone(),
-                digest: e.pinned.digest.clone(),
-            })
-            .collect(),
-        dirs,
-        store: lock
-            .artifacts()
-            .map(|a| a.digest.hex().to_string())
-            .collect(),
-        major: Some(lock.major()),
-        collation: Some(collation),
-    };
-    Ok((gen, created))
 }

@@ -41,15 +41,17 @@ impl crate::error::Classify for ApplyError {
     }
 }
 
+mod compose;
 mod files;
 mod gc;
 mod install;
 mod lifecycle;
 mod verify;
 
+pub use compose::{compose_generation, GenerationInput};
 pub(crate) use files::{write_config, write_service_files};
 pub use gc::{gc, plan_gc};
-pub use install::{check_collation, check_libraries, compose_generation, install, GenerationInput};
+pub use install::{check_collation, check_libraries, install};
 pub use lifecycle::{rollback, uninstall};
 pub use verify::verify;
 

@@ -516,6 +516,7 @@ fn the_applier_writes_nothing_but_through_the_transaction() {
     let sources = [
         ("apply/mod.rs", include_str!("../apply/mod.rs")),
         ("apply/install.rs", include_str!("../apply/install.rs")),
+        ("apply/compose.rs", include_str!("../apply/compose.rs")),
         ("apply/files.rs", include_str!("../apply/files.rs")),
         ("apply/lifecycle.rs", include_str!("../apply/lifecycle.rs")),
         ("apply/gc.rs", include_str!("../apply/gc.rs")),

@@ -7,7 +7,7 @@ use super::{
     output::{say, Outcome},
     prompt,
     pull::pull_lock,
-    settings::{self, initdb_settings, install_settings, parse_instance_name},
+    settings::{self, initdb_settings, install_settings, parse_instance_name, FlagError},
     Context,
 };
 use crate::cli::{ChangeArgs, InstallArgs};
@@ -64,11 +64,12 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     // them in passing would leave the old unit (or owner) behind.
     let user = match (&args.user, &existing) {
         (Some(u), Some(st)) if *u != st.user => {
-            return Err(Error::usage(format!(
-                "instance {instance} runs as user {}; --user {u} differs",
-                st.user
-            ))
-            .hint("leave --user out, or uninstall the instance and install it anew"))
+            return Err(FlagError::OtherUser {
+                instance: instance.clone(),
+                recorded: st.user.clone(),
+                given: u.clone(),
+            }
+            .into())
         }
         (Some(u), _) => u.clone(),
         (None, Some(st)) => st.user.clone(),
@@ -77,12 +78,12 @@ pub fn run(ctx: &Context, args: &InstallArgs) -> Result<Outcome> {
     let service = args.service.map(pgoci::install::service::ServiceKind::from);
     if let (Some(s), Some(st)) = (service, &existing) {
         if s != st.service {
-            return Err(Error::usage(format!(
-                "instance {instance} runs under {}; --service {} differs",
-                st.service.describe(),
-                s.describe()
-            ))
-            .hint("leave --service out, or uninstall the instance and install it anew"));
+            return Err(FlagError::OtherService {
+                instance: instance.clone(),
+                recorded: st.service.describe(),
+                given: s.describe(),
+            }
+            .into());
         }
     }
     pgoci::install::users::check_name(&user)?;

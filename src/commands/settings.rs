@@ -48,6 +48,20 @@ pub enum FlagError {
     TwoProviders,
     #[error("instance name: {0}")]
     InstanceName(#[source] pgoci::names::Invalid),
+    #[error("instance {instance} runs as user {recorded}; --user {given} differs")]
+    OtherUser {
+        instance: pgoci::names::InstanceName,
+        recorded: String,
+        given: String,
+    },
+    #[error("instance {instance} runs under {recorded}; --service {given} differs")]
+    OtherService {
+        instance: pgoci::names::InstanceName,
+        recorded: &'static str,
+        given: &'static str,
+    },
+    #[error("--major {major}, but the lock is for PostgreSQL {lock_major}")]
+    MajorOfLock { major: u32, lock_major: u32 },
 }
 
 impl Classify for FlagError {
@@ -64,7 +78,15 @@ impl Classify for FlagError {
             FlagError::Locale { .. } => "`locale -a` lists the host's locales; names look like de_DE.UTF-8, sr_RS@latin or C.UTF-8".into(),
             FlagError::TwoProviders => "pass one of them, with --locale-provider icu or builtin".into(),
             FlagError::InstanceName(_) => "use 1-63 of a-z, 0-9, _ and -, starting with a letter or digit".into(),
-            FlagError::SetNotKeyValue(_) | FlagError::SetValue(_) => return None,
+            FlagError::OtherUser { .. } => {
+                "leave --user out, or uninstall the instance and install it anew".into()
+            }
+            FlagError::OtherService { .. } => {
+                "leave --service out, or uninstall the instance and install it anew".into()
+            }
+            FlagError::SetNotKeyValue(_) | FlagError::SetValue(_) | FlagError::MajorOfLock { .. } => {
+                return None
+            }
         })
     }
 }

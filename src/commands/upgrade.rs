@@ -3,7 +3,7 @@
 //! `--finalize`.
 
 use super::install::{execute, open_bundle, Source};
-use super::settings::parse_instance_name;
+use super::settings::{parse_instance_name, FlagError};
 use super::{
     output::{say, Outcome},
     prompt,
@@ -111,10 +111,11 @@ fn major_upgrade(ctx: &Context, args: &UpgradeArgs, major: u32) -> Result<Outcom
                 })?,
             };
             if lock.major() != major {
-                return Err(Error::usage(format!(
-                    "--major {major}, but the lock is for PostgreSQL {}",
-                    lock.major()
-                )));
+                return Err(FlagError::MajorOfLock {
+                    major,
+                    lock_major: lock.major(),
+                }
+                .into());
             }
             let stored = lock
                 .artifacts()

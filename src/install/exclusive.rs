@@ -51,7 +51,7 @@ pub fn lock_path(layout: &HostLayout) -> PathBuf {
 
 /// A lock path that is not what pgoci makes there: exit 6, naming it.
 fn unsafe_lock(path: &Path, why: Unsafe) -> Error {
-    LockError::Unsafe {
+    PrefixLockError::Unsafe {
         path: path.to_path_buf(),
         why,
     }
@@ -80,7 +80,7 @@ pub enum Unsafe {
 
 /// The prefix lock cannot be had.
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub enum PrefixLockError {
     /// Not what pgoci makes there (a symlink, another owner…).
     #[error("refusing the prefix lock {}: {why}", path.display())]
     Unsafe { path: PathBuf, why: Unsafe },
@@ -89,17 +89,17 @@ pub enum LockError {
     Busy { prefix: PathBuf, lock: PathBuf },
 }
 
-impl Classify for LockError {
+impl Classify for PrefixLockError {
     fn kind(&self) -> Kind {
         Kind::Host
     }
 
     fn hint(&self) -> Option<String> {
         Some(match self {
-            LockError::Unsafe { .. } => {
+            PrefixLockError::Unsafe { .. } => {
                 "someone else made it; remove it (as root), then run again".into()
             }
-            LockError::Busy { .. } => {
+            PrefixLockError::Busy { .. } => {
                 "wait for it to finish, or run without --no-wait to wait".into()
             }
         })
@@ -172,7 +172,7 @@ impl PrefixGuard {
             Err(e) => return Err(e).with_path(&path, "lock"),
         }
         if no_wait {
-            return Err(LockError::Busy {
+            return Err(PrefixLockError::Busy {
                 prefix: layout.prefix.clone(),
                 lock: path,
             }
@@ -229,15 +229,15 @@ mod tests {
         let err = safe_dir(&link).expect_err("refused");
         assert!(err.message.contains("symlink"), "{}", err.message);
         assert!(matches!(
-            err.typed::<LockError>(),
-            Some(LockError::Unsafe {
+            err.typed::<PrefixLockError>(),
+            Some(PrefixLockError::Unsafe {
                 why: Unsafe::DirectorySymlink,
                 ..
             })
         ));
         let err = safe_dir(&open).expect_err("refused");
-        match err.typed::<LockError>() {
-            Some(LockError::Unsafe { path, why }) => {
+        match err.typed::<PrefixLockError>() {
+            Some(PrefixLockError::Unsafe { path, why }) => {
                 assert_eq!(path, &open);
                 assert_eq!(*why, Unsafe::DirectoryWritable(0o777));
             }

@@ -47,13 +47,7 @@ def main():
     for p, text in files.items():
         if on_top(p):
             continue
-        me = list(module_path(p))
-        for m in re.finditer(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", text):
-            rest = [x for x in m.group(2).split("::") if x]
-            parts = rest if m.group(1) == "crate" else me[:-1] + rest
-            while parts and parts[0] == "super":
-                parts = parts[1:]
-            target = resolve(parts)
+        for target in named(text, p, resolve):
             if target and target != p and not on_top(target):
                 edges[p].add(target)
 
@@ -95,7 +89,7 @@ def main():
         mine = modules.setdefault(top(p), set())
         for t in edges[p]:
             if not is_test(t) and not t.endswith("/lib.rs") and top(t) != top(p):
-                if imports(code, p, t, resolve):
+                if t in named(code, p, resolve):
                     mine.add(top(t))
     layer, path = {}, []
 
@@ -134,17 +128,17 @@ def main():
     print(f"no import circle among {len(files)} files of src/, nor among its {len(modules)} top-level modules")
 
 
-def imports(code, src, target, resolve):
-    """Whether `code` (a file's non-test code) names `target`."""
+def named(code, src, resolve):
+    """The files `code` (of the file `src`) names with `crate::` or `super::` paths."""
     me = list(module_path(src))
+    found = set()
     for m in re.finditer(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)", code):
         rest = [x for x in m.group(2).split("::") if x]
         parts = rest if m.group(1) == "crate" else me[:-1] + rest
         while parts and parts[0] == "super":
             parts = parts[1:]
-        if resolve(parts) == target:
-            return True
-    return False
+        found.add(resolve(parts))
+    return found
 
 
 main()

@@ -19,7 +19,8 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 
 pub use oci_spec::image::{
-    ArtifactManifest, Descriptor, ImageIndex, ImageManifest, MediaType, OciLayout,
+    ArtifactManifest, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType,
+    OciLayout, Platform,
 };
 
 /// The image-layout version pgoci writes and reads (`oci-layout`).
@@ -108,6 +109,35 @@ pub fn to_json<T: serde::Serialize>(doc: &T) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec(&value)
 }
 
+/// Which keys a document has, and the media type it declares (the other
+/// values are read once, as the document they make).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Shape {
+    media_type: Option<MediaType>,
+    config: Option<serde::de::IgnoredAny>,
+    manifests: Option<serde::de::IgnoredAny>,
+    blobs: Option<serde::de::IgnoredAny>,
+}
+
+/// The media type a manifest declares (`mediaType`), else the one its
+/// keys imply: an image index for one with `manifests`, an image manifest
+/// for anything else (unreadable bytes too). Only the keys are read, so a
+/// document refused later, when read as what it says, still says what it
+/// claims to be.
+pub fn media_type_of(bytes: &[u8]) -> MediaType {
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(Shape {
+            media_type: Some(declared),
+            ..
+        }) => declared,
+        Ok(Shape {
+            manifests: Some(_), ..
+        }) => MediaType::ImageIndex,
+        _ => MediaType::ImageManifest,
+    }
+}
+
 /// A manifest or an index, as its own bytes say: a document with
 /// `config` is an image manifest (OCI or Docker schema 2), one with
 /// `manifests` an image index (or Docker manifest list), one with
@@ -121,13 +151,6 @@ pub enum Document {
 
 impl Document {
     pub fn parse(bytes: &[u8]) -> serde_json::Result<Document> {
-        /// Which keys a document has (the values are read once, below).
-        #[derive(Deserialize)]
-        struct Shape {
-            config: Option<serde::de::IgnoredAny>,
-            manifests: Option<serde::de::IgnoredAny>,
-            blobs: Option<serde::de::IgnoredAny>,
-        }
         let shape: Shape = serde_json::from_slice(bytes)?;
         Ok(match shape {
             Shape {
@@ -139,6 +162,7 @@ impl Document {
                 config: None,
                 manifests: None,
                 blobs: Some(_),
+                ..
             } => Document::Artifact(serde_json::from_slice(bytes)?),
             _ => Document::Manifest(serde_json::from_slice(bytes)?),
         })
@@ -294,6 +318,30 @@ mod tests {
             Some("application/spdx+json")
         );
         assert!(Document::parse(b"{}").is_err());
+        // What a document says it is, its values unread.
+        assert_eq!(media_type_of(manifest.as_bytes()), MediaType::ImageManifest);
+        assert_eq!(media_type_of(index.as_bytes()), MediaType::ImageIndex);
+        assert_eq!(
+            media_type_of(artifact.as_bytes()),
+            MediaType::ArtifactManifest
+        );
+        let list = br#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":"not a list"}"#;
+        assert_eq!(
+            media_type_of(list).as_ref(),
+            "application/vnd.docker.distribution.manifest.list.v2+json"
+        );
+        assert_eq!(
+            media_type_of(br#"{"manifests":[{"digest":1}]}"#),
+            MediaType::ImageIndex
+        );
+        for other in [
+            &b"{}"[..],
+            b"[]",
+            b"{not json",
+            br#"{"mediaType":1,"manifests":[]}"#,
+        ] {
+            assert_eq!(media_type_of(other), MediaType::ImageManifest);
+        }
         assert!(Document::parse(b"[]").is_err());
     }
 }

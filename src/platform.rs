@@ -2,7 +2,7 @@
 //! image index. Attestation entries (`unknown/unknown`) are never picked.
 
 use crate::error::{Classify, Kind};
-use serde::Deserialize;
+use crate::oci::Descriptor;
 use std::fmt;
 use std::str::FromStr;
 
@@ -30,11 +30,22 @@ impl Platform {
         }
     }
 
+    /// The platform of an index entry, as oci-spec read it (its os and
+    /// architecture as the strings they were, but for oci-spec's one
+    /// lossy name: `armbe` reads as `arm64be`).
+    fn of_entry(entry: &crate::oci::Platform) -> Self {
+        Platform {
+            os: entry.os().to_string(),
+            arch: entry.architecture().to_string(),
+            variant: entry.variant().clone(),
+        }
+    }
+
     /// Whether an index entry's platform fits this one. A variant on our
     /// side must match; an entry's variant is accepted when we name none.
-    fn accepts(&self, entry: &IndexPlatform) -> bool {
+    fn accepts(&self, entry: &Platform) -> bool {
         entry.os == self.os
-            && entry.architecture == self.arch
+            && entry.arch == self.arch
             && (self.variant.is_none() || self.variant == entry.variant)
     }
 }
@@ -69,57 +80,26 @@ impl fmt::Display for Platform {
     }
 }
 
-/// The `platform` object of an image index entry.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IndexPlatform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl fmt::Display for IndexPlatform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Platform {
-            os: self.os.clone(),
-            arch: self.architecture.clone(),
-            variant: self.variant.clone(),
-        }
-        .fmt(f)
-    }
-}
-
-/// One entry of an image index's `manifests` list.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct IndexEntry {
-    pub media_type: Option<String>,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub platform: Option<IndexPlatform>,
-}
-
 /// Picks the entry for `want` from an index; an error lists what is offered.
 pub fn pick<'a>(
-    entries: &'a [IndexEntry],
+    entries: &'a [Descriptor],
     want: &Platform,
     reference: &str,
-) -> Result<&'a IndexEntry, PlatformError> {
-    if let Some(hit) = entries
-        .iter()
-        .find(|e| e.platform.as_ref().is_some_and(|p| want.accepts(p)))
-    {
+) -> Result<&'a Descriptor, PlatformError> {
+    let platforms = || {
+        entries
+            .iter()
+            .filter_map(|e| Some((e, Platform::of_entry(e.platform().as_ref()?))))
+    };
+    if let Some((hit, _)) = platforms().find(|(_, p)| want.accepts(p)) {
         return Ok(hit);
     }
     Err(PlatformError::NotInIndex {
         reference: reference.to_string(),
         want: want.clone(),
-        offered: entries
-            .iter()
-            .filter_map(|e| e.platform.as_ref())
-            .filter(|p| p.os != "unknown")
-            .map(|p| p.to_string())
+        offered: platforms()
+            .filter(|(_, p)| p.os != "unknown")
+            .map(|(_, p)| p.to_string())
             .collect(),
     })
 }
@@ -171,24 +151,29 @@ impl Classify for PlatformError {
 mod tests {
     use super::*;
 
-    fn entry(os: &str, arch: &str, digest: &str) -> IndexEntry {
-        IndexEntry {
-            media_type: None,
-            digest: digest.into(),
-            size: 1,
-            platform: Some(IndexPlatform {
-                os: os.into(),
-                architecture: arch.into(),
-                variant: None,
-            }),
-        }
+    fn entry(os: &str, arch: &str, variant: Option<&str>, seed: &[u8]) -> Descriptor {
+        let mut d = crate::oci::descriptor(
+            "application/vnd.oci.image.manifest.v1+json",
+            &crate::digest::Digest::of_bytes(seed),
+            1,
+        );
+        let mut platform = crate::oci::Platform::default();
+        platform.set_os(os.into());
+        platform.set_architecture(arch.into());
+        platform.set_variant(variant.map(String::from));
+        d.set_platform(Some(platform));
+        d
+    }
+
+    fn digest(d: &Descriptor) -> crate::digest::Digest {
+        crate::oci::digest_of(d).unwrap()
     }
 
     #[test]
     fn skips_attestations_and_lists_offers() {
         let entries = vec![
-            entry("unknown", "unknown", "a"),
-            entry("linux", "arm64", "b"),
+            entry("unknown", "unknown", None, b"a"),
+            entry("linux", "arm64", None, b"b"),
         ];
         let amd: Platform = "linux/amd64".parse().unwrap();
         let err = pick(&entries, &amd, "r/x:1").unwrap_err();
@@ -207,7 +192,60 @@ mod tests {
             Some("pass --platform with one of those")
         );
         let arm: Platform = "linux/arm64".parse().unwrap();
-        assert_eq!(pick(&entries, &arm, "r").unwrap().digest, "b");
+        assert_eq!(
+            digest(pick(&entries, &arm, "r").unwrap()),
+            crate::digest::Digest::of_bytes(b"b")
+        );
+    }
+
+    #[test]
+    fn a_variant_asked_for_must_match_one_not_asked_for_need_not() {
+        let mut entries = vec![
+            entry("linux", "arm", Some("v6"), b"v6"),
+            entry("linux", "arm", Some("v7"), b"v7"),
+        ];
+        let of = |d: &Descriptor| digest(d);
+        let v7: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(of(pick(&entries, &v7, "r").unwrap()), digest(&entries[1]));
+        let any: Platform = "linux/arm".parse().unwrap();
+        assert_eq!(of(pick(&entries, &any, "r").unwrap()), digest(&entries[0]));
+        let v8: Platform = "linux/arm/v8".parse().unwrap();
+        let err = pick(&entries, &v8, "r").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r has no image for platform linux/arm/v8; it offers: linux/arm/v6, linux/arm/v7"
+        );
+        // An entry without a platform is never picked, nor offered.
+        entries[0].set_platform(None);
+        entries[1].set_platform(None);
+        assert_eq!(
+            pick(&entries, &any, "r").unwrap_err().to_string(),
+            "r has no image for platform linux/arm; it offers: none"
+        );
+    }
+
+    #[test]
+    fn index_entries_read_as_oci_descriptors_keep_their_platform_names() {
+        // A Docker manifest list entry, with the keys Docker adds.
+        const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+        let d = crate::digest::Digest::of_bytes(b"m");
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{d}","size":7,"platform":{{"architecture":"386","os":"linux","os.features":["x"],"features":["sse4"]}}}},{{"mediaType":"{}","digest":"{d}","size":7,"platform":{{"architecture":"riscv64","os":"freebsd"}}}}]}}"#,
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            DOCKER_MANIFEST,
+            DOCKER_MANIFEST,
+        );
+        let index: crate::oci::ImageIndex = serde_json::from_str(&list).unwrap();
+        let want: Platform = "linux/amd64".parse().unwrap();
+        let err = pick(index.manifests(), &want, "r").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r has no image for platform linux/amd64; it offers: linux/386, freebsd/riscv64"
+        );
+        let want: Platform = "linux/386".parse().unwrap();
+        let hit = pick(index.manifests(), &want, "r").unwrap();
+        assert_eq!(hit.media_type().as_ref(), DOCKER_MANIFEST);
+        assert_eq!(digest(hit), d);
     }
 
     #[test]

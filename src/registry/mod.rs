@@ -603,22 +603,8 @@ async fn no_token_needed(
     }
 }
 
-/// The media type a manifest declares, or the one its shape implies.
+/// The media type a manifest declares, or the one its shape implies
+/// ([`crate::oci::media_type_of`]).
 pub fn media_type_of(bytes: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        media_type: Option<String>,
-        manifests: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(bytes) {
-        Ok(Probe {
-            media_type: Some(m),
-            ..
-        }) => m,
-        Ok(Probe {
-            manifests: Some(_), ..
-        }) => OCI_INDEX.into(),
-        _ => OCI_MANIFEST.into(),
-    }
+    crate::oci::media_type_of(bytes).to_string()
 }

@@ -12,13 +12,13 @@ use crate::lock::{
     Blob, ExtensionLock, Lock, Pinned, ProfileRef, Request, ServerLock, LOCK_VERSION,
 };
 use crate::names::ExtensionName;
-use crate::platform::{self, IndexEntry, Platform};
+use crate::oci::{self, Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use crate::platform::{self, Platform};
 use crate::profile::{substitute, Layout, Profile};
 use crate::registry::Registry;
 use crate::signature::{self, policy::Policies, Policy};
 use crate::suggest::nearest;
 use futures_util::StreamExt;
-use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
@@ -270,49 +270,13 @@ pub async fn resolve_signed(
     })
 }
 
-/// The parts of an image manifest pgoci reads.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ManifestDoc {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: u64,
-}
-
-impl Descriptor {
-    fn to_blob(&self) -> Result<Blob> {
-        Ok(Blob {
-            digest: self.digest.parse()?,
-            size: self.size,
-            media_type: self.media_type.clone(),
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct IndexDoc {
-    manifests: Vec<IndexEntry>,
-}
-
-/// Config labels, where the server version lives.
-#[derive(Deserialize, Default)]
-struct ConfigDoc {
-    #[serde(default)]
-    config: Option<ConfigInner>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase")]
-struct ConfigInner {
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
+/// The blob a descriptor names, its digest pgoci's sha256 [`Digest`].
+fn to_blob(d: &Descriptor) -> Result<Blob> {
+    Ok(Blob {
+        digest: oci::digest_of(d)?,
+        size: d.size(),
+        media_type: d.media_type().to_string(),
+    })
 }
 
 /// Pins a reference: tag → digest, index → platform manifest; returns the
@@ -328,14 +292,14 @@ async fn pin(
     let mut index = None;
     let mut index_manifest = None;
     if manifest.is_index() {
-        let doc: IndexDoc = serde_json::from_slice(&manifest.bytes).map_err(|source| {
+        let doc: ImageIndex = serde_json::from_slice(&manifest.bytes).map_err(|source| {
             ResolveError::IndexMalformed {
                 reference: reference.to_string(),
                 source,
             }
         })?;
-        let entry = platform::pick(&doc.manifests, platform, reference)?;
-        let by_digest = parsed.clone_with_digest(entry.digest.clone());
+        let entry = platform::pick(doc.manifests(), platform, reference)?;
+        let by_digest = parsed.clone_with_digest(oci::digest_of(entry)?.to_string());
         index = Some(manifest.digest.clone());
         index_manifest = Some(std::mem::replace(
             &mut manifest,
@@ -348,22 +312,23 @@ async fn pin(
             .into());
         }
     }
-    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|source| {
+    let doc: ImageManifest = serde_json::from_slice(&manifest.bytes).map_err(|source| {
         ResolveError::ManifestMalformed {
             reference: reference.to_string(),
             source,
         }
     })?;
-    for layer in &doc.layers {
-        if crate::unpack::Compression::from_media_type(&layer.media_type).is_none() {
+    for layer in doc.layers() {
+        let media_type = layer.media_type().as_ref();
+        if crate::unpack::Compression::from_media_type(media_type).is_none() {
             return Err(ResolveError::UnsupportedLayer {
                 reference: reference.to_string(),
-                media_type: layer.media_type.clone(),
+                media_type: media_type.to_string(),
             }
             .into());
         }
     }
-    let config = doc.config.to_blob()?;
+    let config = to_blob(doc.config())?;
     let labels = read_labels(registry, &parsed, &config).await?;
     let pinned = Pinned {
         reference: reference.to_string(),
@@ -372,11 +337,7 @@ async fn pin(
         media_type: manifest.media_type,
         index,
         config,
-        layers: doc
-            .layers
-            .iter()
-            .map(Descriptor::to_blob)
-            .collect::<Result<_>>()?,
+        layers: doc.layers().iter().map(to_blob).collect::<Result<_>>()?,
         signature: None,
     };
     let Some(policy) = policy else {
@@ -443,8 +404,17 @@ async fn read_labels(
         }
         .into());
     }
-    let doc: ConfigDoc = serde_json::from_slice(&bytes).unwrap_or_default();
-    Ok(doc.config.and_then(|c| c.labels).unwrap_or_default())
+    Ok(labels(&bytes))
+}
+
+/// The labels of an image config (oci-spec's [`ImageConfiguration`]); a
+/// config that is not one has none, as one without labels.
+fn labels(config: &[u8]) -> BTreeMap<String, String> {
+    serde_json::from_slice::<ImageConfiguration>(config)
+        .ok()
+        .and_then(|c| c.config().as_ref()?.labels().clone())
+        .map(|labels| labels.into_iter().collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -131,14 +131,16 @@ fn what_the_profile_does_not_offer_is_named_with_what_it_does() {
 #[test]
 fn what_an_image_gets_wrong_is_an_integrity_or_resolve_failure() {
     let digest = Digest::of_bytes(b"config");
-    let malformed = serde_json::from_slice::<IndexDoc>(b"{}").err().unwrap();
+    let malformed = serde_json::from_slice::<ImageIndex>(br#"{"schemaVersion":2}"#)
+        .err()
+        .unwrap();
     let cases: Vec<(ResolveError, String, Kind)> = vec![
         (
             ResolveError::IndexMalformed {
                 reference: "r/x:1".into(),
                 source: malformed,
             },
-            "image index of r/x:1 is malformed: missing field `manifests` at line 1 column 2"
+            "image index of r/x:1 is malformed: missing field `manifests` at line 1 column 19"
                 .into(),
             Kind::Integrity,
         ),
@@ -187,4 +189,55 @@ fn what_an_image_gets_wrong_is_an_integrity_or_resolve_failure() {
         assert_eq!(err.kind, kind, "{message}");
         assert!(err.hint.is_none() && !err.transient, "{message}");
     }
+}
+
+#[test]
+fn the_labels_of_a_config_are_read_as_oci_spec_reads_it() {
+    // A Docker config as umoci and buildah write them: Go maps of empty
+    // objects, nulls, history, keys oci-spec does not know.
+    let config = br#"{"architecture":"amd64","os":"linux","created":"2024-01-01T00:00:00Z",
+        "config":{"Env":["PATH=/usr/bin"],"ExposedPorts":{"5432/tcp":{}},"Volumes":null,
+        "Labels":{"org.opencontainers.image.version":"17.2","io.pgoci.pg.version":"17"},
+        "ArgsEscaped":true,"Healthcheck":{"Test":["NONE"]}},
+        "rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]},
+        "history":[{"created_by":"x","empty_layer":true}],"container_config":{}}"#;
+    let read = labels_of(config);
+    assert_eq!(read["org.opencontainers.image.version"], "17.2");
+    assert_eq!(read.len(), 2);
+    // Without labels, or not a config (an artifact's empty `{}`): none.
+    let bare = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    assert!(labels_of(bare).is_empty());
+    assert!(labels_of(b"{}").is_empty());
+    assert!(labels_of(b"not json").is_empty());
+}
+
+fn labels_of(config: &[u8]) -> BTreeMap<String, String> {
+    labels(config)
+}
+
+#[test]
+fn docker_schema_2_manifests_and_lists_read_as_oci_spec_documents() {
+    let d = Digest::of_bytes(b"x");
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{d}","size":1}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{d}","size":3}}]}}"#,
+        crate::registry::DOCKER_MANIFEST
+    );
+    let doc: ImageManifest = serde_json::from_str(&manifest).unwrap();
+    let layer = to_blob(&doc.layers()[0]).unwrap();
+    assert_eq!(
+        layer.media_type,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert!(crate::unpack::Compression::from_media_type(&layer.media_type).is_some());
+    assert_eq!((layer.digest, layer.size), (d.clone(), 3));
+    assert_eq!(
+        crate::registry::media_type_of(manifest.as_bytes()),
+        crate::registry::DOCKER_MANIFEST
+    );
+    // A digest of another algorithm is refused as pgoci's own parser does.
+    let other = manifest.replace(&d.to_string(), &format!("sha512:{}", "a".repeat(128)));
+    let doc: ImageManifest = serde_json::from_str(&other).unwrap();
+    let err = to_blob(doc.config()).unwrap_err();
+    assert_eq!(err.kind, Kind::Integrity);
+    assert!(err.message.contains("only sha256"), "{}", err.message);
 }

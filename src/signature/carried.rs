@@ -64,7 +64,7 @@ pub fn sets_for(
 /// are read; `None` if any is unreadable.
 fn read_set(manifest: &Blob, source: &dyn BlobSource) -> Option<SignatureSet> {
     let bytes = source.read_small(manifest).ok()?;
-    let parsed = cosign::SignatureManifest::parse(&bytes, &manifest.digest.to_string()).ok()?;
+    let parsed = cosign::parse_manifest(&bytes, &manifest.digest.to_string()).ok()?;
     let mut blobs = BTreeMap::new();
     for (digest, size) in super::payloads(&parsed) {
         let payload = Blob {

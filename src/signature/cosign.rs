@@ -5,8 +5,8 @@
 
 use super::error::{Rejection, SignatureError};
 use crate::digest::Digest;
+use crate::oci::{Descriptor, ImageManifest};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 /// Media type of a cosign signature layer (its blob is the payload).
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -28,39 +28,21 @@ pub fn signature_tag(digest: &Digest) -> String {
     format!("sha256-{}.sig", digest.hex())
 }
 
-/// A signature manifest: the parts pgoci reads.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SignatureManifest {
-    #[serde(default)]
-    pub layers: Vec<Layer>,
+/// Reads a signature manifest: an image manifest (oci-spec's
+/// [`ImageManifest`]) whose layers include the signatures.
+pub fn parse_manifest(bytes: &[u8], origin: &str) -> Result<ImageManifest, SignatureError> {
+    serde_json::from_slice(bytes).map_err(|source| SignatureError::ManifestMalformed {
+        origin: origin.to_string(),
+        source,
+    })
 }
 
-/// One layer of a signature manifest: one signature.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Layer {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl SignatureManifest {
-    pub fn parse(bytes: &[u8], origin: &str) -> Result<Self, SignatureError> {
-        serde_json::from_slice(bytes).map_err(|source| SignatureError::ManifestMalformed {
-            origin: origin.to_string(),
-            source,
-        })
-    }
-
-    /// The layers that are cosign signatures.
-    pub fn signatures(&self) -> impl Iterator<Item = &Layer> {
-        self.layers
-            .iter()
-            .filter(|l| l.media_type == SIMPLE_SIGNING)
-    }
+/// The layers of a signature manifest that are cosign signatures.
+pub fn signatures(manifest: &ImageManifest) -> impl Iterator<Item = &Descriptor> {
+    manifest
+        .layers()
+        .iter()
+        .filter(|l| l.media_type().as_ref() == SIMPLE_SIGNING)
 }
 
 /// The simple-signing payload: what a cosign signature says.

@@ -159,23 +159,15 @@ impl Subject<'_> {
                 }
                 .into());
             }
-            #[derive(serde::Deserialize)]
-            struct Index {
-                manifests: Vec<Entry>,
-            }
-            #[derive(serde::Deserialize)]
-            struct Entry {
-                digest: String,
-            }
-            let doc: Index =
+            let doc: crate::oci::ImageIndex =
                 serde_json::from_slice(bytes).map_err(|source| SignatureError::IndexMalformed {
                     image: self.image.to_string(),
                     source,
                 })?;
             if !doc
-                .manifests
+                .manifests()
                 .iter()
-                .any(|m| m.digest == self.digest.to_string())
+                .any(|m| crate::oci::describes(m, self.digest))
             {
                 return Err(SignatureError::IndexOmits {
                     image: self.image.to_string(),
@@ -250,7 +242,7 @@ fn check_set(
     if Digest::of_bytes(&set.manifest) != set.digest {
         return vec![(set.digest.to_string(), Err(Rejection::ManifestDigest))];
     }
-    let manifest = match cosign::SignatureManifest::parse(&set.manifest, &set.digest.to_string()) {
+    let manifest = match cosign::parse_manifest(&set.manifest, &set.digest.to_string()) {
         Ok(m) => m,
         Err(e) => {
             return vec![(
@@ -259,11 +251,10 @@ fn check_set(
             )]
         }
     };
-    manifest
-        .signatures()
+    cosign::signatures(&manifest)
         .map(|layer| {
             (
-                layer.digest.clone(),
+                layer.digest().to_string(),
                 check_layer(set, layer, signable, policy),
             )
         })
@@ -272,45 +263,36 @@ fn check_set(
 
 fn check_layer(
     set: &SignatureSet,
-    layer: &cosign::Layer,
+    layer: &crate::oci::Descriptor,
     signable: &[Digest],
     policy: &Policy,
 ) -> std::result::Result<Digest, Rejection> {
-    let digest: Digest = layer
-        .digest
-        .parse()
-        .map_err(|_| Rejection::LayerDigest(layer.digest.clone()))?;
+    let digest = crate::oci::digest_of(layer)
+        .map_err(|_| Rejection::LayerDigest(layer.digest().to_string()))?;
     let payload = set.blobs.get(&digest).ok_or(Rejection::PayloadMissing)?;
-    if Digest::of_bytes(payload) != digest || payload.len() as u64 != layer.size {
+    if Digest::of_bytes(payload) != digest || payload.len() as u64 != layer.size() {
         return Err(Rejection::PayloadDigest);
     }
     let signed = cosign::Payload::signed_digest(payload)?;
     if !signable.contains(&signed) {
         return Err(Rejection::SignsAnother(signed));
     }
-    let signature = layer
-        .annotations
-        .get(cosign::SIGNATURE_ANNOTATION)
-        .ok_or(Rejection::NoSignature)?;
+    let annotation = |key| crate::oci::annotation(layer, key);
+    let signature = annotation(cosign::SIGNATURE_ANNOTATION).ok_or(Rejection::NoSignature)?;
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
         .map_err(|_| Rejection::SignatureNotBase64)?;
     let key = match policy {
         Policy::Key { key, .. } => key.clone(),
         Policy::Keyless { identity, root } => {
-            let cert = layer
-                .annotations
-                .get(cosign::CERTIFICATE_ANNOTATION)
-                .ok_or(Rejection::NoCertificate)?;
+            let cert =
+                annotation(cosign::CERTIFICATE_ANNOTATION).ok_or(Rejection::NoCertificate)?;
             // With log keys configured, the certificate must have been
             // valid when the log recorded the signature; without, now.
             let time = if root.log_keys.is_empty() {
                 rustls_pki_types::UnixTime::now()
             } else {
-                let bundle = layer
-                    .annotations
-                    .get(cosign::BUNDLE_ANNOTATION)
-                    .ok_or(Rejection::NoLogBundle)?;
+                let bundle = annotation(cosign::BUNDLE_ANNOTATION).ok_or(Rejection::NoLogBundle)?;
                 let der = rekor::pem_der(cert.as_bytes())
                     .ok_or(Rejection::CertificateAnnotationNotPem)?;
                 let secs = rekor::verify_bundle(bundle, &root.log_keys, payload, &signature, &der)?;
@@ -318,10 +300,7 @@ fn check_layer(
             };
             keyless::verify_certificate(
                 cert,
-                layer
-                    .annotations
-                    .get(cosign::CHAIN_ANNOTATION)
-                    .map(String::as_str),
+                annotation(cosign::CHAIN_ANNOTATION),
                 root,
                 identity,
                 time,
@@ -372,7 +351,7 @@ pub async fn fetch(registry: &Registry, subject: Subject<'_>) -> Result<Vec<Sign
         if m.bytes.len() as u64 > MAX_MANIFEST {
             continue;
         }
-        let parsed = cosign::SignatureManifest::parse(&m.bytes, &digest.to_string())?;
+        let parsed = cosign::parse_manifest(&m.bytes, &digest.to_string())?;
         let mut blobs = BTreeMap::new();
         for (d, _) in payloads(&parsed) {
             let bytes = registry.small_blob(&reference, &d, MAX_PAYLOAD).await?;
@@ -392,14 +371,14 @@ pub async fn fetch(registry: &Registry, subject: Subject<'_>) -> Result<Vec<Sign
 /// declared sizes: its signature layers whose digest parses and whose
 /// size is within [`MAX_PAYLOAD`] (no other could be read, let alone
 /// verify). The same choice online ([`fetch`]) and offline ([`carried`]).
-fn payloads(manifest: &cosign::SignatureManifest) -> Vec<(Digest, u64)> {
+fn payloads(manifest: &crate::oci::ImageManifest) -> Vec<(Digest, u64)> {
     let mut out: Vec<(Digest, u64)> = Vec::new();
-    for layer in manifest.signatures() {
-        let Ok(d) = layer.digest.parse::<Digest>() else {
+    for layer in cosign::signatures(manifest) {
+        let Ok(d) = crate::oci::digest_of(layer) else {
             continue;
         };
-        if layer.size <= MAX_PAYLOAD && !out.iter().any(|(seen, _)| *seen == d) {
-            out.push((d, layer.size));
+        if layer.size() <= MAX_PAYLOAD && !out.iter().any(|(seen, _)| *seen == d) {
+            out.push((d, layer.size()));
         }
     }
     out

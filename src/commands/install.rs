@@ -205,7 +205,7 @@ pub(super) fn execute(
     }
     // Refused before a question is asked or a byte downloaded.
     if plan.changes_anything() {
-        pgoci::install::privilege::require(command, &opts.layout, Some(&opts.user))?;
+        pgoci::install::privilege::require(command, &opts.layout, &opts.user)?;
     }
     if interactive && plan.changes_anything() {
         say(format_args!(

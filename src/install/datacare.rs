@@ -229,7 +229,7 @@ pub fn resolve(
             st.instance, change.from, change.to
         )]);
     }
-    super::privilege::require("collation", layout, Some(&st.user))?;
+    super::privilege::require("collation", layout, &st.user)?;
     let private_port = if st.port == 50431 { 50430 } else { 50431 };
     let server = Server {
         bin: dir.join(&gen.dirs.bin),

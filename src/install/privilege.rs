@@ -56,8 +56,8 @@ impl Classify for PrivilegeError {
 }
 
 /// Fails unless this process may apply `command`'s changes to `layout`;
-/// `service_user` is the account the instance runs as (none for `gc`).
-pub fn require(command: &str, layout: &HostLayout, service_user: Option<&str>) -> Result<()> {
+/// `service_user` is the account the instance runs as.
+pub fn require(command: &str, layout: &HostLayout, service_user: &str) -> Result<()> {
     let me = rustix::process::geteuid();
     if me.is_root() {
         return Ok(());
@@ -79,17 +79,16 @@ pub fn require(command: &str, layout: &HostLayout, service_user: Option<&str>) -
     }
     let caller = users::by_uid(me.as_raw());
     let caller_name = caller.as_ref().map(|a| a.name.clone());
-    match service_user {
-        None => Ok(()),
-        Some(user) if caller_name.as_deref() == Some(user) => Ok(()),
-        Some(user) => Err(PrivilegeError::OtherUser {
-            command: command.to_string(),
-            uid: me.as_raw(),
-            user: user.to_string(),
-            caller: caller_name,
-        }
-        .into()),
+    if caller_name.as_deref() == Some(service_user) {
+        return Ok(());
     }
+    Err(PrivilegeError::OtherUser {
+        command: command.to_string(),
+        uid: me.as_raw(),
+        user: service_user.to_string(),
+        caller: caller_name,
+    }
+    .into())
 }
 
 /// Whether this process may create entries in `dir` (or, when it does not
@@ -115,7 +114,7 @@ mod tests {
             assert!(require(
                 "install",
                 &HostLayout::new(Path::new("/"), Path::new("/opt/pgoci")),
-                Some("postgres")
+                "postgres"
             )
             .is_ok());
             return;
@@ -123,7 +122,7 @@ mod tests {
         let err = require(
             "install",
             &HostLayout::new(Path::new("/"), Path::new("/opt/pgoci")),
-            Some("postgres"),
+            "postgres",
         )
         .unwrap_err();
         assert_eq!(err.kind, crate::error::Kind::Host);

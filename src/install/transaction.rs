@@ -290,8 +290,8 @@ impl Transaction {
     /// run left aside under the same name is deleted first: that run meant
     /// to remove it, and a re-run finishes what it began.
     pub fn remove_tree(&mut self, path: &Path) -> Result<bool> {
+        finish_removal(path)?;
         let aside = aside_of(path)?;
-        fsutil::remove_dir_if_exists(&aside)?;
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {

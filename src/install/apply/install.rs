@@ -43,7 +43,7 @@ pub fn install(
         return Ok(report(plan, runner.done));
     }
     let layout = &opts.layout;
-    privilege::require("install", layout, Some(&opts.user))?;
+    privilege::require("install", layout, &opts.user)?;
     let instance_dir = layout.instance(&opts.instance);
     let previous = InstanceState::read(&instance_dir)?;
     store::clean_temp(&layout.store());

@@ -31,7 +31,7 @@ pub fn rollback(
     let mut st = InstanceState::read(&instance_dir)?.ok_or_else(|| ApplyError::NoInstance {
         instance: instance.clone(),
     })?;
-    privilege::require("rollback", layout, Some(&st.user))?;
+    privilege::require("rollback", layout, &st.user)?;
     let target = st
         .generations
         .iter()
@@ -186,7 +186,7 @@ pub fn uninstall(
         InstanceState::read(&layout.instance(instance))?.ok_or_else(|| ApplyError::NoInstance {
             instance: instance.clone(),
         })?;
-    privilege::require("uninstall", layout, Some(&st.user))?;
+    privilege::require("uninstall", layout, &st.user)?;
     let mut tx = Transaction::new(layout);
     match uninstall_steps(plan, layout, &st, &mut runner, &mut tx) {
         Ok(()) => tx.commit(),

@@ -252,7 +252,7 @@ pub fn upgrade(req: &Request, reporter: &dyn Reporter) -> Result<MajorReport> {
         true => "upgrade --major --check (it runs pg_upgrade --check as the service user)",
         false => "upgrade --major",
     };
-    privilege::require(command, req.layout, Some(&st.user))?;
+    privilege::require(command, req.layout, &st.user)?;
     let to = req.lock.major();
     if let Some(rec) = st.major_upgrade.clone() {
         match (rec.to_major == to, rec.phase) {

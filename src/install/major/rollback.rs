@@ -51,7 +51,7 @@ pub fn rollback(
         }));
     }
     let (inst, mut st) = Instance::open(layout, instance)?;
-    privilege::require("rollback", layout, Some(&st.user))?;
+    privilege::require("rollback", layout, &st.user)?;
     let actions = rollback_major(&inst, &mut st, choice)?;
     Ok(Some(MajorReport {
         changed: true,
@@ -194,7 +194,7 @@ pub fn finalize(layout: &HostLayout, instance: &InstanceName, check: bool) -> Re
         });
     }
     let (inst, mut st) = Instance::open(layout, instance)?;
-    privilege::require("upgrade --finalize", layout, Some(&st.user))?;
+    privilege::require("upgrade --finalize", layout, &st.user)?;
     fsutil::remove_dir_if_exists(&rec.old_data_dir)?;
     failpoint::hit("finalize-after-remove");
     for g in &old_gens {
